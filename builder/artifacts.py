@@ -1,0 +1,223 @@
+"""The generated files: Questionnaires (and the coverage table), their stable
+JSON layout, and the register that keeps each canonical ``url|version`` bound
+to one content.
+
+``dtr build`` writes what :func:`generate` returns; the drift test compares it
+with the committed files. ``questionnaires/released.json`` records the SHA-256
+of every url|version ever built: building different content under a version
+already recorded is refused, so a change to the builder's output must bump
+``BUILDER_REVISION`` (or the policy version).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from builder.checks import check_questionnaire, iter_items
+from builder.policy import REQUEST_KINDS, AnyOf, Policy, walk
+from builder.questionnaire import build, index_policy, request_tree
+
+RELEASED = "released.json"
+
+
+def render_json(resource: dict[str, Any]) -> str:
+    """The committed layout: two-space indent, element order as built, one
+    trailing newline, so diffs show exactly what changed."""
+    return json.dumps(resource, indent=2, ensure_ascii=False) + "\n"
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Artifact:
+    filename: str
+    text: str
+    canonical: str | None = None  # url|version for FHIR canonical resources
+
+
+def questionnaires(policy: Policy) -> list[dict[str, Any]]:
+    built = [build(policy, kind) for kind in REQUEST_KINDS]
+    for questionnaire in built:
+        check_questionnaire(questionnaire)
+    return built
+
+
+def generate(policies: list[Policy]) -> list[Artifact]:
+    """Every generated FHIR file for these policies, checked."""
+    artifacts = []
+    for policy in policies:
+        for questionnaire in questionnaires(policy):
+            artifacts.append(
+                Artifact(
+                    filename=f"{questionnaire['id']}.json",
+                    text=render_json(questionnaire),
+                    canonical=f"{questionnaire['url']}|{questionnaire['version']}",
+                )
+            )
+    return artifacts
+
+
+class VersionNotBumped(ValueError):
+    pass
+
+
+def updated_register(artifacts: list[Artifact], register: dict[str, str]) -> dict[str, str]:
+    """The register with these artifacts added; refuses a new content under a
+    url|version it already records."""
+    result = dict(register)
+    clashes = []
+    for artifact in artifacts:
+        if artifact.canonical is None:
+            continue
+        known = result.get(artifact.canonical)
+        if known is not None and known != digest(artifact.text):
+            clashes.append(artifact.canonical)
+        result[artifact.canonical] = digest(artifact.text)
+    if clashes:
+        raise VersionNotBumped(
+            "the content of "
+            + ", ".join(clashes)
+            + " changed but its version did not: bump BUILDER_REVISION in builder/questionnaire.py"
+            " (or the policy version) and build again"
+        )
+    return dict(sorted(result.items()))
+
+
+def read_register(folder: Path) -> dict[str, str]:
+    path = folder / RELEASED
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def write(folder: Path, artifacts: list[Artifact]) -> list[Path]:
+    """Write the artifacts and the updated register; returns the files written."""
+    register = updated_register(artifacts, read_register(folder))
+    written = []
+    for artifact in artifacts:
+        path = folder / artifact.filename
+        path.write_text(artifact.text, encoding="utf-8")
+        written.append(path)
+    register_path = folder / RELEASED
+    register_path.write_text(json.dumps(register, indent=2) + "\n", encoding="utf-8")
+    written.append(register_path)
+    return written
+
+
+# --- the coverage table -------------------------------------------------------
+
+
+def _templates() -> Environment:
+    env = Environment(
+        loader=PackageLoader("builder", "templates"),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,  # Markdown, not HTML
+    )
+    env.filters["cell"] = lambda value: str(value).replace("|", "\\|").replace("\n", " ")
+    return env
+
+
+def _describe_condition(condition: dict[str, Any]) -> str:
+    answer_key = next(k for k in condition if k.startswith("answer"))
+    answer = condition[answer_key]
+    if answer_key == "answerCoding":
+        answer = answer["code"]
+    elif isinstance(answer, bool):
+        answer = str(answer).lower()
+    return f"{condition['question']} {condition['operator']} {answer}"
+
+
+def _links_by_section(questionnaire: dict[str, Any]) -> dict[str, list[dict[str, str]]]:
+    links: dict[str, list[dict[str, str]]] = {}
+    for item, _depth in iter_items(questionnaire["item"]):
+        conditions = [_describe_condition(c) for c in item.get("enableWhen", [])]
+        joiner = " or " if item.get("enableBehavior") == "any" else " and "
+        for code in item.get("code", []):
+            links.setdefault(code["code"], []).append(
+                {"linkId": item["linkId"], "when": joiner.join(conditions)}
+            )
+    return links
+
+
+def coverage_context(policies: list[Policy]) -> dict[str, Any]:
+    context = []
+    for policy in policies:
+        identity = policy.policy
+        requests = []
+        for kind, questionnaire in zip(REQUEST_KINDS, questionnaires(policy), strict=True):
+            links = _links_by_section(questionnaire)
+            tree = request_tree(policy, kind)
+            index = index_policy(policy, kind)
+            rows = []
+            for criterion in walk(tree):
+                parts = [criterion.met] if criterion.met else []
+                if criterion.children:
+                    ids = [
+                        node.label if isinstance(node, AnyOf) else node.id
+                        for node in criterion.children
+                    ]
+                    parts.append(f"{criterion.logic} of ({', '.join(ids)})")
+                rows.append(
+                    {
+                        "section": criterion.id,
+                        "text": criterion.text,
+                        "ruling": criterion.ruling,
+                        "links": links.get(criterion.id, []),
+                        "definition": f" {criterion.combine} ".join(parts),
+                    }
+                )
+            if policy.investigational is not None:
+                for condition in policy.investigational.all_conditions():
+                    if condition.answer_of and condition.answer_of not in index.questions:
+                        continue
+                    definition = condition.applies or (
+                        f"%{condition.answer_of}.code = '{condition.id}'"
+                    )
+                    rows.append(
+                        {
+                            "section": condition.id,
+                            "text": f"Investigational: {condition.text}",
+                            "ruling": None,
+                            "links": links.get(condition.id, []),
+                            "definition": definition,
+                        }
+                    )
+            request = policy.request(kind)
+            requests.append(
+                {
+                    "title": request.title,
+                    "url": questionnaire["url"],
+                    "version": questionnaire["version"],
+                    "ruling": request.ruling,
+                    "rows": rows,
+                }
+            )
+        context.append(
+            {
+                "title": identity.title,
+                "number": identity.number or identity.id,
+                "payer": identity.payer.name,
+                "version": identity.version,
+                "date": identity.date.isoformat(),
+                "source": identity.source,
+                "initial_months": policy.authorization.initial.months,
+                "initial_assumed": policy.authorization.initial.assumed,
+                "initial_basis": policy.authorization.initial.basis,
+                "renewal_months": policy.authorization.renewal.months,
+                "renewal_assumed": policy.authorization.renewal.assumed,
+                "limits": [limit.model_dump() for limit in policy.quantity_limits.limits],
+                "requests": requests,
+            }
+        )
+    return {"policies": context}
+
+
+def coverage_markdown(policies: list[Policy]) -> str:
+    return _templates().get_template("coverage.md.j2").render(coverage_context(policies))

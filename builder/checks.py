@@ -1,0 +1,158 @@
+"""Checks on a generated Questionnaire that ``fhir.resources`` does not make.
+
+``fhir.resources.R4B`` checks structure (element names and types), not the
+Questionnaire invariants nor the references between items. These checks are
+ours: unique linkIds (que-2), enableWhen naming an existing, earlier item of a
+fitting type and operator (que-7), enableBehavior exactly when there are
+several conditions (que-12), coded options with a system, groups with items
+(que-1), and an ``item.code`` on every question that captures a criterion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from fhir.resources.R4B.questionnaire import Questionnaire
+from pydantic import ValidationError
+
+ITEM_TYPES = {
+    "group", "display", "boolean", "decimal", "integer", "date", "dateTime", "time",
+    "string", "text", "url", "choice", "open-choice", "attachment", "reference", "quantity",
+}  # fmt: skip
+ANSWER_KEYS = {
+    "boolean": {"answerBoolean"},
+    "decimal": {"answerDecimal"},
+    "integer": {"answerInteger"},
+    "date": {"answerDate"},
+    "dateTime": {"answerDateTime"},
+    "time": {"answerTime"},
+    "string": {"answerString"},
+    "text": {"answerString"},
+    "url": {"answerString"},
+    "choice": {"answerCoding"},
+    "open-choice": {"answerCoding", "answerString"},
+    "quantity": {"answerQuantity"},
+    "reference": {"answerReference"},
+}
+ORDERED_TYPES = {"decimal", "integer", "date", "dateTime", "time", "quantity", "string", "text"}
+
+
+class QuestionnaireError(ValueError):
+    def __init__(self, name: str, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(f"{name}: " + "; ".join(problems))
+
+
+def iter_items(items: list[dict[str, Any]], depth: int = 0) -> Iterator[tuple[dict[str, Any], int]]:
+    for item in items:
+        yield item, depth
+        yield from iter_items(item.get("item", []), depth + 1)
+
+
+def questionnaire_problems(questionnaire: dict[str, Any]) -> list[str]:
+    """Every problem found in a Questionnaire (an empty list when it is sound)."""
+    problems: list[str] = []
+    try:
+        Questionnaire.model_validate(questionnaire)
+    except ValidationError as exc:
+        problems.extend(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+    if questionnaire.get("status") not in {"draft", "active", "retired", "unknown"}:
+        problems.append(f"status {questionnaire.get('status')!r} is not a publication status")
+
+    order: dict[str, int] = {}
+    items: dict[str, dict[str, Any]] = {}
+    descendants: dict[str, set[str]] = {}
+    for position, (item, _depth) in enumerate(iter_items(questionnaire.get("item", []))):
+        link_id = str(item.get("linkId"))
+        if link_id in items:
+            problems.append(f"linkId {link_id} is not unique")
+        items[link_id] = item
+        order[link_id] = position
+        descendants[link_id] = {child["linkId"] for child, _ in iter_items(item.get("item", []))}
+
+    for link_id, item in items.items():
+        problems.extend(_item_problems(link_id, item, items, order, descendants))
+    return problems
+
+
+def _item_problems(
+    link_id: str,
+    item: dict[str, Any],
+    items: dict[str, dict[str, Any]],
+    order: dict[str, int],
+    descendants: dict[str, set[str]],
+) -> Iterator[str]:
+    item_type = item.get("type")
+    if item_type not in ITEM_TYPES:
+        yield f"{link_id}: type {item_type!r} is not a Questionnaire item type"
+    if item_type == "group" and not item.get("item"):
+        yield f"{link_id}: a group must have items (que-1)"
+    if item_type == "display" and (item.get("item") or "required" in item):
+        yield f"{link_id}: a display item has no items and is not required (que-1, que-6)"
+    if item_type in ("choice", "open-choice"):
+        options = item.get("answerOption", [])
+        if not options and not item.get("answerValueSet"):
+            yield f"{link_id}: a choice item needs answer options"
+        for option in options:
+            coding = option.get("valueCoding")
+            if coding is None or not coding.get("system") or not coding.get("code"):
+                yield f"{link_id}: every answer option must be a coding with a system and a code"
+    if item_type not in ("group", "display") and not item.get("code"):
+        yield f"{link_id}: a question must carry the code of the section it captures"
+    conditions = item.get("enableWhen", [])
+    if len(conditions) > 1 and "enableBehavior" not in item:
+        yield f"{link_id}: several enableWhen conditions need enableBehavior (que-12)"
+    if len(conditions) < 2 and "enableBehavior" in item:
+        yield f"{link_id}: enableBehavior without several enableWhen conditions (que-12)"
+    for condition in conditions:
+        yield from _condition_problems(link_id, condition, items, order, descendants)
+
+
+def _condition_problems(
+    link_id: str,
+    condition: dict[str, Any],
+    items: dict[str, dict[str, Any]],
+    order: dict[str, int],
+    descendants: dict[str, set[str]],
+) -> Iterator[str]:
+    target_id = str(condition.get("question"))
+    target = items.get(target_id)
+    if target is None:
+        yield f"{link_id}: enableWhen names unknown item {target_id}"
+        return
+    if order[target_id] >= order[link_id] or target_id in descendants[link_id]:
+        yield f"{link_id}: enableWhen must name an item that comes before it, not {target_id}"
+    answer_keys = [key for key in condition if key.startswith("answer")]
+    if len(answer_keys) != 1:
+        yield f"{link_id}: enableWhen needs exactly one answer[x]"
+        return
+    operator = condition.get("operator")
+    answer_key = answer_keys[0]
+    target_type = target.get("type")
+    if target_type in ("group", "display"):
+        yield f"{link_id}: enableWhen cannot depend on {target_type} item {target_id}"
+        return
+    if operator == "exists":
+        if answer_key != "answerBoolean":
+            yield f"{link_id}: the exists operator takes answerBoolean (que-7)"
+        return
+    if answer_key not in ANSWER_KEYS.get(str(target_type), set()):
+        yield f"{link_id}: {answer_key} does not fit {target_type} item {target_id}"
+    if operator not in ("=", "!=") and target_type not in ORDERED_TYPES:
+        yield f"{link_id}: operator {operator} does not apply to {target_type} item {target_id}"
+    if answer_key == "answerCoding":
+        wanted = condition["answerCoding"]
+        offered = [o.get("valueCoding", {}) for o in target.get("answerOption", [])]
+        if not any(
+            c.get("system") == wanted.get("system") and c.get("code") == wanted.get("code")
+            for c in offered
+        ):
+            code = wanted.get("code")
+            yield f"{link_id}: enableWhen answer {code} is not an option of {target_id}"
+
+
+def check_questionnaire(questionnaire: dict[str, Any]) -> None:
+    problems = questionnaire_problems(questionnaire)
+    if problems:
+        raise QuestionnaireError(str(questionnaire.get("id", "Questionnaire")), problems)

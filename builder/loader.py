@@ -1,0 +1,90 @@
+"""Reading policy files: YAML in, a validated :class:`Policy` out.
+
+Policies ship as package data (``policies/*.yaml``) so builds and tests never
+read outside the installed project. A malformed file raises
+:class:`PolicyError` naming the file, the field (as a dotted path) and what is
+wrong, so whoever edits a policy sees at once where the mistake is.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from builder.policy import Policy
+
+
+class PolicyError(ValueError):
+    """A policy file that cannot be used, with every problem found in it."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        listing = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{source}: invalid policy file\n{listing}")
+
+
+def _field_path(location: tuple[int | str, ...]) -> str:
+    path = ""
+    previous: int | str | None = None
+    for part in location:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in ("criterion", "any_of") and isinstance(previous, int):
+            # the tag of the criteria union, not a field of the file
+            pass
+        else:
+            path += f".{part}" if path else str(part)
+        previous = part
+    return path or "(top level)"
+
+
+def parse_policy(text: str, source: str) -> Policy:
+    """Parse and validate the YAML text of one policy; ``source`` names it in errors."""
+    try:
+        data: Any = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise PolicyError(source, [f"{where}not valid YAML ({problem})"]) from None
+    except ValueError as exc:
+        # PyYAML turns an unquoted date like 2025-13-01 into a ValueError.
+        raise PolicyError(source, [f"not valid YAML ({exc})"]) from None
+    if not isinstance(data, dict):
+        raise PolicyError(source, ["the file must hold a mapping of policy fields"])
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        seen = set()
+        for error in exc.errors():
+            message = error["msg"].removeprefix("Value error, ")
+            line = f"{_field_path(error['loc'])}: {message}"
+            if line not in seen:
+                seen.add(line)
+                problems.append(line)
+        raise PolicyError(source, problems) from None
+
+
+def load_policy(path: str | Path) -> Policy:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError(str(path), [f"cannot be read ({exc.strerror})"]) from None
+    return parse_policy(text, str(path))
+
+
+def bundled_policy_files() -> list[Path]:
+    """The policy files shipped with the package, in a stable order."""
+    folder = resources.files("policies")
+    return sorted(Path(str(f)) for f in folder.iterdir() if f.name.endswith(".yaml"))
+
+
+def bundled_policies() -> list[Policy]:
+    return [load_policy(path) for path in bundled_policy_files()]

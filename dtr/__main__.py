@@ -1,0 +1,3 @@
+from dtr.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,80 @@
+"""A malformed policy file fails with an error naming the file, the field and
+what is wrong; the bundled files load."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from builder.loader import PolicyError, bundled_policy_files, load_policy, parse_policy
+from tests.conftest import load_cases
+
+EOCCO = next(p for p in bundled_policy_files() if p.name == "eocco329.yaml")
+
+
+def _edit(data: Any, dotted: str, value: Any = None, delete: bool = False) -> None:
+    *parents, last = dotted.split(".")
+    node = data
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    key: Any = int(last) if isinstance(node, list) else last
+    if delete:
+        del node[key]
+    else:
+        node[key] = value
+
+
+@pytest.mark.parametrize("case", load_cases("policy_errors.yaml"))
+def test_malformed_policy_is_named(case: dict[str, Any], tmp_path: Path) -> None:
+    data = copy.deepcopy(yaml.safe_load(EOCCO.read_text(encoding="utf-8")))
+    for path, value in (case.get("set") or {}).items():
+        _edit(data, path, value)
+    if "delete" in case:
+        _edit(data, case["delete"], delete=True)
+    broken = tmp_path / "broken-policy.yaml"
+    broken.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+    with pytest.raises(PolicyError) as caught:
+        load_policy(broken)
+    message = str(caught.value)
+    assert message.startswith(f"{broken}: invalid policy file")
+    for expected in case["expect"]:
+        assert expected in message
+
+
+def test_yaml_syntax_error_names_line() -> None:
+    with pytest.raises(
+        PolicyError, match=r"bad\.yaml: invalid policy file\n  - line 3, column 1: not valid YAML"
+    ):
+        parse_policy("policy:\n  id: [unclosed\n", "bad.yaml")
+
+
+def test_impossible_unquoted_date() -> None:
+    with pytest.raises(PolicyError, match=r"dates\.yaml: invalid policy file\n  - not valid YAML"):
+        parse_policy("policy:\n  date: 2025-13-01\n", "dates.yaml")
+
+
+def test_file_that_is_not_a_mapping() -> None:
+    with pytest.raises(PolicyError, match="must hold a mapping"):
+        parse_policy("- just\n- a list\n", "list.yaml")
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(PolicyError, match=r"nowhere\.yaml: invalid policy file"):
+        load_policy(tmp_path / "nowhere.yaml")
+
+
+def test_bundled_policies_load(policies) -> None:  # type: ignore[no-untyped-def]
+    assert set(policies) == {"eocco329", "mn-dhs-mekinist"}
+    mekinist = policies["mn-dhs-mekinist"]
+    assert mekinist.authorization.initial.assumed
+    assert mekinist.authorization.initial.basis
+    assert [limit.quantity for limit in mekinist.quantity_limits.limits] == [90, 30]
+    eocco = policies["eocco329"]
+    assert (eocco.authorization.initial.months, eocco.authorization.renewal.months) == (6, 12)
+    assert eocco.quantity_limits.limits[0].quantity == 66
+    assert eocco.quantity_limits.limits[0].period_days == 28
