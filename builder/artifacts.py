@@ -19,9 +19,10 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from builder.checks import check_questionnaire, iter_items
+from builder.checks import check_questionnaire, describe_condition, iter_items
 from builder.policy import REQUEST_KINDS, AnyOf, Policy, walk
 from builder.questionnaire import build, index_policy, request_tree
+from cql_like.definitions import library
 
 RELEASED = "released.json"
 
@@ -51,17 +52,19 @@ def questionnaires(policy: Policy) -> list[dict[str, Any]]:
 
 
 def generate(policies: list[Policy]) -> list[Artifact]:
-    """Every generated FHIR file for these policies, checked."""
+    """Every generated FHIR file for these policies, checked: each
+    Questionnaire and the Library of definitions it references."""
     artifacts = []
     for policy in policies:
-        for questionnaire in questionnaires(policy):
-            artifacts.append(
-                Artifact(
-                    filename=f"{questionnaire['id']}.json",
-                    text=render_json(questionnaire),
-                    canonical=f"{questionnaire['url']}|{questionnaire['version']}",
+        for kind, questionnaire in zip(REQUEST_KINDS, questionnaires(policy), strict=True):
+            for resource in (questionnaire, library(policy, kind, questionnaire)):
+                artifacts.append(
+                    Artifact(
+                        filename=f"{resource['resourceType']}-{resource['id']}.json",
+                        text=render_json(resource),
+                        canonical=f"{resource['url']}|{resource['version']}",
+                    )
                 )
-            )
     return artifacts
 
 
@@ -124,20 +127,10 @@ def _templates() -> Environment:
     return env
 
 
-def _describe_condition(condition: dict[str, Any]) -> str:
-    answer_key = next(k for k in condition if k.startswith("answer"))
-    answer = condition[answer_key]
-    if answer_key == "answerCoding":
-        answer = answer["code"]
-    elif isinstance(answer, bool):
-        answer = str(answer).lower()
-    return f"{condition['question']} {condition['operator']} {answer}"
-
-
 def _links_by_section(questionnaire: dict[str, Any]) -> dict[str, list[dict[str, str]]]:
     links: dict[str, list[dict[str, str]]] = {}
     for item, _depth in iter_items(questionnaire["item"]):
-        conditions = [_describe_condition(c) for c in item.get("enableWhen", [])]
+        conditions = [describe_condition(c) for c in item.get("enableWhen", [])]
         joiner = " or " if item.get("enableBehavior") == "any" else " and "
         for code in item.get("code", []):
             links.setdefault(code["code"], []).append(

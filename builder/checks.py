@@ -152,6 +152,17 @@ def _condition_problems(
             yield f"{link_id}: enableWhen answer {code} is not an option of {target_id}"
 
 
+def describe_condition(condition: dict[str, Any]) -> str:
+    """An enableWhen condition as a person reads it: ``I.D.diagnosis = I.D``."""
+    answer_key = next(k for k in condition if k.startswith("answer"))
+    answer = condition[answer_key]
+    if answer_key == "answerCoding":
+        answer = answer["code"]
+    elif isinstance(answer, bool):
+        answer = str(answer).lower()
+    return f"{condition['question']} {condition['operator']} {answer}"
+
+
 def check_questionnaire(questionnaire: dict[str, Any]) -> None:
     problems = questionnaire_problems(questionnaire)
     if problems:

@@ -42,6 +42,7 @@ MIN_VALUE = "http://hl7.org/fhir/StructureDefinition/minValue"
 MAX_VALUE = "http://hl7.org/fhir/StructureDefinition/maxValue"
 UNIT = "http://hl7.org/fhir/StructureDefinition/questionnaire-unit"
 CITATION = "http://hl7.org/fhir/StructureDefinition/cqf-citation"
+CQF_LIBRARY = "http://hl7.org/fhir/StructureDefinition/cqf-library"
 UCUM = "http://unitsofmeasure.org"
 
 # Questions the builder adds to every Questionnaire from the quantity limits.
@@ -70,6 +71,15 @@ def questionnaire_version(policy: Policy) -> str:
 
 def questionnaire_url(policy: Policy, kind: RequestKind) -> str:
     return f"{policy.policy.canonical_base}/Questionnaire/{questionnaire_id(policy, kind)}"
+
+
+def library_id(policy: Policy, kind: RequestKind) -> str:
+    """The Library carrying the scoring definitions (see ``cql_like``)."""
+    return f"{questionnaire_id(policy, kind)}-logic"
+
+
+def library_url(policy: Policy, kind: RequestKind) -> str:
+    return f"{policy.policy.canonical_base}/Library/{library_id(policy, kind)}"
 
 
 def question_link_id(section: str, name: str) -> str:
@@ -270,7 +280,13 @@ def build(policy: Policy, kind: RequestKind) -> dict[str, Any]:
         "resourceType": "Questionnaire",
         "id": qid,
         "meta": {"profile": [DTR_STD_QUESTIONNAIRE]},
-        "extension": [{"url": CITATION, "valueString": identity.source}],
+        "extension": [
+            {"url": CITATION, "valueString": identity.source},
+            {
+                "url": CQF_LIBRARY,
+                "valueCanonical": f"{library_url(policy, kind)}|{questionnaire_version(policy)}",
+            },
+        ],
         "url": questionnaire_url(policy, kind),
         "identifier": [
             {

@@ -1,0 +1,231 @@
+"""Named, CQL-style FHIRPath definitions, generated from the policy data.
+
+For one policy and request kind this module writes every definition the
+scorer evaluates — nothing is written a second time by hand:
+
+- ``define "I.D.3": %platinum_progressed or %platinum_intolerant`` — a
+  criterion's scoring definition, straight from its ``met`` in the policy;
+- ``define "I.D (own)"`` / ``"I.D (children)"`` / ``"I.D"`` — a criterion with
+  children: its own condition, its children combined (``and``/``or``), and the
+  two combined;
+- ``define "enabled I.D.3.platinum_intolerant"`` — an item's enableWhen,
+  translated from the Questionnaire itself;
+- ``define "II.C applies"`` — an investigational condition.
+
+Answers are the variables ``%question_name`` (a list of answer values);
+results of other definitions are variables named after them
+(``%`I.D.3```). The evaluation date is ``%as_of``. The same text is shipped
+in a FHIR ``Library`` (content type ``text/fhirpath``) that the Questionnaire
+references with ``cqf-library``, so the package carries its own logic.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from builder.checks import iter_items
+from builder.policy import AnyOf, Criterion, Node, Policy, RequestKind
+from builder.questionnaire import (
+    PolicyIndex,
+    index_policy,
+    library_id,
+    library_url,
+    questionnaire_version,
+    request_tree,
+)
+from cql_like.gateway import variable
+
+Role = Literal["criterion", "own", "children", "any_of", "request", "enabled", "applies"]
+LIBRARY_TYPE = "http://terminology.hl7.org/CodeSystem/library-type"
+CONTENT_TYPE = "text/fhirpath"
+
+
+@dataclass(frozen=True)
+class Definition:
+    name: str
+    expression: str
+    role: Role
+    section: str | None = None
+
+
+def node_name(node: Node) -> str:
+    return node.label if isinstance(node, AnyOf) else node.id
+
+
+def own_name(criterion: Criterion) -> str:
+    return f"{criterion.id} (own)"
+
+
+def children_name(criterion: Criterion) -> str:
+    return f"{criterion.id} (children)"
+
+
+def enabled_name(link_id: str) -> str:
+    return f"enabled {link_id}"
+
+
+def applies_name(section: str) -> str:
+    return f"{section} applies"
+
+
+def request_name(kind: RequestKind) -> str:
+    return f"{kind.capitalize()} request criteria"
+
+
+def _join(names: list[str], operator: str) -> str:
+    return f" {operator} ".join(variable(n) for n in names)
+
+
+def _paren(expression: str) -> str:
+    return f"({expression})"
+
+
+def criteria_definitions(tree: list[Node], kind: RequestKind) -> list[Definition]:
+    """Definitions of a criteria tree, children before parents (so a
+    definition only reads results already defined above it)."""
+    out: list[Definition] = []
+
+    def visit(node: Node) -> None:
+        if isinstance(node, AnyOf):
+            for child in node.any_of:
+                visit(child)
+            names = [child.id for child in node.any_of]
+            out.append(Definition(node.label, _join(names, "or"), "any_of"))
+            return
+        for child in node.children:
+            visit(child)
+        if not node.children:
+            assert node.met is not None  # guaranteed by the policy model
+            out.append(Definition(node.id, node.met, "criterion", node.id))
+            return
+        operator = "and" if node.logic == "all" else "or"
+        joined = _join([node_name(c) for c in node.children], operator)
+        if node.met is None:
+            out.append(Definition(node.id, joined, "criterion", node.id))
+            return
+        out.append(Definition(children_name(node), joined, "children", node.id))
+        out.append(Definition(own_name(node), node.met, "own", node.id))
+        combined = _join([own_name(node), children_name(node)], node.combine)
+        out.append(Definition(node.id, combined, "criterion", node.id))
+
+    for node in tree:
+        visit(node)
+    out.append(
+        Definition(request_name(kind), _join([node_name(n) for n in tree], "and"), "request")
+    )
+    return out
+
+
+def coding_test(answer: str, code: str) -> str:
+    # The input checks admit only codings among the item's answer options,
+    # whose codes are unique, so the code alone identifies the answer.
+    return f"{answer}.code = '{code}'"
+
+
+def enable_when_expression(item: dict[str, Any], index: PolicyIndex) -> str:
+    """An item's enableWhen as FHIRPath over the answers. A condition on an
+    unanswered question is false (never unknown), as FHIR defines it."""
+    names = {info.link_id: name for name, info in index.questions.items()}
+    parts = []
+    for condition in item["enableWhen"]:
+        answer = variable(names[condition["question"]])
+        operator = condition["operator"]
+        key = next(k for k in condition if k.startswith("answer"))
+        value = condition[key]
+        if operator == "exists":
+            parts.append(f"{answer}.exists()" if value else f"{answer}.empty()")
+            continue
+        if key == "answerCoding":
+            # our choice items never repeat: compare the one coding's parts
+            # (cheaper in fhirpathpy than a where() over the answers)
+            same = coding_test(answer, value["code"])
+            test = same if operator == "=" else f"({same}).not()"
+            parts.append(f"({answer}.exists() and {test})")
+            continue
+        else:
+            literal = (
+                str(value).lower()
+                if isinstance(value, bool)
+                else f"@{value}"
+                if key == "answerDate"
+                else f"'{value}'"
+                if isinstance(value, str)
+                else str(value)
+            )
+            test = f"{answer} {operator} {literal}"
+        parts.append(f"({answer}.exists() and {test})")
+    joiner = " or " if item.get("enableBehavior") == "any" else " and "
+    return joiner.join(parts)
+
+
+def definitions(
+    policy: Policy, kind: RequestKind, questionnaire: dict[str, Any]
+) -> list[Definition]:
+    """Every definition for requests of ``kind``, in evaluation order."""
+    index = index_policy(policy, kind)
+    out = [
+        Definition(enabled_name(item["linkId"]), enable_when_expression(item, index), "enabled")
+        for item, _ in iter_items(questionnaire["item"])
+        if item.get("enableWhen")
+    ]
+    if policy.investigational is not None:
+        for condition in policy.investigational.all_conditions():
+            if condition.answer_of is not None:
+                if condition.answer_of not in index.questions:
+                    continue
+                expression = coding_test(variable(condition.answer_of), condition.id)
+            else:
+                assert condition.applies is not None
+                expression = condition.applies
+            out.append(Definition(applies_name(condition.id), expression, "applies", condition.id))
+    out.extend(criteria_definitions(request_tree(policy, kind), kind))
+    return out
+
+
+def library_text(policy: Policy, kind: RequestKind, questionnaire: dict[str, Any]) -> str:
+    index = index_policy(policy, kind)
+    lines = [
+        f"// {questionnaire['title']}",
+        "// FHIRPath definitions, CQL-style. Evaluate with the FHIR R4 model;",
+        "// %as_of is the evaluation date; %name is the list of answers to the",
+        "// item below; a definition's name is also the variable of its result.",
+        f"library \"{library_id(policy, kind)}\" version '{questionnaire_version(policy)}'",
+        "",
+    ]
+    for name, info in index.questions.items():
+        lines.append(f"answer {name}: '{info.link_id}'")
+    lines.append("")
+    for definition in definitions(policy, kind, questionnaire):
+        lines.append(f'define "{definition.name}": {definition.expression}')
+    return "\n".join(lines) + "\n"
+
+
+def library(policy: Policy, kind: RequestKind, questionnaire: dict[str, Any]) -> dict[str, Any]:
+    """The FHIR Library that carries the definitions of one Questionnaire."""
+    text = library_text(policy, kind, questionnaire)
+    identity = policy.policy
+    return {
+        "resourceType": "Library",
+        "id": library_id(policy, kind),
+        "url": library_url(policy, kind),
+        "version": questionnaire_version(policy),
+        "name": questionnaire["name"] + "Logic",
+        "title": f"{questionnaire['title']}: scoring definitions",
+        "status": "active",
+        "type": {"coding": [{"system": LIBRARY_TYPE, "code": "logic-library"}]},
+        "date": identity.date.isoformat(),
+        "publisher": identity.payer.name,
+        "description": (
+            "Named FHIRPath definitions (one per policy section, enableWhen and investigational"
+            f" condition) that decide a response to {questionnaire['url']}|"
+            f"{questionnaire['version']}."
+        ),
+        "content": [
+            {
+                "contentType": CONTENT_TYPE,
+                "data": base64.b64encode(text.encode("utf-8")).decode("ascii"),
+            }
+        ],
+    }

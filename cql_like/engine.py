@@ -1,0 +1,324 @@
+"""The engine: evaluates a request's definitions over one response's answers.
+
+A :class:`CompiledRequest` is made once per Questionnaire version (every
+expression compiled then); :meth:`CompiledRequest.evaluate` runs per request
+over the answers indexed once by linkId. Criteria are three-valued — met
+(true), not met (false), unknown (empty: unanswered) — plus *not applicable*
+when the criterion's group is disabled by its enableWhen. A criterion that
+does not apply is left out of its parent's ``and``/``or`` (the engine passes
+the operator's identity in its place); a parent whose children all do not
+apply does not apply either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Literal
+
+from builder.checks import iter_items
+from builder.policy import (
+    REQUEST_KINDS,
+    AnyOf,
+    Criterion,
+    Node,
+    Policy,
+    RequestKind,
+    expression_variables,
+    walk,
+)
+from builder.questionnaire import PolicyIndex, index_policy, request_tree
+from cql_like.definitions import (
+    applies_name,
+    children_name,
+    definitions,
+    enabled_name,
+    node_name,
+    own_name,
+    request_name,
+)
+from cql_like.gateway import Expression, compile_expression
+
+Status = Literal["met", "not-met", "unknown", "not-applicable"]
+NA: Literal["not-applicable"] = "not-applicable"
+Value = bool | None | Literal["not-applicable"]
+_STATUS: dict[Any, Status] = {True: "met", False: "not-met", None: "unknown", NA: NA}
+
+
+@dataclass(frozen=True)
+class ItemSpec:
+    """What the engine and the input checks need to know of one item."""
+
+    link_id: str
+    type: str
+    parent: str | None
+    question: str | None  # the policy question name, for question items
+    enabled: Expression | None
+    options: frozenset[tuple[str, str]]
+    required: bool
+    min_value: float | None
+    max_value: float | None
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What the definitions say of one response."""
+
+    outcome_value: bool | None
+    statuses: dict[str, Status]
+    unmet: list[str]
+    missing: list[str]
+    missing_questions: list[str]
+    investigational: list[str]
+    enabled: dict[str, bool]
+
+
+@dataclass
+class _Run:
+    variables: dict[str, Any]
+    enabled: dict[str, bool]
+    answered: set[str]
+    values: dict[str, Value] = field(default_factory=dict)
+    own: dict[str, Value] = field(default_factory=dict)
+
+
+class CompiledRequest:
+    """One Questionnaire's logic, compiled once."""
+
+    def __init__(self, policy: Policy, kind: RequestKind, questionnaire: dict[str, Any]) -> None:
+        self.policy = policy
+        self.kind: RequestKind = kind
+        self.questionnaire = questionnaire
+        self.index: PolicyIndex = index_policy(policy, kind)
+        self.tree: list[Node] = request_tree(policy, kind)
+        self.definitions = definitions(policy, kind, questionnaire)
+        self.expressions = {
+            d.name: compile_expression(d.name, d.expression) for d in self.definitions
+        }
+        names_by_link = {info.link_id: name for name, info in self.index.questions.items()}
+        self.items: dict[str, ItemSpec] = {}
+        self._collect(questionnaire["item"], None, names_by_link)
+        self.link_of = {name: info.link_id for name, info in self.index.questions.items()}
+        # every question name any definition of the policy may read, present
+        # in this Questionnaire or not (II.A reads both requests' questions)
+        self._all_names = {
+            q.name
+            for k in REQUEST_KINDS
+            for c in walk(request_tree(policy, k))
+            for q in c.questions
+        }
+        self.questionnaire_items = {
+            item["linkId"]: item for item, _ in iter_items(questionnaire["item"])
+        }
+        self._group_link = {
+            item["linkId"]
+            for item, _ in iter_items(questionnaire["item"])
+            if item["type"] == "group"
+        }
+
+    def _collect(
+        self, items: list[dict[str, Any]], parent: str | None, names: dict[str, str]
+    ) -> None:
+        for item in items:
+            link_id = item["linkId"]
+            extensions = {e["url"].rsplit("/", 1)[-1]: e for e in item.get("extension", [])}
+            self.items[link_id] = ItemSpec(
+                link_id=link_id,
+                type=item["type"],
+                parent=parent,
+                question=names.get(link_id),
+                enabled=self.expressions.get(enabled_name(link_id)),
+                options=frozenset(
+                    (o["valueCoding"]["system"], o["valueCoding"]["code"])
+                    for o in item.get("answerOption", [])
+                ),
+                required=bool(item.get("required")),
+                min_value=_bound(extensions.get("minValue")),
+                max_value=_bound(extensions.get("maxValue")),
+            )
+            self._collect(item.get("item", []), link_id, names)
+
+    # --- enableWhen ---------------------------------------------------------
+
+    def answer_variables(
+        self, answers: Mapping[str, list[Any]], as_of: date | None = None
+    ) -> dict[str, Any]:
+        """The answers as FHIRPath variables; ``%as_of`` when a date is given
+        (enableWhen never reads it)."""
+        variables: dict[str, Any] = {name: [] for name in self._all_names}
+        for name, link_id in self.link_of.items():
+            variables[name] = list(answers.get(link_id, []))
+        if as_of is not None:
+            variables["as_of"] = [as_of.isoformat()]
+        return variables
+
+    def enablement(
+        self, resource: Mapping[str, Any], variables: Mapping[str, Any]
+    ) -> dict[str, bool]:
+        """Which items are enabled, in document order (an enableWhen only
+        names earlier items, and a disabled group disables its items)."""
+        enabled: dict[str, bool] = {}
+        # items often share one condition (every LGSOC criterion: diagnosis =
+        # LGSOC): evaluate each distinct expression once per response
+        seen: dict[str, bool] = {}
+        for link_id, spec in self.items.items():
+            on = enabled.get(spec.parent, True) if spec.parent else True
+            if on and spec.enabled is not None:
+                source = spec.enabled.source
+                if source not in seen:
+                    seen[source] = spec.enabled.truth(resource, variables) is True
+                on = seen[source]
+            enabled[link_id] = on
+        return enabled
+
+    # --- criteria -----------------------------------------------------------
+
+    def evaluate(
+        self,
+        resource: Mapping[str, Any],
+        answers: Mapping[str, list[Any]],
+        as_of: date,
+        enabled: dict[str, bool] | None = None,
+    ) -> Evaluation:
+        variables = self.answer_variables(answers, as_of)
+        if enabled is None:
+            enabled = self.enablement(resource, variables)
+        run = _Run(variables, enabled, {link for link, values in answers.items() if values})
+        top = [self._node(node, True, run, resource) for node in self.tree]
+        outcome = self._join(request_name(self.kind), self.tree, top, "all", run, resource)
+        unmet: list[str] = []
+        missing: list[str] = []
+        missing_questions: list[str] = []
+        for node in self.tree:
+            self._cite(node, run, unmet)
+            self._missing(node, run, missing, missing_questions)
+        investigational = []
+        if self.policy.investigational is not None:
+            for condition in self.policy.investigational.all_conditions():
+                expression = self.expressions.get(applies_name(condition.id))
+                if expression is not None and expression.truth(resource, variables) is True:
+                    investigational.append(condition.id)
+        statuses = {name: _STATUS[value] for name, value in run.values.items()}
+        return Evaluation(
+            outcome_value=None if outcome == NA else outcome,  # type: ignore[arg-type]
+            statuses=statuses,
+            unmet=unmet,
+            missing=missing,
+            missing_questions=sorted(set(missing_questions), key=list(self.items).index),
+            investigational=investigational,
+            enabled=enabled,
+        )
+
+    def _applicable(self, link_id: str, inherited: bool, run: _Run) -> bool:
+        if link_id in self._group_link:
+            return run.enabled.get(link_id, False)
+        return inherited
+
+    def _node(self, node: Node, inherited: bool, run: _Run, resource: Mapping[str, Any]) -> Value:
+        if isinstance(node, AnyOf):
+            link_id = "-or-".join(c.id for c in node.any_of)
+            applicable = self._applicable(link_id, inherited, run)
+            values = [self._node(c, applicable, run, resource) for c in node.any_of]
+            value = (
+                self._join(node.label, node.any_of, values, "any", run, resource)
+                if applicable
+                else NA
+            )
+            return self._store(node.label, value, run)
+        criterion: Criterion = node
+        if not self._applicable(criterion.id, inherited, run):
+            for child in walk(criterion.children):
+                run.values.setdefault(child.id, NA)
+            return self._store(criterion.id, NA, run)
+        if not criterion.children:
+            return self._store(criterion.id, self._truth(criterion.id, run, resource), run)
+        values = [self._node(c, True, run, resource) for c in criterion.children]
+        if criterion.met is None:
+            value = self._join(
+                criterion.id, criterion.children, values, criterion.logic, run, resource
+            )
+            return self._store(criterion.id, value, run)
+        joined = self._join(
+            children_name(criterion), criterion.children, values, criterion.logic, run, resource
+        )
+        own = self._truth(own_name(criterion), run, resource)
+        run.own[criterion.id] = own
+        identity = criterion.combine == "and"
+        run.variables[own_name(criterion)] = _var(own)
+        run.variables[children_name(criterion)] = [identity] if joined == NA else _var(joined)
+        return self._store(criterion.id, self._truth(criterion.id, run, resource), run)
+
+    def _join(
+        self,
+        name: str,
+        nodes: list[Node] | list[Criterion],
+        values: list[Value],
+        logic: str,
+        run: _Run,
+        resource: Mapping[str, Any],
+    ) -> Value:
+        if all(v == NA for v in values):
+            return NA
+        identity = logic == "all"
+        for node, value in zip(nodes, values, strict=True):
+            run.variables[node_name(node)] = [identity] if value == NA else _var(value)
+        return self._truth(name, run, resource)
+
+    def _truth(self, name: str, run: _Run, resource: Mapping[str, Any]) -> bool | None:
+        return self.expressions[name].truth(resource, run.variables)
+
+    @staticmethod
+    def _store(name: str, value: Value, run: _Run) -> Value:
+        run.values[name] = value
+        run.variables[name] = _var(value) if value != NA else []
+        return value
+
+    # --- reasons ------------------------------------------------------------
+
+    def _cite(self, node: Node, run: _Run, unmet: list[str]) -> None:
+        """Every section that is not met, down to the criteria that failed."""
+        if run.values.get(node_name(node)) is not False:
+            return
+        if isinstance(node, AnyOf):
+            for option in node.any_of:
+                self._cite(option, run, unmet)
+            return
+        if not node.children or run.own.get(node.id) is False:
+            unmet.append(node.id)
+        for child in node.children:
+            self._cite(child, run, unmet)
+
+    def _missing(self, node: Node, run: _Run, sections: list[str], questions: list[str]) -> None:
+        """Unknown sections and the enabled, unanswered questions that decide them."""
+        value = run.values.get(node_name(node))
+        if value is True or value == NA:
+            return
+        if isinstance(node, AnyOf):
+            for option in node.any_of:
+                self._missing(option, run, sections, questions)
+            return
+        own_unknown = run.own.get(node.id, value) is None if node.met else False
+        if own_unknown:
+            sections.append(node.id)
+            for name in _reads(node):
+                link_id = self.link_of.get(name)
+                if link_id and run.enabled.get(link_id) and link_id not in run.answered:
+                    questions.append(link_id)
+        for child in node.children:
+            self._missing(child, run, sections, questions)
+
+
+def _reads(criterion: Criterion) -> list[str]:
+    return sorted(expression_variables(criterion.met or ""))
+
+
+def _var(value: Value) -> list[bool]:
+    return [] if value is None or value == NA else [bool(value)]
+
+
+def _bound(extension: dict[str, Any] | None) -> float | None:
+    if extension is None:
+        return None
+    value = extension.get("valueInteger", extension.get("valueDecimal"))
+    return None if value is None else float(value)

@@ -1,0 +1,97 @@
+"""The one gateway to fhirpathpy.
+
+Every FHIRPath expression in the project is compiled and evaluated here, so
+the library's sharp edges are handled once:
+
+- the R4 model is always passed (without it choice types such as
+  ``answer.value`` silently evaluate to nothing);
+- inputs are plain JSON dicts, never pydantic objects (which also evaluate to
+  nothing);
+- ``%resource`` and ``%context`` are set explicitly, and the evaluation date is
+  the ``%as_of`` variable (``today()`` lives in a module global of fhirpathpy
+  and would make results depend on the clock);
+- each expression is compiled once; results come back with ``Decimal``
+  turned into ``int``/``float``;
+- a definition's result is three-valued: ``[true]``, ``[false]`` or ``[]``
+  (unknown), anything else is an error in the definition, not in the input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import fhirpathpy
+from fhirpathpy.models import models
+
+R4 = models["r4"]
+
+
+class DefinitionError(RuntimeError):
+    """A definition that does not compile, or evaluates to something that is
+    not a truth value: a fault of the policy package, never of the input."""
+
+
+@dataclass(frozen=True)
+class Expression:
+    """A compiled FHIRPath expression."""
+
+    name: str
+    source: str
+    _compiled: Any = field(repr=False, compare=False)
+
+    def evaluate(self, resource: Mapping[str, Any], variables: Mapping[str, Any]) -> list[Any]:
+        env = dict(variables)
+        env.setdefault("resource", resource)
+        env.setdefault("context", resource)
+        try:
+            result = self._compiled(resource, env)
+        except Exception as exc:  # fhirpathpy raises bare Exceptions for bad input
+            raise DefinitionError(f'"{self.name}" failed: {exc}') from exc
+        return [plain(value) for value in result]
+
+    def truth(self, resource: Mapping[str, Any], variables: Mapping[str, Any]) -> bool | None:
+        """Three-valued: True, False, or None when the result is empty (unknown)."""
+        result = self.evaluate(resource, variables)
+        if result == []:
+            return None
+        if len(result) == 1 and isinstance(result[0], bool):
+            return result[0]
+        raise DefinitionError(f'"{self.name}" is not a truth value: {result!r}')
+
+
+def compile_expression(name: str, source: str) -> Expression:
+    try:
+        compiled = fhirpathpy.compile(source, model=R4)
+    except Exception as exc:
+        raise DefinitionError(f'"{name}" does not compile: {source!r}: {exc}') from exc
+    return Expression(name=name, source=source, _compiled=compiled)
+
+
+def evaluate_once(
+    resource: Mapping[str, Any], source: str, variables: Mapping[str, Any]
+) -> list[Any]:
+    """Compile and evaluate in one go (tools and benchmarks; not the hot path)."""
+    env = {"resource": resource, "context": resource, **variables}
+    return [plain(v) for v in fhirpathpy.evaluate(resource, source, env, model=R4)]
+
+
+def plain(value: Any) -> Any:
+    """A FHIRPath result value as plain JSON-like Python (no Decimal)."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return value
+
+
+def variable(name: str) -> str:
+    """``%name`` for any name: delimited when it is not a plain identifier
+    (section ids such as ``I.D.3`` contain dots)."""
+    if name.replace("_", "a").isalnum() and not name[0].isdigit():
+        return f"%{name}"
+    return f"%`{name}`"

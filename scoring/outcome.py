@@ -1,0 +1,55 @@
+"""Problems with an input, as a FHIR OperationOutcome.
+
+Bad input is never a traceback and never a determination: every check that
+refuses a response raises :class:`InvalidInput` with one issue per problem
+found (all of them, not just the first), each naming the item and what is
+wrong. The HTTP layer maps ``InvalidInput.status`` to the response code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from fhir.resources.R4B.operationoutcome import OperationOutcome
+
+IssueCode = Literal[
+    "invalid", "structure", "required", "value", "not-found", "not-supported",
+    "business-rule", "too-long", "processing", "exception", "informational",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Issue:
+    code: IssueCode
+    diagnostics: str
+    expression: str | None = None
+    severity: Literal["fatal", "error", "warning", "information"] = "error"
+
+    def to_json(self) -> dict[str, Any]:
+        issue: dict[str, Any] = {
+            "severity": self.severity,
+            "code": self.code,
+            "diagnostics": self.diagnostics,
+        }
+        if self.expression:
+            issue["expression"] = [self.expression]
+        return issue
+
+
+class InvalidInput(ValueError):
+    """An input refused before scoring; ``status`` is the HTTP status it maps to."""
+
+    def __init__(self, issues: list[Issue], status: int = 422) -> None:
+        self.issues = issues
+        self.status = status
+        super().__init__("; ".join(issue.diagnostics for issue in issues))
+
+    def outcome(self) -> dict[str, Any]:
+        return operation_outcome(self.issues)
+
+
+def operation_outcome(issues: list[Issue]) -> dict[str, Any]:
+    resource = {"resourceType": "OperationOutcome", "issue": [i.to_json() for i in issues]}
+    OperationOutcome.model_validate(resource)  # what we emit is valid R4
+    return resource
