@@ -89,9 +89,9 @@ def criteria_definitions(tree: list[Node], kind: RequestKind) -> list[Definition
 
     def visit(node: Node) -> None:
         if isinstance(node, AnyOf):
-            for child in node.any_of:
-                visit(child)
-            names = [child.id for child in node.any_of]
+            for option in node.any_of:
+                visit(option)
+            names = [option.id for option in node.any_of]
             out.append(Definition(node.label, _join(names, "or"), "any_of"))
             return
         for child in node.children:

@@ -1,14 +1,17 @@
-"""``dtr``: build the generated Questionnaires and the coverage table.
+"""``dtr``: build the generated Questionnaires, score responses, serve the API.
 
-Exit status 0 on success, 2 on a policy or build error (the message names
-the file and field), so scripts and CI can rely on it.
+Exit status: 0 on success (any determination is a success), 1 when the input
+is refused (the OperationOutcome is printed), 2 on a policy or build error
+(the message names the file and field).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 
 from builder.artifacts import VersionNotBumped, coverage_markdown, generate, write
@@ -36,6 +39,39 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    # imported here: `dtr build` must work even while a policy change leaves
+    # the scoring package unable to compile
+    from scoring import Catalog, InvalidInput, score_json
+    from scoring.fhir_outputs import claim_response
+    from scoring.notice import render_notice
+
+    try:
+        body = Path(args.response).read_bytes() if args.response != "-" else sys.stdin.buffer.read()
+    except OSError as exc:
+        print(f"dtr: cannot read {args.response}: {exc.strerror}", file=sys.stderr)
+        return 2
+    try:
+        determination = score_json(Catalog.bundled(), body, args.as_of)
+    except InvalidInput as exc:
+        print(json.dumps(exc.outcome(), indent=2))
+        return 1
+    if args.format == "json":
+        print(json.dumps(determination.to_json(), indent=2))
+    elif args.format == "fhir":
+        print(json.dumps(claim_response(determination), indent=2))
+    else:
+        print(render_notice(determination, args.format), end="")
+    return 0
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="dtr", description=__doc__.splitlines()[0])
     commands = top.add_subparsers(dest="command", required=True)
@@ -45,6 +81,12 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--out", default=str(PROJECT_ROOT / "questionnaires"))
     build.add_argument("--docs", default=str(PROJECT_ROOT / "docs"))
     build.set_defaults(func=cmd_build)
+
+    score = commands.add_parser("score", help="score a QuestionnaireResponse")
+    score.add_argument("response", help="QuestionnaireResponse JSON file, or - for stdin")
+    score.add_argument("--as-of", type=_date, default=date.today(), help="evaluation date")
+    score.add_argument("--format", choices=["json", "fhir", "html", "text"], default="json")
+    score.set_defaults(func=cmd_score)
     return top
 
 

@@ -10,7 +10,7 @@ Rules, in order (see docs/conformance.md):
 3. **pended** when any criterion is unknown, listing the enabled questions
    left unanswered — missing information never denies;
 4. **approved** otherwise: authorization from the evaluation date for the
-   policy's length (end inclusive: start + N months - 1 day) and the quantity
+   policy's length (end inclusive: the day before the N-month anniversary) and the quantity
    limit of the requested product.
 """
 
@@ -28,11 +28,16 @@ from cql_like.engine import CompiledRequest, Evaluation
 Outcome = Literal["approved", "denied", "investigational", "pended"]
 
 
-def add_months(start: date, months: int) -> date:
-    """Calendar months; a day past the end of the month clamps to its last day."""
+def anniversary(start: date, months: int) -> date:
+    """The same day ``months`` calendar months later; when that month is too
+    short (31 August + 6 months, 29 February + 12), the first day of the month
+    after, so that an authorization ending the day before covers the whole of
+    the shorter month."""
     month_index = start.month - 1 + months
     year, month = start.year + month_index // 12, month_index % 12 + 1
-    return date(year, month, min(start.day, calendar.monthrange(year, month)[1]))
+    if start.day > calendar.monthrange(year, month)[1]:
+        return date(year, month, 1) + timedelta(days=calendar.monthrange(year, month)[1])
+    return date(year, month, start.day)
 
 
 @dataclass(frozen=True)
@@ -118,7 +123,7 @@ def decide(
             if package.kind == "initial"
             else policy.authorization.renewal
         )
-        end = add_months(as_of, term.months) - timedelta(days=1)
+        end = anniversary(as_of, term.months) - timedelta(days=1)
         authorization = Authorization(as_of, end, term.months, term.assumed)
     questionnaire = package.questionnaire
     return Determination(

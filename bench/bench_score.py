@@ -1,0 +1,145 @@
+"""Benchmark: scoring one completed EOCCO329 response.
+
+Compares, on the same responses (the EOCCO329 initial cases of the clinical
+case table):
+
+- **naive** — every definition evaluated with ``fhirpathpy.evaluate`` afresh
+  (parsed each time), reading its answers from the whole response with
+  ``descendants().where(linkId = …)``;
+- **compiled** — the same expressions compiled once, still reading the whole
+  response;
+- **ours** — the scorer: parsed JSON → input checks → answers indexed once by
+  linkId → compiled definitions → Determination.
+
+Run: ``.venv/bin/python bench/bench_score.py [--rounds N]``. Prints medians
+(per response) and ratios. Not a test: nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import sys
+import time
+from collections.abc import Callable, Mapping
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import fhirpathpy
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from cql_like.engine import CompiledRequest
+from cql_like.gateway import R4, Expression, compile_expression, plain
+from scoring import Catalog, score
+from scoring.fill import fill
+from scoring.response import check_answers, check_structure
+from tests.scoring_cases import load_scoring_cases, package_for
+
+AS_OF = date(2026, 11, 24)
+
+
+def whole_response_source(package: CompiledRequest, source: str) -> str:
+    """Rewrite ``%name`` (an indexed answer) into a search of the whole response."""
+    for name, link_id in sorted(package.link_of.items(), key=lambda kv: -len(kv[0])):
+        lookup = f"(%resource.descendants().where(linkId = '{link_id}').answer.value)"
+        source = re.sub(rf"%{name}\b", lookup, source)
+    return source
+
+
+class Naive:
+    """Quacks like a compiled Expression but parses and evaluates afresh each call."""
+
+    def __init__(self, name: str, source: str) -> None:
+        self.name, self.source = name, source
+
+    def truth(self, resource: Mapping[str, Any], variables: Mapping[str, Any]) -> bool | None:
+        env = {"resource": resource, "context": resource, **variables}
+        result = [plain(v) for v in fhirpathpy.evaluate(dict(resource), self.source, env, model=R4)]
+        return None if result == [] else bool(result[0])
+
+
+def variant(package: CompiledRequest, make: Callable[[str, str], Any]) -> CompiledRequest:
+    """The same package with every expression made by ``make`` over the whole response."""
+    clone = CompiledRequest(package.policy, package.kind, package.questionnaire)
+    clone.expressions = {
+        d.name: make(d.name, whole_response_source(package, d.expression))
+        for d in package.definitions
+    }
+    clone.items = {
+        link: type(spec)(**{**spec.__dict__, "enabled": clone.expressions.get(f"enabled {link}")})
+        for link, spec in package.items.items()
+    }
+    return clone
+
+
+def timed(run: Callable[[], object], rounds: int) -> float:
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        run()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    args = parser.parse_args()
+
+    catalog = Catalog.bundled()
+    package = package_for(catalog, "eocco329", "initial")
+    cases = [c.values[0] for c in load_scoring_cases() if c.values[0]["policy"] == "eocco329"]
+    responses = [fill(package, c["answers"]) for c in cases if c["request"] == "initial"]
+    naive = variant(package, Naive)
+    compiled = variant(package, lambda name, source: compile_expression(name, source))
+    assert isinstance(next(iter(compiled.expressions.values())), Expression)
+
+    def through(pkg: CompiledRequest) -> Callable[[], None]:
+        def run() -> None:
+            for response in responses:
+                check_structure(response)
+                answers = check_answers(package, response)
+                pkg.evaluate(response, answers.by_link, AS_OF)
+
+        return run
+
+    def ours() -> None:
+        for response in responses:
+            score(package, response, AS_OF)
+
+    # the three must agree before their times mean anything
+    for response in responses:
+        answers = check_answers(package, response).by_link
+        expected = package.evaluate(response, answers, AS_OF)
+        for other in (naive, compiled):
+            got = other.evaluate(response, answers, AS_OF)
+            assert (got.unmet, got.missing, got.outcome_value) == (
+                expected.unmet,
+                expected.missing,
+                expected.outcome_value,
+            )
+
+    n = len(responses)
+    t_naive = timed(through(naive), max(3, args.rounds // 5)) / n
+    t_compiled = timed(through(compiled), args.rounds) / n
+    t_ours = timed(ours, args.rounds) / n
+    definitions = len(package.definitions)
+    print(f"EOCCO329 initial: {n} responses, {definitions} definitions, {len(package.items)} items")
+    print(
+        f"naive (fhirpathpy.evaluate per definition, whole response): {t_naive * 1e3:8.2f} ms/response"
+    )
+    print(
+        f"compiled once, whole response:                             {t_compiled * 1e3:8.2f} ms/response"
+    )
+    print(
+        f"scorer (checks + indexed answers + compiled definitions):   {t_ours * 1e3:8.2f} ms/response"
+    )
+    print(f"speed-up over naive:    {t_naive / t_ours:6.1f}x")
+    print(f"speed-up over compiled: {t_compiled / t_ours:6.1f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Running a clinical case through the public path: build the Questionnaire,
+fill a QuestionnaireResponse, score it, and compare with what the case expects."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from scoring import Catalog, score_json
+from scoring.fill import fill
+
+CASES = Path(__file__).parent / "cases"
+AS_OF = date(2026, 11, 24)
+
+
+def case_files() -> list[Path]:
+    return sorted(CASES.glob("scoring_*.yaml"))
+
+
+def load_scoring_cases() -> list[Any]:
+    params = []
+    for path in case_files():
+        table = yaml.safe_load(path.read_text(encoding="utf-8"))
+        for case in table["cases"]:
+            base = case.get("base")
+            answers = {} if base == "none" else dict(table["bases"][base])
+            answers.update(case.get("set") or {})
+            for name in case.get("unset") or []:
+                answers.pop(name, None)
+            case = {**case, "policy": table["policy"], "answers": answers}
+            params.append(pytest.param(case, id=f"{table['policy']}: {case['name']}"))
+    return params
+
+
+def package_for(catalog: Catalog, policy: str, request: str):  # type: ignore[no-untyped-def]
+    for package in catalog.packages.values():
+        if package.policy.id == policy and package.kind == request:
+            return package
+    raise KeyError(f"{policy} {request}")
+
+
+def run_case(catalog: Catalog, case: dict[str, Any]) -> dict[str, Any]:
+    package = package_for(catalog, case["policy"], case["request"])
+    response = fill(package, case["answers"])
+    determination = score_json(catalog, response, case.get("as_of", AS_OF))
+    result = determination.to_json()
+    result["limits"] = [limit["quantity"] for limit in result["quantityLimits"]]
+    return result
+
+
+def mismatches(expect: dict[str, Any], result: dict[str, Any]) -> list[str]:
+    """What differs between a case's expectations and a determination."""
+    found = {
+        "outcome": result["outcome"],
+        "unmet": result["sections"]["unmet"],
+        "missing": result["sections"]["missing"],
+        "investigational": result["sections"]["investigational"],
+        "missingQuestions": result["missingQuestions"],
+        "months": (result["authorization"] or {}).get("months"),
+        "start": (result["authorization"] or {}).get("start"),
+        "end": (result["authorization"] or {}).get("end"),
+        "limits": result["limits"],
+    }
+    # a case that states no investigational sections expects none
+    expect = {"investigational": [], **expect}
+    if expect["outcome"] != "approved":
+        expect.setdefault("months", None)
+    problems = []
+    for key, wanted in expect.items():
+        if isinstance(wanted, date):
+            wanted = wanted.isoformat()
+        if found[key] != wanted:
+            problems.append(f"{key}: expected {wanted!r}, got {found[key]!r}")
+    return problems

@@ -1,0 +1,51 @@
+"""The clinical case tables (tests/cases/scoring_*.yaml) through the public path."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+import yaml
+
+from scoring import Catalog
+from tests.scoring_cases import case_files, load_scoring_cases, mismatches, run_case
+
+
+@pytest.fixture(scope="module")
+def catalog() -> Catalog:
+    return Catalog.bundled()
+
+
+@pytest.mark.parametrize("case", load_scoring_cases())
+def test_case(catalog: Catalog, case: dict[str, Any]) -> None:
+    assert mismatches(case["expect"], run_case(catalog, case)) == []
+
+
+def test_a_deliberately_wrong_case_fails(catalog: Catalog) -> None:
+    """The comparison can fail: the all-met case, expected as a denial citing I.A."""
+    case = next(c.values[0] for c in load_scoring_cases() if "every initial criterion" in c.id)
+    wrong = {"outcome": "denied", "unmet": ["I.A"]}
+    problems = mismatches(wrong, run_case(catalog, case))
+    assert "outcome: expected 'denied', got 'approved'" in problems
+    assert "unmet: expected ['I.A'], got []" in problems
+
+
+def test_tables_cover_every_section(catalog: Catalog) -> None:
+    """Each policy section is exercised by at least one case; each table is large enough."""
+    for path in case_files():
+        table = yaml.safe_load(path.read_text(encoding="utf-8"))
+        policy = catalog.policies[table["policy"]]
+        exercised = Counter(s for case in table["cases"] for s in case["exercises"])
+        sections = {
+            section
+            for package in catalog.packages.values()
+            if package.policy is policy
+            for section in package.index.section_text
+        }
+        assert sections - set(exercised) == set(), path.name
+        assert set(exercised) - sections == set(), path.name
+    minimum = {"eocco329": 40, "mn-dhs-mekinist": 10}
+    for path in case_files():
+        table = yaml.safe_load(path.read_text(encoding="utf-8"))
+        assert len(table["cases"]) >= minimum[table["policy"]]
