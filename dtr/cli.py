@@ -65,6 +65,25 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+
+    import uvicorn
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    settings = Settings.from_env(host=args.host, port=args.port, database=args.db)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app = create_app(settings)
+    print(
+        f"dtr: serving on http://{settings.host}:{settings.port}/ (store: {settings.database})",
+        flush=True,
+    )
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+    return 0
+
+
 def _date(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -87,6 +106,14 @@ def parser() -> argparse.ArgumentParser:
     score.add_argument("--as-of", type=_date, default=date.today(), help="evaluation date")
     score.add_argument("--format", choices=["json", "fhir", "html", "text"], default="json")
     score.set_defaults(func=cmd_score)
+
+    serve = commands.add_parser(
+        "serve", help="run the FHIR API and portal (env: DTR_HOST, DTR_PORT, DTR_DB)"
+    )
+    serve.add_argument("--host", help="listen address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8080)")
+    serve.add_argument("--db", help="SQLite file or postgresql:// URL (default var/dtr.sqlite3)")
+    serve.set_defaults(func=cmd_serve)
     return top
 
 

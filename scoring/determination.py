@@ -99,6 +99,57 @@ class Determination:
         }
 
 
+def from_json(package: CompiledRequest, data: dict[str, Any], subject: Any = None) -> Determination:
+    """A stored determination (``Determination.to_json``) back as an object,
+    with the texts of the package it was decided by (for its notice)."""
+    policy = package.policy
+    authorization = None
+    if data["authorization"]:
+        term = (
+            policy.authorization.initial
+            if package.kind == "initial"
+            else policy.authorization.renewal
+        )
+        authorization = Authorization(
+            date.fromisoformat(data["authorization"]["start"]),
+            date.fromisoformat(data["authorization"]["end"]),
+            data["authorization"]["months"],
+            term.assumed,
+        )
+    return Determination(
+        policy=data["policy"],
+        policy_number=policy.policy.number or policy.id,
+        request=data["request"],
+        outcome=data["outcome"],
+        unmet=data["sections"]["unmet"],
+        missing=data["sections"]["missing"],
+        investigational=data["sections"]["investigational"],
+        missing_questions=data["missingQuestions"],
+        authorization=authorization,
+        quantity_limits=[
+            QuantityLimit(
+                product=q["product"],
+                quantity=q["quantity"],
+                unit=q["unit"],
+                period_days=q["periodDays"],
+            )
+            for q in data["quantityLimits"]
+        ],
+        questionnaire=data["questionnaire"],
+        evaluated_at=date.fromisoformat(data["evaluatedAt"]),
+        section_text=package.index.section_text,
+        question_text=_question_text(package),
+        payer=policy.policy.payer.name,
+        payer_id=policy.policy.payer.identifier,
+        drug=policy.drugs[0].name,
+        subject=subject,
+    )
+
+
+def _question_text(package: CompiledRequest) -> dict[str, str]:
+    return {info.link_id: info.question.text for info in package.index.questions.values()}
+
+
 def decide(
     package: CompiledRequest,
     evaluation: Evaluation,
@@ -140,9 +191,7 @@ def decide(
         questionnaire=f"{questionnaire['url']}|{questionnaire['version']}",
         evaluated_at=as_of,
         section_text=package.index.section_text,
-        question_text={
-            info.link_id: info.question.text for info in package.index.questions.values()
-        },
+        question_text=_question_text(package),
         payer=policy.policy.payer.name,
         payer_id=policy.policy.payer.identifier,
         drug=policy.drugs[0].name,

@@ -1,0 +1,35 @@
+"""Service configuration: environment variables, overridden by ``dtr serve`` flags.
+
+- ``DTR_HOST`` / ``DTR_PORT``: where to listen (default 127.0.0.1:8080);
+- ``DTR_DB``: a SQLite file path (default ``var/dtr.sqlite3``) or a
+  ``postgresql://`` URL;
+- ``DTR_MAX_BODY``: the largest accepted request body in bytes (default 1 MB);
+- ``DTR_BASE_URL``: the public base URL, when behind a proxy.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    database: str = "var/dtr.sqlite3"
+    max_body: int = 1_000_000
+    base_url: str | None = None
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        env = dict(os.environ) if env is None else env
+        settings = cls(
+            host=env.get("DTR_HOST", cls.host),
+            port=int(env.get("DTR_PORT", cls.port)),
+            database=env.get("DTR_DB", cls.database),
+            max_body=int(env.get("DTR_MAX_BODY", cls.max_body)),
+            base_url=env.get("DTR_BASE_URL") or None,
+        )
+        return replace(settings, **{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,213 @@
+"""Durable storage of every accepted response and its determination.
+
+SQLite by default (one file, WAL journal, so readers never block the one
+writer), PostgreSQL when the database setting is a ``postgresql://`` URL, so
+several service instances behind a load balancer share one store. A record
+is committed before the reply is sent. Records are keyed by the SHA-256 of
+the response's canonical JSON: resubmitting the same response (same id, same
+content) finds the stored record instead of creating a second one, while a
+changed response (a pended one completed later) is a new record and both
+are kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS determinations (
+    id              TEXT PRIMARY KEY,
+    response_key    TEXT NOT NULL UNIQUE,
+    response_id     TEXT,
+    request_id      TEXT NOT NULL,
+    received_at     TEXT NOT NULL,
+    questionnaire   TEXT NOT NULL,
+    policy          TEXT NOT NULL,
+    policy_version  TEXT NOT NULL,
+    evaluated_at    TEXT NOT NULL,
+    outcome         TEXT NOT NULL,
+    response        TEXT NOT NULL,
+    determination   TEXT NOT NULL,
+    claim_response  TEXT NOT NULL
+)
+"""
+COLUMNS = (
+    "id", "response_key", "response_id", "request_id", "received_at", "questionnaire", "policy",
+    "policy_version", "evaluated_at", "outcome", "response", "determination", "claim_response",
+)  # fmt: skip
+JSON_COLUMNS = {"response", "determination", "claim_response"}
+
+
+def response_key(response: dict[str, Any]) -> str:
+    """The identity of a submitted response: its canonical JSON, hashed."""
+    canonical = json.dumps(response, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Record:
+    id: str
+    response_key: str
+    response_id: str | None
+    request_id: str
+    received_at: str
+    questionnaire: str
+    policy: str
+    policy_version: str
+    evaluated_at: str
+    outcome: str
+    response: dict[str, Any]
+    determination: dict[str, Any]
+    claim_response: dict[str, Any]
+
+    def row(self) -> tuple[Any, ...]:
+        return tuple(
+            json.dumps(getattr(self, c)) if c in JSON_COLUMNS else getattr(self, c) for c in COLUMNS
+        )
+
+    @classmethod
+    def from_row(cls, row: Any) -> Record:
+        values = dict(zip(COLUMNS, row, strict=True))
+        for column in JSON_COLUMNS:
+            values[column] = json.loads(values[column])
+        return cls(**values)
+
+
+class Store(Protocol):
+    def save(self, record: Record) -> tuple[Record, bool]:
+        """Store ``record``; returns the stored record and whether it is new
+        (an identical response already stored is returned instead)."""
+        ...
+
+    def get(self, record_id: str) -> Record | None: ...
+
+    def count(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class SQLiteStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self._connection() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(SCHEMA)
+
+    def _connection(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.execute("PRAGMA busy_timeout = 30000")
+            db.execute("PRAGMA synchronous = FULL")  # committed means on disk
+            self._local.db = db
+        return db
+
+    def save(self, record: Record) -> tuple[Record, bool]:
+        db = self._connection()
+        placeholders = ", ".join("?" for _ in COLUMNS)
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            existing = db.execute(
+                f"SELECT {', '.join(COLUMNS)} FROM determinations WHERE response_key = ?",
+                (record.response_key,),
+            ).fetchone()
+            if existing is not None:
+                db.execute("COMMIT")
+                return Record.from_row(existing), False
+            db.execute(
+                f"INSERT INTO determinations ({', '.join(COLUMNS)}) VALUES ({placeholders})",
+                record.row(),
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return record, True
+
+    def get(self, record_id: str) -> Record | None:
+        row = (
+            self._connection()
+            .execute(f"SELECT {', '.join(COLUMNS)} FROM determinations WHERE id = ?", (record_id,))
+            .fetchone()
+        )
+        return Record.from_row(row) if row else None
+
+    def count(self) -> int:
+        return int(self._connection().execute("SELECT count(*) FROM determinations").fetchone()[0])
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+
+class PostgresStore:
+    """The same store on PostgreSQL (``pip install 'dtr-pa[postgres]'``)."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg  # optional dependency, imported only when configured
+
+        self._psycopg = psycopg
+        self.url = url
+        self._local = threading.local()
+        with self._connection() as db:
+            db.execute(SCHEMA)
+
+    def _connection(self) -> Any:
+        db = getattr(self._local, "db", None)
+        if db is None or db.closed:
+            db = self._psycopg.connect(self.url, autocommit=False)
+            self._local.db = db
+        return db
+
+    def save(self, record: Record) -> tuple[Record, bool]:
+        db = self._connection()
+        placeholders = ", ".join("%s" for _ in COLUMNS)
+        with db.transaction():
+            inserted = db.execute(
+                f"INSERT INTO determinations ({', '.join(COLUMNS)}) VALUES ({placeholders})"
+                " ON CONFLICT (response_key) DO NOTHING RETURNING id",
+                record.row(),
+            ).fetchone()
+            if inserted is not None:
+                return record, True
+            row = db.execute(
+                f"SELECT {', '.join(COLUMNS)} FROM determinations WHERE response_key = %s",
+                (record.response_key,),
+            ).fetchone()
+        return Record.from_row(row), False
+
+    def get(self, record_id: str) -> Record | None:
+        db = self._connection()
+        with db.transaction():
+            row = db.execute(
+                f"SELECT {', '.join(COLUMNS)} FROM determinations WHERE id = %s", (record_id,)
+            ).fetchone()
+        return Record.from_row(row) if row else None
+
+    def count(self) -> int:
+        db = self._connection()
+        with db.transaction():
+            return int(db.execute("SELECT count(*) FROM determinations").fetchone()[0])
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+
+
+def open_store(database: str) -> Store:
+    """A store for a database setting: a file path (SQLite) or a PostgreSQL URL."""
+    if database.startswith(("postgresql://", "postgres://")):
+        return PostgresStore(database)
+    return SQLiteStore(database.removeprefix("sqlite:///"))

@@ -1,0 +1,363 @@
+"""The HTTP API in process: every endpoint, every error status, the audit store."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.capabilitystatement import CapabilityStatement
+from fhir.resources.R4B.claimresponse import ClaimResponse
+from fhir.resources.R4B.operationdefinition import OperationDefinition
+from fhir.resources.R4B.operationoutcome import OperationOutcome
+from fhir.resources.R4B.parameters import Parameters
+from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
+
+from scoring import Catalog
+from scoring.fill import fill
+from service.app import create_app
+from service.settings import Settings
+from service.store import SQLiteStore
+from tests.scoring_cases import package_for
+
+FHIR = {"content-type": "application/fhir+json"}
+AS_OF = date(2026, 11, 24)
+APPROVABLE = {
+    "requested_quantity": 66,
+    "birth_date": "1968-04-12",
+    "prescriber_oncologist": True,
+    "combination_therapy": False,
+    "diagnosis": "I.D",
+    "figo_stage": "III",
+    "kras_mutation": True,
+    "platinum_progressed": True,
+    "second_line_progressed": True,
+    "hormonal_progressed": True,
+    "bevacizumab_progressed": True,
+    "trametinib_progressed": True,
+    "no_further_chemotherapy": True,
+    "no_clinical_trial": True,
+}
+
+
+@pytest.fixture(scope="module")
+def catalog() -> Catalog:
+    return Catalog.bundled()
+
+
+@pytest.fixture()
+def client(catalog: Catalog, tmp_path: Path) -> TestClient:
+    settings = Settings(database=str(tmp_path / "store.sqlite3"), max_body=200_000)
+    return TestClient(create_app(settings, catalog=catalog, clock=lambda: AS_OF))
+
+
+def response(catalog: Catalog, answers: dict[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
+    return fill(package_for(catalog, "eocco329", "initial"), answers or APPROVABLE, **kw)
+
+
+def post(
+    client: TestClient,
+    body: Any,
+    path: str = "/QuestionnaireResponse/$evaluate",
+    headers: Any = FHIR,
+):
+    content = body if isinstance(body, str | bytes) else json.dumps(body)
+    return client.post(path, content=content, headers=headers)
+
+
+def outcome_of(reply: Any, status: int) -> str:
+    assert reply.status_code == status, reply.text
+    assert reply.headers["content-type"].startswith("application/fhir+json")
+    OperationOutcome.model_validate(reply.json())
+    assert "Traceback" not in reply.text
+    return " | ".join(i["diagnostics"] for i in reply.json()["issue"])
+
+
+# --- conformance and reads ----------------------------------------------------------
+
+
+def test_metadata_lists_the_api(client: TestClient) -> None:
+    reply = client.get("/metadata")
+    assert reply.status_code == 200
+    capability = CapabilityStatement.model_validate(reply.json())
+    resources = {r.type: r for r in capability.rest[0].resource}
+    assert {"Questionnaire", "Library", "QuestionnaireResponse", "ClaimResponse"} <= set(resources)
+    assert [o.name for o in resources["QuestionnaireResponse"].operation] == ["evaluate"]
+    definition = client.get("/OperationDefinition/evaluate-response")
+    assert OperationDefinition.model_validate(definition.json()).code == "evaluate"
+
+
+def test_questionnaire_search_and_read(client: TestClient) -> None:
+    everything = client.get("/Questionnaire").json()
+    Bundle.model_validate(everything)
+    assert everything["type"] == "searchset" and everything["total"] == 4
+    url = "https://pa-dtr.example.org/fhir/Questionnaire/eocco329-renewal"
+    assert client.get("/Questionnaire", params={"url": url}).json()["total"] == 1
+    assert (
+        client.get("/Questionnaire", params={"url": url, "version": "1.0.0-r1"}).json()["total"]
+        == 1
+    )
+    assert client.get("/Questionnaire", params={"url": f"{url}|1.0.0-r1"}).json()["total"] == 1
+    assert client.get("/Questionnaire", params={"url": url, "version": "9"}).json()["total"] == 0
+    assert client.get("/Questionnaire/eocco329-renewal").json()["url"] == url
+    assert "Questionnaire/nope is not known" in outcome_of(client.get("/Questionnaire/nope"), 404)
+
+
+def test_library_read(client: TestClient) -> None:
+    logic = client.get("/Library/eocco329-initial-logic").json()
+    assert logic["content"][0]["contentType"] == "text/fhirpath"
+    outcome_of(client.get("/Library/nope"), 404)
+
+
+# --- $questionnaire-package ----------------------------------------------------------
+
+
+def package_request(*parts: dict[str, Any]) -> dict[str, Any]:
+    coverage = {"resourceType": "Coverage", "status": "active", "beneficiary": {"reference": "Patient/p1"},
+                "payor": [{"display": "payer"}]}  # fmt: skip
+    return {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "coverage", "resource": coverage}, *parts],
+    }
+
+
+def order(coding: list[dict[str, Any]], text: str | None = None) -> dict[str, Any]:
+    concept: dict[str, Any] = {"coding": coding}
+    if text:
+        concept["text"] = text
+    return {"name": "order", "resource": {"resourceType": "MedicationRequest", "status": "draft",
+            "intent": "order", "subject": {"reference": "Patient/p1"}, "medicationCodeableConcept": concept}}  # fmt: skip
+
+
+def bundles(reply: Any) -> list[dict[str, Any]]:
+    assert reply.status_code == 200, reply.text
+    Parameters.model_validate(reply.json())
+    out = [p["resource"] for p in reply.json()["parameter"] if p["name"] == "PackageBundle"]
+    for bundle in out:
+        Bundle.model_validate(bundle)
+        assert bundle["type"] == "collection"
+        kinds = [e["resource"]["resourceType"] for e in bundle["entry"]]
+        assert kinds == ["Questionnaire", "QuestionnaireResponse", "Library"]
+        questionnaire, draft, logic = (e["resource"] for e in bundle["entry"])
+        canonical = f"{questionnaire['url']}|{questionnaire['version']}"
+        assert draft["questionnaire"] == canonical and draft["status"] == "in-progress"
+        library_ref = next(
+            e["valueCanonical"] for e in questionnaire["extension"] if "cqf-library" in e["url"]
+        )
+        assert library_ref == f"{logic['url']}|{logic['version']}"
+    return out
+
+
+def test_package_by_ndc_order(client: TestClient) -> None:
+    ndc = [{"system": "http://hl7.org/fhir/sid/ndc", "code": "0078-0668-15"}]
+    found = bundles(
+        post(client, package_request(order(ndc)), "/Questionnaire/$questionnaire-package")
+    )
+    assert [b["entry"][0]["resource"]["id"] for b in found] == [
+        "mn-dhs-mekinist-initial",
+        "mn-dhs-mekinist-renewal",
+    ]
+    assert found[0]["entry"][1]["resource"]["subject"] == {"reference": "Patient/p1"}
+
+
+def test_package_by_product_name(client: TestClient) -> None:
+    found = bundles(
+        post(
+            client,
+            package_request(order([], "Avmapki Fakzynja Co-Pack")),
+            "/Questionnaire/$questionnaire-package",
+        )
+    )
+    assert {b["entry"][0]["resource"]["id"] for b in found} == {
+        "eocco329-initial",
+        "eocco329-renewal",
+    }
+
+
+def test_package_by_questionnaire_canonical(client: TestClient) -> None:
+    canonical = "https://pa-dtr.example.org/fhir/Questionnaire/eocco329-renewal|1.0.0-r1"
+    part = {"name": "questionnaire", "valueCanonical": canonical}
+    found = bundles(post(client, package_request(part), "/Questionnaire/$questionnaire-package"))
+    assert [b["entry"][0]["resource"]["id"] for b in found] == ["eocco329-renewal"]
+
+
+def test_package_for_a_drug_without_policy(client: TestClient) -> None:
+    reply = post(
+        client,
+        package_request(order([], "amoxicillin 500 mg")),
+        "/Questionnaire/$questionnaire-package",
+    )
+    assert bundles(reply) == []
+    outcome = next(p["resource"] for p in reply.json()["parameter"] if p["name"] == "outcome")
+    assert "no policy of this payer covers" in outcome["issue"][0]["diagnostics"]
+
+
+def test_package_needs_order_questionnaire_or_context(client: TestClient) -> None:
+    assert "dtr-1" in outcome_of(
+        post(client, package_request(), "/Questionnaire/$questionnaire-package"), 400
+    )
+
+
+# --- $evaluate -----------------------------------------------------------------------
+
+
+def test_evaluate_scores_stores_and_returns_claim_response(
+    client: TestClient, catalog: Catalog
+) -> None:
+    reply = post(client, response(catalog, subject="Patient/123"))
+    assert reply.status_code == 201, reply.text
+    claim = reply.json()
+    ClaimResponse.model_validate(claim)
+    assert claim["patient"] == {"reference": "Patient/123"}
+    assert claim["preAuthPeriod"] == {"start": "2026-11-24", "end": "2027-05-23"}
+    review = claim["item"][0]["adjudication"][0]["extension"][0]["extension"][0][
+        "valueCodeableConcept"
+    ]
+    assert review["coding"][0]["code"] == "A1"
+    assert reply.headers["location"].endswith(f"/ClaimResponse/{claim['id']}")
+    assert client.get(f"/ClaimResponse/{claim['id']}").json() == claim
+    determination = client.get(f"/determinations/{claim['id']}").json()
+    assert determination["outcome"] == "approved" and determination["authorization"]["months"] == 6
+    assert determination["questionnaire"].endswith("eocco329-initial|1.0.0-r1")
+    notice = client.get(f"/determinations/{claim['id']}/notice")
+    assert notice.headers["content-type"].startswith("text/html") and "Approved" in notice.text
+    assert (
+        "2027-05-23"
+        in client.get(f"/determinations/{claim['id']}/notice", params={"format": "text"}).text
+    )
+    stored = client.get(f"/QuestionnaireResponse/{claim['id']}").json()
+    QuestionnaireResponse.model_validate(stored)
+    info = next(e for e in stored["extension"] if e["url"].endswith("ext-coverage-information"))
+    covered = {e["url"]: e.get("valueCode") for e in info["extension"]}
+    assert covered["covered"] == "covered" and covered["pa-needed"] == "satisfied"
+
+
+def test_denial_lists_every_section(client: TestClient, catalog: Catalog) -> None:
+    answers = {**APPROVABLE, "kras_mutation": False, "requested_quantity": 70}
+    claim = post(client, response(catalog, answers)).json()
+    review = claim["item"][0]["adjudication"][0]["extension"][0]["extension"][0][
+        "valueCodeableConcept"
+    ]
+    assert review["coding"][0]["code"] == "A3"
+    notes = [n["text"] for n in claim["processNote"]]
+    assert any(n.startswith("Not met: QL") for n in notes) and any(
+        n.startswith("Not met: I.D.2") for n in notes
+    )
+    assert client.get(f"/determinations/{claim['id']}").json()["sections"]["unmet"] == [
+        "QL",
+        "I.D.2",
+    ]
+
+
+def test_pended_response_is_kept_and_completed_later(client: TestClient, catalog: Catalog) -> None:
+    partial = response(catalog, {"requested_quantity": 66}, response_id="qr-1")
+    first = post(client, partial)
+    assert first.status_code == 201 and first.json()["outcome"] == "queued"
+    again = post(client, partial)
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    completed = post(client, response(catalog, response_id="qr-1"))
+    assert completed.status_code == 201 and completed.json()["id"] != first.json()["id"]
+    store = client.app.state.store  # type: ignore[attr-defined]
+    assert store.count() == 2
+    assert client.get(f"/determinations/{first.json()['id']}").json()["outcome"] == "pended"
+
+
+def test_evaluate_accepts_parameters(client: TestClient, catalog: Catalog) -> None:
+    body = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "response", "resource": response(catalog)}],
+    }
+    assert post(client, body).status_code == 201
+
+
+def test_evaluate_accepts_what_lhc_forms_exports(client: TestClient, catalog: Catalog) -> None:
+    exported = response(catalog, subject=None)
+    exported["meta"] = {"profile": ["http://hl7.org/fhir/4.0/StructureDefinition/QuestionnaireResponse"],
+                        "tag": [{"code": "lformsVersion: 40.1.3"}]}  # fmt: skip
+    exported["authored"] = "2026-11-24T21:44:44.697Z"
+    reply = post(client, exported)
+    assert reply.status_code == 201
+    assert reply.json()["patient"]["display"] == "patient not identified in the response"
+
+
+# --- errors ----------------------------------------------------------------------------
+
+
+def test_malformed_json_is_400(client: TestClient) -> None:
+    assert "malformed JSON" in outcome_of(post(client, '{"resourceType": '), 400)
+
+
+def test_wrong_content_type_is_415(client: TestClient, catalog: Catalog) -> None:
+    reply = post(client, response(catalog), headers={"content-type": "text/plain"})
+    assert "text/plain" in outcome_of(reply, 415)
+
+
+def test_oversize_body_is_413(client: TestClient, catalog: Catalog) -> None:
+    big = response(catalog)
+    big["text"] = {"status": "generated", "div": "<div>" + "x" * 300_000 + "</div>"}
+    assert "exceeds the limit of 200000 bytes" in outcome_of(post(client, big), 413)
+
+
+def test_response_that_does_not_fit_is_422(client: TestClient, catalog: Catalog) -> None:
+    wrong = response(catalog)
+    wrong["item"][0]["item"][0]["answer"] = [{"valueString": "sixty-six"}]
+    assert "expected valueInteger, got valueString" in outcome_of(post(client, wrong), 422)
+    other = response(catalog)
+    other["questionnaire"] = "https://elsewhere.example/Questionnaire/x|1"
+    assert "no Questionnaire" in outcome_of(post(client, other), 422)
+    assert client.app.state.store.count() == 0  # type: ignore[attr-defined]
+
+
+def test_unknown_records_and_routes_are_404(client: TestClient) -> None:
+    for path in ("/ClaimResponse/none", "/determinations/none", "/determinations/none/notice",
+                 "/QuestionnaireResponse/none", "/Patient/1"):  # fmt: skip
+        outcome_of(client.get(path), 404)
+
+
+def test_wrong_method_is_an_operation_outcome(client: TestClient) -> None:
+    outcome_of(client.delete("/Questionnaire/eocco329-initial"), 405)
+
+
+def test_internal_error_is_500_without_traceback(catalog: Catalog, tmp_path: Path) -> None:
+    class BrokenStore(SQLiteStore):
+        def save(self, record):  # type: ignore[no-untyped-def]
+            raise RuntimeError("disk on fire: Patient/123")
+
+    app = create_app(
+        Settings(database=":memory:"), catalog=catalog, store=BrokenStore(tmp_path / "s.db")
+    )
+    client = TestClient(app, raise_server_exceptions=False)
+    reply = post(client, response(catalog))
+    text = outcome_of(reply, 500)
+    assert reply.headers["x-request-id"] in text
+    assert "disk on fire" not in text
+
+
+def test_requests_are_logged_with_id_and_no_patient_data(
+    client: TestClient, catalog: Catalog, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="dtr.service")
+    reply = client.post(
+        "/QuestionnaireResponse/$evaluate",
+        content=json.dumps(response(catalog, subject="Patient/secret-123")),
+        headers={**FHIR, "X-Request-ID": "req-42"},
+    )
+    assert reply.headers["x-request-id"] == "req-42"
+    lines = [r.getMessage() for r in caplog.records if r.name == "dtr.service"]
+    assert any(
+        line.startswith("req-42 POST /QuestionnaireResponse/$evaluate 201") for line in lines
+    )
+    assert not any("secret-123" in line or "1968-04-12" in line for line in lines)
+
+
+def test_portal_page_is_served(client: TestClient) -> None:
+    page = client.get("/")
+    assert page.status_code == 200
+    assert "/static/lforms/webcomponent/main.js" in page.text
+    assert "eocco329-initial" in page.text and "mn-dhs-mekinist-renewal" in page.text
+    assert client.get("/static/portal.js").status_code == 200
