@@ -1,0 +1,151 @@
+"""The real server process on loopback: scoring over HTTP, a determination
+surviving a restart, and concurrent clients losing nothing."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+import pytest
+
+from scoring import Catalog
+from scoring.fill import fill
+from tests.scoring_cases import package_for
+
+ROOT = Path(__file__).resolve().parent.parent
+FHIR = {"content-type": "application/fhir+json"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, db: Path) -> None:
+        self.db = db
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Server:
+        command = [
+            sys.executable,
+            "-m",
+            "dtr",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--db",
+            str(self.db),
+        ]
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the server exited with {self.process.returncode}")
+            try:
+                if httpx.get(f"{self.url}/metadata", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.2)
+        raise RuntimeError("the server did not answer within 30 s")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
+
+
+@pytest.fixture()
+def server(tmp_path: Path) -> Iterator[Server]:
+    running = Server(tmp_path / "audit.sqlite3").start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def catalog() -> Catalog:
+    return Catalog.bundled()
+
+
+def mekinist(catalog: Catalog, response_id: str, quantity: int = 30) -> dict[str, Any]:
+    answers = {
+        "requested_product": "0078-0668",
+        "requested_quantity": quantity,
+        "indication": "NSCLC",
+        "birth_date": "1955-02-14",
+        "nsclc_braf_v600e": True,
+        "nsclc_with_tafinlar": True,
+    }
+    return fill(
+        package_for(catalog, "mn-dhs-mekinist", "initial"), answers, response_id=response_id
+    )
+
+
+def test_score_over_http_and_survive_a_restart(server: Server, catalog: Catalog) -> None:
+    reply = httpx.post(
+        f"{server.url}/QuestionnaireResponse/$evaluate",
+        content=json.dumps(mekinist(catalog, "r1")),
+        headers=FHIR,
+    )
+    assert reply.status_code == 201, reply.text
+    record = reply.json()["id"]
+    before = httpx.get(f"{server.url}/determinations/{record}").json()
+    assert before["outcome"] == "approved" and before["authorization"]["months"] == 12
+
+    server.stop()
+    server.start()
+    after = httpx.get(f"{server.url}/determinations/{record}")
+    assert after.status_code == 200
+    assert after.json() == before
+    again = httpx.post(
+        f"{server.url}/QuestionnaireResponse/$evaluate",
+        content=json.dumps(mekinist(catalog, "r1")),
+        headers=FHIR,
+    )
+    assert again.status_code == 200 and again.json()["id"] == record
+
+
+def test_concurrent_clients_lose_nothing(server: Server, catalog: Catalog) -> None:
+    bodies = [json.dumps(mekinist(catalog, f"c{n}", quantity=20 + n % 15)) for n in range(48)]
+
+    def submit(body: str) -> tuple[int, str]:
+        with httpx.Client(timeout=30) as client:
+            reply = client.post(
+                f"{server.url}/QuestionnaireResponse/$evaluate", content=body, headers=FHIR
+            )
+            return reply.status_code, reply.json()["id"]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(submit, bodies))
+    assert [status for status, _ in results] == [201] * len(bodies)
+    ids = {record for _, record in results}
+    assert len(ids) == len(bodies)
+    for record in ids:
+        assert httpx.get(f"{server.url}/ClaimResponse/{record}").status_code == 200
+
+    # the same response sent by eight clients at once is stored once
+    same = bodies[0].replace('"c0"', '"dup"')
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        duplicates = list(pool.map(submit, [same] * 8))
+    assert len({record for _, record in duplicates}) == 1
+    assert sorted(status for status, _ in duplicates) == [200] * 7 + [201]
