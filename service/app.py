@@ -15,7 +15,8 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
 from importlib import metadata, resources
 from pathlib import Path
@@ -98,8 +99,18 @@ def create_app(
         loader=PackageLoader("service", "templates"), autoescape=select_autoescape(["html", "j2"])
     )
 
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        store.close()
+
     app = FastAPI(
-        title="dtr-pa", version=_version(), docs_url=None, redoc_url=None, openapi_url=None
+        title="dtr-pa",
+        version=_version(),
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
     )
     app.state.store = store
     app.state.catalog = catalog

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-import threading
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -93,87 +93,74 @@ class Store(Protocol):
 
 
 class SQLiteStore:
+    """One file, WAL journal; a connection per operation (cheap for SQLite,
+    and nothing is left open by the server's worker threads)."""
+
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        with self._connection() as db:
+        with closing(self._connect()) as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(SCHEMA)
 
-    def _connection(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            db.execute("PRAGMA busy_timeout = 30000")
-            db.execute("PRAGMA synchronous = FULL")  # committed means on disk
-            self._local.db = db
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        db.execute("PRAGMA busy_timeout = 30000")
+        db.execute("PRAGMA synchronous = FULL")  # committed means on disk
         return db
 
     def save(self, record: Record) -> tuple[Record, bool]:
-        db = self._connection()
         placeholders = ", ".join("?" for _ in COLUMNS)
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            existing = db.execute(
-                f"SELECT {', '.join(COLUMNS)} FROM determinations WHERE response_key = ?",
-                (record.response_key,),
-            ).fetchone()
-            if existing is not None:
+        with closing(self._connect()) as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                existing = db.execute(
+                    f"SELECT {', '.join(COLUMNS)} FROM determinations WHERE response_key = ?",
+                    (record.response_key,),
+                ).fetchone()
+                if existing is None:
+                    db.execute(
+                        f"INSERT INTO determinations ({', '.join(COLUMNS)}) VALUES ({placeholders})",
+                        record.row(),
+                    )
                 db.execute("COMMIT")
-                return Record.from_row(existing), False
-            db.execute(
-                f"INSERT INTO determinations ({', '.join(COLUMNS)}) VALUES ({placeholders})",
-                record.row(),
-            )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        return record, True
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return (record, True) if existing is None else (Record.from_row(existing), False)
 
     def get(self, record_id: str) -> Record | None:
-        row = (
-            self._connection()
-            .execute(f"SELECT {', '.join(COLUMNS)} FROM determinations WHERE id = ?", (record_id,))
-            .fetchone()
-        )
+        with closing(self._connect()) as db:
+            row = db.execute(
+                f"SELECT {', '.join(COLUMNS)} FROM determinations WHERE id = ?", (record_id,)
+            ).fetchone()
         return Record.from_row(row) if row else None
 
     def count(self) -> int:
-        return int(self._connection().execute("SELECT count(*) FROM determinations").fetchone()[0])
+        with closing(self._connect()) as db:
+            return int(db.execute("SELECT count(*) FROM determinations").fetchone()[0])
 
     def close(self) -> None:
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
-            self._local.db = None
+        pass
 
 
 class PostgresStore:
-    """The same store on PostgreSQL (``pip install 'dtr-pa[postgres]'``)."""
+    """The same store on PostgreSQL (``pip install 'dtr-pa[postgres]'``), with
+    a connection pool shared by the server's worker threads."""
 
-    def __init__(self, url: str) -> None:
-        import psycopg  # optional dependency, imported only when configured
+    def __init__(self, url: str, max_connections: int = 10) -> None:
+        # optional dependencies, imported only when a PostgreSQL URL is configured
+        from psycopg_pool import ConnectionPool
 
-        self._psycopg = psycopg
         self.url = url
-        self._local = threading.local()
-        with self._connection() as db:
+        self.pool = ConnectionPool(url, min_size=1, max_size=max_connections, open=True)
+        with self.pool.connection() as db:
             db.execute(SCHEMA)
 
-    def _connection(self) -> Any:
-        db = getattr(self._local, "db", None)
-        if db is None or db.closed:
-            db = self._psycopg.connect(self.url, autocommit=False)
-            self._local.db = db
-        return db
-
     def save(self, record: Record) -> tuple[Record, bool]:
-        db = self._connection()
         placeholders = ", ".join("%s" for _ in COLUMNS)
-        with db.transaction():
+        with self.pool.connection() as db:
             inserted = db.execute(
                 f"INSERT INTO determinations ({', '.join(COLUMNS)}) VALUES ({placeholders})"
                 " ON CONFLICT (response_key) DO NOTHING RETURNING id",
@@ -188,22 +175,19 @@ class PostgresStore:
         return Record.from_row(row), False
 
     def get(self, record_id: str) -> Record | None:
-        db = self._connection()
-        with db.transaction():
+        with self.pool.connection() as db:
             row = db.execute(
                 f"SELECT {', '.join(COLUMNS)} FROM determinations WHERE id = %s", (record_id,)
             ).fetchone()
         return Record.from_row(row) if row else None
 
     def count(self) -> int:
-        db = self._connection()
-        with db.transaction():
-            return int(db.execute("SELECT count(*) FROM determinations").fetchone()[0])
+        with self.pool.connection() as db:
+            row = db.execute("SELECT count(*) FROM determinations").fetchone()
+        return int(row[0]) if row else 0
 
     def close(self) -> None:
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
+        self.pool.close()
 
 
 def open_store(database: str) -> Store:
