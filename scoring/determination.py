@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any, Literal
 
-from builder.policy import QuantityLimit
+from builder.policy import AuthorizationTerm, QuantityLimit
 from builder.questionnaire import REQUESTED_PRODUCT
 from cql_like.engine import CompiledRequest, Evaluation
 
@@ -102,23 +102,16 @@ class Determination:
 def from_json(package: CompiledRequest, data: dict[str, Any], subject: Any = None) -> Determination:
     """A stored determination (``Determination.to_json``) back as an object,
     with the texts of the package it was decided by (for its notice)."""
-    policy = package.policy
     authorization = None
     if data["authorization"]:
-        term = (
-            policy.authorization.initial
-            if package.kind == "initial"
-            else policy.authorization.renewal
-        )
         authorization = Authorization(
             date.fromisoformat(data["authorization"]["start"]),
             date.fromisoformat(data["authorization"]["end"]),
             data["authorization"]["months"],
-            term.assumed,
+            _term(package).assumed,
         )
     return Determination(
         policy=data["policy"],
-        policy_number=policy.policy.number or policy.id,
         request=data["request"],
         outcome=data["outcome"],
         unmet=data["sections"]["unmet"],
@@ -137,17 +130,29 @@ def from_json(package: CompiledRequest, data: dict[str, Any], subject: Any = Non
         ],
         questionnaire=data["questionnaire"],
         evaluated_at=date.fromisoformat(data["evaluatedAt"]),
-        section_text=package.index.section_text,
-        question_text=_question_text(package),
-        payer=policy.policy.payer.name,
-        payer_id=policy.policy.payer.identifier,
-        drug=policy.drugs[0].name,
         subject=subject,
+        **_described_by(package),
     )
 
 
-def _question_text(package: CompiledRequest) -> dict[str, str]:
-    return {info.link_id: info.question.text for info in package.index.questions.values()}
+def _term(package: CompiledRequest) -> AuthorizationTerm:
+    authorization = package.policy.authorization
+    return authorization.initial if package.kind == "initial" else authorization.renewal
+
+
+def _described_by(package: CompiledRequest) -> dict[str, Any]:
+    """What a notice says of the policy, its sections and questions."""
+    policy = package.policy
+    return {
+        "policy_number": policy.policy.number or policy.id,
+        "section_text": package.index.section_text,
+        "question_text": {
+            info.link_id: info.question.text for info in package.index.questions.values()
+        },
+        "payer": policy.policy.payer.name,
+        "payer_id": policy.policy.payer.identifier,
+        "drug": policy.drugs[0].name,
+    }
 
 
 def decide(
@@ -179,7 +184,6 @@ def decide(
     questionnaire = package.questionnaire
     return Determination(
         policy=policy.id,
-        policy_number=policy.policy.number or policy.id,
         request=package.kind,
         outcome=outcome,
         unmet=evaluation.unmet,
@@ -190,12 +194,8 @@ def decide(
         quantity_limits=_limits(package, answers),
         questionnaire=f"{questionnaire['url']}|{questionnaire['version']}",
         evaluated_at=as_of,
-        section_text=package.index.section_text,
-        question_text=_question_text(package),
-        payer=policy.policy.payer.name,
-        payer_id=policy.policy.payer.identifier,
-        drug=policy.drugs[0].name,
         subject=subject,
+        **_described_by(package),
     )
 
 

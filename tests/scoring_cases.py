@@ -36,6 +36,15 @@ def load_scoring_cases() -> list[Any]:
     return params
 
 
+def base_answers(policy: str, base: str) -> dict[str, Any]:
+    """A named answer set of a case table (``bases`` in scoring_<policy>.yaml)."""
+    for path in case_files():
+        table = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if table["policy"] == policy:
+            return dict(table["bases"][base])
+    raise KeyError(f"{policy} {base}")
+
+
 def package_for(catalog: Catalog, policy: str, request: str):  # type: ignore[no-untyped-def]
     for package in catalog.packages.values():
         if package.policy.id == policy and package.kind == request:

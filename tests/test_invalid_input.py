@@ -13,17 +13,10 @@ from fhir.resources.R4B.operationoutcome import OperationOutcome
 
 from scoring import Catalog, InvalidInput, score_json
 from scoring.fill import fill
-from tests.scoring_cases import package_for
+from tests.scoring_cases import base_answers, package_for
 
 AS_OF = date(2026, 11, 24)
-LGSOC = {
-    "requested_quantity": 66,
-    "birth_date": "1968-04-12",
-    "prescriber_oncologist": True,
-    "combination_therapy": False,
-    "diagnosis": "I.D",
-    "figo_stage": "III",
-}
+LGSOC = {**base_answers("eocco329", "not_lgsoc"), "diagnosis": "I.D", "figo_stage": "III"}
 
 
 @pytest.fixture(scope="module")

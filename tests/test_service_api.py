@@ -23,26 +23,11 @@ from scoring.fill import fill
 from service.app import create_app
 from service.settings import Settings
 from service.store import SQLiteStore
-from tests.scoring_cases import package_for
+from tests.scoring_cases import base_answers, package_for
 
 FHIR = {"content-type": "application/fhir+json"}
 AS_OF = date(2026, 11, 24)
-APPROVABLE = {
-    "requested_quantity": 66,
-    "birth_date": "1968-04-12",
-    "prescriber_oncologist": True,
-    "combination_therapy": False,
-    "diagnosis": "I.D",
-    "figo_stage": "III",
-    "kras_mutation": True,
-    "platinum_progressed": True,
-    "second_line_progressed": True,
-    "hormonal_progressed": True,
-    "bevacizumab_progressed": True,
-    "trametinib_progressed": True,
-    "no_further_chemotherapy": True,
-    "no_clinical_trial": True,
-}
+APPROVABLE = base_answers("eocco329", "initial_met")
 
 
 @pytest.fixture(scope="module")
