@@ -64,6 +64,10 @@ class Catalog:
 def score(package: CompiledRequest, response: Mapping[str, Any], as_of: date) -> Determination:
     """Check ``response`` against its Questionnaire and decide it as of ``as_of``."""
     check_structure(response)
+    return _decide(package, response, as_of)
+
+
+def _decide(package: CompiledRequest, response: Mapping[str, Any], as_of: date) -> Determination:
     answers = check_answers(package, response)
     evaluation = package.evaluate(response, answers.by_link, as_of, answers.enabled)
     subject = response.get("subject")
@@ -77,4 +81,4 @@ def score_json(
     resource = parse_json(body) if isinstance(body, bytes | str) else body
     check_structure(resource)
     package = catalog.resolve(resource.get("questionnaire"))
-    return score(package, resource, as_of)
+    return _decide(package, resource, as_of)

@@ -31,12 +31,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cql_like.definitions import library
-from scoring import Catalog, score
+from scoring import Catalog, score_json
 from scoring.determination import Determination, from_json
 from scoring.fhir_outputs import claim_response, coverage_information
 from scoring.notice import render_notice
 from scoring.outcome import InvalidInput, Issue, operation_outcome
-from scoring.response import check_structure, parse_json
+from scoring.response import parse_json
 from service.fhir_api import (
     EVALUATE_DEFINITION,
     capability_statement,
@@ -250,9 +250,8 @@ def create_app(
     # --- scoring ------------------------------------------------------------------
 
     def evaluate(resource: dict[str, Any], rid: str) -> tuple[Record, bool]:
-        check_structure(resource)
-        package = catalog.resolve(resource.get("questionnaire"))
-        determination = score(package, resource, clock())
+        determination = score_json(catalog, resource, clock())
+        package = catalog.resolve(determination.questionnaire)
         record_id = uuid.uuid4().hex
         record = Record(
             id=record_id,
