@@ -332,6 +332,8 @@ def _node_item(node: Node, index: PolicyIndex, inherited: list[Condition]) -> di
         "text": criterion.text,
         "type": "group",
     }
+    if criterion.text == criterion.id:
+        del item["prefix"]  # a branch named by its id (Mekinist "Melanoma") reads it once
     conditions = [*inherited, *criterion.enable_when]
     behavior = criterion.enable_behavior if criterion.enable_when else "all"
     if criterion.enable_when and inherited and behavior == "any":

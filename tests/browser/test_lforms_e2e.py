@@ -1,0 +1,661 @@
+"""End to end in a real browser: the portal renders the generated Questionnaires
+with LHC-Forms, their enableWhen logic behaves as the policy says when a
+provider clicks through them, and what LHC-Forms exports scores exactly as the
+same answers filled in Python.
+
+Everything about the forms (linkIds, nesting, which items are conditional, the
+answer options) is read from the Questionnaire the service serves; the answer
+sets come from the clinical case tables (tests/cases/scoring_*.yaml).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import struct
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import date
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Locator, Page, expect
+
+from scoring import Catalog
+from scoring.fill import fill
+from tests.browser.conftest import ROOT, VIEWPORT, Problems, Service
+from tests.scoring_cases import load_scoring_cases, package_for
+
+# Screenshots go to a temporary folder, so a test run leaves the checkout clean;
+# DTR_SCREENSHOTS=docs/screenshots refreshes the ones the README shows.
+SCREENSHOTS_ENV = "DTR_SCREENSHOTS"
+EVALUATE = "/QuestionnaireResponse/$evaluate"
+# determination fields that differ between any two submissions by construction
+PER_RECORD = {"id", "claimResponse", "notice"}
+QUESTION_TYPES_SKIPPED = {"group", "display"}
+
+
+# --- the Questionnaire, as data --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Item:
+    link_id: str
+    type: str
+    text: str
+    depth: int  # 1 at the top level
+    parent: str | None
+    enable_when: tuple[dict[str, Any], ...]  # its own conditions
+    enable_behavior: str  # 'all' or 'any'
+    conditional: bool  # an enableWhen on itself or on an ancestor group
+    options: tuple[dict[str, Any], ...]  # answerOption valueCodings
+
+    @property
+    def element_id(self) -> str:
+        """LHC-Forms' id: the linkId then one '/1' per nesting level."""
+        return self.link_id + "/1" * self.depth
+
+    @property
+    def is_question(self) -> bool:
+        return self.type not in QUESTION_TYPES_SKIPPED
+
+    def coding(self, code: str) -> dict[str, Any]:
+        for option in self.options:
+            if option["code"] == code:
+                return option
+        raise KeyError(f"{code!r} is not an answer option of {self.link_id}")
+
+
+class Form:
+    """A Questionnaire's items in document order, by linkId and by question name."""
+
+    def __init__(self, questionnaire: dict[str, Any]) -> None:
+        self.questionnaire = questionnaire
+        self.id: str = questionnaire["id"]
+        self.items: dict[str, Item] = {}
+        self._collect(questionnaire["item"], None, 1, False)
+        by_name: dict[str, list[str]] = {}
+        for item in self.items.values():
+            if item.is_question:
+                by_name.setdefault(item.link_id.rsplit(".", 1)[-1], []).append(item.link_id)
+        self._by_name = by_name
+
+    def _collect(
+        self, items: list[dict[str, Any]], parent: str | None, depth: int, inherited: bool
+    ) -> None:
+        for raw in items:
+            own = tuple(raw.get("enableWhen", []))
+            item = Item(
+                link_id=raw["linkId"],
+                type=raw["type"],
+                text=raw.get("text", ""),
+                depth=depth,
+                parent=parent,
+                enable_when=own,
+                enable_behavior=raw.get("enableBehavior", "all"),
+                conditional=inherited or bool(own),
+                options=tuple(o["valueCoding"] for o in raw.get("answerOption", [])),
+            )
+            self.items[item.link_id] = item
+            self._collect(raw.get("item", []), item.link_id, depth + 1, item.conditional)
+
+    def link_id(self, key: str) -> str:
+        """A question name (or a linkId) → its linkId ('<section>.<name>')."""
+        if key in self.items:
+            return key
+        found = self._by_name.get(key, [])
+        if len(found) != 1:
+            raise KeyError(f"{key!r} names {len(found)} questions of {self.id}: {found}")
+        return found[0]
+
+    def ancestors(self, link_id: str) -> list[Item]:
+        """The groups around an item, outermost first."""
+        chain = []
+        parent = self.items[link_id].parent
+        while parent is not None:
+            chain.append(self.items[parent])
+            parent = self.items[parent].parent
+        return chain[::-1]
+
+    def below(self, link_id: str) -> Iterator[Item]:
+        """Descendants of an item that carry no enableWhen of their own on the way down."""
+        for item in self.items.values():
+            path = [*self.ancestors(item.link_id), item]
+            ids = [i.link_id for i in path]
+            if link_id in ids[:-1]:
+                rest = path[ids.index(link_id) + 1 :]
+                if not any(i.enable_when for i in rest):
+                    yield item
+
+    def questions(self) -> list[Item]:
+        return [i for i in self.items.values() if i.is_question]
+
+    def enabled(self, values: Mapping[str, Any]) -> dict[str, bool]:
+        """Which items the Questionnaire's enableWhen enables for these answers
+        (by linkId; choice answers as codes). A disabled source counts as
+        unanswered; only the '=' operator is used by the generated forms."""
+        state: dict[str, bool] = {}
+        for item in self.items.values():  # document order: groups before their items
+            if item.parent is not None and not state[item.parent]:
+                state[item.link_id] = False
+                continue
+            held = []
+            for condition in item.enable_when:
+                source = condition["question"]
+                meets, _ = condition_values(self, condition)
+                held.append(state.get(source, False) and values.get(source) == meets)
+            if not held:
+                state[item.link_id] = True
+            else:
+                state[item.link_id] = any(held) if item.enable_behavior == "any" else all(held)
+        return state
+
+
+@cache
+def catalog() -> Catalog:
+    return Catalog.bundled()
+
+
+@cache
+def scoring_cases() -> dict[tuple[str, str], dict[str, Any]]:
+    """The clinical cases of tests/cases/scoring_*.yaml, by (policy, name)."""
+    cases = {}
+    for param in load_scoring_cases():
+        case = param.values[0]
+        assert isinstance(case, dict)
+        cases[case["policy"], case["name"]] = case
+    return cases
+
+
+def load_form(service: Service, qid: str) -> Form:
+    return Form(service.get_json(f"/Questionnaire/{qid}"))
+
+
+# --- the portal, driven as a provider would --------------------------------------
+
+
+def sel(element_id: str) -> str:
+    """LHC-Forms ids contain '/', '|' and '.': only attribute selectors work."""
+    return f'[id="{element_id}"]'
+
+
+def us_date(value: date | str) -> str:
+    day = value if isinstance(value, date) else date.fromisoformat(value)
+    return day.strftime("%m/%d/%Y")
+
+
+class Portal:
+    def __init__(self, page: Page, service: Service, form: Form) -> None:
+        self.page = page
+        self.service = service
+        self.form = form
+        self.values: dict[str, Any] = {}  # what has been answered, by linkId
+
+    def open(self) -> Portal:
+        self.page.goto(f"{self.service.url}/?q={self.form.id}")
+        self.page.wait_for_function(
+            "['ready', 'error', 'refused'].includes(window.portalStatus)", timeout=30_000
+        )
+        status = self.page.evaluate("window.portalStatus")
+        assert status == "ready", f"portal {status}: {self.page.locator('#error').text_content()}"
+        return self
+
+    def item(self, link_id: str) -> Locator:
+        """The item's <lhc-item> wrapper (absent while the item is disabled)."""
+        return self.page.locator(sel("item-" + self.form.items[link_id].element_id))
+
+    def answer(self, key: str, value: Any) -> None:
+        """Answer one question by clicking or typing, then check the form shows it."""
+        item = self.form.items[self.form.link_id(key)]
+        expect(self.item(item.link_id), f"{item.link_id} is not shown").to_be_visible()
+        page, eid = self.page, item.element_id
+        if item.type == "boolean":
+            choice = sel(f"{eid}|{'true' if value else 'false'}")
+            page.click(choice)
+            expect(page.locator(choice + " input")).to_be_checked()
+        elif item.type == "choice":
+            coding = item.coding(str(value))
+            choice = sel(f"{eid}|{coding.get('system', '')}|{coding['code']}")
+            page.click(choice)
+            expect(page.locator(choice + " input")).to_be_checked()
+        elif item.type in ("integer", "decimal", "string", "text"):
+            field = page.locator(sel(eid))
+            field.fill(str(value))
+            field.press("Tab")
+            expect(field).to_have_value(str(value))
+        elif item.type == "date":
+            field = page.locator(sel(eid) + " input")
+            field.click()
+            field.fill(us_date(value))
+            field.press("Enter")
+            page.keyboard.press("Escape")
+            expect(field).to_have_value(us_date(value))
+        else:
+            raise NotImplementedError(f"no way to answer a {item.type} item ({item.link_id})")
+        self._follow(item.link_id, str(value) if item.type == "choice" else value)
+
+    def _follow(self, link_id: str, value: Any) -> None:
+        """Wait for (and check) what the answer shows or hides: every item whose
+        enablement the Questionnaire's logic says has changed. LHC-Forms applies
+        enableWhen shortly after the click; the next click must not race it."""
+        before = self.form.enabled(self.values)
+        self.values[link_id] = value
+        after = self.form.enabled(self.values)
+        for changed in (i for i in after if after[i] != before[i]):
+            if after[changed]:
+                expect(self.item(changed), f"{changed} not shown").to_be_visible()
+            else:
+                expect(self.item(changed), f"{changed} still shown").to_have_count(0)
+
+    def fill(self, answers: Mapping[str, Any]) -> None:
+        """Answer by question name, in the Questionnaire's order (so each
+        enableWhen source is answered before the questions it shows)."""
+        wanted = {self.form.link_id(k): v for k, v in answers.items() if v is not None}
+        for item in self.form.questions():
+            if item.link_id in wanted:
+                self.answer(item.link_id, wanted[item.link_id])
+
+    def export(self) -> dict[str, Any]:
+        response = self.page.evaluate(
+            "LForms.Util.getFormFHIRData('QuestionnaireResponse', 'R4',"
+            " document.getElementById('formContainer'))"
+        )
+        assert isinstance(response, dict), f"LHC-Forms exported {response!r}"
+        return response
+
+    def submit(self) -> dict[str, Any]:
+        """Submit through the portal's button; the determination it shows."""
+        self.page.click("#submit")
+        self.page.wait_for_function(
+            "['scored', 'refused', 'error'].includes(window.portalStatus)", timeout=30_000
+        )
+        status = self.page.evaluate("window.portalStatus")
+        assert status == "scored", f"portal {status}: {self.page.locator('#error').text_content()}"
+        expect(self.page.locator("#result")).to_be_visible()
+        determination = self.page.evaluate("window.lastDetermination")
+        expect(self.page.locator("#outcome")).to_have_text(determination["outcome"])
+        return dict(determination)
+
+
+def opened(page: Page, service: Service, qid: str) -> Portal:
+    return Portal(page, service, load_form(service, qid)).open()
+
+
+def python_determination(
+    service: Service, policy: str, request: str, answers: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The same answers filled in Python, scored by the same server."""
+    package = package_for(catalog(), policy, request)
+    status, body = service.post_fhir(EVALUATE, fill(package, answers))
+    assert status in (200, 201), body
+    return dict(service.get_json(f"/determinations/{body['id']}"))
+
+
+def answered(response: dict[str, Any]) -> dict[tuple[str, ...], list[Any]]:
+    """Each answer of a response by the linkIds of its item and its groups."""
+    found: dict[tuple[str, ...], list[Any]] = {}
+
+    def visit(items: list[dict[str, Any]], path: tuple[str, ...]) -> None:
+        for item in items:
+            here = (*path, item["linkId"])
+            if "answer" in item:
+                found[here] = item["answer"]
+            visit(item.get("item", []), here)
+
+    visit(response.get("item", []), ())
+    return found
+
+
+def comparable(determination: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in determination.items() if k not in PER_RECORD}
+
+
+# --- enableWhen, generically ----------------------------------------------------
+
+
+def condition_values(form: Form, condition: dict[str, Any]) -> tuple[Any, Any]:
+    """For an '=' condition: an answer that meets it and one that does not."""
+    source = form.items[condition["question"]]
+    if condition.get("operator") != "=":
+        raise NotImplementedError(f"enableWhen operator {condition.get('operator')!r}")
+    if "answerBoolean" in condition:
+        return condition["answerBoolean"], not condition["answerBoolean"]
+    if "answerCoding" in condition:
+        wanted = condition["answerCoding"]
+        assert wanted in [{k: o[k] for k in wanted} for o in source.options], (
+            f"{source.link_id} has no option {wanted}"
+        )
+        other = next(o["code"] for o in source.options if o["code"] != wanted["code"])
+        return wanted["code"], other
+    raise NotImplementedError(f"enableWhen {condition}")
+
+
+def enable(portal: Portal, link_id: str) -> None:
+    """Answer what it takes for an item (and its groups) to be shown."""
+    form = portal.form
+    for item in [*form.ancestors(link_id), form.items[link_id]]:
+        for condition in item.enable_when:
+            enable(portal, condition["question"])
+            portal.answer(condition["question"], condition_values(form, condition)[0])
+
+
+# --- a. rendering -----------------------------------------------------------------
+
+QUESTIONNAIRES = ["eocco329-initial", "eocco329-renewal", "mn-dhs-mekinist-initial"]
+
+
+@pytest.mark.parametrize("qid", QUESTIONNAIRES)
+def test_renders_unconditional_items_and_hides_conditional_ones(
+    page: Page, page_problems: Problems, service: Service, qid: str
+) -> None:
+    portal = opened(page, service, qid)
+    form = portal.form
+    shown = [i for i in form.items.values() if not i.conditional]
+    hidden = [i for i in form.items.values() if i.conditional]
+    assert hidden, f"{qid} has no conditional item"
+    for item in shown:
+        expect(portal.item(item.link_id), f"{item.link_id} missing").to_be_visible()
+        if item.is_question:
+            expect(portal.item(item.link_id)).to_contain_text(item.text)
+    for item in hidden:
+        expect(portal.item(item.link_id), f"{item.link_id} shown too early").to_have_count(0)
+    # nothing else is rendered: one <lhc-item> per unconditional item
+    expect(page.locator("wc-lhc-form lhc-item[id^='item-']")).to_have_count(len(shown))
+    assert page_problems.errors == []
+    assert page_problems.other == []
+
+
+@pytest.mark.parametrize("qid", QUESTIONNAIRES)
+def test_each_conditional_item_appears_only_when_its_condition_holds(
+    page: Page, page_problems: Problems, service: Service, qid: str
+) -> None:
+    """Every item with an enableWhen: absent when its source has another answer,
+    shown (with what it contains) once the source has the answer it names."""
+    portal = opened(page, service, qid)
+    form = portal.form
+    checked = 0
+    for item in form.items.values():
+        if not item.enable_when:
+            continue
+        assert len(item.enable_when) == 1, f"{item.link_id}: several conditions"
+        condition = item.enable_when[0]
+        meets, fails = condition_values(form, condition)
+        for group in form.ancestors(item.link_id):
+            enable(portal, group.link_id)
+        enable(portal, condition["question"])
+        portal.answer(condition["question"], fails)
+        expect(portal.item(item.link_id), f"{item.link_id} shown").to_have_count(0)
+        portal.answer(condition["question"], meets)
+        expect(portal.item(item.link_id), f"{item.link_id} not shown").to_be_visible()
+        for inner in form.below(item.link_id):
+            expect(portal.item(inner.link_id), f"{inner.link_id} not shown").to_be_visible()
+        checked += 1
+    assert checked >= 3
+    assert page_problems.errors == []
+
+
+# --- b. enableWhen as a provider meets it -----------------------------------------
+
+
+def test_eocco_initial_lgsoc_questions_follow_the_diagnosis(page: Page, service: Service) -> None:
+    portal = opened(page, service, "eocco329-initial")
+    form = portal.form
+    criteria = [i.link_id for i in form.items.values() if i.parent == "I.D" and i.type == "group"]
+    assert criteria == [f"I.D.{n}" for n in range(1, 10)]
+    always = [q.link_id for g in criteria for q in form.below(g) if q.is_question]
+    assert "I.D.2.kras_mutation" in always
+    for link_id in criteria + always:
+        expect(portal.item(link_id)).to_have_count(0)
+
+    portal.answer("diagnosis", "I.D")
+    for link_id in criteria + always:
+        expect(portal.item(link_id), f"{link_id} not shown for LGSOC").to_be_visible()
+    for name in ["platinum_intolerant", "trametinib_intolerant"]:
+        expect(portal.item(form.link_id(name))).to_have_count(0)
+
+    portal.answer("diagnosis", "II.C")  # non-small cell lung cancer
+    for link_id in criteria + always:
+        expect(portal.item(link_id), f"{link_id} still shown for NSCLC").to_have_count(0)
+    expect(portal.item("I.D.diagnosis")).to_be_visible()
+
+
+def test_eocco_initial_intolerance_asked_only_without_progression(
+    page: Page, service: Service
+) -> None:
+    portal = opened(page, service, "eocco329-initial")
+    form = portal.form
+    pairs = [
+        (i.enable_when[0]["question"], i.link_id)
+        for i in form.items.values()
+        if i.enable_when and i.enable_when[0]["question"].endswith("_progressed")
+    ]
+    assert len(pairs) == 5  # platinum, second line, hormonal, bevacizumab, trametinib
+    portal.answer("diagnosis", "I.D")
+    for progressed, intolerant in pairs:
+        expect(portal.item(intolerant)).to_have_count(0)
+        portal.answer(progressed, False)
+        expect(portal.item(intolerant), f"{intolerant} not asked").to_be_visible()
+        portal.answer(progressed, True)
+        expect(portal.item(intolerant), f"{intolerant} still asked").to_have_count(0)
+
+
+def test_eocco_initial_consultation_asked_when_prescriber_is_no_oncologist(
+    page: Page, service: Service
+) -> None:
+    portal = opened(page, service, "eocco329-initial")
+    consulted = portal.item("I.B.oncologist_consulted")
+    expect(consulted).to_have_count(0)
+    portal.answer("prescriber_oncologist", False)
+    expect(consulted).to_be_visible()
+    portal.answer("prescriber_oncologist", True)
+    expect(consulted).to_have_count(0)
+
+
+def test_eocco_renewal_samples_switch_between_initial_and_renewal_criteria(
+    page: Page, service: Service
+) -> None:
+    portal = opened(page, service, "eocco329-renewal")
+    form = portal.form
+    initial = ["I", *(i.link_id for i in form.below("I"))]
+    renewal_i = ["Renewal.I", *(i.link_id for i in form.below("Renewal.I"))]
+    assert {"I.A.birth_date", "I.D.diagnosis"} <= set(initial)
+    assert "Renewal.I.prior_plan_approval" in renewal_i
+    both = ["Renewal.IV.symptoms_improved_or_stable", "Renewal.V.disease_response"]
+
+    def shown(link_ids: list[str]) -> None:
+        for link_id in link_ids:
+            expect(portal.item(link_id), f"{link_id} not shown").to_be_visible()
+
+    def absent(link_ids: list[str]) -> None:
+        for link_id in link_ids:
+            expect(portal.item(link_id), f"{link_id} shown").to_have_count(0)
+
+    absent(initial + renewal_i)
+    shown(both)
+    portal.answer("started_on_samples", True)
+    shown(initial + both)
+    absent(renewal_i)
+    portal.answer("started_on_samples", False)
+    shown(renewal_i + both)
+    absent(initial)
+
+
+def test_mekinist_questions_follow_the_indication(page: Page, service: Service) -> None:
+    portal = opened(page, service, "mn-dhs-mekinist-initial")
+    form = portal.form
+    melanoma = [
+        i.link_id for g in ("Melanoma", "Exclusion.1") for i in [form.items[g], *form.below(g)]
+    ]
+    nsclc = ["NSCLC", *(i.link_id for i in form.below("NSCLC"))]
+    assert {"Melanoma.2.melanoma_braf_v600ek", "Melanoma.3.melanoma_regimen"} <= set(melanoma)
+    assert {"NSCLC.2.nsclc_braf_v600e", "NSCLC.3.nsclc_with_tafinlar"} <= set(nsclc)
+    for link_id in melanoma + nsclc:
+        expect(portal.item(link_id)).to_have_count(0)
+
+    portal.answer("indication", "Melanoma")
+    for link_id in melanoma:
+        expect(portal.item(link_id), f"{link_id} not shown for melanoma").to_be_visible()
+    for link_id in nsclc:
+        expect(portal.item(link_id), f"{link_id} shown for melanoma").to_have_count(0)
+
+    portal.answer("indication", "NSCLC")
+    for link_id in nsclc:
+        expect(portal.item(link_id), f"{link_id} not shown for NSCLC").to_be_visible()
+    for link_id in melanoma:
+        expect(portal.item(link_id), f"{link_id} shown for NSCLC").to_have_count(0)
+
+    portal.answer("indication", "other")
+    for link_id in melanoma + nsclc:
+        expect(portal.item(link_id), f"{link_id} shown for another indication").to_have_count(0)
+
+
+# --- c. the browser's response scores as the Python one ----------------------------
+
+PARITY = [
+    # (Questionnaire, case name in tests/cases/scoring_*.yaml, outcome it must reach)
+    ("eocco329-initial", "every initial criterion met", "approved"),
+    ("eocco329-initial", "several failures at once, every one cited", "denied"),
+    ("eocco329-initial", "investigational with the initial criteria it also fails", "investigational"),
+    ("eocco329-initial", "consultation not answered when the prescriber is no oncologist", "pended"),
+    ("eocco329-initial", "an empty form pends with the always-shown questions", "pended"),
+    ("eocco329-renewal", "renewal with prior approval from this plan", "approved"),
+    ("eocco329-renewal", "renewal started on samples meeting the initial criteria", "approved"),
+    ("eocco329-renewal", "renewal started on samples failing an initial criterion", "denied"),
+    ("eocco329-renewal", "renewal with neither improvement nor response", "denied"),
+    ("eocco329-renewal", "renewal started on samples for an investigational diagnosis", "investigational"),
+    ("eocco329-renewal", "renewal started on samples without the initial answers pends for them", "pended"),
+    ("mn-dhs-mekinist-initial", "melanoma, single agent", "approved"),
+    ("mn-dhs-mekinist-initial", "NSCLC with Tafinlar", "approved"),
+    ("mn-dhs-mekinist-initial", "NSCLC with several failures", "denied"),
+    ("mn-dhs-mekinist-initial", "an indication the criteria do not cover", "denied"),
+    ("mn-dhs-mekinist-initial", "melanoma exclusion not answered", "pended"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("qid", "name", "outcome"), PARITY, ids=[f"{q}: {n}" for q, n, _ in PARITY]
+)
+def test_browser_response_scores_like_the_python_response(
+    page: Page, service: Service, qid: str, name: str, outcome: str
+) -> None:
+    policy = "mn-dhs-mekinist" if qid.startswith("mn-dhs-mekinist") else "eocco329"
+    case = scoring_cases()[policy, name]
+    assert package_for(catalog(), policy, case["request"]).questionnaire["id"] == qid
+
+    portal = opened(page, service, qid)
+    portal.fill(case["answers"])
+    in_browser = portal.submit()
+    in_python = python_determination(service, policy, case["request"], case["answers"])
+
+    assert comparable(in_browser) == comparable(in_python)
+    # and LHC-Forms exported the very answers fill() writes, in the same places
+    submitted = page.evaluate("window.lastResponse")
+    package = package_for(catalog(), policy, case["request"])
+    assert answered(submitted) == answered(fill(package, case["answers"]))
+    assert in_browser["outcome"] == outcome
+    if name.startswith(("several", "NSCLC with several", "renewal started on samples failing")):
+        assert len(in_browser["sections"]["unmet"]) >= 2, in_browser["sections"]
+    assert submitted["subject"] == {"reference": "Patient/example"}
+
+
+# --- d. answers of disabled items -------------------------------------------------
+
+
+def walk(items: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for item in items:
+        yield item
+        yield from walk(item.get("item", []))
+
+
+def find(response: dict[str, Any], link_id: str) -> dict[str, Any]:
+    return next(i for i in walk(response.get("item", [])) if i["linkId"] == link_id)
+
+
+def test_answers_of_disabled_items_are_not_exported_and_are_refused(
+    page: Page, service: Service, tmp_path: Path
+) -> None:
+    portal = opened(page, service, "eocco329-initial")
+    portal.answer("diagnosis", "I.D")
+    portal.answer("kras_mutation", True)
+    report = tmp_path / "kras-report.txt"
+    report.write_text("KRAS G12V detected\n")
+    attachment = "I.D.2.documentation"
+    page.set_input_files(sel("file-" + portal.form.items[attachment].element_id), report)
+    expect(portal.item(attachment)).to_contain_text(report.name)
+    before = portal.export()
+    kras = find(before, "I.D.2.kras_mutation")
+    assert kras["answer"] == [{"valueBoolean": True}]
+    assert find(before, attachment)["answer"][0]["valueAttachment"]["title"] == report.name
+
+    portal.answer("diagnosis", "II.C")
+    expect(portal.item("I.D.2")).to_have_count(0)
+    after = portal.export()
+    linked = [i["linkId"] for i in walk(after.get("item", []))]
+    assert "I.D.diagnosis" in linked
+    assert [x for x in linked if x.startswith("I.D.2")] == []
+    assert find(after, "I.D.diagnosis")["answer"][0]["valueCoding"]["code"] == "II.C"
+
+    # put the disabled answer back: the service must refuse it, naming the item
+    tampered = copy.deepcopy(after)
+    find(tampered, "I.D")["item"].append(copy.deepcopy(find(before, "I.D.2")))
+    tampered["subject"] = {"reference": "Patient/example"}
+    status, outcome = service.post_fhir(EVALUATE, tampered)
+    assert status == 422, outcome
+    assert outcome["resourceType"] == "OperationOutcome"
+    diagnostics = [issue.get("diagnostics", "") for issue in outcome["issue"]]
+    assert any("I.D.2.kras_mutation" in text and "not enabled" in text for text in diagnostics), (
+        diagnostics
+    )
+
+    # the export as LHC-Forms made it is accepted
+    status, _ = service.post_fhir(EVALUATE, after)
+    assert status in (200, 201)
+
+
+# --- screenshots -----------------------------------------------------------------
+
+SHOTS: dict[str, dict[str, Any]] = {
+    "eocco329-initial": {"diagnosis": "I.D", "prescriber_oncologist": False},
+    "eocco329-renewal": {"started_on_samples": False, "prior_plan_approval": False},
+    "mn-dhs-mekinist-initial": {"indication": "Melanoma"},
+}
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    width, height = struct.unpack(">II", head[16:24])
+    return width, height
+
+
+@pytest.mark.parametrize("qid", QUESTIONNAIRES)
+def test_screenshot(page: Page, service: Service, qid: str, tmp_path: Path) -> None:
+    """A full-page picture of the form with its main dependent questions shown,
+    for docs/screenshots/."""
+    portal = opened(page, service, qid)
+    portal.fill(SHOTS[qid])
+    form = portal.form
+    given = {form.link_id(k): v for k, v in SHOTS[qid].items()}
+    shown = [
+        item.link_id
+        for item in form.items.values()
+        if item.enable_when
+        and item.enable_when[0]["question"] in given
+        and condition_values(form, item.enable_when[0])[0] == given[item.enable_when[0]["question"]]
+    ]
+    assert shown, f"{SHOTS[qid]} shows nothing in {qid}"
+    for link_id in shown:
+        expect(portal.item(link_id), f"{link_id} not shown").to_be_visible()
+    folder = Path(os.environ.get(SCREENSHOTS_ENV) or tmp_path)
+    folder = folder if folder.is_absolute() else ROOT / folder
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{qid}.png"
+    page.screenshot(path=str(target), full_page=True, animations="disabled")
+    # the whole page: at least the viewport, and as tall as the page when it is longer
+    # (Chromium lays the page out again for a full-page capture, so allow a margin)
+    page_height = page.evaluate("document.documentElement.scrollHeight")
+    width, height = png_size(target)
+    assert width == VIEWPORT["width"], width
+    assert height >= max(VIEWPORT["height"], page_height - 100), (height, page_height)
