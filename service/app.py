@@ -113,6 +113,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.store = store
+    started = datetime.now(UTC).isoformat(timespec="seconds")
     app.state.catalog = catalog
 
     static = resources.files("service") / "static"
@@ -206,7 +207,7 @@ def create_app(
 
     @app.get("/metadata")
     def metadata_endpoint(request: Request) -> FHIRResponse:
-        return FHIRResponse(capability_statement(base_url(request), _version()))
+        return FHIRResponse(capability_statement(base_url(request), _version(), started))
 
     @app.get(f"/OperationDefinition/{EVALUATE_DEFINITION}")
     def operation_definition(request: Request) -> FHIRResponse:

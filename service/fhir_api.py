@@ -22,11 +22,11 @@ DTR_QPACKAGE_BUNDLE = "http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/DT
 DTR_QR = "http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/dtr-questionnaireresponse"
 
 
-def capability_statement(base: str, software_version: str) -> dict[str, Any]:
+def capability_statement(base: str, software_version: str, started: str) -> dict[str, Any]:
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
-        "date": "2026-11-24",
+        "date": started,
         "kind": "instance",
         "software": {"name": "dtr-pa", "version": software_version},
         "implementation": {

@@ -1,0 +1,84 @@
+"""The command line: build, score (exit codes and formats), policy errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dtr.cli import main
+from scoring import Catalog
+from scoring.fill import fill
+from tests.scoring_cases import base_answers, package_for
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_build_writes_what_is_committed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out, docs = tmp_path / "q", tmp_path / "docs"
+    assert main(["build", "--out", str(out), "--docs", str(docs)]) == 0
+    for path in (ROOT / "questionnaires").glob("*-*.json"):
+        assert (out / path.name).read_text(encoding="utf-8") == path.read_text(encoding="utf-8")
+    assert (docs / "coverage.md").read_text(encoding="utf-8") == (
+        ROOT / "docs" / "coverage.md"
+    ).read_text(encoding="utf-8")
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_build_names_a_broken_policy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("policy: {id: x}\n", encoding="utf-8")
+    assert main(["build", str(broken), "--out", str(tmp_path), "--docs", str(tmp_path)]) == 2
+    assert f"{broken}: invalid policy file" in capsys.readouterr().err
+
+
+@pytest.fixture()
+def response_file(tmp_path: Path) -> Path:
+    package = package_for(Catalog.bundled(), "eocco329", "initial")
+    path = tmp_path / "response.json"
+    path.write_text(
+        json.dumps(fill(package, base_answers("eocco329", "initial_met"))), encoding="utf-8"
+    )
+    return path
+
+
+def test_score_prints_the_determination(
+    response_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["score", str(response_file), "--as-of", "2026-11-24"]) == 0
+    determination = json.loads(capsys.readouterr().out)
+    assert determination["outcome"] == "approved"
+    assert determination["authorization"] == {
+        "start": "2026-11-24",
+        "end": "2027-05-23",
+        "months": 6,
+    }
+
+
+@pytest.mark.parametrize(("fmt", "expected"), [("text", "DECISION: Approved"), ("html", "<!doctype html>"),
+                                               ("fhir", '"resourceType": "ClaimResponse"')])  # fmt: skip
+def test_score_formats(
+    response_file: Path, capsys: pytest.CaptureFixture[str], fmt: str, expected: str
+) -> None:
+    assert main(["score", str(response_file), "--as-of", "2026-11-24", "--format", fmt]) == 0
+    assert expected in capsys.readouterr().out
+
+
+def test_score_refuses_bad_input_with_an_operation_outcome(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        '{"resourceType": "QuestionnaireResponse", "status": "completed"}', encoding="utf-8"
+    )
+    assert main(["score", str(bad)]) == 1
+    outcome = json.loads(capsys.readouterr().out)
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert "must name its Questionnaire" in outcome["issue"][0]["diagnostics"]
+
+
+def test_score_rejects_a_bad_date(response_file: Path) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["score", str(response_file), "--as-of", "24/11/2026"])
+    assert caught.value.code == 2
