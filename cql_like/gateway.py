@@ -70,14 +70,6 @@ def compile_expression(name: str, source: str) -> Expression:
     return Expression(name=name, source=source, _compiled=compiled)
 
 
-def evaluate_once(
-    resource: Mapping[str, Any], source: str, variables: Mapping[str, Any]
-) -> list[Any]:
-    """Compile and evaluate in one go (tools and benchmarks; not the hot path)."""
-    env = {"resource": resource, "context": resource, **variables}
-    return [plain(v) for v in fhirpathpy.evaluate(resource, source, env, model=R4)]
-
-
 def plain(value: Any) -> Any:
     """A FHIRPath result value as plain JSON-like Python (no Decimal)."""
     if isinstance(value, Decimal):
