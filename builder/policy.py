@@ -267,6 +267,11 @@ class AnyOf(Strict):
     def label(self) -> str:
         return " or ".join(c.id for c in self.any_of)
 
+    @property
+    def link_id(self) -> str:
+        """The linkId of the group that asks these criteria together."""
+        return "-or-".join(c.id for c in self.any_of)
+
 
 def _node_kind(value: object) -> str:
     if isinstance(value, dict):

@@ -317,7 +317,7 @@ def _items(
 def _node_item(node: Node, index: PolicyIndex, inherited: list[Condition]) -> dict[str, Any] | None:
     if isinstance(node, AnyOf):
         item: dict[str, Any] = {
-            "linkId": "-or-".join(c.id for c in node.any_of),
+            "linkId": node.link_id,
             "text": "One of the following is required",
             "type": "group",
         }

@@ -217,8 +217,7 @@ class CompiledRequest:
 
     def _node(self, node: Node, inherited: bool, run: _Run, resource: Mapping[str, Any]) -> Value:
         if isinstance(node, AnyOf):
-            link_id = "-or-".join(c.id for c in node.any_of)
-            applicable = self._applicable(link_id, inherited, run)
+            applicable = self._applicable(node.link_id, inherited, run)
             values = [self._node(c, applicable, run, resource) for c in node.any_of]
             value = (
                 self._join(node.label, node.any_of, values, "any", run, resource)

@@ -67,6 +67,7 @@ class Determination:
     evaluated_at: date
     section_text: dict[str, str] = field(repr=False)
     question_text: dict[str, str] = field(repr=False)
+    sections_system: str = ""
     payer: str = ""
     payer_id: str = ""
     drug: str = ""
@@ -146,6 +147,7 @@ def _described_by(package: CompiledRequest) -> dict[str, Any]:
     return {
         "policy_number": policy.policy.number or policy.id,
         "section_text": package.index.section_text,
+        "sections_system": policy.policy.sections_system,
         "question_text": {
             info.link_id: info.question.text for info in package.index.questions.values()
         },

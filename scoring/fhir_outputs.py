@@ -47,11 +47,10 @@ def _instant(determination: Determination) -> str:
 
 
 def _reason(determination: Determination, section: str, prefix: str) -> dict[str, Any]:
-    system = determination.questionnaire.split("/Questionnaire/")[0]
     return {
         "coding": [
             {
-                "system": f"{system}/policies/{determination.policy}/sections",
+                "system": determination.sections_system,
                 "code": section,
                 "display": determination.section_text.get(section, section),
             }
