@@ -17,14 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from builder.checks import check_questionnaire, describe_condition, iter_items
-from builder.policy import REQUEST_KINDS, AnyOf, Policy, walk
+from builder.policy import AnyOf, Policy, RequestKind, walk
 from builder.questionnaire import build, index_policy, request_tree
 from cql_like.definitions import library
 
 RELEASED = "released.json"
+ARCHIVE = "released"
 
 
 def render_json(resource: dict[str, Any]) -> str:
@@ -44,10 +46,21 @@ class Artifact:
     canonical: str | None = None  # url|version for FHIR canonical resources
 
 
-def questionnaires(policy: Policy) -> list[dict[str, Any]]:
-    built = [build(policy, kind) for kind in REQUEST_KINDS]
-    for questionnaire in built:
-        check_questionnaire(questionnaire)
+@dataclass(frozen=True)
+class Form:
+    """One generated Questionnaire: a request kind, for one drug of the policy
+    (``drug`` is None when the policy covers one drug)."""
+
+    kind: RequestKind
+    drug: str | None
+    questionnaire: dict[str, Any]
+
+
+def questionnaires(policy: Policy) -> list[Form]:
+    """Every Questionnaire of a policy, checked."""
+    built = [Form(kind, drug, build(policy, kind, drug)) for kind, drug in policy.forms()]
+    for form in built:
+        check_questionnaire(form.questionnaire)
     return built
 
 
@@ -56,8 +69,9 @@ def generate(policies: list[Policy]) -> list[Artifact]:
     Questionnaire and the Library of definitions it references."""
     artifacts = []
     for policy in policies:
-        for kind, questionnaire in zip(REQUEST_KINDS, questionnaires(policy), strict=True):
-            for resource in (questionnaire, library(policy, kind, questionnaire)):
+        for form in questionnaires(policy):
+            logic = library(policy, form.kind, form.questionnaire, form.drug)
+            for resource in (form.questionnaire, logic):
                 artifacts.append(
                     Artifact(
                         filename=f"{resource['resourceType']}-{resource['id']}.json",
@@ -72,10 +86,37 @@ class VersionNotBumped(ValueError):
     pass
 
 
-def updated_register(artifacts: list[Artifact], register: dict[str, str]) -> dict[str, str]:
-    """The register with these artifacts added; refuses a new content under a
-    url|version it already records."""
+def policy_digest(policy: Policy) -> str:
+    """The policy's content, independent of its file's comments and layout."""
+    return digest(json.dumps(policy.model_dump(mode="json"), sort_keys=True))
+
+
+def _policy_key(policy: Policy) -> str:
+    return f"policy:{policy.id}|{policy.policy.version}"
+
+
+def updated_register(
+    artifacts: list[Artifact], register: dict[str, str], policies: list[Policy] | None = None
+) -> dict[str, str]:
+    """The register with these artifacts (and the policies they come from)
+    added; refuses a new content under a url|version it already records,
+    saying whose business the fix is: a changed policy needs its own version
+    bump; an unchanged policy built differently is a change of the builder."""
     result = dict(register)
+    changed_policies = []
+    for policy in policies or []:
+        known = result.get(_policy_key(policy))
+        if known is not None and known != policy_digest(policy):
+            changed_policies.append(policy)
+        result[_policy_key(policy)] = policy_digest(policy)
+    if changed_policies:
+        raise VersionNotBumped(
+            "; ".join(
+                f"policy {p.id} changed but its version {p.policy.version} did not: bump"
+                " `policy.version` in its file and build again"
+                for p in changed_policies
+            )
+        )
     clashes = []
     for artifact in artifacts:
         if artifact.canonical is None:
@@ -86,10 +127,10 @@ def updated_register(artifacts: list[Artifact], register: dict[str, str]) -> dic
         result[artifact.canonical] = digest(artifact.text)
     if clashes:
         raise VersionNotBumped(
-            "the content of "
+            "the builder now makes different content for "
             + ", ".join(clashes)
-            + " changed but its version did not: bump BUILDER_REVISION in builder/questionnaire.py"
-            " (or the policy version) and build again"
+            + " from unchanged policies: a change of the builder, not of any policy — bump"
+            " BUILDER_REVISION in builder/questionnaire.py and build again"
         )
     return dict(sorted(result.items()))
 
@@ -99,14 +140,36 @@ def read_register(folder: Path) -> dict[str, str]:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
-def write(folder: Path, artifacts: list[Artifact]) -> list[Path]:
-    """Write the artifacts and the updated register; returns the files written."""
-    register = updated_register(artifacts, read_register(folder))
+def archived(folder: Path) -> Path:
+    """Where every released policy version and Questionnaire version is kept,
+    so that records made under an older version still open and re-score."""
+    return folder / ARCHIVE
+
+
+def write(folder: Path, artifacts: list[Artifact], policies: list[Policy]) -> list[Path]:
+    """Write the artifacts, the updated register and the archive of released
+    versions; returns the files written."""
+    register = updated_register(artifacts, read_register(folder), policies)
     written = []
     for artifact in artifacts:
         path = folder / artifact.filename
         path.write_text(artifact.text, encoding="utf-8")
         written.append(path)
+    archive = archived(folder)
+    archive.mkdir(parents=True, exist_ok=True)
+    for policy in policies:
+        path = archive / f"policy-{policy.id}-{policy.policy.version}.yaml"
+        text = yaml.safe_dump(
+            policy.model_dump(mode="json", exclude_defaults=True), sort_keys=False
+        )
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    for artifact in artifacts:
+        if artifact.filename.startswith("Questionnaire-") and artifact.canonical:
+            version = artifact.canonical.split("|")[1]
+            path = archive / artifact.filename.replace(".json", f"-{version}.json")
+            path.write_text(artifact.text, encoding="utf-8")
+            written.append(path)
     register_path = folder / RELEASED
     register_path.write_text(json.dumps(register, indent=2) + "\n", encoding="utf-8")
     written.append(register_path)
@@ -144,10 +207,11 @@ def coverage_context(policies: list[Policy]) -> dict[str, Any]:
     for policy in policies:
         identity = policy.policy
         requests = []
-        for kind, questionnaire in zip(REQUEST_KINDS, questionnaires(policy), strict=True):
+        for form in questionnaires(policy):
+            kind, questionnaire = form.kind, form.questionnaire
             links = _links_by_section(questionnaire)
-            tree = request_tree(policy, kind)
-            index = index_policy(policy, kind)
+            tree = request_tree(policy, kind, form.drug)
+            index = index_policy(policy, kind, form.drug)
             rows = []
             for criterion in walk(tree):
                 parts = [criterion.met] if criterion.met else []
@@ -205,7 +269,10 @@ def coverage_context(policies: list[Policy]) -> dict[str, Any]:
                 "initial_basis": policy.authorization.initial.basis,
                 "renewal_months": policy.authorization.renewal.months,
                 "renewal_assumed": policy.authorization.renewal.assumed,
-                "limits": [limit.model_dump() for limit in policy.quantity_limits.limits],
+                "limits": [
+                    {**limit.model_dump(), "quantity": limit.max_units}
+                    for limit in (policy.quantity_limits.limits if policy.quantity_limits else [])
+                ],
                 "requests": requests,
             }
         )

@@ -64,7 +64,9 @@ def parse_policy(text: str, source: str) -> Policy:
         seen = set()
         for error in exc.errors():
             message = error["msg"].removeprefix("Value error, ")
-            line = f"{_field_path(error['loc'])}: {message}"
+            path = _field_path(error["loc"])
+            # cross-field rules name their section (and field) themselves
+            line = message if path == "(top level)" and ": " in message else f"{path}: {message}"
             if line not in seen:
                 seen.add(line)
                 problems.append(line)
@@ -88,3 +90,19 @@ def bundled_policy_files() -> list[Path]:
 
 def bundled_policies() -> list[Policy]:
     return [load_policy(path) for path in bundled_policy_files()]
+
+
+def bundled_archive() -> Path:
+    """The archive of released versions shipped with the package."""
+    return Path(str(resources.files("questionnaires"))) / "released"
+
+
+def load_folder(folder: str | Path) -> list[Policy]:
+    """Every policy file (``*.yaml``) of a payer's own folder, in a stable order."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise PolicyError(str(folder), ["is not a folder of policy files"])
+    files = sorted(folder.glob("*.yaml"))
+    if not files:
+        raise PolicyError(str(folder), ["holds no policy file (*.yaml)"])
+    return [load_policy(path) for path in files]

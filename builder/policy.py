@@ -83,7 +83,15 @@ class PolicyIdentity(Strict):
         return f"{self.canonical}/codes"
 
 
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]*$")]
+
+
 class Drug(Strict):
+    id: Slug | None = Field(
+        None,
+        description="Needed when a policy covers several drugs or regimens: each gets its own"
+        " Questionnaires, and criteria and limits name the drugs they apply to",
+    )
     name: NonEmpty
     names: list[NonEmpty] = Field(
         default_factory=list, description="Brand and generic names an order may carry as text"
@@ -97,10 +105,33 @@ class Drug(Strict):
     note: str | None = None
 
 
+class BranchTerm(Strict):
+    """A length that applies when one branch of the criteria (an indication) is met."""
+
+    section: SectionId
+    months: Annotated[int, Field(gt=0, le=60)]
+    basis: str | None = None
+
+
 class AuthorizationTerm(Strict):
     months: Annotated[int, Field(gt=0, le=60)]
     assumed: bool = False
     basis: str | None = Field(None, description="Why this length applies when the policy is silent")
+    branches: list[BranchTerm] = Field(
+        default_factory=list,
+        description="Lengths per branch (e.g. 6 months for adjuvant therapy); the shortest of"
+        " the met branches applies",
+    )
+    lesser_of_planned: bool = Field(
+        False,
+        description="Approve the lesser of the planned length of therapy (asked) and the months",
+    )
+    max_renewals: Annotated[int, Field(ge=0)] | None = Field(
+        None, description="A cap on the number of renewals (asked, or from the payer's history)"
+    )
+    max_total_months: Annotated[int, Field(gt=0)] | None = Field(
+        None, description="A cap on the total time on therapy (the start of therapy is asked)"
+    )
 
     @model_validator(mode="after")
     def _assumed_needs_basis(self) -> AuthorizationTerm:
@@ -113,38 +144,14 @@ class Authorization(Strict):
     initial: AuthorizationTerm
     renewal: AuthorizationTerm
 
+    def term(self, kind: RequestKind) -> AuthorizationTerm:
+        return self.initial if kind == "initial" else self.renewal
+
 
 class Coding(Strict):
     system: NonEmpty
     code: NonEmpty
     display: NonEmpty | None = None
-
-
-class QuantityLimit(Strict):
-    product: NonEmpty
-    code: Coding | None = Field(None, description="The product's code, when the request names it")
-    quantity: Annotated[int, Field(gt=0)]
-    unit: NonEmpty
-    period_days: Annotated[int, Field(gt=0)]
-
-
-class QuantityLimits(Strict):
-    id: Literal["QL"] = "QL"
-    text: NonEmpty
-    limits: Annotated[list[QuantityLimit], Field(min_length=1)]
-    over_limit: Literal["deny"] = Field(
-        "deny", description="What a request above the limit gets (a ruling of the policy data)"
-    )
-    ruling: str | None = None
-
-    @model_validator(mode="after")
-    def _period_and_products(self) -> QuantityLimits:
-        periods = {limit.period_days for limit in self.limits}
-        if len(periods) != 1:
-            raise ValueError("all quantity limits of one policy must share one period")
-        if len(self.limits) > 1 and any(limit.code is None for limit in self.limits):
-            raise ValueError("with several limits, each product needs a code to be chosen by")
-        return self
 
 
 AnswerValue = bool | int | float | str | date
@@ -156,6 +163,71 @@ class Condition(Strict):
     question: QuestionName
     operator: Literal["=", "!=", ">", "<", ">=", "<=", "exists"] = "="
     answer: AnswerValue
+
+
+class DailyDose(Strict):
+    """A dose limit per day, turned into units per period by the strength of one unit."""
+
+    amount: Annotated[float, Field(gt=0)]
+    unit: NonEmpty = "mg"
+    strength: Annotated[float, Field(gt=0)] = Field(description="The amount in one unit (tablet)")
+
+    @property
+    def units_per_day(self) -> float:
+        return self.amount / self.strength
+
+
+class QuantityLimit(Strict):
+    """One limit: a quantity per period, written as units per period
+    (``quantity``), units per day (``per_day``) or a daily dose (``daily_dose``);
+    for one product (``code``), drug (``drug``) or indication (``when``)."""
+
+    product: NonEmpty
+    code: Coding | None = Field(None, description="The product's code, when the request names it")
+    drug: Slug | None = Field(None, description="The drug (id) this limit applies to")
+    when: list[Condition] = Field(
+        default_factory=list, description="Applies only when these answers hold (an indication)"
+    )
+    quantity: Annotated[int, Field(gt=0)] | None = None
+    per_day: Annotated[float, Field(gt=0)] | None = None
+    daily_dose: DailyDose | None = None
+    unit: NonEmpty
+    period_days: Annotated[int, Field(gt=0)]
+
+    @model_validator(mode="after")
+    def _one_limit(self) -> QuantityLimit:
+        given = [x for x in (self.quantity, self.per_day, self.daily_dose) if x is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of `quantity`, `per_day` and `daily_dose`")
+        if self.quantity is None and self.max_units < 1:
+            raise ValueError("the limit comes to less than one unit per period")
+        return self
+
+    @property
+    def max_units(self) -> int:
+        """Units per period (a daily limit times the period, rounded down)."""
+        if self.quantity is not None:
+            return self.quantity
+        per_day = self.per_day if self.per_day is not None else self.daily_dose.units_per_day  # type: ignore[union-attr]
+        return int(per_day * self.period_days + 1e-9)
+
+
+class QuantityLimits(Strict):
+    id: Literal["QL"] = "QL"
+    text: NonEmpty
+    limits: Annotated[list[QuantityLimit], Field(min_length=1)]
+    over_limit: Literal["deny", "modify"] = Field(
+        "deny",
+        description="A request above the limit is denied, or approved modified to the limit",
+    )
+    ruling: str | None = None
+
+    @model_validator(mode="after")
+    def _period(self) -> QuantityLimits:
+        periods = {limit.period_days for limit in self.limits}
+        if len(periods) != 1:
+            raise ValueError("all quantity limits of one policy must share one period")
+        return self
 
 
 class Option(Strict):
@@ -200,10 +272,16 @@ class Question(Strict):
     min_value: float | None = None
     max_value: float | None = None
     help: str | None = None
+    repeats: bool = Field(False, description="A multi-select question (choice only)")
+    record_only: bool = Field(
+        False, description="Captured for the reviewer; no criterion reads it, it decides nothing"
+    )
 
     @property
     def is_required(self) -> bool:
-        return self.type != "attachment" if self.required is None else self.required
+        if self.record_only or self.type == "attachment":
+            return False if self.required is None else self.required
+        return True if self.required is None else self.required
 
     @model_validator(mode="after")
     def _options_fit_type(self) -> Question:
@@ -216,7 +294,32 @@ class Question(Strict):
             raise ValueError("option codes must be unique")
         if self.unit is not None and self.type not in ("integer", "decimal"):
             raise ValueError("only integer and decimal questions have a unit")
+        if self.repeats and self.type != "choice":
+            raise ValueError("only choice questions can repeat (multi-select)")
+        if self.record_only and self.required:
+            raise ValueError("a record-only question cannot be required")
         return self
+
+
+class Documentation(Strict):
+    """A document a criterion needs (a test result, chart notes). When
+    ``required``, the criterion is met only with the document attached: a "yes"
+    with nothing attached pends for it, naming it."""
+
+    document: NonEmpty
+    required: bool = True
+
+
+class Derived(Strict):
+    """A value computed from several answers by the scoring definitions
+    (server-side): a lab value against its limit of normal, a time since a
+    therapy, dose arithmetic. Criteria read it as ``%name``; the form asks only
+    for the raw values."""
+
+    name: QuestionName
+    type: Literal["boolean", "integer", "decimal", "date", "string"]
+    text: NonEmpty
+    expression: NonEmpty
 
 
 class Criterion(Strict):
@@ -230,7 +333,11 @@ class Criterion(Strict):
 
     id: SectionId
     text: NonEmpty
-    kind: Literal["criterion", "exclusion", "attestation"] = "criterion"
+    kind: Literal["criterion", "exclusion", "attestation", "information"] = Field(
+        "criterion",
+        description="`information`: gathers what a determination needs; unknown until"
+        " answered, never unmet",
+    )
     questions: list[Question] = Field(default_factory=list)
     met: str | None = None
     enable_when: list[Condition] = Field(default_factory=list)
@@ -244,7 +351,15 @@ class Criterion(Strict):
     include: Literal["initial"] | None = Field(
         None, description="Take the children from the initial criteria (renewal via samples)"
     )
-    documentation: str | None = Field(None, description="Label of an optional attachment item")
+    documentation: Documentation | None = None
+    on_unmet: Literal["deny", "review"] = Field(
+        "deny",
+        description="`review`: when not met, a pharmacist decides (pended for review), not the"
+        " algorithm",
+    )
+    drugs: list[Slug] = Field(
+        default_factory=list, description="Applies only to these drugs or regimens (ids)"
+    )
     ruling: str | None = Field(None, description="How an ambiguity of the policy text was read")
 
     @model_validator(mode="after")
@@ -321,13 +436,24 @@ class RequestCriteria(Strict):
     text: NonEmpty | None = None
     criteria: Annotated[list[Node], Field(min_length=1)]
     ruling: str | None = None
+    assumed: bool = Field(
+        False, description="The policy states no such criteria; a payer default applies"
+    )
+    basis: str | None = Field(None, description="Which default applies, and why")
+
+    @model_validator(mode="after")
+    def _assumed_needs_basis(self) -> RequestCriteria:
+        if self.assumed and not self.basis:
+            raise ValueError("assumed criteria must say their basis")
+        return self
 
 
 class Policy(Strict):
     policy: PolicyIdentity
     drugs: Annotated[list[Drug], Field(min_length=1)]
     authorization: Authorization
-    quantity_limits: QuantityLimits
+    quantity_limits: QuantityLimits | None = None
+    derived: list[Derived] = Field(default_factory=list)
     initial: RequestCriteria
     renewal: RequestCriteria
     investigational: Investigational | None = None
@@ -335,6 +461,21 @@ class Policy(Strict):
     @property
     def id(self) -> str:
         return self.policy.id
+
+    @property
+    def per_drug(self) -> bool:
+        """A policy of several drugs or regimens builds Questionnaires per drug."""
+        return len(self.drugs) > 1
+
+    def drug(self, drug_id: str | None) -> Drug:
+        if drug_id is None:
+            return self.drugs[0]
+        return next(d for d in self.drugs if d.id == drug_id)
+
+    def forms(self) -> list[tuple[RequestKind, str | None]]:
+        """Every (request kind, drug id) that gets a Questionnaire, in order."""
+        drugs: list[str | None] = [d.id for d in self.drugs] if self.per_drug else [None]
+        return [(kind, drug) for drug in drugs for kind in REQUEST_KINDS]
 
     def request(self, kind: RequestKind) -> RequestCriteria:
         return self.initial if kind == "initial" else self.renewal
@@ -365,33 +506,84 @@ def expression_variables(expression: str) -> set[str]:
     return set(_VARIABLE_RE.findall(expression)) - ENGINE_VARIABLES
 
 
+# Questions and sections the builder generates from the policy data; a policy
+# file may read them (``%requested_quantity``) but not define them.
+REQUESTED_PRODUCT = "requested_product"
+REQUESTED_QUANTITY = "requested_quantity"
+REQUESTED_DAILY_DOSE = "requested_daily_dose"
+PLANNED_MONTHS = "planned_months"
+PRIOR_RENEWALS = "prior_renewals"
+THERAPY_START = "therapy_start"
+GENERATED_QUESTIONS = frozenset(
+    {
+        REQUESTED_PRODUCT,
+        REQUESTED_QUANTITY,
+        REQUESTED_DAILY_DOSE,
+        PLANNED_MONTHS,
+        PRIOR_RENEWALS,
+        THERAPY_START,
+    }
+)
+DOCUMENT_PREFIX = "document_"
+TERM_SECTION = "Term"
+CAP_SECTION = "Cap"
+GENERATED_SECTIONS = frozenset({"QL", TERM_SECTION, CAP_SECTION})
+
+
+def document_question(criterion: Criterion) -> str:
+    """The generated attachment question of a criterion's documentation."""
+    return DOCUMENT_PREFIX + re.sub(r"[^a-z0-9]+", "_", criterion.id.lower()).strip("_")
+
+
 def _check_policy(policy: Policy) -> None:
     """Cross-field rules a schema cannot state: unique ids and names, and every
-    reference (``%name``, enable_when, answer_of) resolving to a question."""
+    reference (``%name``, enable_when, answer_of, drugs, branches) resolving.
+    Each message starts with the section (or part of the file) it is about."""
     questions: dict[str, Question] = {}
-    sections: set[str] = {policy.quantity_limits.id}
+    sections: set[str] = set(GENERATED_SECTIONS)
+    drug_ids = [d.id for d in policy.drugs if d.id is not None]
+    if len(drug_ids) != len(set(drug_ids)):
+        raise ValueError("drugs: drug ids must be unique")
+    if policy.per_drug and len(drug_ids) != len(policy.drugs):
+        raise ValueError("drugs: a policy of several drugs needs an `id` for each")
 
     def add_section(section: str) -> None:
         if section in sections:
-            raise ValueError(f"section id {section} is used twice")
+            raise ValueError(f"{section}: section id is used twice (or is a generated one)")
         sections.add(section)
+
+    def check_drugs(where: str, names: list[str]) -> None:
+        unknown = sorted(set(names) - set(drug_ids))
+        if unknown:
+            raise ValueError(f"{where}: drugs names unknown drug id(s) {unknown}")
 
     trees = {kind: policy.request(kind).criteria for kind in REQUEST_KINDS}
     for kind, tree in trees.items():
         for criterion in walk(tree):
             if criterion.include == "initial" and kind != "renewal":
                 raise ValueError(
-                    f"{criterion.id}: only renewal criteria may include the initial ones"
+                    f"{criterion.id}: include: only renewal criteria may include the initial ones"
                 )
             add_section(criterion.id)
+            check_drugs(criterion.id, criterion.drugs)
             for question in criterion.questions:
+                where = f"{criterion.id}: questions: {question.name}"
                 if question.name in questions:
-                    raise ValueError(f"question name {question.name} is used twice")
+                    raise ValueError(f"{where}: question name is used twice")
+                if question.name in GENERATED_QUESTIONS or question.name.startswith(
+                    DOCUMENT_PREFIX
+                ):
+                    raise ValueError(f"{where}: the name is reserved for a generated question")
                 questions[question.name] = question
     if policy.investigational:
         add_section(policy.investigational.id)
         for condition in policy.investigational.conditions:
             add_section(condition.id)
+    derived_names = set()
+    for value in policy.derived:
+        if value.name in questions or value.name in derived_names:
+            raise ValueError(f"derived: {value.name}: the name is used twice")
+        derived_names.add(value.name)
 
     extra_options: dict[str, set[str]] = {}
     if policy.investigational:
@@ -409,30 +601,90 @@ def _check_policy(policy: Policy) -> None:
                 raise ValueError(
                     f"{where}: enable_when names unknown question {condition.question}"
                 )
+            if target.record_only:
+                raise ValueError(
+                    f"{where}: enable_when reads record-only question {condition.question}"
+                )
             _check_condition_fits(where, condition, target, option_codes(target))
+
+    readable = set(questions) | derived_names | GENERATED_QUESTIONS
+    read: set[str] = set()
 
     def check_expression(where: str, expression: str | None) -> None:
         if expression is None:
             return
-        unknown = expression_variables(expression) - questions.keys()
+        names = expression_variables(expression)
+        unknown = names - readable
         if unknown:
-            raise ValueError(f"{where}: expression reads unknown question(s) {sorted(unknown)}")
+            raise ValueError(f"{where}: reads unknown question(s) {sorted(unknown)}")
+        record_only = sorted(n for n in names if n in questions and questions[n].record_only)
+        if record_only:
+            raise ValueError(f"{where}: reads record-only question(s) {record_only}")
+        read.update(names)
 
-    for kind, tree in trees.items():
+    for value in policy.derived:
+        check_expression(f"derived: {value.name}: expression", value.expression)
+    for tree in trees.values():
         for criterion in walk(tree):
-            check_expression(criterion.id, criterion.met)
-            check_conditions(criterion.id, criterion.enable_when)
-            check_conditions(criterion.id, criterion.children_enable_when)
+            check_expression(f"{criterion.id}: met", criterion.met)
+            check_conditions(f"{criterion.id}: enable_when", criterion.enable_when)
+            check_conditions(
+                f"{criterion.id}: children_enable_when", criterion.children_enable_when
+            )
             for question in criterion.questions:
-                check_conditions(f"{criterion.id}/{question.name}", question.enable_when)
-        del kind
+                conditions = question.enable_when
+                check_conditions(f"{criterion.id}: questions: {question.name}", conditions)
+                read.update(c.question for c in conditions)
+            read.update(c.question for c in criterion.enable_when)
+            read.update(c.question for c in criterion.children_enable_when)
     if policy.investigational:
         for condition in policy.investigational.all_conditions():
-            check_expression(condition.id, condition.applies)
+            check_expression(f"{condition.id}: applies", condition.applies)
             if condition.answer_of is not None:
                 target = questions.get(condition.answer_of)
                 if target is None or target.type != "choice":
                     raise ValueError(f"{condition.id}: answer_of must name a choice question")
+                read.add(condition.answer_of)
+    for kind in REQUEST_KINDS:
+        term = policy.authorization.term(kind)
+        for branch in term.branches:
+            if branch.section not in sections:
+                raise ValueError(
+                    f"authorization.{kind}.branches: {branch.section} is no section of the policy"
+                )
+    if policy.quantity_limits is not None:
+        for number, limit in enumerate(policy.quantity_limits.limits):
+            where = f"QL: limits[{number}]"
+            if limit.drug is not None:
+                check_drugs(where, [limit.drug])
+            check_conditions(f"{where}: when", limit.when)
+            read.update(c.question for c in limit.when)
+        drug_choices: list[str | None] = [*drug_ids] or [None]
+        for drug in drug_choices:
+            applicable = [
+                lim for lim in policy.quantity_limits.limits if lim.drug is None or lim.drug == drug
+            ]
+            unguarded = [lim for lim in applicable if lim.code is None and not lim.when]
+            if len(applicable) > 1 and unguarded:
+                raise ValueError(
+                    "QL: limits: with several limits for one drug, each needs a product `code`"
+                    " or a `when` condition to be chosen by"
+                )
+    for name, question in questions.items():
+        if name not in read and not question.record_only:
+            raise ValueError(
+                f"{_section_of(policy, name)}: questions: {name}: no criterion, condition or"
+                " derived value reads it (mark it `record_only: true` if it only informs the"
+                " reviewer)"
+            )
+
+
+def _section_of(policy: Policy, name: str) -> str:
+    for kind in REQUEST_KINDS:
+        for criterion in walk(policy.request(kind).criteria):
+            if any(q.name == name for q in criterion.questions):
+                return criterion.id
+    return "?"
 
 
 def _check_condition_fits(

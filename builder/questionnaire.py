@@ -15,6 +15,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from builder.policy import (
+    CAP_SECTION,
+    DOCUMENT_PREFIX,
+    PLANNED_MONTHS,
+    PRIOR_RENEWALS,
+    REQUESTED_DAILY_DOSE,
+    REQUESTED_PRODUCT,
+    REQUESTED_QUANTITY,
+    TERM_SECTION,
+    THERAPY_START,
     AnyOf,
     Condition,
     Criterion,
@@ -22,8 +31,10 @@ from builder.policy import (
     Node,
     Option,
     Policy,
+    QuantityLimit,
     Question,
     RequestKind,
+    document_question,
     expression_variables,
     walk,
 )
@@ -31,7 +42,7 @@ from builder.policy import (
 # Bump when what the builder emits changes for an unchanged policy version:
 # the Questionnaire version is ``{policy version}-r{BUILDER_REVISION}``, and a
 # canonical url|version must never name two different contents.
-BUILDER_REVISION = 1
+BUILDER_REVISION = 2
 
 DTR_STD_QUESTIONNAIRE = (
     "http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/dtr-std-questionnaire"
@@ -44,10 +55,13 @@ UNIT = "http://hl7.org/fhir/StructureDefinition/questionnaire-unit"
 CITATION = "http://hl7.org/fhir/StructureDefinition/cqf-citation"
 CQF_LIBRARY = "http://hl7.org/fhir/StructureDefinition/cqf-library"
 UCUM = "http://unitsofmeasure.org"
+__all__ = ["REQUESTED_PRODUCT", "REQUESTED_QUANTITY"]
 
-# Questions the builder adds to every Questionnaire from the quantity limits.
-REQUESTED_PRODUCT = "requested_product"
-REQUESTED_QUANTITY = "requested_quantity"
+
+def record_only_url(policy: Policy) -> str:
+    """The extension marking a question that informs the reviewer and decides nothing."""
+    return f"{policy.policy.canonical_base}/StructureDefinition/record-only"
+
 
 _ANSWER_KEY = {
     "boolean": "answerBoolean",
@@ -61,28 +75,30 @@ _ANSWER_KEY = {
 _FHIR_TYPE = {"text": "text", "choice": "choice"}
 
 
-def questionnaire_id(policy: Policy, kind: RequestKind) -> str:
-    return f"{policy.id}-{kind}"
+def questionnaire_id(policy: Policy, kind: RequestKind, drug: str | None = None) -> str:
+    return f"{policy.id}-{drug}-{kind}" if drug else f"{policy.id}-{kind}"
 
 
 def questionnaire_version(policy: Policy) -> str:
     return f"{policy.policy.version}-r{BUILDER_REVISION}"
 
 
-def questionnaire_url(policy: Policy, kind: RequestKind) -> str:
-    return f"{policy.policy.canonical_base}/Questionnaire/{questionnaire_id(policy, kind)}"
+def questionnaire_url(policy: Policy, kind: RequestKind, drug: str | None = None) -> str:
+    return f"{policy.policy.canonical_base}/Questionnaire/{questionnaire_id(policy, kind, drug)}"
 
 
-def library_id(policy: Policy, kind: RequestKind) -> str:
+def library_id(policy: Policy, kind: RequestKind, drug: str | None = None) -> str:
     """The Library carrying the scoring definitions (see ``cql_like``)."""
-    return f"{questionnaire_id(policy, kind)}-logic"
+    return f"{questionnaire_id(policy, kind, drug)}-logic"
 
 
-def library_url(policy: Policy, kind: RequestKind) -> str:
-    return f"{policy.policy.canonical_base}/Library/{library_id(policy, kind)}"
+def library_url(policy: Policy, kind: RequestKind, drug: str | None = None) -> str:
+    return f"{policy.policy.canonical_base}/Library/{library_id(policy, kind, drug)}"
 
 
 def question_link_id(section: str, name: str) -> str:
+    if name.startswith(DOCUMENT_PREFIX):
+        return f"{section}.documentation"
     return f"{section}.{name}"
 
 
@@ -127,13 +143,29 @@ class PolicyIndex:
         }
 
 
-def quantity_questions(policy: Policy) -> list[Question]:
-    """The request's product and quantity, generated from the quantity limits."""
-    limits = policy.quantity_limits.limits
+def applicable_limits(policy: Policy, drug: str | None) -> list[QuantityLimit]:
+    """The quantity limits of one drug's Questionnaires."""
+    if policy.quantity_limits is None:
+        return []
+    return [lim for lim in policy.quantity_limits.limits if lim.drug is None or lim.drug == drug]
+
+
+def product_limits(limits: list[QuantityLimit]) -> list[QuantityLimit]:
+    """One limit per distinct product code, in order (the product question's options)."""
+    seen: dict[str, QuantityLimit] = {}
+    for lim in limits:
+        if lim.code is not None:
+            seen.setdefault(lim.code.code, lim)
+    return list(seen.values())
+
+
+def quantity_questions(limits: list[QuantityLimit]) -> list[Question]:
+    """The request's product, quantity and daily dose, generated from the limits."""
     period = limits[0].period_days
     units = sorted({limit.unit for limit in limits})
     questions = []
-    if len(limits) > 1:
+    products = product_limits(limits)
+    if len(products) > 1:
         questions.append(
             Question(
                 name=REQUESTED_PRODUCT,
@@ -141,7 +173,7 @@ def quantity_questions(policy: Policy) -> list[Question]:
                 text="Product requested",
                 options=[
                     Option(code=lim.code.code, system=lim.code.system, display=lim.product)
-                    for lim in limits
+                    for lim in products
                     if lim.code is not None
                 ],
             )
@@ -154,63 +186,210 @@ def quantity_questions(policy: Policy) -> list[Question]:
             min_value=1,
         )
     )
+    dose_units = sorted({lim.daily_dose.unit for lim in limits if lim.daily_dose is not None})
+    if dose_units:
+        questions.append(
+            Question(
+                name=REQUESTED_DAILY_DOSE,
+                type="decimal",
+                text=f"Prescribed daily dose ({' or '.join(dose_units)} per day)",
+                unit=f"{dose_units[0]}/d",
+                min_value=0,
+            )
+        )
     return questions
 
 
-def quantity_limit_definition(policy: Policy) -> str:
-    """The QL scoring definition, derived from the limits (written once, as data)."""
-    limits = policy.quantity_limits.limits
-    if len(limits) == 1:
-        return f"%{REQUESTED_QUANTITY} <= {limits[0].quantity}"
-    return " or ".join(
-        f"(%{REQUESTED_PRODUCT}.code = '{lim.code.code}'"
-        f" and %{REQUESTED_QUANTITY} <= {lim.quantity})"
-        for lim in limits
-        if lim.code is not None
-    )
+def limit_guard(limit: QuantityLimit, several_products: bool) -> str | None:
+    """FHIRPath: true when this limit applies to the request (its product, its
+    indication); None when it always applies."""
+    parts = []
+    if several_products and limit.code is not None:
+        parts.append(f"%{REQUESTED_PRODUCT}.code = '{limit.code.code}'")
+    parts.extend(condition_expression(c) for c in limit.when)
+    return " and ".join(f"({p})" for p in parts) if parts else None
 
 
-def quantity_criterion(policy: Policy) -> Criterion:
+def within_limit(limit: QuantityLimit) -> str:
+    test = f"%{REQUESTED_QUANTITY} <= {limit.max_units}"
+    if limit.daily_dose is not None:
+        test += f" and %{REQUESTED_DAILY_DOSE} <= {limit.daily_dose.amount:g}"
+    return test
+
+
+def quantity_limit_definition(limits: list[QuantityLimit]) -> str:
+    """Within every limit that applies (written once, as data): three-valued, so
+    an unanswered quantity, or a limit whose applicability is unknown and which
+    the quantity exceeds, is unknown."""
+    several = len(product_limits(limits)) > 1
+    # the product approved must be known, even when every limit is kept
+    parts = [f"(%{REQUESTED_PRODUCT}.exists() or {{}})"] if several else []
+    for limit in limits:
+        guard = limit_guard(limit, several)
+        test = within_limit(limit)
+        parts.append(f"({test})" if guard is None else f"(({guard}) implies ({test}))")
+    return " and ".join(parts)
+
+
+def condition_expression(condition: Condition) -> str:
+    """One data condition (enable_when, a limit's `when`) as FHIRPath over the
+    answers, false when unanswered (as enableWhen is)."""
+    answer = f"%{condition.question}"
+    value = condition.answer
+    if condition.operator == "exists":
+        return f"{answer}.exists()" if value else f"{answer}.empty()"
+    if isinstance(value, bool):
+        literal = str(value).lower()
+    elif isinstance(value, int | float):
+        literal = f"{value:g}" if isinstance(value, float) else str(value)
+    elif isinstance(value, str):
+        # choice answers compare by code: the input checks admit only offered codings
+        test = f"{answer}.code contains '{value}'"
+        return test if condition.operator == "=" else f"{answer}.exists() and ({test}).not()"
+    else:
+        literal = f"@{value.isoformat()}"
+    return f"{answer}.exists() and {answer} {condition.operator} {literal}"
+
+
+def quantity_criterion(policy: Policy, limits: list[QuantityLimit]) -> Criterion:
     ql = policy.quantity_limits
+    assert ql is not None
+    modify = ql.over_limit == "modify"
     return Criterion(
         id=ql.id,
         text=ql.text,
-        questions=quantity_questions(policy),
-        met=quantity_limit_definition(policy),
+        kind="information" if modify else "criterion",
+        questions=quantity_questions(limits),
+        # modified to the limit when over it: the quantity only has to be known
+        met=(
+            " and ".join(
+                f"%{q.name}.exists() or {{}}" for q in quantity_questions(limits) if q.required
+            )
+            if modify
+            else quantity_limit_definition(limits)
+        ),
         ruling=ql.ruling,
     )
 
 
-def request_tree(policy: Policy, kind: RequestKind) -> list[Node]:
-    """The criteria a request of this kind is decided by: the quantity limit,
-    then the policy's criteria (renewal ``include: initial`` expanded)."""
-    return [
-        quantity_criterion(policy),
-        *[_expand(node, policy) for node in policy.request(kind).criteria],
-    ]
+def term_criterion(policy: Policy, kind: RequestKind) -> Criterion | None:
+    term = policy.authorization.term(kind)
+    if not term.lesser_of_planned:
+        return None
+    return Criterion(
+        id=TERM_SECTION,
+        kind="information",
+        text=(
+            "Length of authorization: the lesser of the planned length of therapy and"
+            f" {term.months} months"
+        ),
+        questions=[
+            Question(
+                name=PLANNED_MONTHS,
+                type="integer",
+                text="Planned length of therapy (months)",
+                unit="mo",
+                min_value=1,
+            )
+        ],
+        met=f"%{PLANNED_MONTHS}.exists() or {{}}",
+    )
 
 
-def _expand(node: Node, policy: Policy) -> Node:
+def cap_criterion(policy: Policy, kind: RequestKind) -> Criterion | None:
+    term = policy.authorization.term(kind)
+    questions, tests, texts = [], [], []
+    if term.max_renewals is not None:
+        questions.append(
+            Question(
+                name=PRIOR_RENEWALS,
+                type="integer",
+                text="How many renewals of this authorization has this plan approved?",
+                min_value=0,
+            )
+        )
+        tests.append(f"%{PRIOR_RENEWALS} < {term.max_renewals}")
+        texts.append(f"at most {term.max_renewals} renewals")
+    if term.max_total_months is not None:
+        questions.append(
+            Question(name=THERAPY_START, type="date", text="Date the member started this therapy")
+        )
+        tests.append(f"%{THERAPY_START} + {term.max_total_months} months > %as_of")
+        texts.append(f"at most {term.max_total_months} months of therapy in all")
+    if not questions:
+        return None
+    return Criterion(
+        id=CAP_SECTION,
+        text=f"Limit on continued therapy: {' and '.join(texts)}",
+        questions=questions,
+        met=" and ".join(f"({t})" for t in tests),
+    )
+
+
+def request_tree(policy: Policy, kind: RequestKind, drug: str | None = None) -> list[Node]:
+    """The criteria a request of this kind (for this drug) is decided by: the
+    quantity limit, the policy's criteria that apply to the drug (renewal
+    ``include: initial`` expanded, documentation turned into its attachment
+    question), then the length and cap of the authorization."""
+    nodes: list[Node] = []
+    limits = applicable_limits(policy, drug)
+    if limits:
+        nodes.append(quantity_criterion(policy, limits))
+    for node in policy.request(kind).criteria:
+        expanded = _expand(node, policy, drug)
+        if expanded is not None:
+            nodes.append(expanded)
+    nodes.extend(c for c in (cap_criterion(policy, kind), term_criterion(policy, kind)) if c)
+    return nodes
+
+
+def _applies_to(criterion: Criterion, drug: str | None) -> bool:
+    return drug is None or not criterion.drugs or drug in criterion.drugs
+
+
+def _expand(node: Node, policy: Policy, drug: str | None) -> Node | None:
     if isinstance(node, AnyOf):
-        return AnyOf(any_of=[_expand_criterion(c, policy) for c in node.any_of])
-    return _expand_criterion(node, policy)
+        options = [
+            c for c in (_expand_criterion(c, policy, drug) for c in node.any_of) if c is not None
+        ]
+        if not options:
+            return None
+        return options[0] if len(options) == 1 else AnyOf(any_of=options)
+    return _expand_criterion(node, policy, drug)
 
 
-def _expand_criterion(criterion: Criterion, policy: Policy) -> Criterion:
+def _expand_criterion(criterion: Criterion, policy: Policy, drug: str | None) -> Criterion | None:
+    if not _applies_to(criterion, drug):
+        return None
+    update: dict[str, Any] = {}
     if criterion.include == "initial":
-        return criterion.model_copy(
-            update={"include": None, "children": list(policy.initial.criteria)}
+        update = {"include": None, "children": list(policy.initial.criteria)}
+    source = update.get("children", criterion.children)
+    if source:
+        children = [c for c in (_expand(child, policy, drug) for child in source) if c is not None]
+        update["children"] = children
+    if criterion.documentation is not None:
+        document = criterion.documentation
+        name = document_question(criterion)
+        text = (
+            f"{document.document} (attach it: required for approval)"
+            if document.required
+            else f"{document.document} (attach if available)"
         )
-    if criterion.children:
-        return criterion.model_copy(
-            update={"children": [_expand(child, policy) for child in criterion.children]}
-        )
-    return criterion
+        update["questions"] = [
+            *criterion.questions,
+            Question(name=name, type="attachment", text=text, required=False),
+        ]
+        update["documentation"] = None
+        if document.required and criterion.met is not None:
+            # met only with the document attached; without it unknown (pends for it)
+            update["met"] = f"({criterion.met}) and (%{name}.exists() or {{}})"
+    return criterion.model_copy(update=update) if update else criterion
 
 
-def index_policy(policy: Policy, kind: RequestKind) -> PolicyIndex:
+def index_policy(policy: Policy, kind: RequestKind, drug: str | None = None) -> PolicyIndex:
     index = PolicyIndex(policy)
-    tree = request_tree(policy, kind)
+    tree = request_tree(policy, kind, drug)
     criteria = list(walk(tree))
     for criterion in criteria:
         index.section_text[criterion.id] = criterion.text
@@ -224,15 +403,11 @@ def index_policy(policy: Policy, kind: RequestKind) -> PolicyIndex:
                 extra_options.setdefault(condition.answer_of, []).append(
                     Option(section=condition.id, display=condition.display or condition.text)
                 )
-    readers = _readers(criteria, investigational)
+    readers = _readers(policy, criteria, investigational)
     for criterion in criteria:
         for question in criterion.questions:
-            sections = tuple(readers.get(question.name, ()))
-            if not sections:
-                raise ValueError(
-                    f"{policy.id}: question {question.name} ({criterion.id}) is read by no"
-                    " criterion"
-                )
+            # a question only read by conditions, or record-only, carries its own section
+            sections = tuple(readers.get(question.name, ())) or (criterion.id,)
             index.questions[question.name] = QuestionInfo(
                 question=question,
                 link_id=question_link_id(criterion.id, question.name),
@@ -243,17 +418,32 @@ def index_policy(policy: Policy, kind: RequestKind) -> PolicyIndex:
     return index
 
 
+def reads(policy: Policy, expression: str | None) -> set[str]:
+    """The questions an expression reads, through the derived values it reads."""
+    derived = {value.name: value for value in policy.derived}
+    names: set[str] = set()
+    pending = list(expression_variables(expression or ""))
+    while pending:
+        name = pending.pop()
+        if name in names:
+            continue
+        names.add(name)
+        if name in derived:
+            pending.extend(expression_variables(derived[name].expression))
+    return names - set(derived)
+
+
 def _readers(
-    criteria: list[Criterion], investigational: Investigational | None
+    policy: Policy, criteria: list[Criterion], investigational: Investigational | None
 ) -> dict[str, list[str]]:
     """Question name → the sections whose definitions read its answer."""
     readers: dict[str, list[str]] = {}
     for criterion in criteria:
-        for name in sorted(expression_variables(criterion.met or "")):
+        for name in sorted(reads(policy, criterion.met)):
             readers.setdefault(name, []).append(criterion.id)
     if investigational is not None:
         for condition in investigational.all_conditions():
-            names = expression_variables(condition.applies or "")
+            names = reads(policy, condition.applies)
             if condition.answer_of:
                 names.add(condition.answer_of)
             for name in sorted(names):
@@ -261,17 +451,20 @@ def _readers(
     return readers
 
 
-def build(policy: Policy, kind: RequestKind) -> dict[str, Any]:
-    """The Questionnaire for ``kind`` requests under ``policy``, as FHIR JSON."""
-    index = index_policy(policy, kind)
+def build(policy: Policy, kind: RequestKind, drug: str | None = None) -> dict[str, Any]:
+    """The Questionnaire for ``kind`` requests (of ``drug``, in a policy of
+    several drugs) under ``policy``, as FHIR JSON."""
+    index = index_policy(policy, kind, drug)
     identity = policy.policy
     request = policy.request(kind)
-    qid = questionnaire_id(policy, kind)
+    qid = questionnaire_id(policy, kind, drug)
     title = f"{identity.title}: {request.title}"
+    if drug is not None:
+        title = f"{identity.title} — {policy.drug(drug).name}: {request.title}"
     if identity.number:
         title = f"{identity.number} {title}"
     description = (
-        f"{request.title} for a prior authorization of {identity.title} under "
+        f"{request.title} for a prior authorization of {policy.drug(drug).name} under "
         f"{identity.payer.name} policy {identity.number or identity.id} "
         f"(version {identity.version}, {identity.date.isoformat()}). "
         f"Each question's code names the policy section it captures, in {identity.sections_system}."
@@ -284,10 +477,12 @@ def build(policy: Policy, kind: RequestKind) -> dict[str, Any]:
             {"url": CITATION, "valueString": identity.source},
             {
                 "url": CQF_LIBRARY,
-                "valueCanonical": f"{library_url(policy, kind)}|{questionnaire_version(policy)}",
+                "valueCanonical": (
+                    f"{library_url(policy, kind, drug)}|{questionnaire_version(policy)}"
+                ),
             },
         ],
-        "url": questionnaire_url(policy, kind),
+        "url": questionnaire_url(policy, kind, drug),
         "identifier": [
             {
                 "system": f"{identity.canonical_base}/policy-number",
@@ -302,7 +497,7 @@ def build(policy: Policy, kind: RequestKind) -> dict[str, Any]:
         "date": identity.date.isoformat(),
         "publisher": identity.payer.name,
         "description": description,
-        "item": _items(request_tree(policy, kind), index, []),
+        "item": _items(request_tree(policy, kind, drug), index, []),
     }
     return questionnaire
 
@@ -315,6 +510,23 @@ def _items(
 
 
 def _node_item(node: Node, index: PolicyIndex, inherited: list[Condition]) -> dict[str, Any] | None:
+    try:
+        return _node_item_of(node, index, inherited)
+    except BuildError:
+        raise
+    except ValueError as exc:
+        where = node.link_id if isinstance(node, AnyOf) else node.id
+        raise BuildError(f"{where}: {exc}") from None
+
+
+class BuildError(ValueError):
+    """A policy the builder cannot turn into a Questionnaire; the message
+    starts with the section it is about."""
+
+
+def _node_item_of(
+    node: Node, index: PolicyIndex, inherited: list[Condition]
+) -> dict[str, Any] | None:
     if isinstance(node, AnyOf):
         item: dict[str, Any] = {
             "linkId": node.link_id,
@@ -342,22 +554,18 @@ def _node_item(node: Node, index: PolicyIndex, inherited: list[Condition]) -> di
         )
     _add_enable_when(item, conditions, behavior, index)
     children: list[dict[str, Any]] = [_question_item(q, index) for q in criterion.questions]
-    if criterion.documentation:
-        children.append(
-            {
-                "linkId": f"{criterion.id}.documentation",
-                "code": [index.section_coding(criterion.id)],
-                "text": f"{criterion.documentation} (attach if available)",
-                "type": "attachment",
-                "required": False,
-            }
-        )
     children.extend(_items(criterion.children, index, list(criterion.children_enable_when)))
     if not children:
-        # A criterion decided only from answers given elsewhere (Mekinist's age
-        # for each indication) has no group of its own; the question it reads
-        # carries its code instead.
-        return None
+        if not conditions:
+            # A criterion decided only from answers given elsewhere (Mekinist's
+            # age for each indication) and always applicable needs no group.
+            return None
+        # Its conditions must still reach both the form and the scoring (a
+        # branch that applies only to one indication): the group shows the
+        # criterion's text, and its enablement decides whether it applies.
+        children.append(
+            {"linkId": f"{criterion.id}.text", "text": criterion.text, "type": "display"}
+        )
     item["item"] = children
     return item
 
@@ -393,6 +601,8 @@ def _question_item(question: Question, index: PolicyIndex) -> dict[str, Any]:
                 "valueCoding": {"system": UCUM, "code": question.unit, "display": question.unit},
             }
         )
+    if question.record_only:
+        extensions.append({"url": record_only_url(index.policy), "valueBoolean": True})
     if extensions:
         item["extension"] = extensions
     item["code"] = [index.section_coding(section) for section in info.sections]
@@ -400,6 +610,8 @@ def _question_item(question: Question, index: PolicyIndex) -> dict[str, Any]:
     item["type"] = _FHIR_TYPE.get(question.type, question.type)
     _add_enable_when(item, list(question.enable_when), question.enable_behavior, index)
     item["required"] = question.is_required
+    if question.repeats:
+        item["repeats"] = True
     if info.options:
         item["answerOption"] = [{"valueCoding": index.coding(option)} for option in info.options]
     return item
@@ -420,7 +632,12 @@ def _add_enable_when(
 
 
 def _enable_when(condition: Condition, index: PolicyIndex) -> dict[str, Any]:
-    info = index.questions[condition.question]
+    info = index.questions.get(condition.question)
+    if info is None:
+        raise ValueError(
+            f"enable_when: {condition.question} is not asked in this Questionnaire, so the"
+            " condition could reach neither the form nor the scoring"
+        )
     entry: dict[str, Any] = {"question": info.link_id, "operator": condition.operator}
     if condition.operator == "exists":
         entry["answerBoolean"] = condition.answer

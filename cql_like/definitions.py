@@ -29,15 +29,21 @@ from builder.checks import iter_items
 from builder.policy import AnyOf, Criterion, Node, Policy, RequestKind
 from builder.questionnaire import (
     PolicyIndex,
+    applicable_limits,
     index_policy,
     library_id,
     library_url,
+    limit_guard,
+    product_limits,
     questionnaire_version,
     request_tree,
+    within_limit,
 )
 from cql_like.gateway import variable
 
-Role = Literal["criterion", "own", "children", "any_of", "request", "enabled", "applies"]
+Role = Literal[
+    "criterion", "own", "children", "any_of", "request", "enabled", "applies", "derived", "limit"
+]
 LIBRARY_TYPE = "http://terminology.hl7.org/CodeSystem/library-type"
 CONTENT_TYPE = "text/fhirpath"
 
@@ -72,6 +78,14 @@ def applies_name(section: str) -> str:
 
 def request_name(kind: RequestKind) -> str:
     return f"{kind.capitalize()} request criteria"
+
+
+def limit_applies_name(number: int) -> str:
+    return f"QL limit {number + 1} applies"
+
+
+def limit_within_name(number: int) -> str:
+    return f"QL limit {number + 1} kept"
 
 
 def _join(names: list[str], operator: str) -> str:
@@ -138,9 +152,9 @@ def enable_when_expression(item: dict[str, Any], index: PolicyIndex) -> str:
             parts.append(f"{answer}.exists()" if value else f"{answer}.empty()")
             continue
         if key == "answerCoding":
-            # our choice items never repeat: compare the one coding's parts
-            # (cheaper in fhirpathpy than a where() over the answers)
-            same = coding_test(answer, value["code"])
+            # compare codes (cheaper in fhirpathpy than a where() over the
+            # answers); `contains`: a multi-select matches when any answer does
+            same = f"{answer}.code contains '{value['code']}'"
             test = same if operator == "=" else f"({same}).not()"
             parts.append(f"({answer}.exists() and {test})")
             continue
@@ -161,11 +175,14 @@ def enable_when_expression(item: dict[str, Any], index: PolicyIndex) -> str:
 
 
 def definitions(
-    policy: Policy, kind: RequestKind, questionnaire: dict[str, Any]
+    policy: Policy, kind: RequestKind, questionnaire: dict[str, Any], drug: str | None = None
 ) -> list[Definition]:
-    """Every definition for requests of ``kind``, in evaluation order."""
-    index = index_policy(policy, kind)
-    out = [
+    """Every definition for requests of ``kind``, in evaluation order: derived
+    values first (criteria read them), enableWhen, investigational
+    conditions, quantity limits, then the criteria."""
+    index = index_policy(policy, kind, drug)
+    out = [Definition(value.name, value.expression, "derived") for value in policy.derived]
+    out += [
         Definition(enabled_name(item["linkId"]), enable_when_expression(item, index), "enabled")
         for item, _ in iter_items(questionnaire["item"])
         if item.get("enableWhen")
@@ -180,36 +197,46 @@ def definitions(
                 assert condition.applies is not None
                 expression = condition.applies
             out.append(Definition(applies_name(condition.id), expression, "applies", condition.id))
-    out.extend(criteria_definitions(request_tree(policy, kind), kind))
+    limits = applicable_limits(policy, drug)
+    several = len(product_limits(limits)) > 1
+    for number, limit in enumerate(limits):
+        guard = limit_guard(limit, several)
+        out.append(Definition(limit_applies_name(number), guard or "true", "limit", "QL"))
+        out.append(Definition(limit_within_name(number), within_limit(limit), "limit", "QL"))
+    out.extend(criteria_definitions(request_tree(policy, kind, drug), kind))
     return out
 
 
-def library_text(policy: Policy, kind: RequestKind, questionnaire: dict[str, Any]) -> str:
-    index = index_policy(policy, kind)
+def library_text(
+    policy: Policy, kind: RequestKind, questionnaire: dict[str, Any], drug: str | None = None
+) -> str:
+    index = index_policy(policy, kind, drug)
     lines = [
         f"// {questionnaire['title']}",
         "// FHIRPath definitions, CQL-style. Evaluate with the FHIR R4 model;",
         "// %as_of is the evaluation date; %name is the list of answers to the",
         "// item below; a definition's name is also the variable of its result.",
-        f"library \"{library_id(policy, kind)}\" version '{questionnaire_version(policy)}'",
+        f"library \"{library_id(policy, kind, drug)}\" version '{questionnaire_version(policy)}'",
         "",
     ]
     for name, info in index.questions.items():
         lines.append(f"answer {name}: '{info.link_id}'")
     lines.append("")
-    for definition in definitions(policy, kind, questionnaire):
+    for definition in definitions(policy, kind, questionnaire, drug):
         lines.append(f'define "{definition.name}": {definition.expression}')
     return "\n".join(lines) + "\n"
 
 
-def library(policy: Policy, kind: RequestKind, questionnaire: dict[str, Any]) -> dict[str, Any]:
+def library(
+    policy: Policy, kind: RequestKind, questionnaire: dict[str, Any], drug: str | None = None
+) -> dict[str, Any]:
     """The FHIR Library that carries the definitions of one Questionnaire."""
-    text = library_text(policy, kind, questionnaire)
+    text = library_text(policy, kind, questionnaire, drug)
     identity = policy.policy
     return {
         "resourceType": "Library",
-        "id": library_id(policy, kind),
-        "url": library_url(policy, kind),
+        "id": library_id(policy, kind, drug),
+        "url": library_url(policy, kind, drug),
         "version": questionnaire_version(policy),
         "name": questionnaire["name"] + "Logic",
         "title": f"{questionnaire['title']}: scoring definitions",

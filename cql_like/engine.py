@@ -19,16 +19,20 @@ from typing import Any, Literal
 
 from builder.checks import iter_items
 from builder.policy import (
-    REQUEST_KINDS,
     AnyOf,
     Criterion,
     Node,
     Policy,
     RequestKind,
-    expression_variables,
     walk,
 )
-from builder.questionnaire import PolicyIndex, index_policy, request_tree
+from builder.questionnaire import (
+    PolicyIndex,
+    applicable_limits,
+    index_policy,
+    reads,
+    request_tree,
+)
 from cql_like.definitions import (
     applies_name,
     children_name,
@@ -40,7 +44,7 @@ from cql_like.definitions import (
 )
 from cql_like.gateway import Expression, compile_expression
 
-Status = Literal["met", "not-met", "unknown", "not-applicable"]
+Status = Literal["met", "not-met", "unknown", "not-applicable", "review"]
 NA: Literal["not-applicable"] = "not-applicable"
 Value = bool | None | Literal["not-applicable"]
 _STATUS: dict[Any, Status] = {True: "met", False: "not-met", None: "unknown", NA: NA}
@@ -59,6 +63,7 @@ class ItemSpec:
     required: bool
     min_value: float | None
     max_value: float | None
+    repeats: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,9 @@ class Evaluation:
     missing_questions: list[str]
     investigational: list[str]
     enabled: dict[str, bool]
+    review: list[str] = field(default_factory=list)
+    derived: dict[str, list[Any]] = field(default_factory=dict)
+    limits: dict[str, bool | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -81,18 +89,26 @@ class _Run:
     answered: set[str]
     values: dict[str, Value] = field(default_factory=dict)
     own: dict[str, Value] = field(default_factory=dict)
+    review: set[str] = field(default_factory=set)
 
 
 class CompiledRequest:
     """One Questionnaire's logic, compiled once."""
 
-    def __init__(self, policy: Policy, kind: RequestKind, questionnaire: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        kind: RequestKind,
+        questionnaire: dict[str, Any],
+        drug: str | None = None,
+    ) -> None:
         self.policy = policy
         self.kind: RequestKind = kind
+        self.drug = drug
         self.questionnaire = questionnaire
-        self.index: PolicyIndex = index_policy(policy, kind)
-        self.tree: list[Node] = request_tree(policy, kind)
-        self.definitions = definitions(policy, kind, questionnaire)
+        self.index: PolicyIndex = index_policy(policy, kind, drug)
+        self.tree: list[Node] = request_tree(policy, kind, drug)
+        self.definitions = definitions(policy, kind, questionnaire, drug)
         self.expressions = {
             d.name: compile_expression(d.name, d.expression) for d in self.definitions
         }
@@ -104,10 +120,16 @@ class CompiledRequest:
         # in this Questionnaire or not (II.A reads both requests' questions)
         self._all_names = {
             q.name
-            for k in REQUEST_KINDS
-            for c in walk(request_tree(policy, k))
+            for k, d in policy.forms()
+            for c in walk(request_tree(policy, k, d))
             for q in c.questions
         }
+        self.derived = [self.expressions[value.name] for value in policy.derived]
+        self.review_sections = {c.id for c in walk(self.tree) if c.on_unmet == "review"}
+        self.limits = applicable_limits(policy, drug)
+        self.limit_expressions = [
+            self.expressions[d.name] for d in self.definitions if d.role == "limit"
+        ]
         self.questionnaire_items = {
             item["linkId"]: item for item, _ in iter_items(questionnaire["item"])
         }
@@ -136,6 +158,7 @@ class CompiledRequest:
                 required=bool(item.get("required")),
                 min_value=_bound(extensions.get("minValue")),
                 max_value=_bound(extensions.get("maxValue")),
+                repeats=bool(item.get("repeats")),
             )
             self._collect(item.get("item", []), link_id, names)
 
@@ -184,22 +207,30 @@ class CompiledRequest:
         variables = self.answer_variables(answers, as_of)
         if enabled is None:
             enabled = self.enablement(resource, variables)
+        derived = {}
+        for value in self.derived:
+            derived[value.name] = variables[value.name] = value.evaluate(resource, variables)
         run = _Run(variables, enabled, {link for link, values in answers.items() if values})
         top = [self._node(node, True, run, resource) for node in self.tree]
         outcome = self._join(request_name(self.kind), self.tree, top, "all", run, resource)
         unmet: list[str] = []
         missing: list[str] = []
         missing_questions: list[str] = []
+        review: list[str] = []
         for node in self.tree:
             self._cite(node, run, unmet)
-            self._missing(node, run, missing, missing_questions)
+            self._missing(node, run, missing, missing_questions, review)
         investigational = []
         if self.policy.investigational is not None:
             for condition in self.policy.investigational.all_conditions():
                 expression = self.expressions.get(applies_name(condition.id))
                 if expression is not None and expression.truth(resource, variables) is True:
                     investigational.append(condition.id)
-        statuses = {name: _STATUS[value] for name, value in run.values.items()}
+        limits = {e.name: e.truth(resource, variables) for e in self.limit_expressions}
+        statuses = {
+            name: "review" if name in run.review else _STATUS[value]
+            for name, value in run.values.items()
+        }
         return Evaluation(
             outcome_value=None if outcome == NA else outcome,  # type: ignore[arg-type]
             statuses=statuses,
@@ -208,6 +239,9 @@ class CompiledRequest:
             missing_questions=sorted(set(missing_questions), key=list(self.items).index),
             investigational=investigational,
             enabled=enabled,
+            review=review,
+            derived=derived,
+            limits=limits,
         )
 
     def _applicable(self, link_id: str, inherited: bool, run: _Run) -> bool:
@@ -267,8 +301,11 @@ class CompiledRequest:
     def _truth(self, name: str, run: _Run, resource: Mapping[str, Any]) -> bool | None:
         return self.expressions[name].truth(resource, run.variables)
 
-    @staticmethod
-    def _store(name: str, value: Value, run: _Run) -> Value:
+    def _store(self, name: str, value: Value, run: _Run) -> Value:
+        if value is False and name in self.review_sections:
+            # not met, but the policy leaves it to a pharmacist: undecided here
+            run.review.add(name)
+            value = None
         run.values[name] = value
         run.variables[name] = _var(value) if value != NA else []
         return value
@@ -288,28 +325,39 @@ class CompiledRequest:
         for child in node.children:
             self._cite(child, run, unmet)
 
-    def _missing(self, node: Node, run: _Run, sections: list[str], questions: list[str]) -> None:
-        """Unknown sections and the enabled, unanswered questions that decide them."""
+    def _missing(
+        self,
+        node: Node,
+        run: _Run,
+        sections: list[str],
+        questions: list[str],
+        review: list[str],
+    ) -> None:
+        """Unknown sections and the enabled, unanswered questions that decide
+        them; sections left to a pharmacist's review."""
         value = run.values.get(node_name(node))
         if value is True or value == NA:
             return
         if isinstance(node, AnyOf):
             for option in node.any_of:
-                self._missing(option, run, sections, questions)
+                self._missing(option, run, sections, questions, review)
+            return
+        if node.id in run.review:
+            review.append(node.id)  # decided by a pharmacist, not missing information
             return
         own_unknown = run.own.get(node.id, value) is None if node.met else False
         if own_unknown:
             sections.append(node.id)
-            for name in _reads(node):
+            for name in _reads(node, self.policy):
                 link_id = self.link_of.get(name)
                 if link_id and run.enabled.get(link_id) and link_id not in run.answered:
                     questions.append(link_id)
         for child in node.children:
-            self._missing(child, run, sections, questions)
+            self._missing(child, run, sections, questions, review)
 
 
-def _reads(criterion: Criterion) -> list[str]:
-    return sorted(expression_variables(criterion.met or ""))
+def _reads(criterion: Criterion, policy: Policy) -> list[str]:
+    return sorted(reads(policy, criterion.met))
 
 
 def _var(value: Value) -> list[bool]:

@@ -1,40 +1,112 @@
-"""``dtr``: build the generated Questionnaires, score responses, serve the API.
+"""``dtr``: check policies, build the generated Questionnaires, score responses, serve the API.
+
+Every command reads the bundled policies, or a payer's own folder given with
+``--policies DIR`` (or ``DTR_POLICIES``): its generated files then go to
+``DIR/questionnaires`` (with the version register and the archive of released
+versions) and ``DIR/docs``, and the installed package is never edited.
 
 Exit status: 0 on success (any determination is a success), 1 when the input
 is refused (the OperationOutcome is printed), 2 on a policy or build error
-(the message names the file and field).
+(the message names the file, the section and the field).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import time
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
 from builder.artifacts import VersionNotBumped, coverage_markdown, generate, write
 from builder.checks import QuestionnaireError
-from builder.loader import PolicyError, bundled_policies, load_policy
+from builder.decisions import decision_tables_markdown
+from builder.loader import (
+    PolicyError,
+    bundled_policies,
+    bundled_policy_files,
+    load_folder,
+    load_policy,
+)
+from builder.policy import Policy
+from builder.verify import verify_policy
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+QUESTIONNAIRES = PROJECT_ROOT / "questionnaires"
+DOCS = PROJECT_ROOT / "docs"
 
 
-def _policies(paths: Sequence[str]):  # type: ignore[no-untyped-def]
-    return [load_policy(p) for p in paths] if paths else bundled_policies()
+def _folder(args: argparse.Namespace) -> Path | None:
+    folder = args.policies or os.environ.get("DTR_POLICIES") or None
+    return Path(folder) if folder else None
+
+
+def _all_policies(args: argparse.Namespace) -> list[Policy]:
+    folder = _folder(args)
+    return load_folder(folder) if folder else bundled_policies()
+
+
+def _selected(args: argparse.Namespace) -> tuple[list[Policy], list[Policy]]:
+    """(the policies named on the command line, or all; all of the folder with
+    those replacing their namesakes) — so building one file keeps the others'
+    rows in the coverage and decision tables."""
+    named = [load_policy(p) for p in args.policy]
+    if not named:
+        everything = _all_policies(args)
+        return everything, everything
+    replaced = {p.id: p for p in named}
+    others = [p for p in _all_policies(args) if p.id not in replaced]
+    return named, sorted([*others, *named], key=lambda p: p.id)
+
+
+def _verified(policies: list[Policy], sources: dict[str, str]) -> None:
+    problems = [
+        problem
+        for policy in policies
+        for problem in verify_policy(policy, sources.get(policy.id, policy.id))
+    ]
+    if problems:
+        raise PolicyError("policy check", problems)
+
+
+def _sources(args: argparse.Namespace) -> dict[str, str]:
+    out = {}
+    for path in args.policy:
+        out[load_policy(path).id] = str(path)
+    folder = _folder(args)
+    files = sorted(folder.glob("*.yaml")) if folder else bundled_policy_files()
+    for path in files:
+        out.setdefault(load_policy(path).id, str(path))
+    return out
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    policies, _everything = _selected(args)
+    started = time.perf_counter()
+    _verified(policies, _sources(args))
+    for policy in policies:
+        print(f"{policy.id} {policy.policy.version}: verified")
+    print(f"({time.perf_counter() - started:.1f} s)")
+    return 0
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    policies = _policies(args.policy)
-    out = Path(args.out)
+    policies, everything = _selected(args)
+    _verified(policies, _sources(args))
+    folder = _folder(args)
+    out = Path(args.out) if args.out else (folder / "questionnaires" if folder else QUESTIONNAIRES)
+    docs = Path(args.docs) if args.docs else (folder / "docs" if folder else DOCS)
     out.mkdir(parents=True, exist_ok=True)
-    written = write(out, generate(policies))
-    docs = Path(args.docs)
+    written = write(out, generate(policies), policies)
     docs.mkdir(parents=True, exist_ok=True)
     coverage = docs / "coverage.md"
-    coverage.write_text(coverage_markdown(policies), encoding="utf-8")
-    for path in [*written, coverage]:
+    coverage.write_text(coverage_markdown(everything), encoding="utf-8")
+    tables = docs / "decision-tables.md"
+    tables.write_text(decision_tables_markdown(everything), encoding="utf-8")
+    for path in [*written, coverage, tables]:
         print(f"wrote {path}")
     return 0
 
@@ -52,7 +124,9 @@ def cmd_score(args: argparse.Namespace) -> int:
         print(f"dtr: cannot read {args.response}: {exc.strerror}", file=sys.stderr)
         return 2
     try:
-        determination = score_json(Catalog.bundled(), body, args.as_of)
+        folder = _folder(args)
+        catalog = Catalog.from_folder(folder) if folder else Catalog.bundled()
+        determination = score_json(catalog, body, args.as_of)
     except InvalidInput as exc:
         print(json.dumps(exc.outcome(), indent=2))
         return 1
@@ -73,7 +147,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from service.app import create_app
     from service.settings import Settings
 
-    settings = Settings.from_env(host=args.host, port=args.port, database=args.db)
+    folder = _folder(args)
+    settings = Settings.from_env(
+        host=args.host, port=args.port, database=args.db, policies=str(folder) if folder else None
+    )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     app = create_app(settings)
     print(
@@ -95,20 +172,41 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="dtr", description=__doc__.splitlines()[0])
     commands = top.add_subparsers(dest="command", required=True)
 
-    build = commands.add_parser("build", help="regenerate questionnaires/ and docs/coverage.md")
-    build.add_argument("policy", nargs="*", help="policy YAML files (default: the bundled ones)")
-    build.add_argument("--out", default=str(PROJECT_ROOT / "questionnaires"))
-    build.add_argument("--docs", default=str(PROJECT_ROOT / "docs"))
+    policies = argparse.ArgumentParser(add_help=False)
+    policies.add_argument(
+        "--policies",
+        metavar="DIR",
+        help="a folder of policy files (env DTR_POLICIES; default: the bundled policies)",
+    )
+
+    check = commands.add_parser(
+        "check", parents=[policies], help="verify policy files without building anything"
+    )
+    check.add_argument("policy", nargs="*", help="policy YAML files (default: all of the folder)")
+    check.set_defaults(func=cmd_check)
+
+    build = commands.add_parser(
+        "build",
+        parents=[policies],
+        help="verify, then regenerate the Questionnaires, coverage and decision tables",
+    )
+    build.add_argument("policy", nargs="*", help="policy YAML files (default: all of the folder)")
+    build.add_argument("--out", help="default: questionnaires/ (DIR/questionnaires)")
+    build.add_argument("--docs", help="default: docs/ (DIR/docs)")
     build.set_defaults(func=cmd_build)
 
-    score = commands.add_parser("score", help="score a QuestionnaireResponse")
+    score = commands.add_parser(
+        "score", parents=[policies], help="score a QuestionnaireResponse"
+    )
     score.add_argument("response", help="QuestionnaireResponse JSON file, or - for stdin")
     score.add_argument("--as-of", type=_date, default=date.today(), help="evaluation date")
     score.add_argument("--format", choices=["json", "fhir", "html", "text"], default="json")
     score.set_defaults(func=cmd_score)
 
     serve = commands.add_parser(
-        "serve", help="run the FHIR API and portal (env: DTR_HOST, DTR_PORT, DTR_DB)"
+        "serve",
+        parents=[policies],
+        help="run the FHIR API and portal (env: DTR_HOST, DTR_PORT, DTR_DB, DTR_POLICIES)",
     )
     serve.add_argument("--host", help="listen address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8080)")

@@ -8,13 +8,16 @@ here; those layers call in.
 
 from __future__ import annotations
 
+import copy
+import json
 from collections.abc import Mapping
 from datetime import date
+from pathlib import Path
 from typing import Any
 
-from builder.artifacts import questionnaires
-from builder.loader import bundled_policies
-from builder.policy import REQUEST_KINDS, Policy
+from builder.artifacts import archived, questionnaires
+from builder.loader import PolicyError, bundled_archive, bundled_policies, load_folder, load_policy
+from builder.policy import Policy
 from cql_like.engine import CompiledRequest
 from scoring.determination import Determination, decide
 from scoring.outcome import InvalidInput, Issue
@@ -24,19 +27,71 @@ __all__ = ["Catalog", "Determination", "InvalidInput", "score", "score_json"]
 
 
 class Catalog:
-    """Every Questionnaire version the service knows, compiled once."""
+    """Every Questionnaire version the service knows, compiled once: those of
+    the current policies, and every released one kept in the archive (older
+    policy versions rebuilt from their snapshots; an older build of the same
+    policy version resolves to today's build when its items are the same), so
+    records made under an older version still open and re-score."""
 
-    def __init__(self, policies: list[Policy]) -> None:
+    def __init__(self, policies: list[Policy], archive: Path | None = None) -> None:
         self.policies = {policy.id: policy for policy in policies}
         self.packages: dict[str, CompiledRequest] = {}
-        for policy in policies:
-            for kind, questionnaire in zip(REQUEST_KINDS, questionnaires(policy), strict=True):
-                package = CompiledRequest(policy, kind, questionnaire)
-                self.packages[f"{questionnaire['url']}|{questionnaire['version']}"] = package
+        self.unresolvable: list[str] = []
+        current = {(p.id, p.policy.version) for p in policies}
+        older = []
+        snapshots = sorted(archive.glob("policy-*.yaml")) if archive else []
+        for path in snapshots:
+            try:
+                snapshot = load_policy(path)
+            except PolicyError:
+                self.unresolvable.append(path.name)
+                continue
+            if (snapshot.id, snapshot.policy.version) not in current:
+                older.append(snapshot)
+        for policy in [*policies, *older]:
+            for form in questionnaires(policy):
+                package = CompiledRequest(policy, form.kind, form.questionnaire, form.drug)
+                self.packages[_canonical(form.questionnaire)] = package
+        # the versions offered for new requests: the current policies' builds
+        self.current = {
+            canonical: package
+            for canonical, package in self.packages.items()
+            if package.policy in policies
+        }
+        for path in sorted(archive.glob("Questionnaire-*.json")) if archive else []:
+            released = json.loads(path.read_text(encoding="utf-8"))
+            canonical = _canonical(released)
+            if canonical not in self.packages:
+                alias = self._same_items(released)
+                if alias is None:
+                    self.unresolvable.append(canonical)
+                else:
+                    self.packages[canonical] = alias
+
+    def _same_items(self, released: dict[str, Any]) -> CompiledRequest | None:
+        """Today's build of the same policy version, under the released
+        Questionnaire, when a response to one is a response to the other."""
+        policy_version = released["version"].rsplit("-r", 1)[0]
+        for package in list(self.packages.values()):
+            built = package.questionnaire
+            if (
+                built["url"] == released["url"]
+                and built["version"].rsplit("-r", 1)[0] == policy_version
+                and built["item"] == released["item"]
+            ):
+                alias = copy.copy(package)
+                alias.questionnaire = released
+                return alias
+        return None
 
     @classmethod
     def bundled(cls) -> Catalog:
-        return cls(bundled_policies())
+        return cls(bundled_policies(), bundled_archive())
+
+    @classmethod
+    def from_folder(cls, folder: Path) -> Catalog:
+        """A payer's own policy folder (see ``dtr --policies``)."""
+        return cls(load_folder(folder), archived(folder / "questionnaires"))
 
     def resolve(self, canonical: object) -> CompiledRequest:
         """The package a response's ``questionnaire`` canonical names (url|version)."""
@@ -59,6 +114,10 @@ class Catalog:
         else:
             message = f"{url} has no version {version} (known: {', '.join(known)})"
         raise InvalidInput([Issue("not-found", message, where)])
+
+
+def _canonical(questionnaire: dict[str, Any]) -> str:
+    return f"{questionnaire['url']}|{questionnaire['version']}"
 
 
 def score(package: CompiledRequest, response: Mapping[str, Any], as_of: date) -> Determination:

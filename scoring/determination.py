@@ -6,12 +6,16 @@ Rules, in order (see docs/conformance.md):
    listed diagnosis, or the catch-all II), citing it and every unmet section;
 2. **denied** when any applicable criterion is not met, citing every unmet
    section (an exclusion denies; a request above the quantity limit is denied
-   citing ``QL``);
-3. **pended** when any criterion is unknown, listing the enabled questions
-   left unanswered — missing information never denies;
-4. **approved** otherwise: authorization from the evaluation date for the
-   policy's length (end inclusive: the day before the N-month anniversary) and the quantity
-   limit of the requested product.
+   citing ``QL`` unless the policy approves it modified to the limit);
+3. **pended for review** when a criterion the policy leaves to a pharmacist
+   is not met, naming it;
+4. **pended for missing information** when any criterion is unknown, listing
+   the enabled questions left unanswered — missing information never denies;
+5. **approved** otherwise: authorization from the evaluation date for the
+   length of the request type, of the shortest met branch that sets one, or
+   the planned length of therapy when shorter (end inclusive: the day before
+   the N-month anniversary; never past a cap on total therapy time), and the
+   quantity limit of the requested product — modified to it when over.
 """
 
 from __future__ import annotations
@@ -21,11 +25,18 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any, Literal
 
-from builder.policy import AuthorizationTerm, QuantityLimit
-from builder.questionnaire import REQUESTED_PRODUCT
+from builder.policy import (
+    PLANNED_MONTHS,
+    REQUESTED_QUANTITY,
+    THERAPY_START,
+    AuthorizationTerm,
+    QuantityLimit,
+)
+from cql_like.definitions import limit_applies_name, limit_within_name
 from cql_like.engine import CompiledRequest, Evaluation
 
 Outcome = Literal["approved", "denied", "investigational", "pended"]
+PendReason = Literal["review", "missing-information"]
 
 
 def anniversary(start: date, months: int) -> date:
@@ -46,9 +57,43 @@ class Authorization:
     end: date
     months: int
     assumed: bool
+    basis: str | None = None  # why this length: the branch, the planned therapy, the default
 
     def to_json(self) -> dict[str, Any]:
-        return {"start": self.start.isoformat(), "end": self.end.isoformat(), "months": self.months}
+        out: dict[str, Any] = {
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "months": self.months,
+        }
+        if self.assumed:
+            out["assumed"] = True
+        if self.basis:
+            out["basis"] = self.basis
+        return out
+
+
+@dataclass(frozen=True)
+class ApprovedQuantity:
+    """What an approval allows: the requested quantity, or the limit when the
+    policy approves a request over it modified to the limit."""
+
+    requested: int
+    approved: int
+    unit: str
+    period_days: int
+
+    @property
+    def modified(self) -> bool:
+        return self.approved < self.requested
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "requested": self.requested,
+            "approved": self.approved,
+            "unit": self.unit,
+            "periodDays": self.period_days,
+            "modified": self.modified,
+        }
 
 
 @dataclass(frozen=True)
@@ -72,6 +117,15 @@ class Determination:
     payer_id: str = ""
     drug: str = ""
     subject: dict[str, Any] | None = None
+    review: list[str] = field(default_factory=list)
+    quantity: ApprovedQuantity | None = None
+    criteria_basis: str | None = None  # the payer default, when the policy states no criteria
+
+    @property
+    def pend_reason(self) -> PendReason | None:
+        if self.outcome != "pended":
+            return None
+        return "review" if self.review else "missing-information"
 
     def to_json(self) -> dict[str, Any]:
         """The stable determination shape."""
@@ -83,7 +137,10 @@ class Determination:
                 "unmet": list(self.unmet),
                 "missing": list(self.missing),
                 "investigational": list(self.investigational),
+                "review": list(self.review),
             },
+            "pendReason": self.pend_reason,
+            "quantity": self.quantity.to_json() if self.quantity else None,
             "missingQuestions": list(self.missing_questions),
             "authorization": self.authorization.to_json() if self.authorization else None,
             "quantityLimits": [
@@ -102,15 +159,19 @@ class Determination:
 
 def from_json(package: CompiledRequest, data: dict[str, Any], subject: Any = None) -> Determination:
     """A stored determination (``Determination.to_json``) back as an object,
-    with the texts of the package it was decided by (for its notice)."""
+    with the texts of the package it was decided by (for its notice). Stored
+    records of older builds lack the newer keys; they read as absent."""
     authorization = None
-    if data["authorization"]:
+    stored = data["authorization"]
+    if stored:
         authorization = Authorization(
-            date.fromisoformat(data["authorization"]["start"]),
-            date.fromisoformat(data["authorization"]["end"]),
-            data["authorization"]["months"],
-            _term(package).assumed,
+            date.fromisoformat(stored["start"]),
+            date.fromisoformat(stored["end"]),
+            stored["months"],
+            stored.get("assumed", _term(package).assumed),
+            stored.get("basis", _term(package).basis),
         )
+    quantity = data.get("quantity")
     return Determination(
         policy=data["policy"],
         request=data["request"],
@@ -118,6 +179,7 @@ def from_json(package: CompiledRequest, data: dict[str, Any], subject: Any = Non
         unmet=data["sections"]["unmet"],
         missing=data["sections"]["missing"],
         investigational=data["sections"]["investigational"],
+        review=data["sections"].get("review", []),
         missing_questions=data["missingQuestions"],
         authorization=authorization,
         quantity_limits=[
@@ -129,6 +191,16 @@ def from_json(package: CompiledRequest, data: dict[str, Any], subject: Any = Non
             )
             for q in data["quantityLimits"]
         ],
+        quantity=(
+            ApprovedQuantity(
+                quantity["requested"],
+                quantity["approved"],
+                quantity["unit"],
+                quantity["periodDays"],
+            )
+            if quantity
+            else None
+        ),
         questionnaire=data["questionnaire"],
         evaluated_at=date.fromisoformat(data["evaluatedAt"]),
         subject=subject,
@@ -137,13 +209,13 @@ def from_json(package: CompiledRequest, data: dict[str, Any], subject: Any = Non
 
 
 def _term(package: CompiledRequest) -> AuthorizationTerm:
-    authorization = package.policy.authorization
-    return authorization.initial if package.kind == "initial" else authorization.renewal
+    return package.policy.authorization.term(package.kind)
 
 
 def _described_by(package: CompiledRequest) -> dict[str, Any]:
     """What a notice says of the policy, its sections and questions."""
     policy = package.policy
+    request = policy.request(package.kind)
     return {
         "policy_number": policy.policy.number or policy.id,
         "section_text": package.index.section_text,
@@ -153,7 +225,8 @@ def _described_by(package: CompiledRequest) -> dict[str, Any]:
         },
         "payer": policy.policy.payer.name,
         "payer_id": policy.policy.payer.identifier,
-        "drug": policy.drugs[0].name,
+        "drug": policy.drug(package.drug).name,
+        "criteria_basis": request.basis if request.assumed else None,
     }
 
 
@@ -164,7 +237,6 @@ def decide(
     as_of: date,
     subject: dict[str, Any] | None = None,
 ) -> Determination:
-    policy = package.policy
     outcome: Outcome
     if evaluation.investigational:
         outcome = "investigational"
@@ -174,26 +246,24 @@ def decide(
         outcome = "pended"
     else:
         outcome = "approved"
-    authorization = None
+    limits = _limits(package, evaluation)
+    authorization = quantity = None
     if outcome == "approved":
-        term = (
-            policy.authorization.initial
-            if package.kind == "initial"
-            else policy.authorization.renewal
-        )
-        end = anniversary(as_of, term.months) - timedelta(days=1)
-        authorization = Authorization(as_of, end, term.months, term.assumed)
+        authorization = _authorization(package, evaluation, answers, as_of)
+        quantity = _approved_quantity(package, evaluation, answers, limits)
     questionnaire = package.questionnaire
     return Determination(
-        policy=policy.id,
+        policy=package.policy.id,
         request=package.kind,
         outcome=outcome,
         unmet=evaluation.unmet,
         missing=evaluation.missing,
         investigational=evaluation.investigational,
+        review=evaluation.review if outcome == "pended" else [],
         missing_questions=evaluation.missing_questions,
         authorization=authorization,
-        quantity_limits=_limits(package, answers),
+        quantity_limits=[limit for limit, _kept in limits],
+        quantity=quantity,
         questionnaire=f"{questionnaire['url']}|{questionnaire['version']}",
         evaluated_at=as_of,
         subject=subject,
@@ -201,14 +271,60 @@ def decide(
     )
 
 
-def _limits(package: CompiledRequest, answers: dict[str, list[Any]]) -> list[QuantityLimit]:
-    """The limit of the requested product; all limits when none is named."""
-    limits = package.policy.quantity_limits.limits
-    link = package.link_of.get(REQUESTED_PRODUCT)
-    chosen = answers.get(link, []) if link else []
-    if chosen:
-        code = chosen[0]["code"]
-        matching = [limit for limit in limits if limit.code and limit.code.code == code]
-        if matching:
-            return matching
-    return list(limits)
+def _answer(package: CompiledRequest, answers: dict[str, list[Any]], name: str) -> Any:
+    link = package.link_of.get(name)
+    values = answers.get(link, []) if link else []
+    return values[0] if values else None
+
+
+def _authorization(
+    package: CompiledRequest, evaluation: Evaluation, answers: dict[str, list[Any]], as_of: date
+) -> Authorization:
+    term = _term(package)
+    months, assumed, basis = term.months, term.assumed, term.basis
+    met_branches = [b for b in term.branches if evaluation.statuses.get(b.section) == "met"]
+    if met_branches:
+        branch = min(met_branches, key=lambda b: b.months)
+        months, assumed = branch.months, False
+        basis = branch.basis or f"the length for {branch.section}"
+    planned = _answer(package, answers, PLANNED_MONTHS)
+    if term.lesser_of_planned and planned is not None and planned < months:
+        months, assumed, basis = int(planned), False, "the planned length of therapy"
+    end = anniversary(as_of, months) - timedelta(days=1)
+    started = _answer(package, answers, THERAPY_START)
+    if term.max_total_months is not None and started is not None:
+        cap = anniversary(date.fromisoformat(started), term.max_total_months) - timedelta(days=1)
+        if cap < end:
+            end, basis = cap, f"the limit of {term.max_total_months} months of therapy in all"
+    return Authorization(as_of, end, months, assumed, basis)
+
+
+def _limits(
+    package: CompiledRequest, evaluation: Evaluation
+) -> list[tuple[QuantityLimit, bool | None]]:
+    """The limits that apply to this request (its product, its indication),
+    each with whether the request keeps within it; all of the drug's limits
+    when which applies is not known yet."""
+    limits = package.limits
+    applying = [
+        (limit, evaluation.limits.get(limit_within_name(number)))
+        for number, limit in enumerate(limits)
+        if evaluation.limits.get(limit_applies_name(number)) is True
+    ]
+    return applying or [(limit, None) for limit in limits]
+
+
+def _approved_quantity(
+    package: CompiledRequest,
+    evaluation: Evaluation,
+    answers: dict[str, list[Any]],
+    limits: list[tuple[QuantityLimit, bool | None]],
+) -> ApprovedQuantity | None:
+    requested = _answer(package, answers, REQUESTED_QUANTITY)
+    if requested is None or not package.limits:
+        return None
+    applying = [limit for limit, _kept in limits]
+    allowed = min(limit.max_units for limit in applying)
+    over = any(kept is False for _limit, kept in limits)
+    approved = min(int(requested), allowed) if over else int(requested)
+    return ApprovedQuantity(int(requested), approved, applying[0].unit, applying[0].period_days)

@@ -180,16 +180,20 @@ def _walk(
             continue
         if item.get("item"):
             issues.append(Issue("structure", f"question {link_id} has no nested items", here))
-        if len(values) > 1:
+        if len(values) > 1 and not spec.repeats:
             issues.append(
                 Issue("structure", f"item {link_id} takes one answer, got {len(values)}", here)
             )
             continue
         answers[link_id] = []
-        for answer in values:
-            value = _answer_value(spec, answer, f"{here}.answer[0]", issues)
-            if value is not None:
-                answers[link_id].append(value)
+        for number, answer in enumerate(values):
+            value = _answer_value(spec, answer, f"{here}.answer[{number}]", issues)
+            if value is None:
+                continue
+            if value in answers[link_id]:
+                issues.append(Issue("structure", f"item {link_id} has the same answer twice", here))
+                continue
+            answers[link_id].append(value)
 
 
 def _answer_value(spec: Any, answer: dict[str, Any], here: str, issues: list[Issue]) -> Any:

@@ -87,14 +87,22 @@ def create_app(
     clock: Callable[[], date] = today_utc,
 ) -> FastAPI:
     settings = settings or Settings.from_env()
-    catalog = catalog or Catalog.bundled()
+    if catalog is None:
+        folder = settings.policies
+        catalog = Catalog.from_folder(Path(folder)) if folder else Catalog.bundled()
     store = store or open_store(settings.database)
-    questionnaires = {p.questionnaire["id"]: p.questionnaire for p in catalog.packages.values()}
+    # reads by id give the current version; searches by url|version find every
+    # released version (records made under an older one still open)
+    questionnaires = {p.questionnaire["id"]: p.questionnaire for p in catalog.current.values()}
     libraries_by_canonical = {
-        canonical: library(p.policy, p.kind, p.questionnaire)
+        canonical: library(p.policy, p.kind, p.questionnaire, p.drug)
         for canonical, p in catalog.packages.items()
     }
-    libraries = {lib["id"]: lib for lib in libraries_by_canonical.values()}
+    libraries = {
+        lib["id"]: lib
+        for canonical, lib in libraries_by_canonical.items()
+        if canonical in catalog.current
+    }
     templates = Environment(
         loader=PackageLoader("service", "templates"), autoescape=select_autoescape(["html", "j2"])
     )
@@ -223,7 +231,7 @@ def create_app(
             url, version = url.split("|", 1)
         found = [
             q
-            for q in questionnaires.values()
+            for q in (p.questionnaire for p in catalog.packages.values())
             if (url is None or q["url"] == url) and (version is None or q["version"] == version)
         ]
         return FHIRResponse(searchset(found, base_url(request)))

@@ -196,7 +196,7 @@ def questionnaire_package(
         url, _, version = str(canonical).partition("|")
         matches = [
             p
-            for key, p in catalog.packages.items()
+            for key, p in (catalog.packages if version else catalog.current).items()
             if key.split("|")[0] == url and (not version or key.endswith(f"|{version}"))
         ]
         if not matches:
@@ -223,7 +223,7 @@ def questionnaire_package(
                 )
             )
         for policy in policies:
-            packages.extend(p for p in catalog.packages.values() if p.policy is policy)
+            packages.extend(p for p in catalog.current.values() if p.policy is policy)
     if coverage is not None and subject is None:
         subject = coverage.get("beneficiary")
     seen: set[str] = set()

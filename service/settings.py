@@ -4,7 +4,9 @@
 - ``DTR_DB``: a SQLite file path (default ``var/dtr.sqlite3``) or a
   ``postgresql://`` URL;
 - ``DTR_MAX_BODY``: the largest accepted request body in bytes (default 1 MB);
-- ``DTR_BASE_URL``: the public base URL, when behind a proxy.
+- ``DTR_BASE_URL``: the public base URL, when behind a proxy;
+- ``DTR_POLICIES``: a payer's own folder of policy files (default: the
+  bundled policies).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ class Settings:
     database: str = "var/dtr.sqlite3"
     max_body: int = 1_000_000
     base_url: str | None = None
+    policies: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -31,5 +34,6 @@ class Settings:
             database=env.get("DTR_DB", cls.database),
             max_body=int(env.get("DTR_MAX_BODY", cls.max_body)),
             base_url=env.get("DTR_BASE_URL") or None,
+            policies=env.get("DTR_POLICIES") or None,
         )
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})

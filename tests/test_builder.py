@@ -11,7 +11,7 @@ from fhir.resources.R4B.questionnaire import Questionnaire
 
 from builder.checks import iter_items, questionnaire_problems
 from builder.policy import REQUEST_KINDS, Policy, walk
-from builder.questionnaire import DTR_STD_QUESTIONNAIRE, build, request_tree
+from builder.questionnaire import BUILDER_REVISION, DTR_STD_QUESTIONNAIRE, build, request_tree
 from tests.conftest import load_cases
 
 POLICY_KINDS = [(p, k) for p in ("eocco329", "mn-dhs-mekinist") for k in REQUEST_KINDS]
@@ -43,7 +43,7 @@ def test_questionnaire_is_sound(policies: dict[str, Policy], policy_id: str, kin
     parsed = Questionnaire.model_validate(questionnaire)
     assert parsed.id == f"{policy_id}-{kind}"
     assert parsed.url.endswith(f"/Questionnaire/{policy_id}-{kind}")
-    assert parsed.version == f"{policies[policy_id].policy.version}-r1"
+    assert parsed.version == f"{policies[policy_id].policy.version}-r{BUILDER_REVISION}"
     assert parsed.meta.profile == [DTR_STD_QUESTIONNAIRE]
     assert parsed.subjectType == ["Patient"]
     assert str(parsed.date) == policies[policy_id].policy.date.isoformat()

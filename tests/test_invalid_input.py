@@ -96,8 +96,8 @@ def test_response_to_another_questionnaire(catalog: Catalog, response: dict[str,
 
 
 def test_unknown_version(catalog: Catalog, response: dict[str, Any]) -> None:
-    response["questionnaire"] = response["questionnaire"].replace("|1.0.0-r1", "|0.9")
-    assert "has no version 0.9 (known: 1.0.0-r1)" in messages(refused(catalog, response))
+    response["questionnaire"] = response["questionnaire"].replace("|1.0.0-r2", "|0.9")
+    assert "has no version 0.9 (known: 1.0.0-r1, 1.0.0-r2)" in messages(refused(catalog, response))
 
 
 def test_version_missing(catalog: Catalog, response: dict[str, Any]) -> None:
