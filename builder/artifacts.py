@@ -179,7 +179,7 @@ def write(folder: Path, artifacts: list[Artifact], policies: list[Policy]) -> li
 # --- the coverage table -------------------------------------------------------
 
 
-def _templates() -> Environment:
+def templates() -> Environment:
     env = Environment(
         loader=PackageLoader("builder", "templates"),
         undefined=StrictUndefined,
@@ -280,4 +280,4 @@ def coverage_context(policies: list[Policy]) -> dict[str, Any]:
 
 
 def coverage_markdown(policies: list[Policy]) -> str:
-    return _templates().get_template("coverage.md.j2").render(coverage_context(policies))
+    return templates().get_template("coverage.md.j2").render(coverage_context(policies))

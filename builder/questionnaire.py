@@ -263,7 +263,7 @@ def quantity_criterion(policy: Policy, limits: list[QuantityLimit]) -> Criterion
         # modified to the limit when over it: the quantity only has to be known
         met=(
             " and ".join(
-                f"%{q.name}.exists() or {{}}" for q in quantity_questions(limits) if q.required
+                f"(%{q.name}.exists() or {{}})" for q in quantity_questions(limits) if q.is_required
             )
             if modify
             else quantity_limit_definition(limits)

@@ -87,3 +87,38 @@ def variable(name: str) -> str:
     if name.replace("_", "a").isalnum() and not name[0].isdigit():
         return f"%{name}"
     return f"%`{name}`"
+
+
+class ExpressionSyntaxError(ValueError):
+    """An expression fhirpathpy's parser does not accept whole."""
+
+
+def parse_expression(source: str) -> dict[str, Any]:
+    """The parse tree of an expression (fhirpathpy's own grammar and AST),
+    refusing what its default parser silently recovers from: a syntax error
+    anywhere, or text left over after a complete expression."""
+    from antlr4 import CommonTokenStream, InputStream, Token  # fhirpathpy's own dependency
+    from antlr4.error.ErrorListener import ErrorListener
+    from antlr4.tree.Tree import ParseTreeWalker
+    from fhirpathpy.parser.ASTPathListener import ASTPathListener
+    from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
+    from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
+
+    class Raise(ErrorListener):  # type: ignore[misc]
+        def syntaxError(self, recognizer, symbol, line, column, msg, e):  # type: ignore[no-untyped-def]
+            raise ExpressionSyntaxError(f"column {column + 1}: {msg}")
+
+    lexer = FHIRPathLexer(InputStream(source))
+    lexer.removeErrorListeners()
+    lexer.addErrorListener(Raise())
+    tokens = CommonTokenStream(lexer)
+    parser = FHIRPathParser(tokens)
+    parser.removeErrorListeners()
+    parser.addErrorListener(Raise())
+    listener = ASTPathListener()
+    tree = parser.expression()
+    if tokens.LA(1) != Token.EOF:
+        left = tokens.LT(1)
+        raise ExpressionSyntaxError(f"column {left.column + 1}: unexpected {left.text!r}")
+    ParseTreeWalker().walk(listener, tree)
+    return listener.parentStack[0]  # type: ignore[no-any-return]

@@ -195,9 +195,7 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--docs", help="default: docs/ (DIR/docs)")
     build.set_defaults(func=cmd_build)
 
-    score = commands.add_parser(
-        "score", parents=[policies], help="score a QuestionnaireResponse"
-    )
+    score = commands.add_parser("score", parents=[policies], help="score a QuestionnaireResponse")
     score.add_argument("response", help="QuestionnaireResponse JSON file, or - for stdin")
     score.add_argument("--as-of", type=_date, default=date.today(), help="evaluation date")
     score.add_argument("--format", choices=["json", "fhir", "html", "text"], default="json")

@@ -57,8 +57,15 @@ def _items(items: list[dict[str, Any]], answers: Mapping[str, Any]) -> list[dict
             if children:
                 out.append({"linkId": link_id, "text": item.get("text", ""), "item": children})
         elif link_id in answers and answers[link_id] is not None:
-            value = _value(item, answers[link_id])
-            out.append({"linkId": link_id, "text": item.get("text", ""), "answer": [value]})
+            given = answers[link_id]
+            values = given if isinstance(given, list) else [given]  # a multi-select
+            out.append(
+                {
+                    "linkId": link_id,
+                    "text": item.get("text", ""),
+                    "answer": [_value(item, value) for value in values],
+                }
+            )
     return out
 
 

@@ -73,6 +73,9 @@ def mismatches(expect: dict[str, Any], result: dict[str, Any]) -> list[str]:
         "start": (result["authorization"] or {}).get("start"),
         "end": (result["authorization"] or {}).get("end"),
         "limits": result["limits"],
+        # optional: compared only when a case states them
+        "approvedQuantity": (result.get("quantity") or {}).get("approved"),
+        "pendReason": result.get("pendReason"),
     }
     # a case that states no investigational sections expects none
     expect = {"investigational": [], **expect}

@@ -45,7 +45,8 @@ def test_tables_cover_every_section(catalog: Catalog) -> None:
         }
         assert sections - set(exercised) == set(), path.name
         assert set(exercised) - sections == set(), path.name
-    minimum = {"eocco329": 40, "mn-dhs-mekinist": 10}
+    # larger tables where a policy has many sections; every other table at least 10
+    minimum = {"eocco329": 40}
     for path in case_files():
         table = yaml.safe_load(path.read_text(encoding="utf-8"))
-        assert len(table["cases"]) >= minimum[table["policy"]]
+        assert len(table["cases"]) >= minimum.get(table["policy"], 10), path.name

@@ -1,0 +1,405 @@
+"""Exploring a policy's answer space with the real scorer, at build time.
+
+The verifier (:mod:`builder.verify`) and the decision tables
+(:mod:`builder.decisions`) both need to know what a policy decides for the
+answers a provider can give. Each question gets a small **answer domain**:
+both truth values; every option of a choice; for numbers, the values just
+below, at and above each constant the policy's expressions and conditions
+compare it with (and its bounds); for dates, the evaluation date minus each
+duration the expressions add to it (``18 years``), one day either side, and
+each date constant; one attachment; and *unanswered*.
+
+Two explorations use these domains:
+
+- :meth:`Explorer.met_table` evaluates one criterion's ``met`` over the cross
+  product of the domains of the questions it reads;
+- :meth:`Explorer.run` fills the form as a provider would: it scores the
+  empty response, then answers the first question the scorer says is
+  missing with each value of its domain, and goes on until every path ends in
+  a determination. Numbers and dates that leave every criterion, enablement
+  and citation the same at that point are one class and explored once (the
+  decision tables list the whole class); each truth value and option is a
+  path of its own. At each approval it also answers,
+  one at a time, every enabled question left unanswered: an approval that
+  such an answer would overturn is a policy that could decide wrongly.
+
+What it does not cover: a number or date read again by a later question's
+criterion with a different constant than the one that grouped it; values
+between the boundary points (a criterion
+monotone between its constants is covered by its boundaries; one that is not
+— a range with a hole — is not), and answers to two questions left
+unanswered at an approval changed together. It is bounded by
+``MAX_EVALUATIONS`` scorings per form; a form that needs more is reported as
+not fully explored, never as verified.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from builder.checks import check_questionnaire
+from builder.policy import Criterion, Policy, Question, RequestKind, walk
+from builder.questionnaire import build, reads
+
+AS_OF = date(2026, 6, 15)
+MAX_EVALUATIONS = 60_000
+MAX_PRODUCT = 4096
+_DURATION = re.compile(r"(\d+)\s*'?(years?|months?|weeks?|days?)'?")
+_NUMBER = re.compile(r"(?<![\w.@'-])(\d+(?:\.\d+)?)(?![\w.-])")
+_DATE = re.compile(r"@(\d{4}-\d{2}-\d{2})")
+ATTACHMENT = {"contentType": "application/pdf", "title": "report.pdf"}
+
+
+@dataclass(frozen=True)
+class Value:
+    value: Any
+    label: str
+
+
+@dataclass
+class MetTable:
+    names: list[str]
+    rows: list[tuple[dict[str, str], bool | None]]
+    unanswered: bool | None
+    unstable: list[tuple[str, bool, str, bool | None]]
+
+    def described(self) -> str:
+        return f"{len(self.rows)} combinations of {', '.join(self.names) or 'no question'}"
+
+
+@dataclass
+class Leaf:
+    outcome: str
+    path: list[tuple[str, str]]  # (linkId, value labels)
+    sections: list[str]
+
+
+@dataclass
+class Exploration:
+    approvals: list[Leaf] = field(default_factory=list)
+    others: list[Leaf] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    evaluations: int = 0
+    complete: bool = True
+
+
+def _shift_years(day: date, years: int) -> date:
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year - years, day=28)
+
+
+def _shift_months(day: date, months: int) -> date:
+    index = day.year * 12 + day.month - 1 - months
+    return date(index // 12, index % 12 + 1, min(day.day, 28))
+
+
+class Explorer:
+    """One Questionnaire of a policy, with its compiled scorer."""
+
+    def __init__(self, policy: Policy, kind: RequestKind, drug: str | None) -> None:
+        from cql_like.engine import CompiledRequest  # the scorer, compiled as the service does
+
+        self.policy = policy
+        self.kind = kind
+        self.drug = drug
+        questionnaire = build(policy, kind, drug)
+        check_questionnaire(questionnaire)
+        self.package = CompiledRequest(policy, kind, questionnaire, drug)
+        self.resource = {"resourceType": "QuestionnaireResponse", "status": "completed"}
+        self.questions: dict[str, Question] = {
+            name: info.question for name, info in self.package.index.questions.items()
+        }
+        self.domains = {name: self._domain(name) for name in self.questions}
+
+    @property
+    def title(self) -> str:
+        return str(self.package.questionnaire["title"])
+
+    def criteria(self) -> list[Criterion]:
+        return list(walk(self.package.tree))
+
+    # --- domains ---------------------------------------------------------------
+
+    def _texts_reading(self, name: str) -> list[str]:
+        texts = [c.met or "" for c in self.criteria() if name in reads(self.policy, c.met)]
+        texts += [v.expression for v in self.policy.derived]
+        if self.policy.investigational:
+            texts += [c.applies or "" for c in self.policy.investigational.all_conditions()]
+        return [t for t in texts if f"%{name}" in t or "%" in t]
+
+    def _constants(self, name: str) -> list[Any]:
+        values: list[Any] = []
+        pattern = re.compile(rf"%{name}\b")
+        for text in self._texts_reading(name):
+            if pattern.search(text):
+                values += [float(n) for n in _NUMBER.findall(_DATE.sub("", text))]
+        for criterion in self.criteria():
+            for condition in [*criterion.enable_when, *criterion.children_enable_when]:
+                if condition.question == name:
+                    values.append(condition.answer)
+            for question in criterion.questions:
+                for condition in question.enable_when:
+                    if condition.question == name:
+                        values.append(condition.answer)
+        return values
+
+    def _domain(self, name: str) -> list[Value]:
+        question = self.questions[name]
+        info = self.package.index.questions[name]
+        if question.type == "boolean":
+            return [Value(True, "yes"), Value(False, "no")]
+        if question.type == "choice":
+            return [
+                Value({"system": self.package.index.coding(o)["system"], "code": o.key}, o.display)
+                for o in info.options
+            ]
+        if question.type == "attachment":
+            return [Value(dict(ATTACHMENT), "attached")]
+        if question.type in ("string", "text"):
+            return [Value("x", "any text")]
+        if question.type in ("integer", "decimal"):
+            return self._numbers(question, name)
+        if question.type == "date":
+            return self._dates(name)
+        return []
+
+    def _numbers(self, question: Question, name: str) -> list[Value]:
+        step = 1 if question.type == "integer" else 0.5
+        points: set[float] = set()
+        for constant in self._constants(name):
+            if isinstance(constant, bool) or not isinstance(constant, int | float):
+                continue
+            points.update({constant - step, float(constant), constant + step})
+        if question.min_value is not None:
+            points.add(question.min_value)
+        if question.max_value is not None:
+            points.add(question.max_value)
+        if not points:
+            points = {question.min_value or 0, (question.min_value or 0) + step}
+        lo = question.min_value if question.min_value is not None else float("-inf")
+        hi = question.max_value if question.max_value is not None else float("inf")
+        chosen = sorted(p for p in points if lo <= p <= hi)
+        cast = int if question.type == "integer" else float
+        return [Value(cast(p), f"{cast(p):g}") for p in chosen]
+
+    def _dates(self, name: str) -> list[Value]:
+        days: dict[date, str] = {AS_OF: "the evaluation date"}
+        pattern = re.compile(rf"%{name}\b")
+        for text in self._texts_reading(name):
+            if not pattern.search(text):
+                continue
+            for amount, unit in _DURATION.findall(text):
+                n = int(amount)
+                if unit.startswith("year"):
+                    anchor = _shift_years(AS_OF, n)
+                elif unit.startswith("month"):
+                    anchor = _shift_months(AS_OF, n)
+                else:
+                    anchor = AS_OF - timedelta(days=n * (7 if unit.startswith("week") else 1))
+                what = f"{amount} {unit} before the evaluation date"
+                days[anchor] = what
+                days.setdefault(anchor - timedelta(days=1), f"a day more than {what}")
+                days.setdefault(anchor + timedelta(days=1), f"a day less than {what}")
+            for literal in _DATE.findall(text):
+                day = date.fromisoformat(literal)
+                days[day] = literal
+                days.setdefault(day - timedelta(days=1), f"the day before {literal}")
+                days.setdefault(day + timedelta(days=1), f"the day after {literal}")
+        return [Value(day.isoformat(), label) for day, label in sorted(days.items())]
+
+    # --- scoring -----------------------------------------------------------------
+
+    def evaluate(self, answers: dict[str, list[Any]]) -> Any:
+        return self.package.evaluate(self.resource, answers, AS_OF)
+
+    @staticmethod
+    def outcome(evaluation: Any) -> str:
+        if evaluation.investigational:
+            return "investigational"
+        if evaluation.outcome_value is False:
+            return "denied"
+        if evaluation.outcome_value is None:
+            return "review" if evaluation.review else "pended"
+        return "approved"
+
+    # --- one criterion -------------------------------------------------------------
+
+    def met_table(self, criterion: Criterion) -> MetTable:
+        from cql_like.definitions import own_name
+
+        package = self.package
+        name = own_name(criterion) if criterion.children else criterion.id
+        expression = package.expressions[name]
+        names = sorted(n for n in reads(self.policy, criterion.met) if n in self.domains)
+        domains = [[None, *self.domains[n]] for n in names]
+        rows: list[tuple[dict[str, str], bool | None]] = []
+        results: dict[tuple[int, ...], bool | None] = {}
+        combos = list(itertools.islice(itertools.product(*domains), MAX_PRODUCT))
+        for combo in combos:
+            answers = {
+                package.link_of[n]: [v.value] for n, v in zip(names, combo, strict=True) if v
+            }
+            variables = package.answer_variables(answers, AS_OF)
+            for derived in package.derived:
+                variables[derived.name] = derived.evaluate(self.resource, variables)
+            result = expression.truth(self.resource, variables)
+            labels = {n: v.label for n, v in zip(names, combo, strict=True) if v}
+            rows.append((labels, result))
+            results[tuple(_index(d, v) for d, v in zip(domains, combo, strict=True))] = result
+        unanswered = results.get(tuple(0 for _ in names))
+        unstable: list[tuple[str, bool, str, bool | None]] = []
+        for key, decided in results.items():
+            if decided is None or 0 not in key or unstable:
+                continue
+            blanks = [i for i, k in enumerate(key) if k == 0]
+            for filling in itertools.product(*[range(1, len(domains[i])) for i in blanks]):
+                other_key = list(key)
+                for i, choice in zip(blanks, filling, strict=True):
+                    other_key[i] = choice
+                other = results.get(tuple(other_key), decided)
+                if other != decided:
+                    given = _describe(names, domains, key) or "nothing answered"
+                    filled = ", ".join(
+                        f"{names[i]} = {domains[i][c].label}"  # type: ignore[union-attr]
+                        for i, c in zip(blanks, filling, strict=True)
+                    )
+                    unstable.append((given, decided, filled, other))
+                    break
+        return MetTable(names, rows, unanswered, unstable)
+
+    # --- the whole form ------------------------------------------------------------
+
+    def run(self) -> Exploration:
+        result = Exploration()
+        by_link = {info.link_id: name for name, info in self.package.index.questions.items()}
+        start = self.evaluate({})
+        result.evaluations += 1
+        self._visit({}, [], start, result, by_link, {})
+        return result
+
+    def _signature(self, evaluation: Any) -> tuple[Any, ...]:
+        return (
+            self.outcome(evaluation),
+            tuple(sorted(evaluation.statuses.items())),
+            tuple(sorted(k for k, v in evaluation.enabled.items() if v)),
+            tuple(evaluation.investigational),
+            tuple(evaluation.unmet),
+            tuple(evaluation.review),
+            tuple(evaluation.missing_questions),
+        )
+
+    def _visit(
+        self,
+        answers: dict[str, list[Any]],
+        path: list[tuple[str, str]],
+        evaluation: Any,
+        result: Exploration,
+        by_link: dict[str, str],
+        classes: dict[str, list[Any]],
+    ) -> None:
+        if result.evaluations > MAX_EVALUATIONS:
+            result.complete = False
+            return
+        outcome = self.outcome(evaluation)
+        if outcome == "pended":
+            asked = [q for q in evaluation.missing_questions if q not in answers]
+            if not asked:
+                result.problems.append(
+                    f"{self.package.questionnaire['id']}: pends for"
+                    f" {', '.join(evaluation.missing)} with nothing left to ask, after"
+                    f" {_path(path)}"
+                )
+                return
+            link = asked[0]
+            groups: dict[tuple[Any, ...], tuple[Value, Any, list[Value]]] = {}
+            # numbers and dates are grouped into classes; each truth value and
+            # option is a path of its own (a later question may read it again)
+            grouped = self.questions[by_link[link]].type in ("integer", "decimal", "date")
+            for number, value in enumerate(self.domains[by_link[link]]):
+                after = self.evaluate({**answers, link: [value.value]})
+                result.evaluations += 1
+                key = self._signature(after) if grouped else (number,)
+                if key in groups:
+                    groups[key][2].append(value)
+                else:
+                    groups[key] = (value, after, [value])
+            for value, after, members in groups.values():
+                self._visit(
+                    {**answers, link: [value.value]},
+                    [*path, (link, " / ".join(m.label for m in members))],
+                    after,
+                    result,
+                    by_link,
+                    {**classes, link: [m.value for m in members[1:]]},
+                )
+            return
+        if outcome == "approved":
+            result.approvals.append(Leaf(outcome, path, []))
+            self._check_approval(answers, path, result, by_link, evaluation)
+            # every other member of a class met on the way must hold up too
+            for link, others in classes.items():
+                for other in others:
+                    if result.problems:
+                        return
+                    varied = {**answers, link: [other]}
+                    again = self.evaluate(varied)
+                    result.evaluations += 1
+                    self._check_approval(varied, path, result, by_link, again)
+            return
+        cited = [*evaluation.investigational, *evaluation.unmet, *evaluation.review]
+        result.others.append(Leaf(outcome, path, cited))
+
+    def _check_approval(
+        self,
+        answers: dict[str, list[Any]],
+        path: list[tuple[str, str]],
+        result: Exploration,
+        by_link: dict[str, str],
+        evaluation: Any,
+    ) -> None:
+        """No enabled, unanswered question could overturn this approval."""
+        for link, on in evaluation.enabled.items():
+            if not on or link in answers or link not in by_link:
+                continue
+            if self.questions[by_link[link]].record_only:
+                continue
+            for value in self.domains[by_link[link]]:
+                after = self.evaluate({**answers, link: [value.value]})
+                result.evaluations += 1
+                other = self.outcome(after)
+                if other != "approved":
+                    result.problems.append(
+                        f"{self.package.questionnaire['id']}: approves after {_path(path)} while"
+                        f" {link} is enabled and unanswered, but answering it"
+                        f" {value.label!r} gives {other}"
+                        f" ({', '.join(after.unmet or after.missing or after.review)}):"
+                        " the question must be answered before an approval (make a criterion"
+                        " read it, or make it record-only)"
+                    )
+                    return
+
+
+def _index(domain: list[Any], value: Any) -> int:
+    return domain.index(value)
+
+
+def _describe(names: list[str], domains: list[list[Any]], key: tuple[int, ...]) -> str:
+    return ", ".join(
+        f"{n} = {domains[i][k].label}" for i, (n, k) in enumerate(zip(names, key, strict=True)) if k
+    )
+
+
+def _path(path: list[tuple[str, str]]) -> str:
+    return "; ".join(f"{link} = {labels}" for link, labels in path) or "no answer"
+
+
+def explore_forms(policy: Policy) -> list[Explorer]:
+    """One explorer per Questionnaire of the policy (building each: a
+    condition that cannot reach the form is refused here)."""
+    return [Explorer(policy, kind, drug) for kind, drug in policy.forms()]
