@@ -69,7 +69,15 @@ def test_missing_file_is_named(tmp_path: Path) -> None:
 
 
 def test_bundled_policies_load(policies) -> None:  # type: ignore[no-untyped-def]
-    assert set(policies) == {"eocco329", "mn-dhs-mekinist"}
+    assert {"eocco329", "mn-dhs-mekinist", "mn-dhs-cotellic", "wha-mektovi"} <= set(policies)
+    cotellic = policies["mn-dhs-cotellic"]
+    assert cotellic.authorization.initial.assumed and cotellic.renewal.assumed
+    assert [limit.max_units for limit in cotellic.quantity_limits.limits] == [63]
+    mektovi = policies["wha-mektovi"]
+    assert not mektovi.authorization.initial.assumed
+    assert (mektovi.authorization.initial.months, mektovi.authorization.renewal.months) == (12, 12)
+    assert [limit.max_units for limit in mektovi.quantity_limits.limits] == [168]
+    assert mektovi.quantity_limits.over_limit == "modify"
     mekinist = policies["mn-dhs-mekinist"]
     assert mekinist.authorization.initial.assumed
     assert mekinist.authorization.initial.basis
