@@ -145,7 +145,7 @@ class Determination:
             "authorization": self.authorization.to_json() if self.authorization else None,
             "quantityLimits": [
                 {
-                    "quantity": limit.quantity,
+                    "quantity": limit.max_units,
                     "unit": limit.unit,
                     "periodDays": limit.period_days,
                     "product": limit.product,

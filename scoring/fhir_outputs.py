@@ -117,7 +117,7 @@ def claim_response(determination: Determination, response_id: str | None = None)
         }
     notes = [reason["text"] for reason in cited]
     notes += [
-        f"Quantity limit: {lim.quantity} {lim.unit} per {lim.period_days} days ({lim.product})"
+        f"Quantity limit: {lim.max_units} {lim.unit} per {lim.period_days} days ({lim.product})"
         for lim in determination.quantity_limits
     ]
     if determination.outcome == "pended":

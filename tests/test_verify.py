@@ -84,22 +84,16 @@ def test_policy_folder_outside_the_package(tmp_path: Path) -> None:
     """A payer's own folder builds, serves and scores with no change to the package."""
     folder = tmp_path / "payer"
     folder.mkdir()
-    data = yaml.safe_load(EOCCO.read_text(encoding="utf-8"))
-    data["policy"]["id"] = "payer-eocco"
-    data["renewal"] = data["initial"]  # a smaller form keeps the build quick
-    (folder / "payer-eocco.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
+    shutil.copy(FIXTURES / "constructs" / "class-policy.yaml", folder / "class.yaml")
     assert main(["build", "--policies", str(folder)]) == 0
-    built = folder / "questionnaires" / "Questionnaire-payer-eocco-initial.json"
+    built = folder / "questionnaires" / "Questionnaire-fixture-class-alpha-initial.json"
     assert built.exists() and (folder / "questionnaires" / "released.json").exists()
     assert (folder / "docs" / "decision-tables.md").exists()
 
     catalog = Catalog.from_folder(folder)
-    assert set(catalog.policies) == {"payer-eocco"}
-    package = next(p for p in catalog.current.values() if p.kind == "initial")
-    answers = yaml.safe_load(
-        (Path(__file__).parent / "cases" / "scoring_eocco329.yaml").read_text()
-    )
-    response = fill(package, answers["bases"]["initial_met"])
+    assert set(catalog.policies) == {"fixture-class"}
+    package = next(p for p in catalog.current.values() if p.drug == "alpha" and p.kind == "initial")
+    response = fill(package, CONSTRUCT_BASE)
     body = tmp_path / "response.json"
     body.write_text(json.dumps(response), encoding="utf-8")
     assert main(["score", "--policies", str(folder), str(body), "--as-of", "2026-11-24"]) == 0
@@ -114,6 +108,7 @@ def test_policy_folder_outside_the_package(tmp_path: Path) -> None:
         assert reply.status_code == 201, reply.text
         record = reply.json()["id"]
         assert client.get(f"/determinations/{record}").json()["outcome"] == "approved"
+        assert client.get("/Questionnaire/fixture-class-beta-initial").status_code == 200
 
 
 def test_changed_policy_needs_only_its_own_version_bump(
