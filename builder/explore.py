@@ -16,16 +16,15 @@ Two explorations use these domains:
 - :meth:`Explorer.run` fills the form as a provider would: it scores the
   empty response, then answers the first question the scorer says is
   missing with each value of its domain, and goes on until every path ends in
-  a determination. Numbers and dates that leave every criterion, enablement
-  and citation the same at that point are one class and explored once (the
-  decision tables list the whole class); each truth value and option is a
-  path of its own. At each approval it also answers,
+  a determination. The numbers or dates of one question form a class, explored
+  once (the decision tables list the whole class), when every expression and
+  condition reading that question decides them alike and reads no answer
+  still to come; otherwise (a ratio whose other half is not yet given) each
+  value is explored. Each truth value and option is a path of its own. At each approval it also answers,
   one at a time, every enabled question left unanswered: an approval that
   such an answer would overturn is a policy that could decide wrongly.
 
-What it does not cover: a number or date read again by a later question's
-criterion with a different constant than the one that grouped it; values
-between the boundary points (a criterion
+What it does not cover: values between the boundary points (a criterion
 monotone between its constants is covered by its boundaries; one that is not
 — a range with a hole — is not), and answers to two questions left
 unanswered at an approval changed together. It is bounded by
@@ -43,7 +42,8 @@ from typing import Any
 
 from builder.checks import check_questionnaire
 from builder.policy import Criterion, Policy, Question, RequestKind, walk
-from builder.questionnaire import build, reads
+from builder.questionnaire import build, condition_expression, reads
+from cql_like.gateway import Expression, Memo, compile_expression
 
 AS_OF = date(2026, 6, 15)
 MAX_EVALUATIONS = 60_000
@@ -111,11 +111,14 @@ class Explorer:
         questionnaire = build(policy, kind, drug)
         check_questionnaire(questionnaire)
         self.package = CompiledRequest(policy, kind, questionnaire, drug)
+        self.package.memo = Memo()
         self.resource = {"resourceType": "QuestionnaireResponse", "status": "completed"}
         self.questions: dict[str, Question] = {
             name: info.question for name, info in self.package.index.questions.items()
         }
         self.domains = {name: self._domain(name) for name in self.questions}
+        self._reader_cache: dict[str, list[tuple[Expression, frozenset[str]]]] = {}
+        self._run: Exploration | None = None
 
     @property
     def title(self) -> str:
@@ -276,6 +279,12 @@ class Explorer:
     # --- the whole form ------------------------------------------------------------
 
     def run(self) -> Exploration:
+        """The exploration (made once; the verifier and the decision tables share it)."""
+        if self._run is None:
+            self._run = self._explore()
+        return self._run
+
+    def _explore(self) -> Exploration:
         result = Exploration()
         by_link = {info.link_id: name for name, info in self.package.index.questions.items()}
         start = self.evaluate({})
@@ -283,16 +292,56 @@ class Explorer:
         self._visit({}, [], start, result, by_link, {})
         return result
 
-    def _signature(self, evaluation: Any) -> tuple[Any, ...]:
-        return (
-            self.outcome(evaluation),
-            tuple(sorted(evaluation.statuses.items())),
-            tuple(sorted(k for k, v in evaluation.enabled.items() if v)),
-            tuple(evaluation.investigational),
-            tuple(evaluation.unmet),
-            tuple(evaluation.review),
-            tuple(evaluation.missing_questions),
-        )
+    def _readers(self, name: str) -> list[tuple[Expression, frozenset[str]]]:
+        """Every expression and condition that reads question ``name``, with
+        the other questions each also reads."""
+        from cql_like.definitions import own_name
+
+        package = self.package
+        found: list[tuple[Expression, frozenset[str]]] = []
+
+        def add(source: str | None, compiled: Expression) -> None:
+            names = reads(self.policy, source) - {"as_of"}
+            if name in names:
+                found.append((compiled, frozenset(names - {name})))
+
+        for criterion in self.criteria():
+            if criterion.met is not None:
+                key = own_name(criterion) if criterion.children else criterion.id
+                add(criterion.met, package.expressions[key])
+            conditions = [*criterion.enable_when, *criterion.children_enable_when]
+            for question in criterion.questions:
+                conditions += question.enable_when
+            for condition in conditions:
+                if condition.question == name:
+                    expression = condition_expression(condition)
+                    found.append((compile_expression(expression, expression), frozenset()))
+        for definition in package.definitions:
+            if definition.role in ("applies", "limit"):
+                add(definition.expression, package.expressions[definition.name])
+        return found
+
+    def value_class(
+        self, name: str, value: Value, answers: dict[str, list[Any]]
+    ) -> tuple[Any, ...] | None:
+        """The class of a number or date given the answers so far: the truth
+        of every expression and condition reading the question, when all the
+        other answers they read are given (their results are then final, and
+        nothing else reads it); None when one still waits for another answer,
+        or for a truth value or option (each is a path of its own)."""
+        if self.questions[name].type not in ("integer", "decimal", "date"):
+            return None
+        if name not in self._reader_cache:
+            self._reader_cache[name] = self._readers(name)
+        readers = self._reader_cache[name]
+        given = {n for n, info in self.package.index.questions.items() if info.link_id in answers}
+        if any(not others <= given for _expression, others in readers):
+            return None
+        link = self.package.link_of[name]
+        variables = self.package.answer_variables({**answers, link: [value.value]}, AS_OF)
+        for derived in self.package.derived:
+            variables[derived.name] = derived.evaluate(self.resource, variables)
+        return tuple(expression.truth(self.resource, variables) for expression, _ in readers)
 
     def _visit(
         self,
@@ -317,14 +366,12 @@ class Explorer:
                 )
                 return
             link = asked[0]
+            name = by_link[link]
             groups: dict[tuple[Any, ...], tuple[Value, Any, list[Value]]] = {}
-            # numbers and dates are grouped into classes; each truth value and
-            # option is a path of its own (a later question may read it again)
-            grouped = self.questions[by_link[link]].type in ("integer", "decimal", "date")
-            for number, value in enumerate(self.domains[by_link[link]]):
+            for number, value in enumerate(self.domains[name]):
                 after = self.evaluate({**answers, link: [value.value]})
                 result.evaluations += 1
-                key = self._signature(after) if grouped else (number,)
+                key = self.value_class(name, value, answers) or (number,)
                 if key in groups:
                     groups[key][2].append(value)
                 else:
@@ -350,6 +397,12 @@ class Explorer:
                     varied = {**answers, link: [other]}
                     again = self.evaluate(varied)
                     result.evaluations += 1
+                    if self.outcome(again) != "approved":  # a class is decided alike
+                        result.problems.append(
+                            f"{self.package.questionnaire['id']}: {link} = {other} decides"
+                            f" otherwise than the value it was grouped with, after {_path(path)}"
+                        )
+                        return
                     self._check_approval(varied, path, result, by_link, again)
             return
         cited = [*evaluation.investigational, *evaluation.unmet, *evaluation.review]

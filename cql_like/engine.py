@@ -42,7 +42,7 @@ from cql_like.definitions import (
     own_name,
     request_name,
 )
-from cql_like.gateway import Expression, compile_expression
+from cql_like.gateway import Expression, Memo, compile_expression
 
 Status = Literal["met", "not-met", "unknown", "not-applicable", "review"]
 NA: Literal["not-applicable"] = "not-applicable"
@@ -125,6 +125,7 @@ class CompiledRequest:
             for q in c.questions
         }
         self.derived = [self.expressions[value.name] for value in policy.derived]
+        self.memo: Memo | None = None  # set by the build-time exploration only
         self.review_sections = {c.id for c in walk(self.tree) if c.on_unmet == "review"}
         self.limits = applicable_limits(policy, drug)
         self.limit_expressions = [
@@ -190,7 +191,7 @@ class CompiledRequest:
             if on and spec.enabled is not None:
                 source = spec.enabled.source
                 if source not in seen:
-                    seen[source] = spec.enabled.truth(resource, variables) is True
+                    seen[source] = self._truth_of(spec.enabled, resource, variables) is True
                 on = seen[source]
             enabled[link_id] = on
         return enabled
@@ -209,7 +210,12 @@ class CompiledRequest:
             enabled = self.enablement(resource, variables)
         derived = {}
         for value in self.derived:
-            derived[value.name] = variables[value.name] = value.evaluate(resource, variables)
+            result = (
+                self.memo.evaluate(value, resource, variables)
+                if self.memo
+                else value.evaluate(resource, variables)
+            )
+            derived[value.name] = variables[value.name] = result
         run = _Run(variables, enabled, {link for link, values in answers.items() if values})
         top = [self._node(node, True, run, resource) for node in self.tree]
         outcome = self._join(request_name(self.kind), self.tree, top, "all", run, resource)
@@ -224,9 +230,12 @@ class CompiledRequest:
         if self.policy.investigational is not None:
             for condition in self.policy.investigational.all_conditions():
                 expression = self.expressions.get(applies_name(condition.id))
-                if expression is not None and expression.truth(resource, variables) is True:
+                if (
+                    expression is not None
+                    and self._truth_of(expression, resource, variables) is True
+                ):
                     investigational.append(condition.id)
-        limits = {e.name: e.truth(resource, variables) for e in self.limit_expressions}
+        limits = {e.name: self._truth_of(e, resource, variables) for e in self.limit_expressions}
         statuses = {
             name: "review" if name in run.review else _STATUS[value]
             for name, value in run.values.items()
@@ -299,7 +308,14 @@ class CompiledRequest:
         return self._truth(name, run, resource)
 
     def _truth(self, name: str, run: _Run, resource: Mapping[str, Any]) -> bool | None:
-        return self.expressions[name].truth(resource, run.variables)
+        return self._truth_of(self.expressions[name], resource, run.variables)
+
+    def _truth_of(
+        self, expression: Expression, resource: Mapping[str, Any], variables: Mapping[str, Any]
+    ) -> bool | None:
+        if self.memo is not None:
+            return self.memo.truth(expression, resource, variables)
+        return expression.truth(resource, variables)
 
     def _store(self, name: str, value: Value, run: _Run) -> Value:
         if value is False and name in self.review_sections:

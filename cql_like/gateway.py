@@ -18,6 +18,7 @@ the library's sharp edges are handled once:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -36,7 +37,7 @@ class DefinitionError(RuntimeError):
 
 @dataclass(frozen=True)
 class Expression:
-    """A compiled FHIRPath expression."""
+    """A compiled FHIRPath expression, with the variables it reads."""
 
     name: str
     source: str
@@ -54,7 +55,9 @@ class Expression:
 
     def truth(self, resource: Mapping[str, Any], variables: Mapping[str, Any]) -> bool | None:
         """Three-valued: True, False, or None when the result is empty (unknown)."""
-        result = self.evaluate(resource, variables)
+        return self.truth_of(self.evaluate(resource, variables))
+
+    def truth_of(self, result: list[Any]) -> bool | None:
         if result == []:
             return None
         if len(result) == 1 and isinstance(result[0], bool):
@@ -68,6 +71,49 @@ def compile_expression(name: str, source: str) -> Expression:
     except Exception as exc:
         raise DefinitionError(f'"{name}" does not compile: {source!r}: {exc}') from exc
     return Expression(name=name, source=source, _compiled=compiled)
+
+
+def _constants(node: dict[str, Any]) -> frozenset[str]:
+    """The ``%names`` an expression's parse tree reads."""
+    found: set[str] = set()
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if current.get("type") == "ExternalConstant":
+            children = current.get("children") or [{}]
+            found.add(str(children[0].get("text", "")).strip("`"))
+        stack.extend(current.get("children", []))
+    return frozenset(found)
+
+
+class Memo:
+    """Results of expressions by the values of the variables they read: for
+    the build-time exploration, which scores thousands of responses that
+    differ in one answer. (Not for the service: it would grow without bound.)"""
+
+    def __init__(self) -> None:
+        self.results: dict[tuple[str, str], Any] = {}
+        self.reads: dict[str, list[str]] = {}
+
+    def evaluate(
+        self, expression: Expression, resource: Mapping[str, Any], variables: Mapping[str, Any]
+    ) -> list[Any]:
+        names = self.reads.get(expression.source)
+        if names is None:
+            names = self.reads[expression.source] = sorted(
+                _constants(parse_expression(expression.source))
+            )
+        if "resource" in names or "context" in names:
+            return expression.evaluate(resource, variables)
+        key = (expression.source, json.dumps([variables.get(n) for n in names], default=str))
+        if key not in self.results:
+            self.results[key] = expression.evaluate(resource, variables)
+        return list(self.results[key])
+
+    def truth(
+        self, expression: Expression, resource: Mapping[str, Any], variables: Mapping[str, Any]
+    ) -> bool | None:
+        return expression.truth_of(self.evaluate(expression, resource, variables))
 
 
 def plain(value: Any) -> Any:

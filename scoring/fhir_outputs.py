@@ -26,18 +26,22 @@ COVERAGE_INFORMATION = (
     "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information"
 )
 
-# X12 306 review action: A1 certified in total, A3 not certified, A4 pended.
+# X12 306 review action: A1 certified in total, A3 not certified, A4 pended,
+# A6 modified (approved, at a quantity other than requested).
 REVIEW_ACTIONS = {
     "approved": ("A1", "Certified in total"),
     "denied": ("A3", "Not Certified"),
     "investigational": ("A3", "Not Certified"),
     "pended": ("A4", "Pended"),
 }
+MODIFIED = ("A6", "Modified")
 DISPOSITION = {
     "approved": "Approved",
     "denied": "Denied: criteria not met",
     "investigational": "Denied: investigational use",
     "pended": "Pended: information missing",
+    "review": "Pended: referred to a pharmacist for review",
+    "modified": "Approved, quantity modified to the policy's limit",
 }
 
 
@@ -63,13 +67,25 @@ def reasons(determination: Determination) -> list[dict[str, Any]]:
     """Every cited section as a coded reason, investigational first."""
     out = [_reason(determination, s, "Investigational:") for s in determination.investigational]
     out += [_reason(determination, s, "Not met:") for s in determination.unmet]
+    out += [_reason(determination, s, "Referred to a pharmacist for") for s in determination.review]
     if determination.outcome == "pended":
         out += [_reason(determination, s, "Missing information for") for s in determination.missing]
     return out
 
 
+def _disposition(determination: Determination) -> str:
+    if determination.pend_reason == "review":
+        return DISPOSITION["review"]
+    if determination.quantity is not None and determination.quantity.modified:
+        return DISPOSITION["modified"]
+    return DISPOSITION[determination.outcome]
+
+
 def claim_response(determination: Determination, response_id: str | None = None) -> dict[str, Any]:
     code, display = REVIEW_ACTIONS[determination.outcome]
+    quantity = determination.quantity
+    if quantity is not None and quantity.modified:
+        code, display = MODIFIED
     adjudication: dict[str, Any] = {
         "extension": [
             {
@@ -102,7 +118,7 @@ def claim_response(determination: Determination, response_id: str | None = None)
             "display": determination.payer,
         },
         "outcome": "queued" if determination.outcome == "pended" else "complete",
-        "disposition": DISPOSITION[determination.outcome],
+        "disposition": _disposition(determination),
         "item": [{"itemSequence": 1, "adjudication": [adjudication]}],
     }
     if response_id:
@@ -115,7 +131,19 @@ def claim_response(determination: Determination, response_id: str | None = None)
             "start": determination.authorization.start.isoformat(),
             "end": determination.authorization.end.isoformat(),
         }
+    if quantity is not None:
+        # the quantity approved, per the period of the limit
+        adjudication_approved: dict[str, Any] = {
+            "category": {"coding": [{"system": ADJUDICATION, "code": "eligible"}]},
+            "value": quantity.approved,
+        }
+        resource["item"][0]["adjudication"].append(adjudication_approved)
     notes = [reason["text"] for reason in cited]
+    if quantity is not None:
+        notes.append(
+            f"Quantity approved: {quantity.approved} {quantity.unit} per {quantity.period_days}"
+            f" days (requested {quantity.requested})"
+        )
     notes += [
         f"Quantity limit: {lim.max_units} {lim.unit} per {lim.period_days} days ({lim.product})"
         for lim in determination.quantity_limits

@@ -14,6 +14,7 @@ HEADLINES = {
     "denied": "Denied — criteria not met",
     "investigational": "Denied — investigational use",
     "pended": "Pended — information missing",
+    "review": "Pended — referred to a pharmacist for review",
 }
 
 _ENV = Environment(
@@ -29,7 +30,9 @@ def render_notice(determination: Determination, fmt: Literal["html", "text"] = "
     template = _ENV.get_template("notice.html.j2" if fmt == "html" else "notice.txt.j2")
     return template.render(
         d=determination,
-        headline=HEADLINES[determination.outcome],
+        headline=HEADLINES[
+            "review" if determination.pend_reason == "review" else determination.outcome
+        ],
         payer=determination.payer,
         drug=determination.drug,
     )

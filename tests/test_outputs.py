@@ -83,7 +83,6 @@ def test_notice_of_a_pended_request_lists_questions(catalog: Catalog) -> None:
 def test_notice_of_an_approval_gives_the_period(catalog: Catalog) -> None:
     determination, _ = decided(catalog, "melanoma, single agent")
     text = render_notice(determination, "text")
-    assert (
-        "Authorized from 2026-11-24 through 2027-11-23 (12 months; the policy states no length"
-        in text
-    )
+    assert "Authorized from 2026-11-24 through 2027-11-23 (12 months)." in text
+    # an assumed length gives its real reason, from the policy data
+    assert "Length of authorization (the policy states none): The criteria page states no" in text

@@ -242,3 +242,44 @@ def test_constructs_fixture_questionnaires() -> None:
         p for p in catalog.current.values() if p.questionnaire["id"].endswith("alpha-renewal")
     )
     assert "prior_renewals" in renewal.link_of
+
+
+def _construct_determination(changes: dict[str, Any]) -> Any:
+    from datetime import date
+
+    from scoring import score
+
+    catalog = Catalog.from_folder(FIXTURES / "constructs")
+    package = next(p for p in catalog.current.values() if p.drug == "alpha" and p.kind == "initial")
+    answers = {k: v for k, v in {**CONSTRUCT_BASE, **changes}.items() if v is not None}
+    return score(package, fill(package, answers), date(2026, 11, 24))
+
+
+def test_a_modified_approval_says_so_in_the_claim_response_and_notice() -> None:
+    from scoring.fhir_outputs import claim_response
+    from scoring.notice import render_notice
+
+    determination = _construct_determination({"requested_quantity": 90})
+    claim = claim_response(determination)
+    action = claim["item"][0]["adjudication"][0]["extension"][0]["extension"][0]
+    assert action["valueCodeableConcept"]["coding"][0]["code"] == "A6"
+    assert claim["item"][0]["adjudication"][1]["value"] == 60
+    notes = [note["text"] for note in claim["processNote"]]
+    assert "Quantity approved: 60 tablets per 30 days (requested 90)" in notes
+    text = render_notice(determination, "text")
+    assert "Quantity approved: 60 tablets per 30 days (90 requested; approved modified" in text
+    assert "Length of authorization: adjuvant therapy is approved for 6 months" in text
+
+
+def test_a_review_pend_says_so_in_the_claim_response_and_notice() -> None:
+    from scoring.fhir_outputs import claim_response
+    from scoring.notice import render_notice
+
+    determination = _construct_determination({"mek_naive": False})
+    claim = claim_response(determination)
+    assert claim["outcome"] == "queued"
+    assert claim["disposition"] == "Pended: referred to a pharmacist for review"
+    assert any("Referred to a pharmacist for Naive" in n["text"] for n in claim["processNote"])
+    text = render_notice(determination, "text")
+    assert "DECISION: Pended — referred to a pharmacist for review" in text
+    assert "  - Naive: Alphanib only in MEK-inhibitor-naive patients" in text
