@@ -262,7 +262,7 @@ def coverage_context(policies: list[Policy]) -> dict[str, Any]:
                 "number": identity.number or identity.id,
                 "payer": identity.payer.name,
                 "version": identity.version,
-                "date": identity.date.isoformat(),
+                "date": identity.date.isoformat() if identity.date else "undated",
                 "source": identity.source,
                 "initial_months": policy.authorization.initial.months,
                 "initial_assumed": policy.authorization.initial.assumed,

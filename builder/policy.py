@@ -13,6 +13,7 @@ is an error that names the field, not a silently ignored key.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterator
 from datetime import date
@@ -65,7 +66,9 @@ class PolicyIdentity(Strict):
     type: Literal["PA", "SP", "PA/SP"]
     payer: Payer
     version: Annotated[str, StringConstraints(pattern=r"^[0-9]+(\.[0-9]+)*$")]
-    date: date
+    date: dt.date | None = Field(
+        None, description="The policy's date; left out when the text is undated (never invented)"
+    )
     canonical_base: Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+[^/]$")]
     source: NonEmpty = Field(description="Where the policy text comes from")
     therapeutic_area: str | None = None

@@ -466,7 +466,7 @@ def build(policy: Policy, kind: RequestKind, drug: str | None = None) -> dict[st
     description = (
         f"{request.title} for a prior authorization of {policy.drug(drug).name} under "
         f"{identity.payer.name} policy {identity.number or identity.id} "
-        f"(version {identity.version}, {identity.date.isoformat()}). "
+        f"(version {identity.version}, {identity.date.isoformat() if identity.date else 'undated'}). "
         f"Each question's code names the policy section it captures, in {identity.sections_system}."
     )
     questionnaire: dict[str, Any] = {
@@ -494,7 +494,7 @@ def build(policy: Policy, kind: RequestKind, drug: str | None = None) -> dict[st
         "title": title,
         "status": "active",
         "subjectType": ["Patient"],
-        "date": identity.date.isoformat(),
+        **({"date": identity.date.isoformat()} if identity.date else {}),
         "publisher": identity.payer.name,
         "description": description,
         "item": _items(request_tree(policy, kind, drug), index, []),

@@ -142,9 +142,11 @@ def _codings(order: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
     return list(concept.get("coding", [])), concept.get("text")
 
 
-def policies_for_order(catalog: Catalog, order: dict[str, Any]) -> list[Policy]:
-    """Policies whose drugs match the order's medication: RxNorm or NDC code
-    first; the product name (text or display) where the data has no code."""
+def policies_for_order(catalog: Catalog, order: dict[str, Any]) -> list[tuple[Policy, str | None]]:
+    """(policy, drug id) for each policy drug the order's medication matches:
+    RxNorm or NDC code first; the product name (text or display) where the
+    data has no code. The drug id is None for a policy of one drug (its
+    Questionnaires are not per drug)."""
     codings, text = _codings(order)
     names = [text or ""] + [str(c.get("display") or "") for c in codings]
     found = []
@@ -160,8 +162,9 @@ def policies_for_order(catalog: Catalog, order: dict[str, Any]) -> list[Policy]:
                 for name in names
             )
             if by_code or by_name:
-                found.append(policy)
-                break
+                found.append((policy, drug.id if policy.per_drug else None))
+                if not policy.per_drug:
+                    break
     return found
 
 
@@ -222,8 +225,10 @@ def questionnaire_package(
                     severity="information",
                 )
             )
-        for policy in policies:
-            packages.extend(p for p in catalog.current.values() if p.policy is policy)
+        for policy, drug in policies:
+            packages.extend(
+                p for p in catalog.current.values() if p.policy is policy and p.drug == drug
+            )
     if coverage is not None and subject is None:
         subject = coverage.get("beneficiary")
     seen: set[str] = set()

@@ -3,6 +3,7 @@ url|version never names two contents."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,43 @@ def test_changed_content_under_the_same_version_is_refused() -> None:
     with pytest.raises(VersionNotBumped, match="bump BUILDER_REVISION"):
         updated_register([changed], register)
     assert updated_register([artifact], register) == register
+
+
+def test_every_released_version_stays_resolvable() -> None:
+    """Records made under an older version (a builder revision or a policy
+    version ago) still open and re-score: the archive holds every released
+    Questionnaire, and the catalog resolves each."""
+    from builder.loader import bundled_archive
+    from scoring import Catalog
+
+    catalog = Catalog.bundled()
+    assert catalog.unresolvable == []
+    archived = {
+        f"{q['url']}|{q['version']}"
+        for q in (
+            json.loads(path.read_text(encoding="utf-8"))
+            for path in bundled_archive().glob("Questionnaire-*.json")
+        )
+    }
+    assert archived, "the archive is empty"
+    assert archived <= set(catalog.packages)
+    register = read_register(FOLDER)
+    released = {c for c in register if c.startswith("http") and "/Questionnaire/" in c}
+    assert released <= archived, "a released Questionnaire is missing from the archive"
+
+
+def test_a_response_to_an_older_build_still_scores() -> None:
+    from datetime import date
+
+    from scoring import Catalog, score_json
+    from scoring.fill import fill
+    from tests.scoring_cases import base_answers, package_for
+
+    catalog = Catalog.bundled()
+    current = package_for(catalog, "eocco329", "initial")
+    response = fill(current, base_answers("eocco329", "initial_met"))
+    older = response["questionnaire"].rsplit("|", 1)[0] + "|1.0.0-r1"
+    response["questionnaire"] = older
+    determination = score_json(catalog, response, date(2026, 11, 24))
+    assert determination.outcome == "approved"
+    assert determination.questionnaire == older

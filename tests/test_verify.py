@@ -283,3 +283,31 @@ def test_a_review_pend_says_so_in_the_claim_response_and_notice() -> None:
     text = render_notice(determination, "text")
     assert "DECISION: Pended — referred to a pharmacist for review" in text
     assert "  - Naive: Alphanib only in MEK-inhibitor-naive patients" in text
+
+
+def test_the_order_selects_the_drugs_questionnaires(tmp_path: Path) -> None:
+    """A class policy: the ordered drug's Questionnaires only, never the other drug's."""
+    app = create_app(
+        Settings(database=str(tmp_path / "db.sqlite3"), policies=str(FIXTURES / "constructs"))
+    )
+    order = {
+        "resourceType": "MedicationRequest",
+        "status": "draft",
+        "intent": "order",
+        "subject": {"reference": "Patient/p1"},
+        "medicationCodeableConcept": {"text": "Betanib 5 mg"},
+    }
+    body = {"resourceType": "Parameters", "parameter": [{"name": "order", "resource": order}]}
+    with TestClient(app) as client:
+        reply = client.post(
+            "/Questionnaire/$questionnaire-package",
+            content=json.dumps(body),
+            headers={"Content-Type": "application/fhir+json"},
+        )
+    assert reply.status_code in (200, 201), reply.text
+    ids = sorted(
+        p["resource"]["entry"][0]["resource"]["id"]
+        for p in reply.json()["parameter"]
+        if p["name"] != "outcome"
+    )
+    assert ids == ["fixture-class-beta-initial", "fixture-class-beta-renewal"]
