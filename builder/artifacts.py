@@ -21,7 +21,7 @@ import yaml
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from builder.checks import check_questionnaire, describe_condition, iter_items
-from builder.policy import AnyOf, Policy, RequestKind, walk
+from builder.policy import AnyOf, AuthorizationTerm, Policy, RequestKind, walk
 from builder.questionnaire import build, index_policy, request_tree
 from cql_like.definitions import library
 
@@ -228,6 +228,8 @@ def coverage_context(policies: list[Policy]) -> dict[str, Any]:
                         "ruling": criterion.ruling,
                         "links": links.get(criterion.id, []),
                         "definition": f" {criterion.combine} ".join(parts),
+                        "review": criterion.on_unmet == "review",
+                        "kind": criterion.kind,
                     }
                 )
             if policy.investigational is not None:
@@ -244,15 +246,20 @@ def coverage_context(policies: list[Policy]) -> dict[str, Any]:
                             "ruling": None,
                             "links": links.get(condition.id, []),
                             "definition": definition,
+                            "review": False,
+                            "kind": "investigational",
                         }
                     )
             request = policy.request(kind)
             requests.append(
                 {
-                    "title": request.title,
+                    "title": request.title
+                    + (f" — {policy.drug(form.drug).name}" if form.drug else ""),
                     "url": questionnaire["url"],
                     "version": questionnaire["version"],
                     "ruling": request.ruling,
+                    "basis": request.basis if request.assumed else None,
+                    "term": _term_text(policy.authorization.term(kind)),
                     "rows": rows,
                 }
             )
@@ -264,11 +271,13 @@ def coverage_context(policies: list[Policy]) -> dict[str, Any]:
                 "version": identity.version,
                 "date": identity.date.isoformat() if identity.date else "undated",
                 "source": identity.source,
-                "initial_months": policy.authorization.initial.months,
-                "initial_assumed": policy.authorization.initial.assumed,
-                "initial_basis": policy.authorization.initial.basis,
-                "renewal_months": policy.authorization.renewal.months,
-                "renewal_assumed": policy.authorization.renewal.assumed,
+                "over_limit": (
+                    {"deny": "denied over the limit", "modify": "approved modified to the limit"}[
+                        policy.quantity_limits.over_limit
+                    ]
+                    if policy.quantity_limits
+                    else None
+                ),
                 "limits": [
                     {**limit.model_dump(), "quantity": limit.max_units}
                     for limit in (policy.quantity_limits.limits if policy.quantity_limits else [])
@@ -277,6 +286,22 @@ def coverage_context(policies: list[Policy]) -> dict[str, Any]:
             }
         )
     return {"policies": context}
+
+
+def _term_text(term: AuthorizationTerm) -> str:
+    """The authorization length of a request type, in words."""
+    text = f"{term.months} months"
+    if term.assumed:
+        text += f" (assumed: {term.basis})"
+    parts = [text]
+    parts += [f"{b.months} months when {b.section} is met" for b in term.branches]
+    if term.lesser_of_planned:
+        parts.append("or the planned length of therapy when shorter")
+    if term.max_renewals is not None:
+        parts.append(f"at most {term.max_renewals} renewals")
+    if term.max_total_months is not None:
+        parts.append(f"at most {term.max_total_months} months of therapy in all")
+    return "; ".join(parts)
 
 
 def coverage_markdown(policies: list[Policy]) -> str:
