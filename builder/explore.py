@@ -102,7 +102,9 @@ def _shift_months(day: date, months: int) -> date:
 class Explorer:
     """One Questionnaire of a policy, with its compiled scorer."""
 
-    def __init__(self, policy: Policy, kind: RequestKind, drug: str | None) -> None:
+    def __init__(
+        self, policy: Policy, kind: RequestKind, drug: str | None, *, memo: bool = True
+    ) -> None:
         from cql_like.engine import CompiledRequest  # the scorer, compiled as the service does
 
         self.policy = policy
@@ -111,7 +113,7 @@ class Explorer:
         questionnaire = build(policy, kind, drug)
         check_questionnaire(questionnaire)
         self.package = CompiledRequest(policy, kind, questionnaire, drug)
-        self.package.memo = Memo()
+        self.package.memo = Memo() if memo else None
         self.resource = {"resourceType": "QuestionnaireResponse", "status": "completed"}
         self.questions: dict[str, Question] = {
             name: info.question for name, info in self.package.index.questions.items()
@@ -452,7 +454,7 @@ def _path(path: list[tuple[str, str]]) -> str:
     return "; ".join(f"{link} = {labels}" for link, labels in path) or "no answer"
 
 
-def explore_forms(policy: Policy) -> list[Explorer]:
+def explore_forms(policy: Policy, *, memo: bool = True) -> list[Explorer]:
     """One explorer per Questionnaire of the policy (building each: a
     condition that cannot reach the form is refused here)."""
-    return [Explorer(policy, kind, drug) for kind, drug in policy.forms()]
+    return [Explorer(policy, kind, drug, memo=memo) for kind, drug in policy.forms()]

@@ -32,6 +32,7 @@ from builder.loader import (
     load_policy,
 )
 from builder.policy import Policy
+from builder.questionnaire import BuildError
 from builder.verify import verify_policy
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -217,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (PolicyError, QuestionnaireError, VersionNotBumped) as exc:
+    except (PolicyError, QuestionnaireError, VersionNotBumped, BuildError) as exc:
         print(f"dtr: {exc}", file=sys.stderr)
         return 2
 

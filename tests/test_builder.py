@@ -10,11 +10,13 @@ import pytest
 from fhir.resources.R4B.questionnaire import Questionnaire
 
 from builder.checks import iter_items, questionnaire_problems
-from builder.policy import REQUEST_KINDS, Policy, walk
+from builder.loader import bundled_policies
+from builder.policy import Policy, walk
 from builder.questionnaire import BUILDER_REVISION, DTR_STD_QUESTIONNAIRE, build, request_tree
 from tests.conftest import load_cases
 
-POLICY_KINDS = [(p, k) for p in ("eocco329", "mn-dhs-mekinist") for k in REQUEST_KINDS]
+# every Questionnaire of every bundled policy, whatever the policies are
+FORMS = [(p.id, kind, drug) for p in bundled_policies() for kind, drug in p.forms()]
 
 
 def items_by_link(questionnaire: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -36,26 +38,31 @@ def eocco_initial(policies: dict[str, Policy]) -> dict[str, Any]:
     return build(policies["eocco329"], "initial")
 
 
-@pytest.mark.parametrize(("policy_id", "kind"), POLICY_KINDS)
-def test_questionnaire_is_sound(policies: dict[str, Policy], policy_id: str, kind: str) -> None:
-    questionnaire = build(policies[policy_id], kind)  # type: ignore[arg-type]
+@pytest.mark.parametrize(("policy_id", "kind", "drug"), FORMS)
+def test_questionnaire_is_sound(
+    policies: dict[str, Policy], policy_id: str, kind: str, drug: str | None
+) -> None:
+    questionnaire = build(policies[policy_id], kind, drug)  # type: ignore[arg-type]
     assert questionnaire_problems(questionnaire) == []
     parsed = Questionnaire.model_validate(questionnaire)
-    assert parsed.id == f"{policy_id}-{kind}"
-    assert parsed.url.endswith(f"/Questionnaire/{policy_id}-{kind}")
+    qid = f"{policy_id}-{drug}-{kind}" if drug else f"{policy_id}-{kind}"
+    assert parsed.id == qid
+    assert parsed.url.endswith(f"/Questionnaire/{qid}")
     assert parsed.version == f"{policies[policy_id].policy.version}-r{BUILDER_REVISION}"
     assert parsed.meta.profile == [DTR_STD_QUESTIONNAIRE]
     assert parsed.subjectType == ["Patient"]
     dated = policies[policy_id].policy.date
     assert (str(parsed.date) if parsed.date else None) == (dated.isoformat() if dated else None)
     assert parsed.publisher == policies[policy_id].policy.payer.name
-    assert build(policies[policy_id], kind) == questionnaire  # reproducible  # type: ignore[arg-type]
+    assert build(policies[policy_id], kind, drug) == questionnaire  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("policy_id", "kind"), POLICY_KINDS)
-def test_every_section_has_an_item(policies: dict[str, Policy], policy_id: str, kind: str) -> None:
+@pytest.mark.parametrize(("policy_id", "kind", "drug"), FORMS)
+def test_every_section_has_an_item(
+    policies: dict[str, Policy], policy_id: str, kind: str, drug: str | None
+) -> None:
     policy = policies[policy_id]
-    questionnaire = build(policy, kind)  # type: ignore[arg-type]
+    questionnaire = build(policy, kind, drug)  # type: ignore[arg-type]
     system = policy.policy.sections_system
     coded = {
         code["code"]
@@ -69,7 +76,7 @@ def test_every_section_has_an_item(policies: dict[str, Policy], policy_id: str, 
         for option in item.get("answerOption", [])
         if option["valueCoding"]["system"] == system
     }
-    expected = {c.id for c in walk(request_tree(policy, kind))}  # type: ignore[arg-type]
+    expected = {c.id for c in walk(request_tree(policy, kind, drug))}  # type: ignore[arg-type]
     assert expected <= coded
     investigational = policy.investigational
     if investigational is not None and "I.D.diagnosis" in items_by_link(questionnaire):
@@ -141,8 +148,8 @@ def test_mekinist_branches_and_thresholds(policies: dict[str, Policy]) -> None:
 
 def test_choices_are_coded_with_a_system(policies: dict[str, Policy]) -> None:
     for policy in policies.values():
-        for kind in REQUEST_KINDS:
-            for item, _ in iter_items(build(policy, kind)["item"]):
+        for kind, drug in policy.forms():
+            for item, _ in iter_items(build(policy, kind, drug)["item"]):
                 if item["type"] == "choice":
                     assert all(
                         o["valueCoding"]["system"].startswith("http") for o in item["answerOption"]

@@ -206,6 +206,21 @@ class Portal:
         """The item's <lhc-item> wrapper (absent while the item is disabled)."""
         return self.page.locator(sel("item-" + self.form.items[link_id].element_id))
 
+    def _select(self, choice: str) -> None:
+        """Click a radio option until LHC-Forms shows it checked: a click that
+        lands while the form is still settling after the previous answer is
+        lost now and then (seen under load), so it is retried, twice at most."""
+        radio = self.page.locator(choice + " input")
+        for _attempt in range(2):
+            self.page.click(choice)
+            try:
+                expect(radio).to_be_checked(timeout=2000)
+                return
+            except AssertionError:
+                continue
+        self.page.click(choice)
+        expect(radio).to_be_checked()
+
     def answer(self, key: str, value: Any) -> None:
         """Answer one question by clicking or typing, then check the form shows it."""
         item = self.form.items[self.form.link_id(key)]
@@ -213,13 +228,11 @@ class Portal:
         page, eid = self.page, item.element_id
         if item.type == "boolean":
             choice = sel(f"{eid}|{'true' if value else 'false'}")
-            page.click(choice)
-            expect(page.locator(choice + " input")).to_be_checked()
+            self._select(choice)
         elif item.type == "choice":
             coding = item.coding(str(value))
             choice = sel(f"{eid}|{coding.get('system', '')}|{coding['code']}")
-            page.click(choice)
-            expect(page.locator(choice + " input")).to_be_checked()
+            self._select(choice)
         elif item.type in ("integer", "decimal", "string", "text"):
             field = page.locator(sel(eid))
             field.fill(str(value))
