@@ -15,6 +15,15 @@ from scoring.fill import fill
 
 CASES = Path(__file__).parent / "cases"
 AS_OF = date(2026, 11, 24)
+_FOLDER_CATALOGS: dict[str, Catalog] = {}
+
+
+def folder_catalog(folder: str) -> Catalog:
+    """The catalog of a fixture policy folder (a table's ``folder``, relative
+    to tests/), built once: policies that are not bundled."""
+    if folder not in _FOLDER_CATALOGS:
+        _FOLDER_CATALOGS[folder] = Catalog.from_folder(Path(__file__).parent / folder)
+    return _FOLDER_CATALOGS[folder]
 
 
 def case_files() -> list[Path]:
@@ -31,7 +40,12 @@ def load_scoring_cases() -> list[Any]:
             answers.update(case.get("set") or {})
             for name in case.get("unset") or []:
                 answers.pop(name, None)
-            case = {**case, "policy": table["policy"], "answers": answers}
+            case = {
+                **case,
+                "policy": table["policy"],
+                "folder": table.get("folder"),
+                "answers": answers,
+            }
             params.append(pytest.param(case, id=f"{table['policy']}: {case['name']}"))
     return params
 
@@ -45,15 +59,19 @@ def base_answers(policy: str, base: str) -> dict[str, Any]:
     raise KeyError(f"{policy} {base}")
 
 
-def package_for(catalog: Catalog, policy: str, request: str):  # type: ignore[no-untyped-def]
-    for package in catalog.packages.values():
-        if package.policy.id == policy and package.kind == request:
+def package_for(  # type: ignore[no-untyped-def]
+    catalog: Catalog, policy: str, request: str, drug: str | None = None
+):
+    for package in catalog.current.values():
+        if package.policy.id == policy and package.kind == request and package.drug == drug:
             return package
-    raise KeyError(f"{policy} {request}")
+    raise KeyError(f"{policy} {request} {drug or ''}")
 
 
 def run_case(catalog: Catalog, case: dict[str, Any]) -> dict[str, Any]:
-    package = package_for(catalog, case["policy"], case["request"])
+    if case.get("folder"):
+        catalog = folder_catalog(case["folder"])
+    package = package_for(catalog, case["policy"], case["request"], case.get("drug"))
     response = fill(package, case["answers"])
     determination = score_json(catalog, response, case.get("as_of", AS_OF))
     result = determination.to_json()
@@ -76,6 +94,8 @@ def mismatches(expect: dict[str, Any], result: dict[str, Any]) -> list[str]:
         # optional: compared only when a case states them
         "approvedQuantity": (result.get("quantity") or {}).get("approved"),
         "pendReason": result.get("pendReason"),
+        "review": result["sections"].get("review", []),
+        "requestedQuantity": (result.get("quantity") or {}).get("requested"),
     }
     # a case that states no investigational sections expects none
     expect = {"investigational": [], **expect}

@@ -9,7 +9,13 @@ import pytest
 import yaml
 
 from scoring import Catalog
-from tests.scoring_cases import case_files, load_scoring_cases, mismatches, run_case
+from tests.scoring_cases import (
+    case_files,
+    folder_catalog,
+    load_scoring_cases,
+    mismatches,
+    run_case,
+)
 
 
 @pytest.fixture(scope="module")
@@ -35,11 +41,12 @@ def test_tables_cover_every_section(catalog: Catalog) -> None:
     """Each policy section is exercised by at least one case; each table is large enough."""
     for path in case_files():
         table = yaml.safe_load(path.read_text(encoding="utf-8"))
-        policy = catalog.policies[table["policy"]]
+        source = folder_catalog(table["folder"]) if table.get("folder") else catalog
+        policy = source.policies[table["policy"]]
         exercised = Counter(s for case in table["cases"] for s in case["exercises"])
         sections = {
             section
-            for package in catalog.packages.values()
+            for package in source.current.values()
             if package.policy is policy
             for section in package.index.section_text
         }
