@@ -269,7 +269,7 @@ def coverage_context(policies: list[Policy]) -> dict[str, Any]:
                 "number": identity.number or identity.id,
                 "payer": identity.payer.name,
                 "version": identity.version,
-                "date": identity.date.isoformat() if identity.date else "undated",
+                "date": identity.date_text or "undated",
                 "source": identity.source,
                 "over_limit": (
                     {"deny": "denied over the limit", "modify": "approved modified to the limit"}[

@@ -21,6 +21,7 @@ from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -38,6 +39,27 @@ SECTION_ID_PATTERN = r"^[A-Z][A-Za-z]*(\.([A-Z]+|[0-9]+))*$"
 QUESTION_NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 
 SectionId = Annotated[str, StringConstraints(pattern=SECTION_ID_PATTERN)]
+_PARTIAL_DATE = re.compile(r"^[0-9]{4}(-(0[1-9]|1[0-2]))?$")
+
+
+def _policy_date(value: object) -> object:
+    """A full date, or one known only to the month or year (as FHIR allows;
+    YAML reads 2018-01 as text), with one clear message when it is neither."""
+    if value is None or isinstance(value, dt.date):
+        return value
+    text = str(value)
+    if _PARTIAL_DATE.match(text):
+        return text
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not a date: write YYYY-MM-DD, or YYYY-MM or YYYY where the policy"
+            " gives only those"
+        ) from None
+
+
+PolicyDate = Annotated[dt.date | str, BeforeValidator(_policy_date)]
 QuestionName = Annotated[str, StringConstraints(pattern=QUESTION_NAME_PATTERN)]
 NonEmpty = Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]
 
@@ -66,12 +88,21 @@ class PolicyIdentity(Strict):
     type: Literal["PA", "SP", "PA/SP"]
     payer: Payer
     version: Annotated[str, StringConstraints(pattern=r"^[0-9]+(\.[0-9]+)*$")]
-    date: dt.date | None = Field(
-        None, description="The policy's date; left out when the text is undated (never invented)"
+    date: PolicyDate | None = Field(
+        None,
+        description="The policy's date, as precise as the text gives it (2018-01 for 'January"
+        " 2018'); left out when the text is undated — never invented",
     )
     canonical_base: Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+[^/]$")]
     source: NonEmpty = Field(description="Where the policy text comes from")
     therapeutic_area: str | None = None
+
+    @property
+    def date_text(self) -> str | None:
+        """The date as FHIR writes it (YYYY, YYYY-MM or YYYY-MM-DD), or None."""
+        if self.date is None:
+            return None
+        return self.date if isinstance(self.date, str) else self.date.isoformat()
 
     @property
     def canonical(self) -> str:

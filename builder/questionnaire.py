@@ -55,7 +55,6 @@ UNIT = "http://hl7.org/fhir/StructureDefinition/questionnaire-unit"
 CITATION = "http://hl7.org/fhir/StructureDefinition/cqf-citation"
 CQF_LIBRARY = "http://hl7.org/fhir/StructureDefinition/cqf-library"
 UCUM = "http://unitsofmeasure.org"
-__all__ = ["REQUESTED_PRODUCT", "REQUESTED_QUANTITY"]
 
 
 def record_only_url(policy: Policy) -> str:
@@ -466,7 +465,7 @@ def build(policy: Policy, kind: RequestKind, drug: str | None = None) -> dict[st
     description = (
         f"{request.title} for a prior authorization of {policy.drug(drug).name} under "
         f"{identity.payer.name} policy {identity.number or identity.id} "
-        f"(version {identity.version}, {identity.date.isoformat() if identity.date else 'undated'}). "
+        f"(version {identity.version}, {identity.date_text or 'undated'}). "
         f"Each question's code names the policy section it captures, in {identity.sections_system}."
     )
     questionnaire: dict[str, Any] = {
@@ -494,7 +493,7 @@ def build(policy: Policy, kind: RequestKind, drug: str | None = None) -> dict[st
         "title": title,
         "status": "active",
         "subjectType": ["Patient"],
-        **({"date": identity.date.isoformat()} if identity.date else {}),
+        **({"date": identity.date_text} if identity.date_text else {}),
         "publisher": identity.payer.name,
         "description": description,
         "item": _items(request_tree(policy, kind, drug), index, []),

@@ -34,6 +34,7 @@ from builder.checks import QuestionnaireError
 from builder.explore import Explorer, explore_forms
 from builder.policy import (
     GENERATED_QUESTIONS,
+    REQUEST_KINDS,
     REQUESTED_DAILY_DOSE,
     REQUESTED_PRODUCT,
     REQUESTED_QUANTITY,
@@ -97,8 +98,8 @@ def verify_policy(policy: Policy, source: str) -> list[str]:
 
 def expression_problems(policy: Policy) -> list[str]:
     questions: dict[str, Question] = {}
-    for kind in ("initial", "renewal"):
-        for criterion in walk(policy.request(kind).criteria):  # type: ignore[arg-type]
+    for kind in REQUEST_KINDS:
+        for criterion in walk(policy.request(kind).criteria):
             for question in criterion.questions:
                 questions[question.name] = question
     options: dict[str, set[str]] = {n: {o.key for o in q.options} for n, q in questions.items()}
@@ -132,8 +133,8 @@ def expression_problems(policy: Policy) -> list[str]:
         expressions.append(
             (f"derived: {value.name}: expression", value.expression, types[value.name].name)
         )
-    for kind in ("initial", "renewal"):
-        for criterion in walk(policy.request(kind).criteria):  # type: ignore[arg-type]
+    for kind in REQUEST_KINDS:
+        for criterion in walk(policy.request(kind).criteria):
             if criterion.met is not None:
                 expressions.append((f"{criterion.id}: met", criterion.met, "Boolean"))
     if policy.investigational:

@@ -242,7 +242,7 @@ def library(
         "title": f"{questionnaire['title']}: scoring definitions",
         "status": "active",
         "type": {"coding": [{"system": LIBRARY_TYPE, "code": "logic-library"}]},
-        **({"date": identity.date.isoformat()} if identity.date else {}),
+        **({"date": identity.date_text} if identity.date_text else {}),
         "publisher": identity.payer.name,
         "description": (
             "Named FHIRPath definitions (one per policy section, enableWhen and investigational"

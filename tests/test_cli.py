@@ -26,6 +26,34 @@ def test_build_writes_what_is_committed(tmp_path: Path, capsys: pytest.CaptureFi
     assert "wrote" in capsys.readouterr().out
 
 
+def test_building_one_file_keeps_the_other_policies_in_the_docs(tmp_path: Path) -> None:
+    """`dtr build FILE` regenerates that policy; the coverage and decision
+    tables still describe every policy of the folder."""
+    out, docs = tmp_path / "q", tmp_path / "docs"
+    cotellic = ROOT / "policies" / "mn-dhs-cotellic.yaml"
+    assert main(["build", str(cotellic), "--out", str(out), "--docs", str(docs)]) == 0
+    assert sorted(p.name for p in out.glob("Questionnaire-*.json")) == [
+        "Questionnaire-mn-dhs-cotellic-initial.json",
+        "Questionnaire-mn-dhs-cotellic-renewal.json",
+    ]
+    for name in ("coverage.md", "decision-tables.md"):
+        text = (docs / name).read_text(encoding="utf-8")
+        assert text == (ROOT / "docs" / name).read_text(encoding="utf-8"), name
+
+
+def test_check_refuses_with_file_section_and_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = (ROOT / "policies" / "mn-dhs-cotellic.yaml").read_text(encoding="utf-8")
+    broken = tmp_path / "cotellic.yaml"
+    broken.write_text(text.replace('met: "%with_vemurafenib"', 'met: "%with_vemurafenib = fals"'))
+    assert main(["check", str(broken)]) == 2
+    error = capsys.readouterr().err
+    assert f"{broken}: Approval.4: met: `fals` is a bare name" in error
+    assert "Traceback" not in error
+    assert not list(tmp_path.glob("*.json")), "check writes nothing"
+
+
 def test_build_names_a_broken_policy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     broken = tmp_path / "broken.yaml"
     broken.write_text("policy: {id: x}\n", encoding="utf-8")

@@ -41,6 +41,15 @@ def test_coverage_table_matches_a_fresh_build() -> None:
     )
 
 
+def test_decision_tables_match_a_fresh_build() -> None:
+    from builder.decisions import decision_tables_markdown
+
+    on_disk = (ROOT / "docs" / "decision-tables.md").read_text(encoding="utf-8")
+    assert on_disk == decision_tables_markdown(bundled_policies()), (
+        f"docs/decision-tables.md drifted: {HOW_TO_FIX}"
+    )
+
+
 def test_every_version_is_registered_with_its_content() -> None:
     register = read_register(FOLDER)
     for artifact in generate(bundled_policies()):
