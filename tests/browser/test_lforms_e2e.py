@@ -356,7 +356,13 @@ def enable(portal: Portal, link_id: str) -> None:
 
 # --- a. rendering -----------------------------------------------------------------
 
-QUESTIONNAIRES = ["eocco329-initial", "eocco329-renewal", "mn-dhs-mekinist-initial"]
+# forms with conditional items (Cotellic's form has none: every criterion always applies)
+QUESTIONNAIRES = [
+    "eocco329-initial",
+    "eocco329-renewal",
+    "mn-dhs-mekinist-initial",
+    "wha-mektovi-initial",
+]
 
 
 @pytest.mark.parametrize("qid", QUESTIONNAIRES)
@@ -633,6 +639,7 @@ SHOTS: dict[str, dict[str, Any]] = {
     "eocco329-initial": {"diagnosis": "I.D", "prescriber_oncologist": False},
     "eocco329-renewal": {"started_on_samples": False, "prior_plan_approval": False},
     "mn-dhs-mekinist-initial": {"indication": "Melanoma"},
+    "wha-mektovi-initial": {"indication": "Melanoma", "continuing_mektovi": False},
 }
 
 
@@ -643,7 +650,7 @@ def png_size(path: Path) -> tuple[int, int]:
     return width, height
 
 
-@pytest.mark.parametrize("qid", QUESTIONNAIRES)
+@pytest.mark.parametrize("qid", list(SHOTS))
 def test_screenshot(page: Page, service: Service, qid: str, tmp_path: Path) -> None:
     """A full-page picture of the form with its main dependent questions shown,
     for docs/screenshots/."""
