@@ -134,6 +134,7 @@ class Explorer:
     def _texts_reading(self, name: str) -> list[str]:
         texts = [c.met or "" for c in self.criteria() if name in reads(self.policy, c.met)]
         texts += [v.expression for v in self.policy.derived]
+        texts += [d.expression for d in self.package.definitions if d.role == "limit"]
         if self.policy.investigational:
             texts += [c.applies or "" for c in self.policy.investigational.all_conditions()]
         return [t for t in texts if f"%{name}" in t or "%" in t]
@@ -187,6 +188,10 @@ class Explorer:
             points.add(question.max_value)
         if not points:
             points = {question.min_value or 0, (question.min_value or 0) + step}
+        if question.max_value is None:
+            # far above every constant: a derived value (a ratio, a dose a day)
+            # compares the answer with constants of its own
+            points.add(max(abs(p) for p in points) * 10 + 10)
         lo = question.min_value if question.min_value is not None else float("-inf")
         hi = question.max_value if question.max_value is not None else float("inf")
         chosen = sorted(p for p in points if lo <= p <= hi)
