@@ -459,7 +459,21 @@ def _path(path: list[tuple[str, str]]) -> str:
     return "; ".join(f"{link} = {labels}" for link, labels in path) or "no answer"
 
 
+# The explorers of the last few policies explored: `dtr build` verifies a
+# policy, then writes its decision tables from the same explorations.
+_RECENT: list[tuple[Policy, list[Explorer]]] = []
+_KEEP = 8
+
+
 def explore_forms(policy: Policy, *, memo: bool = True) -> list[Explorer]:
     """One explorer per Questionnaire of the policy (building each: a
     condition that cannot reach the form is refused here)."""
-    return [Explorer(policy, kind, drug, memo=memo) for kind, drug in policy.forms()]
+    if memo:
+        for known, explorers in _RECENT:
+            if known is policy:
+                return explorers
+    explorers = [Explorer(policy, kind, drug, memo=memo) for kind, drug in policy.forms()]
+    if memo:
+        _RECENT.append((policy, explorers))
+        del _RECENT[:-_KEEP]
+    return explorers

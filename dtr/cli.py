@@ -54,7 +54,7 @@ def _selected(args: argparse.Namespace) -> tuple[list[Policy], list[Policy]]:
     """(the policies named on the command line, or all; all of the folder with
     those replacing their namesakes) — so building one file keeps the others'
     rows in the coverage and decision tables."""
-    named = [load_policy(p) for p in args.policy]
+    named = [load_policy(p) for p in getattr(args, "policy", [])]
     if not named:
         everything = _all_policies(args)
         return everything, everything
@@ -75,7 +75,7 @@ def _verified(policies: list[Policy], sources: dict[str, str]) -> None:
 
 def _sources(args: argparse.Namespace) -> dict[str, str]:
     out = {}
-    for path in args.policy:
+    for path in getattr(args, "policy", []):
         out[load_policy(path).id] = str(path)
     folder = _folder(args)
     files = sorted(folder.glob("*.yaml")) if folder else bundled_policy_files()
@@ -149,6 +149,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from service.settings import Settings
 
     folder = _folder(args)
+    if folder:
+        # a payer's own folder is served only once its policies verify (the
+        # bundled ones are verified when they are built)
+        _verified(load_folder(folder), _sources(args))
     settings = Settings.from_env(
         host=args.host, port=args.port, database=args.db, policies=str(folder) if folder else None
     )

@@ -135,3 +135,11 @@ def test_changed_policy_needs_only_its_own_version_bump(
     catalog = Catalog.from_folder(folder)
     versions = sorted(c.split("|")[1] for c in catalog.packages if "initial" in c)
     assert versions[0].startswith("1.0.0") and versions[-1].startswith("1.1.0")
+
+
+def test_a_folder_that_does_not_verify_is_not_served(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shutil.copy(FIXTURES / "unread-branch.yaml", tmp_path / "unread-branch.yaml")
+    assert main(["serve", "--policies", str(tmp_path), "--port", "1"]) == 2
+    assert "renewal_indication is enabled and unanswered" in capsys.readouterr().err
