@@ -579,7 +579,10 @@ def _question_item(question: Question, index: PolicyIndex) -> dict[str, Any]:
                 "url": ITEM_CONTROL,
                 "valueCodeableConcept": {
                     "coding": [
-                        {
+                        # a multi-select shows check boxes, one answer radio buttons
+                        {"system": ITEM_CONTROL_SYSTEM, "code": "check-box", "display": "Check-box"}
+                        if question.repeats
+                        else {
                             "system": ITEM_CONTROL_SYSTEM,
                             "code": "radio-button",
                             "display": "Radio Button",

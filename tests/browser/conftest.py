@@ -82,20 +82,18 @@ def _answers(url: str) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+def _serve(folder: Path, *extra: str) -> Iterator[Service]:
     """`python -m dtr serve` on 127.0.0.1, a free port and a fresh SQLite file."""
     if not LFORMS_VERSION.exists():
         pytest.fail(
             f"LHC-Forms is not installed ({LFORMS_VERSION} is missing): run scripts/install-lforms",
             pytrace=False,
         )
-    folder = tmp_path_factory.mktemp("service")
     port = _free_port()
     log = folder / "server.log"
     command = [
         sys.executable, "-m", "dtr", "serve",
-        "--host", "127.0.0.1", "--port", str(port), "--db", str(folder / "audit.sqlite3"),
+        "--host", "127.0.0.1", "--port", str(port), "--db", str(folder / "audit.sqlite3"), *extra,
     ]  # fmt: skip
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
@@ -124,6 +122,19 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """The service on the bundled policies."""
+    yield from _serve(tmp_path_factory.mktemp("service"))
+
+
+@pytest.fixture(scope="session")
+def fixture_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """The service on a payer's own folder: the constructs fixture policies."""
+    folder = ROOT / "tests" / "policies" / "constructs"
+    yield from _serve(tmp_path_factory.mktemp("fixture-service"), "--policies", str(folder))
 
 
 @pytest.fixture(scope="session")
