@@ -208,14 +208,9 @@ class CompiledRequest:
         variables = self.answer_variables(answers, as_of)
         if enabled is None:
             enabled = self.enablement(resource, variables)
-        derived = {}
+        derived: dict[str, list[Any]] = {}
         for value in self.derived:
-            result = (
-                self.memo.evaluate(value, resource, variables)
-                if self.memo
-                else value.evaluate(resource, variables)
-            )
-            derived[value.name] = variables[value.name] = result
+            derived[value.name] = variables[value.name] = self._evaluate(value, resource, variables)
         run = _Run(variables, enabled, {link for link, values in answers.items() if values})
         top = [self._node(node, True, run, resource) for node in self.tree]
         outcome = self._join(request_name(self.kind), self.tree, top, "all", run, resource)
@@ -310,12 +305,17 @@ class CompiledRequest:
     def _truth(self, name: str, run: _Run, resource: Mapping[str, Any]) -> bool | None:
         return self._truth_of(self.expressions[name], resource, run.variables)
 
+    def _evaluate(
+        self, expression: Expression, resource: Mapping[str, Any], variables: Mapping[str, Any]
+    ) -> list[Any]:
+        if self.memo is not None:  # the build-time exploration only
+            return self.memo.evaluate(expression, resource, variables)
+        return expression.evaluate(resource, variables)
+
     def _truth_of(
         self, expression: Expression, resource: Mapping[str, Any], variables: Mapping[str, Any]
     ) -> bool | None:
-        if self.memo is not None:
-            return self.memo.truth(expression, resource, variables)
-        return expression.truth(resource, variables)
+        return expression.truth_of(self._evaluate(expression, resource, variables))
 
     def _store(self, name: str, value: Value, run: _Run) -> Value:
         if value is False and name in self.review_sections:

@@ -110,11 +110,6 @@ class Memo:
             self.results[key] = expression.evaluate(resource, variables)
         return list(self.results[key])
 
-    def truth(
-        self, expression: Expression, resource: Mapping[str, Any], variables: Mapping[str, Any]
-    ) -> bool | None:
-        return expression.truth_of(self.evaluate(expression, resource, variables))
-
 
 def plain(value: Any) -> Any:
     """A FHIRPath result value as plain JSON-like Python (no Decimal)."""
