@@ -55,10 +55,16 @@ class Naive:
     def __init__(self, name: str, source: str) -> None:
         self.name, self.source = name, source
 
-    def truth(self, resource: Mapping[str, Any], variables: Mapping[str, Any]) -> bool | None:
+    def evaluate(self, resource: Mapping[str, Any], variables: Mapping[str, Any]) -> list[Any]:
         env = {"resource": resource, "context": resource, **variables}
-        result = [plain(v) for v in fhirpathpy.evaluate(dict(resource), self.source, env, model=R4)]
+        return [plain(v) for v in fhirpathpy.evaluate(dict(resource), self.source, env, model=R4)]
+
+    @staticmethod
+    def truth_of(result: list[Any]) -> bool | None:
         return None if result == [] else bool(result[0])
+
+    def truth(self, resource: Mapping[str, Any], variables: Mapping[str, Any]) -> bool | None:
+        return self.truth_of(self.evaluate(resource, variables))
 
 
 def variant(package: CompiledRequest, make: Callable[[str, str], Any]) -> CompiledRequest:
@@ -68,6 +74,10 @@ def variant(package: CompiledRequest, make: Callable[[str, str], Any]) -> Compil
         d.name: make(d.name, whole_response_source(package, d.expression))
         for d in package.definitions
     }
+    clone.derived = [clone.expressions[value.name] for value in package.policy.derived]
+    clone.limit_expressions = [
+        clone.expressions[d.name] for d in package.definitions if d.role == "limit"
+    ]
     clone.items = {
         link: type(spec)(**{**spec.__dict__, "enabled": clone.expressions.get(f"enabled {link}")})
         for link, spec in package.items.items()
@@ -84,15 +94,17 @@ def timed(run: Callable[[], object], rounds: int) -> float:
     return statistics.median(samples)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
-    args = parser.parse_args()
+    parser.add_argument("--responses", type=int, help="use only the first N responses")
+    args = parser.parse_args(argv)
 
     catalog = Catalog.bundled()
     package = package_for(catalog, "eocco329", "initial")
     cases = [c.values[0] for c in load_scoring_cases() if c.values[0]["policy"] == "eocco329"]
     responses = [fill(package, c["answers"]) for c in cases if c["request"] == "initial"]
+    responses = responses[: args.responses] if args.responses else responses
     naive = variant(package, Naive)
     compiled = variant(package, lambda name, source: compile_expression(name, source))
     assert isinstance(next(iter(compiled.expressions.values())), Expression)

@@ -1,0 +1,36 @@
+"""The benchmarks still run (one quick round each): a change to the engine
+must not leave them broken. Nothing here measures or asserts a time."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("name", "argv", "printed"),
+    [
+        ("bench_score", ["--rounds", "1", "--responses", "2"], "speed-up over naive"),
+        ("bench_verify", ["mn-dhs-cotellic"], "mn-dhs-cotellic"),
+    ],
+)
+def test_benchmark_runs(
+    name: str, argv: list[str], printed: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _load(name).main(argv)
+    assert printed in capsys.readouterr().out
