@@ -11,9 +11,14 @@ engine. Nothing from the response is ever evaluated as an expression.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
@@ -64,6 +69,10 @@ def parse_json(body: bytes | str) -> dict[str, Any]:
             ],
             400,
         ) from None
+    except RecursionError:
+        raise InvalidInput([Issue("invalid", "the JSON is nested too deeply")], 400) from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise InvalidInput([Issue("invalid", f"the JSON cannot be read: {exc}")], 400) from None
     if not isinstance(data, dict):
         raise InvalidInput(
             [Issue("invalid", "the body must be a JSON object (a FHIR resource)")], 400
@@ -71,15 +80,52 @@ def parse_json(body: bytes | str) -> dict[str, Any]:
     return data
 
 
+# No Questionnaire of ours nests deeper than a few groups; far deeper JSON is
+# refused before the FHIR models (which recurse) ever see it.
+MAX_DEPTH = 64
+
+
+def _shape_problems(resource: Mapping[str, Any]) -> list[Issue]:
+    """JSON that FHIR forbids, found before the FHIR models (which recurse and
+    coerce) see it: nesting deeper than ``MAX_DEPTH``, and nulls (FHIR JSON
+    leaves an element out rather than writing null). Walked without recursion."""
+    issues: list[Issue] = []
+    stack: list[tuple[Any, int, str]] = [(resource, 0, "QuestionnaireResponse")]
+    while stack and len(issues) < 20:
+        value, depth, path = stack.pop()
+        if depth > MAX_DEPTH:
+            return [
+                Issue("structure", f"the resource nests more than {MAX_DEPTH} levels deep", path)
+            ]
+        if value is None:
+            issues.append(
+                Issue("structure", f"{path} is null: FHIR JSON leaves an empty element out", path)
+            )
+        elif isinstance(value, dict):
+            stack.extend((v, depth + 1, f"{path}.{k}") for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1, f"{path}[{i}]") for i, v in enumerate(value))
+    return sorted(issues, key=lambda issue: issue.diagnostics)
+
+
 def check_structure(resource: Mapping[str, Any]) -> None:
     """The resource is an R4 QuestionnaireResponse (structure only)."""
+    if not isinstance(resource, Mapping):
+        raise InvalidInput([Issue("invalid", "expected a QuestionnaireResponse (a JSON object)")])
     kind = resource.get("resourceType")
     if kind != "QuestionnaireResponse":
         raise InvalidInput(
             [Issue("invalid", f"expected a QuestionnaireResponse, got resourceType {kind!r}")]
         )
+    shape = _shape_problems(resource)
+    if shape:
+        raise InvalidInput(shape)
     try:
         QuestionnaireResponse.model_validate(resource)
+    except RecursionError:
+        raise InvalidInput(
+            [Issue("structure", "the resource nests too deeply", "QuestionnaireResponse")]
+        ) from None
     except ValidationError as exc:
         issues = [
             Issue("structure", f"{_location(e['loc'])}: {e['msg']}", _location(e["loc"]))
@@ -151,9 +197,15 @@ def _walk(
     answers: dict[str, list[Any]],
     issues: list[Issue],
 ) -> None:
+    if not isinstance(items, list):
+        issues.append(Issue("structure", "item must be a list of items", path))
+        return
     for position, item in enumerate(items):
-        link_id = str(item.get("linkId"))
         here = f"{path}.item[{position}]"
+        if not isinstance(item, dict):
+            issues.append(Issue("structure", "each item must be a JSON object", here))
+            continue
+        link_id = str(item.get("linkId"))
         spec = package.items.get(link_id)
         if spec is None:
             issues.append(
@@ -172,6 +224,9 @@ def _walk(
             issues.append(Issue("structure", f"item {link_id} appears more than once", here))
             continue
         values = item.get("answer", [])
+        if not isinstance(values, list):
+            issues.append(Issue("structure", f"the answers to {link_id} must be a list", here))
+            continue
         if spec.type == "group":
             answers[link_id] = []
             if values:
@@ -196,9 +251,92 @@ def _walk(
             answers[link_id].append(value)
 
 
-def _answer_value(spec: Any, answer: dict[str, Any], here: str, issues: list[Issue]) -> Any:
+# FHIR's date: a year, a year and month, or a full date (a year of four digits).
+_DATE = re.compile(r"^([0-9]{4})(-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01]))?)?$")
+# The dates this service takes: a birth date, a start of therapy, a test date.
+EARLIEST_YEAR, LATEST_YEAR = 1850, 2199
+INTEGER_RANGE = (-(2**31), 2**31 - 1)  # FHIR integer
+# Reports are often PDFs of a few MB; a body carrying one is allowed to be
+# that much larger than others (the service's limits).
+MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
+
+
+def _json_type_problem(item_type: str, value: Any) -> str | None:
+    """What is wrong with an answer value's JSON type (the FHIR models coerce
+    ``0`` or ``"true"`` into a boolean; we take exactly the JSON type)."""
+    if item_type == "boolean":
+        return None if isinstance(value, bool) else f"must be true or false, not {value!r}"
+    if item_type == "integer":
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"must be a JSON integer, not {value!r}"
+        low, high = INTEGER_RANGE
+        return None if low <= value <= high else "is outside the range of a FHIR integer"
+    if item_type == "decimal":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return f"must be a JSON number, not {value!r}"
+        return None if math.isfinite(value) else "must be a finite number"
+    if item_type == "date":
+        return _date_problem(value)
+    if item_type in ("string", "text"):
+        return None if isinstance(value, str) else f"must be a JSON string, not {value!r}"
+    if item_type == "choice":
+        if not isinstance(value, dict):
+            return "must be a Coding (a JSON object)"
+        if not all(isinstance(value.get(k), str) for k in ("system", "code")):
+            return "must carry a system and a code, both strings"
+        return None
+    if item_type == "attachment":
+        return None if isinstance(value, dict) else "must be an Attachment (a JSON object)"
+    return None
+
+
+def _date_problem(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return f"must be a date string (YYYY-MM-DD), not {value!r}"
+    match = _DATE.match(value)
+    if not match:
+        return f"{value!r} is not a date (YYYY-MM-DD, or YYYY-MM or YYYY)"
+    year = int(match.group(1))
+    if not EARLIEST_YEAR <= year <= LATEST_YEAR:
+        return f"{value!r} is outside the dates this service takes ({EARLIEST_YEAR}-{LATEST_YEAR})"
+    if match.group(4):
+        try:
+            date.fromisoformat(value)
+        except ValueError:
+            return f"{value!r} is not a day of the calendar"
+    return None
+
+
+def _attachment_problem(value: dict[str, Any]) -> str | None:
+    data, url = value.get("data"), value.get("url")
+    if data is None and url is None:
+        return "the attachment carries neither data nor a url: nothing is attached"
+    if url is not None and not isinstance(url, str):
+        return "the attachment's url must be a string"
+    if data is not None:
+        if not isinstance(data, str):
+            return "the attachment's data must be base64 text"
+        try:
+            decoded = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            return "the attachment's data is not valid base64"
+        if len(decoded) > MAX_ATTACHMENT_BYTES:
+            return (
+                f"the attachment is {len(decoded) / 1024 / 1024:.1f} MB; the limit is"
+                f" {MAX_ATTACHMENT_BYTES // 1024 // 1024} MB"
+            )
+    content_type = value.get("contentType")
+    if content_type is not None and not isinstance(content_type, str):
+        return "the attachment's contentType must be a string"
+    return None
+
+
+def _answer_value(spec: Any, answer: Any, here: str, issues: list[Issue]) -> Any:
     link_id = spec.link_id
     expected = VALUE_KEY.get(spec.type, f"an answer to a {spec.type} item")
+    if not isinstance(answer, dict):
+        issues.append(Issue("structure", f"each answer to {link_id} must be a JSON object", here))
+        return None
     given = [key for key in answer if key.startswith("value")]
     if answer.get("item"):
         issues.append(Issue("structure", f"the answer to {link_id} has no nested items", here))
@@ -213,6 +351,10 @@ def _answer_value(spec: Any, answer: dict[str, Any], here: str, issues: list[Iss
         )
         return None
     value = answer[expected]
+    wrong = _json_type_problem(spec.type, value)
+    if wrong:
+        issues.append(Issue("value", f"item {link_id}: {expected} {wrong}", here))
+        return None
     if spec.type == "choice":
         pair = (value.get("system"), value.get("code"))
         if pair not in spec.options:
@@ -227,6 +369,11 @@ def _answer_value(spec: Any, answer: dict[str, Any], here: str, issues: list[Iss
             )
             return None
         return {"system": pair[0], "code": pair[1]}
+    if spec.type == "attachment":
+        problem = _attachment_problem(value)
+        if problem:
+            issues.append(Issue("value", f"item {link_id}: {problem}", here))
+            return None
     if spec.type in ("integer", "decimal"):
         if spec.min_value is not None and value < spec.min_value:
             issues.append(
