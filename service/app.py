@@ -76,7 +76,26 @@ def _version() -> str:
 
 
 class BodyTooLarge(Exception):
-    pass
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.limit = limit
+
+
+def response_parameter(parameters: dict[str, Any]) -> dict[str, Any]:
+    """The QuestionnaireResponse of a Parameters body (its one ``response``)."""
+    entries = parameters.get("parameter")
+    if not isinstance(entries, list):
+        raise InvalidInput(
+            [Issue("structure", "Parameters.parameter must be a list", "Parameters.parameter")],
+            400,
+        )
+    parts = [p for p in entries if isinstance(p, dict) and p.get("name") == "response"]
+    if len(parts) != 1 or not isinstance(parts[0].get("resource"), dict):
+        raise InvalidInput(
+            [Issue("required", "Parameters must carry one 'response' resource")], 400
+        )
+    resource: dict[str, Any] = parts[0]["resource"]
+    return resource
 
 
 def create_app(
@@ -119,6 +138,8 @@ def create_app(
         redoc_url=None,
         openapi_url=None,
         lifespan=lifespan,
+        # a trailing slash names the same resource or operation (below), never a redirect
+        redirect_slashes=False,
     )
     app.state.store = store
     started = datetime.now(UTC).isoformat(timespec="seconds")
@@ -133,15 +154,18 @@ def create_app(
     def request_id(request: Request) -> str:
         return str(getattr(request.state, "request_id", ""))
 
-    async def read_body(request: Request) -> bytes:
+    async def read_body(request: Request, limit: int | None = None) -> bytes:
+        """The body, refused past ``limit`` bytes (default: the tight limit of
+        every body but a response, which may carry attachments)."""
+        limit = limit or settings.max_body
         declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > settings.max_body:
-            raise BodyTooLarge
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise BodyTooLarge(limit)
         body = bytearray()
         async for chunk in request.stream():
             body.extend(chunk)
-            if len(body) > settings.max_body:
-                raise BodyTooLarge
+            if len(body) > limit:
+                raise BodyTooLarge(limit)
         return bytes(body)
 
     def require_json(request: Request) -> None:
@@ -164,12 +188,15 @@ def create_app(
         given = request.headers.get("x-request-id", "")
         rid = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
         request.state.request_id = rid
+        path = request.scope["path"]
+        if len(path) > 1 and path.endswith("/"):
+            request.scope["path"] = path.rstrip("/") or "/"
         start = time.perf_counter()
         try:
             response: Response = await call_next(request)
-        except BodyTooLarge:
+        except BodyTooLarge as exc:
             response = outcome_response(
-                [Issue("too-long", f"the body exceeds the limit of {settings.max_body} bytes")], 413
+                [Issue("too-long", f"the body exceeds the limit of {exc.limit} bytes")], 413
             )
         except Exception:
             log.exception("request %s failed", rid)
@@ -190,7 +217,7 @@ def create_app(
     @app.exception_handler(BodyTooLarge)
     async def too_large(request: Request, exc: BodyTooLarge) -> Response:
         return outcome_response(
-            [Issue("too-long", f"the body exceeds the limit of {settings.max_body} bytes")],
+            [Issue("too-long", f"the body exceeds the limit of {exc.limit} bytes")],
             413,
             request_id(request),
         )
@@ -282,14 +309,9 @@ def create_app(
     @app.post("/QuestionnaireResponse/$evaluate")
     async def evaluate_operation(request: Request) -> FHIRResponse:
         require_json(request)
-        resource = parse_json(await read_body(request))
+        resource = parse_json(await read_body(request, settings.max_response_body))
         if resource.get("resourceType") == "Parameters":
-            parts = [p for p in resource.get("parameter", []) if p.get("name") == "response"]
-            if len(parts) != 1 or "resource" not in parts[0]:
-                raise InvalidInput(
-                    [Issue("required", "Parameters must carry one 'response' resource")], 400
-                )
-            resource = parts[0]["resource"]
+            resource = response_parameter(resource)
         record, created = await run_in_threadpool(evaluate, resource, request_id(request))
         base = base_url(request)
         headers = {

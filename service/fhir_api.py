@@ -132,7 +132,22 @@ def _parameters(body: dict[str, Any]) -> list[dict[str, Any]]:
         raise InvalidInput(
             [Issue("invalid", "the $questionnaire-package input must be a Parameters resource")]
         )
-    return list(body.get("parameter", []))
+    entries = body.get("parameter", [])
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise InvalidInput(
+            [Issue("structure", "Parameters.parameter must be a list of parameters")], 400
+        )
+    for entry in entries:
+        if "resource" in entry and not isinstance(entry["resource"], dict):
+            raise InvalidInput(
+                [
+                    Issue(
+                        "structure", f"parameter {entry.get('name')!r}: resource must be an object"
+                    )
+                ],
+                400,
+            )
+    return list(entries)
 
 
 def _codings(order: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:

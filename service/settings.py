@@ -4,6 +4,9 @@
 - ``DTR_DB``: a SQLite file path (default ``var/dtr.sqlite3``) or a
   ``postgresql://`` URL;
 - ``DTR_MAX_BODY``: the largest accepted request body in bytes (default 1 MB);
+- ``DTR_MAX_RESPONSE_BODY``: the largest QuestionnaireResponse body, which may
+  carry attachments of up to 10 MB each, base64 (about 1.37 times larger);
+  default 16 MB;
 - ``DTR_BASE_URL``: the public base URL, when behind a proxy;
 - ``DTR_POLICIES``: a payer's own folder of policy files (default: the
   bundled policies).
@@ -22,6 +25,7 @@ class Settings:
     port: int = 8080
     database: str = "var/dtr.sqlite3"
     max_body: int = 1_000_000
+    max_response_body: int = 16_000_000
     base_url: str | None = None
     policies: str | None = None
 
@@ -33,6 +37,7 @@ class Settings:
             port=int(env.get("DTR_PORT", cls.port)),
             database=env.get("DTR_DB", cls.database),
             max_body=int(env.get("DTR_MAX_BODY", cls.max_body)),
+            max_response_body=int(env.get("DTR_MAX_RESPONSE_BODY", cls.max_response_body)),
             base_url=env.get("DTR_BASE_URL") or None,
             policies=env.get("DTR_POLICIES") or None,
         )
