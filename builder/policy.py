@@ -394,6 +394,11 @@ class Criterion(Strict):
     drugs: list[Slug] = Field(
         default_factory=list, description="Applies only to these drugs or regimens (ids)"
     )
+    cites: list[SectionId] = Field(
+        default_factory=list,
+        description="Sections cited with this one when it is not met (or referred for review):"
+        " the policy text it rests on",
+    )
     ruling: str | None = Field(None, description="How an ambiguity of the policy text was read")
 
     @model_validator(mode="after")
@@ -671,6 +676,11 @@ def _check_policy(policy: Policy) -> None:
                 read.update(c.question for c in conditions)
             read.update(c.question for c in criterion.enable_when)
             read.update(c.question for c in criterion.children_enable_when)
+    for tree in trees.values():
+        for criterion in walk(tree):
+            unknown_cited = sorted(set(criterion.cites) - sections)
+            if unknown_cited:
+                raise ValueError(f"{criterion.id}: cites: no such section {unknown_cited}")
     if policy.investigational:
         for condition in policy.investigational.all_conditions():
             check_expression(f"{condition.id}: applies", condition.applies)

@@ -38,6 +38,7 @@ from builder.policy import (
     expression_variables,
     walk,
 )
+from cql_like.gateway import join_terms
 
 # Bump when what the builder emits changes for an unchanged policy version:
 # the Questionnaire version is ``{policy version}-r{BUILDER_REVISION}``, and a
@@ -227,7 +228,7 @@ def quantity_limit_definition(limits: list[QuantityLimit]) -> str:
         guard = limit_guard(limit, several)
         test = within_limit(limit)
         parts.append(f"({test})" if guard is None else f"(({guard}) implies ({test}))")
-    return " and ".join(parts)
+    return join_terms(parts, "and")
 
 
 def condition_expression(condition: Condition) -> str:

@@ -39,7 +39,7 @@ from builder.questionnaire import (
     request_tree,
     within_limit,
 )
-from cql_like.gateway import variable
+from cql_like.gateway import join_terms, variable
 
 Role = Literal[
     "criterion", "own", "children", "any_of", "request", "enabled", "applies", "derived", "limit"
@@ -89,7 +89,7 @@ def limit_within_name(number: int) -> str:
 
 
 def _join(names: list[str], operator: str) -> str:
-    return f" {operator} ".join(variable(n) for n in names)
+    return join_terms([variable(n) for n in names], operator)
 
 
 def _paren(expression: str) -> str:

@@ -238,12 +238,13 @@ class CompiledRequest:
         return Evaluation(
             outcome_value=None if outcome == NA else outcome,  # type: ignore[arg-type]
             statuses=statuses,
-            unmet=unmet,
-            missing=missing,
+            # a section cited twice (its own finding, and cited by another) once
+            unmet=list(dict.fromkeys(unmet)),
+            missing=list(dict.fromkeys(missing)),
             missing_questions=sorted(set(missing_questions), key=list(self.items).index),
             investigational=investigational,
             enabled=enabled,
-            review=review,
+            review=list(dict.fromkeys(review)),
             derived=derived,
             limits=limits,
         )
@@ -337,7 +338,7 @@ class CompiledRequest:
                 self._cite(option, run, unmet)
             return
         if not node.children or run.own.get(node.id) is False:
-            unmet.append(node.id)
+            unmet.extend([node.id, *node.cites])
         for child in node.children:
             self._cite(child, run, unmet)
 
@@ -359,9 +360,14 @@ class CompiledRequest:
                 self._missing(option, run, sections, questions, review)
             return
         if node.id in run.review:
-            review.append(node.id)  # decided by a pharmacist, not missing information
+            # decided by a pharmacist, not missing information
+            review.extend([node.id, *node.cites])
             return
         own_unknown = run.own.get(node.id, value) is None if node.met else False
+        if node.combine == "or" and run.own.get(node.id) is False:
+            # its own condition failed, so its children must decide: the reason
+            # they are asked (EOCCO329 Renewal.II: started on samples)
+            sections.append(node.id)
         if own_unknown:
             sections.append(node.id)
             for name in _reads(node, self.policy):

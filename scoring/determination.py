@@ -31,6 +31,7 @@ from builder.policy import (
     THERAPY_START,
     AuthorizationTerm,
     QuantityLimit,
+    walk,
 )
 from cql_like.definitions import limit_applies_name, limit_within_name
 from cql_like.engine import CompiledRequest, Evaluation
@@ -118,6 +119,7 @@ class Determination:
     drug: str = ""
     subject: dict[str, Any] | None = None
     review: list[str] = field(default_factory=list)
+    excluded: list[str] = field(default_factory=list)  # exclusions that apply (they deny)
     quantity: ApprovedQuantity | None = None
     criteria_basis: str | None = None  # the payer default, when the policy states no criteria
 
@@ -138,6 +140,7 @@ class Determination:
                 "missing": list(self.missing),
                 "investigational": list(self.investigational),
                 "review": list(self.review),
+                "excluded": list(self.excluded),
             },
             "pendReason": self.pend_reason,
             "quantity": self.quantity.to_json() if self.quantity else None,
@@ -180,6 +183,7 @@ def from_json(package: CompiledRequest, data: dict[str, Any], subject: Any = Non
         missing=data["sections"]["missing"],
         investigational=data["sections"]["investigational"],
         review=data["sections"].get("review", []),
+        excluded=data["sections"].get("excluded", []),
         missing_questions=data["missingQuestions"],
         authorization=authorization,
         quantity_limits=[
@@ -252,11 +256,13 @@ def decide(
         authorization = _authorization(package, evaluation, answers, as_of)
         quantity = _approved_quantity(package, evaluation, answers, limits)
     questionnaire = package.questionnaire
+    exclusions = {c.id for c in walk(package.tree) if c.kind == "exclusion"}
     return Determination(
         policy=package.policy.id,
         request=package.kind,
         outcome=outcome,
-        unmet=evaluation.unmet,
+        unmet=[s for s in evaluation.unmet if s not in exclusions],
+        excluded=[s for s in evaluation.unmet if s in exclusions],
         missing=evaluation.missing,
         investigational=evaluation.investigational,
         review=evaluation.review if outcome == "pended" else [],

@@ -66,6 +66,7 @@ def _reason(determination: Determination, section: str, prefix: str) -> dict[str
 def reasons(determination: Determination) -> list[dict[str, Any]]:
     """Every cited section as a coded reason, investigational first."""
     out = [_reason(determination, s, "Investigational:") for s in determination.investigational]
+    out += [_reason(determination, s, "Excluded:") for s in determination.excluded]
     out += [_reason(determination, s, "Not met:") for s in determination.unmet]
     out += [_reason(determination, s, "Referred to a pharmacist for") for s in determination.review]
     if determination.outcome == "pended":

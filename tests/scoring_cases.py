@@ -95,6 +95,7 @@ def mismatches(expect: dict[str, Any], result: dict[str, Any]) -> list[str]:
         "approvedQuantity": (result.get("quantity") or {}).get("approved"),
         "pendReason": result.get("pendReason"),
         "review": result["sections"].get("review", []),
+        "excluded": result["sections"].get("excluded", []),
         "requestedQuantity": (result.get("quantity") or {}).get("requested"),
     }
     # a case that states no investigational sections expects none
