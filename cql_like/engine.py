@@ -42,7 +42,7 @@ from cql_like.definitions import (
     own_name,
     request_name,
 )
-from cql_like.gateway import Expression, Memo, compile_expression
+from cql_like.gateway import Expression, Memo, compile_expression, date_span
 
 Status = Literal["met", "not-met", "unknown", "not-applicable", "review"]
 NA: Literal["not-applicable"] = "not-applicable"
@@ -126,6 +126,10 @@ class CompiledRequest:
         }
         self.derived = [self.expressions[value.name] for value in policy.derived]
         self.memo: Memo | None = None  # set by the build-time exploration only
+        # answers that are dates: one of year or month precision is a span
+        self.date_names = frozenset(
+            name for name, info in self.index.questions.items() if info.question.type == "date"
+        )
         self.review_sections = {c.id for c in walk(self.tree) if c.on_unmet == "review"}
         self.limits = applicable_limits(policy, drug)
         self.limit_expressions = [
@@ -211,7 +215,14 @@ class CompiledRequest:
         derived: dict[str, list[Any]] = {}
         for value in self.derived:
             derived[value.name] = variables[value.name] = self._evaluate(value, resource, variables)
-        run = _Run(variables, enabled, {link for link, values in answers.items() if values})
+        date_links = {self.link_of[name] for name in self.date_names}
+        # a date known only to the year or month is asked again, in full
+        answered = {
+            link
+            for link, values in answers.items()
+            if values and not (link in date_links and date_span(_first(values)))
+        }
+        run = _Run(variables, enabled, answered)
         top = [self._node(node, True, run, resource) for node in self.tree]
         outcome = self._join(request_name(self.kind), self.tree, top, "all", run, resource)
         unmet: list[str] = []
@@ -309,6 +320,27 @@ class CompiledRequest:
     def _evaluate(
         self, expression: Expression, resource: Mapping[str, Any], variables: Mapping[str, Any]
     ) -> list[Any]:
+        spans = {
+            name: span
+            for name in self.date_names & expression.reads
+            for span in [date_span(_first(variables.get(name)))]
+            if span is not None
+        }
+        if spans:
+            # a date known to the year or month decides only when its first
+            # and its last day give the same result; otherwise unknown
+            first = self._evaluate_plain(
+                expression, resource, {**variables, **{n: [s[0]] for n, s in spans.items()}}
+            )
+            last = self._evaluate_plain(
+                expression, resource, {**variables, **{n: [s[1]] for n, s in spans.items()}}
+            )
+            return first if first == last else []
+        return self._evaluate_plain(expression, resource, variables)
+
+    def _evaluate_plain(
+        self, expression: Expression, resource: Mapping[str, Any], variables: Mapping[str, Any]
+    ) -> list[Any]:
         if self.memo is not None:  # the build-time exploration only
             return self.memo.evaluate(expression, resource, variables)
         return expression.evaluate(resource, variables)
@@ -380,6 +412,10 @@ class CompiledRequest:
 
 def _reads(criterion: Criterion, policy: Policy) -> list[str]:
     return sorted(reads(policy, criterion.met))
+
+
+def _first(values: Any) -> Any:
+    return values[0] if isinstance(values, list) and len(values) == 1 else None
 
 
 def _var(value: Value) -> list[bool]:

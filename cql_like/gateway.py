@@ -18,10 +18,13 @@ the library's sharp edges are handled once:
 
 from __future__ import annotations
 
+import calendar
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
 import fhirpathpy
@@ -37,11 +40,16 @@ class DefinitionError(RuntimeError):
 
 @dataclass(frozen=True)
 class Expression:
-    """A compiled FHIRPath expression, with the variables it reads."""
+    """A compiled FHIRPath expression."""
 
     name: str
     source: str
     _compiled: Any = field(repr=False, compare=False)
+
+    @cached_property
+    def reads(self) -> frozenset[str]:
+        """The ``%names`` it reads (parsed once, when first asked)."""
+        return _constants(parse_expression(self.source))
 
     def evaluate(self, resource: Mapping[str, Any], variables: Mapping[str, Any]) -> list[Any]:
         env = dict(variables)
@@ -93,16 +101,11 @@ class Memo:
 
     def __init__(self) -> None:
         self.results: dict[tuple[str, str], Any] = {}
-        self.reads: dict[str, list[str]] = {}
 
     def evaluate(
         self, expression: Expression, resource: Mapping[str, Any], variables: Mapping[str, Any]
     ) -> list[Any]:
-        names = self.reads.get(expression.source)
-        if names is None:
-            names = self.reads[expression.source] = sorted(
-                _constants(parse_expression(expression.source))
-            )
+        names = sorted(expression.reads)
         if "resource" in names or "context" in names:
             return expression.evaluate(resource, variables)
         key = (expression.source, json.dumps([variables.get(n) for n in names], default=str))
@@ -136,6 +139,27 @@ def join_terms(terms: list[str], operator: str) -> str:
     left = join_terms(terms[:middle], operator)
     right = join_terms(terms[middle:], operator)
     return f"({left}) {operator} ({right})"
+
+
+_PARTIAL = re.compile(r"^([0-9]{4})(-([0-9]{2}))?$")
+
+
+def date_span(value: object) -> tuple[str, str] | None:
+    """The first and last day a date of year or month precision stands for
+    (``'2008'`` → 2008-01-01 … 2008-12-31); None for a full date. FHIRPath
+    compares dates of different precision as unknown or, in fhirpathpy, as if
+    the missing parts were the earliest: neither may decide a criterion."""
+    if not isinstance(value, str):
+        return None
+    match = _PARTIAL.match(value)
+    if not match:
+        return None
+    year = int(match.group(1))
+    if match.group(3) is None:
+        return f"{year:04d}-01-01", f"{year:04d}-12-31"
+    month = int(match.group(3))
+    last = calendar.monthrange(year, month)[1]
+    return f"{year:04d}-{month:02d}-01", f"{year:04d}-{month:02d}-{last:02d}"
 
 
 def variable(name: str) -> str:
