@@ -54,6 +54,7 @@ class Naive:
 
     def __init__(self, name: str, source: str) -> None:
         self.name, self.source = name, source
+        self.reads = compile_expression(name, source).reads  # what the engine asks of it
 
     def evaluate(self, resource: Mapping[str, Any], variables: Mapping[str, Any]) -> list[Any]:
         env = {"resource": resource, "context": resource, **variables}
