@@ -40,6 +40,7 @@ def decision_context(policies: list[Policy]) -> dict[str, Any]:
                     "title": explorer.title,
                     "id": explorer.package.questionnaire["id"],
                     "evaluations": result.evaluations,
+                    "merged": result.merged,
                     "complete": result.complete,
                     "approvals": result.approvals,
                     "others": sorted(grouped.values(), key=lambda r: (r["outcome"], r["sections"])),

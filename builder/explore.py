@@ -35,6 +35,9 @@ not fully explored, never as verified.
 from __future__ import annotations
 
 import itertools
+import json
+import math
+import random
 import re
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -48,6 +51,7 @@ from cql_like.gateway import Expression, Memo, compile_expression
 AS_OF = date(2026, 6, 15)
 MAX_EVALUATIONS = 60_000
 MAX_PRODUCT = 4096
+SAMPLE = 1024
 _DURATION = re.compile(r"(\d+)\s*'?(years?|months?|weeks?|days?)'?")
 _NUMBER = re.compile(r"(?<![\w.@'-])(\d+(?:\.\d+)?)(?![\w.-])")
 _DATE = re.compile(r"@(\d{4}-\d{2}-\d{2})")
@@ -85,6 +89,8 @@ class Exploration:
     problems: list[str] = field(default_factory=list)
     evaluations: int = 0
     complete: bool = True
+    seen: set[tuple[Any, ...]] = field(default_factory=set)
+    merged: int = 0  # paths that joined one explored already
 
 
 def _shift_years(day: date, years: int) -> date:
@@ -120,6 +126,20 @@ class Explorer:
         }
         self.domains = {name: self._domain(name) for name in self.questions}
         self._reader_cache: dict[str, list[tuple[Expression, frozenset[str]]]] = {}
+        # question → (criteria, investigational conditions) whose definitions read it
+        self._reading: dict[str, tuple[list[str], list[str]]] = {
+            name: (
+                [c.id for c in self.criteria() if name in reads(policy, c.met)],
+                [
+                    c.id
+                    for c in (
+                        policy.investigational.all_conditions() if policy.investigational else []
+                    )
+                    if name in reads(policy, c.applies) or c.answer_of == name
+                ],
+            )
+            for name in self.questions
+        }
         self._run: Exploration | None = None
 
     @property
@@ -241,6 +261,13 @@ class Explorer:
     # --- one criterion -------------------------------------------------------------
 
     def met_table(self, criterion: Criterion) -> MetTable:
+        """``met`` over the answer domains of the questions it reads (with
+        *unanswered*): the whole cross product when it has at most
+        ``MAX_PRODUCT`` combinations; otherwise every combination taking the
+        same position in each domain (all first values, all second values, …)
+        and a fixed random sample of ``SAMPLE`` more. A decided value must not
+        change when an unanswered question is answered: checked against every
+        completion (whole product), or one question at a time (sample)."""
         from cql_like.definitions import own_name
 
         package = self.package
@@ -248,39 +275,57 @@ class Explorer:
         expression = package.expressions[name]
         names = sorted(n for n in reads(self.policy, criterion.met) if n in self.domains)
         domains = [[None, *self.domains[n]] for n in names]
-        rows: list[tuple[dict[str, str], bool | None]] = []
         results: dict[tuple[int, ...], bool | None] = {}
-        combos = list(itertools.islice(itertools.product(*domains), MAX_PRODUCT))
-        for combo in combos:
-            answers = {
-                package.link_of[n]: [v.value] for n, v in zip(names, combo, strict=True) if v
-            }
-            variables = package.answer_variables(answers, AS_OF)
-            for derived in package.derived:
-                variables[derived.name] = derived.evaluate(self.resource, variables)
-            result = expression.truth(self.resource, variables)
-            labels = {n: v.label for n, v in zip(names, combo, strict=True) if v}
-            rows.append((labels, result))
-            results[tuple(_index(d, v) for d, v in zip(domains, combo, strict=True))] = result
-        unanswered = results.get(tuple(0 for _ in names))
+
+        def truth(key: tuple[int, ...]) -> bool | None:
+            if key not in results:
+                answers = {
+                    package.link_of[n]: [domains[i][k].value]  # type: ignore[union-attr]
+                    for i, (n, k) in enumerate(zip(names, key, strict=True))
+                    if k
+                }
+                variables = package.answer_variables(answers, AS_OF)
+                for derived in package.derived:
+                    variables[derived.name] = derived.evaluate(self.resource, variables)
+                results[key] = expression.truth(self.resource, variables)
+            return results[key]
+
+        sizes = [len(d) for d in domains]
+        whole = math.prod(sizes) <= MAX_PRODUCT
+        if whole:
+            keys = list(itertools.product(*[range(n) for n in sizes]))
+        else:
+            same = [tuple(min(i, n - 1) for n in sizes) for i in range(max(sizes))]
+            chance = random.Random(criterion.id)  # the same sample every build
+            keys = same + [tuple(chance.randrange(n) for n in sizes) for _ in range(SAMPLE)]
+        rows = [(_labels(names, domains, key), truth(key)) for key in keys]
+        unanswered = truth(tuple(0 for _ in names))
         unstable: list[tuple[str, bool, str, bool | None]] = []
-        for key, decided in results.items():
-            if decided is None or 0 not in key or unstable:
+        for key in keys:
+            decided = results[key]
+            if decided is None or 0 not in key:
                 continue
             blanks = [i for i, k in enumerate(key) if k == 0]
-            for filling in itertools.product(*[range(1, len(domains[i])) for i in blanks]):
-                other_key = list(key)
-                for i, choice in zip(blanks, filling, strict=True):
-                    other_key[i] = choice
-                other = results.get(tuple(other_key), decided)
+            if whole:
+                fillings = [
+                    dict(zip(blanks, filling, strict=True))
+                    for filling in itertools.product(*[range(1, sizes[i]) for i in blanks])
+                ]
+            else:
+                fillings = [{i: k} for i in blanks for k in range(1, sizes[i])]
+            for filling in fillings:
+                other_key = tuple(filling.get(i, k) for i, k in enumerate(key))
+                other = truth(other_key)
                 if other != decided:
                     given = _describe(names, domains, key) or "nothing answered"
                     filled = ", ".join(
                         f"{names[i]} = {domains[i][c].label}"  # type: ignore[union-attr]
-                        for i, c in zip(blanks, filling, strict=True)
+                        for i, c in filling.items()
                     )
                     unstable.append((given, decided, filled, other))
                     break
+            if unstable:
+                break
         return MetTable(names, rows, unanswered, unstable)
 
     # --- the whole form ------------------------------------------------------------
@@ -328,6 +373,38 @@ class Explorer:
                 add(definition.expression, package.expressions[definition.name])
         return found
 
+    def _final(self, name: str, evaluation: Any) -> bool:
+        """Whether nothing still to be decided reads this answer: every
+        criterion reading it is decided (a decided criterion never changes:
+        verified for each), and every investigational condition reading it."""
+        criteria, applies = self._reading[name]
+        return all(evaluation.statuses.get(c) != "unknown" for c in criteria) and all(
+            evaluation.investigational_truth.get(a) is not None for a in applies
+        )
+
+    def _state(
+        self, answers: dict[str, list[Any]], evaluation: Any, by_link: dict[str, str]
+    ) -> tuple[Any, ...]:
+        """What the rest of the exploration depends on: two paths in the same
+        state have the same future, so it is explored once."""
+        open_answers = frozenset(
+            (link, json.dumps(values, sort_keys=True))
+            for link, values in answers.items()
+            if not self._final(by_link[link], evaluation)
+        )
+        waiting = frozenset(
+            link
+            for link, on in evaluation.enabled.items()
+            if on and link in by_link and link not in answers
+        )
+        return (
+            tuple(sorted(evaluation.statuses.items())),
+            tuple(evaluation.investigational),
+            tuple(sorted(evaluation.limits.items())),
+            waiting,
+            open_answers,
+        )
+
     def value_class(
         self, name: str, value: Value, answers: dict[str, list[Any]]
     ) -> tuple[Any, ...] | None:
@@ -364,6 +441,12 @@ class Explorer:
             return
         outcome = self.outcome(evaluation)
         if outcome == "pended":
+            state = self._state(answers, evaluation, by_link)
+            if state in result.seen:
+                # the rest of the form is the same as on a path explored already
+                result.merged += 1
+                return
+            result.seen.add(state)
             asked = [q for q in evaluation.missing_questions if q not in answers]
             if not asked:
                 result.problems.append(
@@ -443,6 +526,10 @@ class Explorer:
                         " read it, or make it record-only)"
                     )
                     return
+
+
+def _labels(names: list[str], domains: list[list[Any]], key: tuple[int, ...]) -> dict[str, str]:
+    return {n: domains[i][k].label for i, (n, k) in enumerate(zip(names, key, strict=True)) if k}
 
 
 def _index(domain: list[Any], value: Any) -> int:

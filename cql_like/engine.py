@@ -80,6 +80,7 @@ class Evaluation:
     review: list[str] = field(default_factory=list)
     derived: dict[str, list[Any]] = field(default_factory=dict)
     limits: dict[str, bool | None] = field(default_factory=dict)
+    investigational_truth: dict[str, bool | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -233,14 +234,14 @@ class CompiledRequest:
             self._cite(node, run, unmet)
             self._missing(node, run, missing, missing_questions, review)
         investigational = []
+        applies: dict[str, bool | None] = {}
         if self.policy.investigational is not None:
             for condition in self.policy.investigational.all_conditions():
                 expression = self.expressions.get(applies_name(condition.id))
-                if (
-                    expression is not None
-                    and self._truth_of(expression, resource, variables) is True
-                ):
-                    investigational.append(condition.id)
+                if expression is not None:
+                    applies[condition.id] = self._truth_of(expression, resource, variables)
+                    if applies[condition.id] is True:
+                        investigational.append(condition.id)
         limits = {e.name: self._truth_of(e, resource, variables) for e in self.limit_expressions}
         statuses = {
             name: "review" if name in run.review else _STATUS[value]
@@ -258,6 +259,7 @@ class CompiledRequest:
             review=list(dict.fromkeys(review)),
             derived=derived,
             limits=limits,
+            investigational_truth=applies,
         )
 
     def _applicable(self, link_id: str, inherited: bool, run: _Run) -> bool:
