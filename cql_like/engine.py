@@ -398,7 +398,7 @@ class CompiledRequest:
             review.extend([node.id, *node.cites])
             return
         own_unknown = run.own.get(node.id, value) is None if node.met else False
-        if node.combine == "or" and run.own.get(node.id) is False:
+        if value is None and node.combine == "or" and run.own.get(node.id) is False:
             # its own condition failed, so its children must decide: the reason
             # they are asked (EOCCO329 Renewal.II: started on samples)
             sections.append(node.id)

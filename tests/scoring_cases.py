@@ -79,31 +79,49 @@ def run_case(catalog: Catalog, case: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def mismatches(expect: dict[str, Any], result: dict[str, Any]) -> list[str]:
-    """What differs between a case's expectations and a determination."""
+def mismatches(expect: dict[str, Any], result: dict[str, Any], as_of: date = AS_OF) -> list[str]:
+    """What differs between a case's expectations and the whole determination:
+    outcome, every section list, the missing questions, the authorization
+    dates and the pend reason. A list a case does not state is expected
+    empty; an approval must state its months and end date (the start is the
+    evaluation date); quantities are compared when a case states them."""
     found = {
         "outcome": result["outcome"],
         "unmet": result["sections"]["unmet"],
         "missing": result["sections"]["missing"],
         "investigational": result["sections"]["investigational"],
+        "review": result["sections"]["review"],
+        "excluded": result["sections"]["excluded"],
         "missingQuestions": result["missingQuestions"],
+        "pendReason": result["pendReason"],
         "months": (result["authorization"] or {}).get("months"),
         "start": (result["authorization"] or {}).get("start"),
         "end": (result["authorization"] or {}).get("end"),
+        # compared only when a case states them
         "limits": result["limits"],
-        # optional: compared only when a case states them
         "approvedQuantity": (result.get("quantity") or {}).get("approved"),
-        "pendReason": result.get("pendReason"),
-        "review": result["sections"].get("review", []),
-        "excluded": result["sections"].get("excluded", []),
         "requestedQuantity": (result.get("quantity") or {}).get("requested"),
     }
-    # a case that states no investigational sections expects none
-    expect = {"investigational": [], **expect}
-    if expect["outcome"] != "approved":
-        expect.setdefault("months", None)
     problems = []
-    for key, wanted in expect.items():
+    approved = expect["outcome"] == "approved"
+    if approved and not {"months", "end"} <= expect.keys():
+        problems.append("an approval must state its months and end date")
+    pended = expect["outcome"] == "pended"
+    defaults: dict[str, Any] = {
+        "unmet": [],
+        "missing": [],
+        "investigational": [],
+        "review": [],
+        "excluded": [],
+        "missingQuestions": [],
+        "pendReason": (
+            ("review" if expect.get("review") else "missing-information") if pended else None
+        ),
+        "months": None,
+        "start": as_of if approved else None,
+        "end": None,
+    }
+    for key, wanted in {**defaults, **expect}.items():
         if isinstance(wanted, date):
             wanted = wanted.isoformat()
         if found[key] != wanted:

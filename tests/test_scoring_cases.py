@@ -10,6 +10,7 @@ import yaml
 
 from scoring import Catalog
 from tests.scoring_cases import (
+    AS_OF,
     case_files,
     folder_catalog,
     load_scoring_cases,
@@ -25,7 +26,8 @@ def catalog() -> Catalog:
 
 @pytest.mark.parametrize("case", load_scoring_cases())
 def test_case(catalog: Catalog, case: dict[str, Any]) -> None:
-    assert mismatches(case["expect"], run_case(catalog, case)) == []
+    as_of = case.get("as_of", AS_OF)
+    assert mismatches(case["expect"], run_case(catalog, case), as_of) == []
 
 
 def test_a_deliberately_wrong_case_fails(catalog: Catalog) -> None:

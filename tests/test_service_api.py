@@ -37,7 +37,9 @@ def catalog() -> Catalog:
 
 @pytest.fixture()
 def client(catalog: Catalog, tmp_path: Path) -> TestClient:
-    settings = Settings(database=str(tmp_path / "store.sqlite3"), max_body=200_000)
+    settings = Settings(
+        database=str(tmp_path / "store.sqlite3"), max_body=200_000, max_response_body=500_000
+    )
     return TestClient(create_app(settings, catalog=catalog, clock=lambda: AS_OF))
 
 
@@ -198,7 +200,8 @@ def test_package_needs_order_questionnaire_or_context(client: TestClient) -> Non
 def test_evaluate_scores_stores_and_returns_claim_response(
     client: TestClient, catalog: Catalog
 ) -> None:
-    reply = post(client, response(catalog, subject="Patient/123"))
+    sent = response(catalog, subject="Patient/123")
+    reply = post(client, sent)
     assert reply.status_code == 201, reply.text
     claim = reply.json()
     ClaimResponse.model_validate(claim)
@@ -212,7 +215,7 @@ def test_evaluate_scores_stores_and_returns_claim_response(
     assert client.get(f"/ClaimResponse/{claim['id']}").json() == claim
     determination = client.get(f"/determinations/{claim['id']}").json()
     assert determination["outcome"] == "approved" and determination["authorization"]["months"] == 6
-    assert determination["questionnaire"].endswith("eocco329-initial|1.0.0-r2")
+    assert determination["questionnaire"] == sent["questionnaire"]
     notice = client.get(f"/determinations/{claim['id']}/notice")
     assert notice.headers["content-type"].startswith("text/html") and "Approved" in notice.text
     assert (
@@ -287,9 +290,21 @@ def test_wrong_content_type_is_415(client: TestClient, catalog: Catalog) -> None
 
 
 def test_oversize_body_is_413(client: TestClient, catalog: Catalog) -> None:
+    """A response may carry attachments (its own, larger limit); other bodies
+    keep the tight one."""
     big = response(catalog)
-    big["text"] = {"status": "generated", "div": "<div>" + "x" * 300_000 + "</div>"}
-    assert "exceeds the limit of 200000 bytes" in outcome_of(post(client, big), 413)
+    big["text"] = {"status": "generated", "div": "<div>" + "x" * 600_000 + "</div>"}
+    assert "exceeds the limit of 500000 bytes" in outcome_of(post(client, big), 413)
+    parameters = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "x", "valueString": "x" * 300_000}],
+    }
+    reply = client.post(
+        "/Questionnaire/$questionnaire-package",
+        content=json.dumps(parameters),
+        headers={"Content-Type": "application/fhir+json"},
+    )
+    assert "exceeds the limit of 200000 bytes" in outcome_of(reply, 413)
 
 
 def test_response_that_does_not_fit_is_422(client: TestClient, catalog: Catalog) -> None:
