@@ -128,7 +128,11 @@ def check_structure(resource: Mapping[str, Any]) -> None:
         ) from None
     except ValidationError as exc:
         issues = [
-            Issue("structure", f"{_location(e['loc'])}: {e['msg']}", _location(e["loc"]))
+            Issue(
+                "structure",
+                f"{_item_at(resource, e['loc'])}{_location(e['loc'])}: {e['msg']}",
+                _location(e["loc"]),
+            )
             for e in exc.errors()
         ]
         raise InvalidInput(issues) from None
@@ -144,6 +148,20 @@ def check_structure(resource: Mapping[str, Any]) -> None:
                 )
             ]
         )
+
+
+def _item_at(resource: Mapping[str, Any], loc: tuple[int | str, ...]) -> str:
+    """``item LINKID: `` for the innermost item on a path into the response."""
+    node: Any = resource
+    link_id = None
+    for part in loc:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            break
+        if isinstance(node, dict) and isinstance(node.get("linkId"), str):
+            link_id = node["linkId"]
+    return f"item {link_id}: " if link_id else ""
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
