@@ -46,6 +46,7 @@ from builder.questionnaire import BuildError
 from cql_like.gateway import ExpressionSyntaxError, parse_expression
 
 FORBIDDEN_FUNCTIONS = {"today", "now", "timeOfDay"}
+MAX_NESTING = 120  # parse-tree levels; a chain of n and/or terms is about n + 4
 NUMBER = {"Integer", "Decimal"}
 
 
@@ -152,6 +153,14 @@ def check_expression(source: str, types: dict[str, Typ], wanted: str = "Boolean"
         tree = parse_expression(source)
     except ExpressionSyntaxError as exc:
         return [f"{source!r} does not parse: {exc}"]
+    depth = _depth(tree)
+    if depth > MAX_NESTING:
+        # fhirpathpy evaluates recursively, one level per node: a chain of a
+        # few hundred and/or terms exhausts Python's stack at scoring time
+        return [
+            f"nests {depth} levels deep (at most {MAX_NESTING}): split the chain into child"
+            " criteria combined by `logic: all` or `logic: any`"
+        ]
     checker = _Checker(types)
     result = checker.infer(tree)
     problems = checker.problems
@@ -159,6 +168,15 @@ def check_expression(source: str, types: dict[str, Typ], wanted: str = "Boolean"
     if not problems and result.name not in ("Any", wanted) and not numeric:
         problems.append(f"{source!r} gives a {result.name}, not a {wanted}")
     return problems
+
+
+def _depth(tree: dict[str, Any]) -> int:
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in node.get("children", []))
+    return deepest
 
 
 class _Checker:
