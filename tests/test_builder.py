@@ -4,15 +4,16 @@ mirror the policy, checked through the public ``build`` function."""
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fhir.resources.R4B.questionnaire import Questionnaire
 
 from builder.checks import iter_items, questionnaire_problems
-from builder.loader import bundled_policies
-from builder.policy import Policy, walk
-from builder.questionnaire import BUILDER_REVISION, DTR_STD_QUESTIONNAIRE, build, request_tree
+from builder.loader import bundled_policies, load_folder
+from builder.policy import AnyOf, Node, Policy, RequestKind, expression_variables, walk
+from builder.questionnaire import BUILDER_REVISION, DTR_STD_QUESTIONNAIRE, build
 from tests.conftest import load_cases
 
 # every Questionnaire of every bundled policy, whatever the policies are
@@ -56,32 +57,120 @@ def test_questionnaire_is_sound(
     assert build(policies[policy_id], kind, drug) == questionnaire  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("policy_id", "kind", "drug"), FORMS)
-def test_every_section_has_an_item(
-    policies: dict[str, Policy], policy_id: str, kind: str, drug: str | None
-) -> None:
-    policy = policies[policy_id]
-    questionnaire = build(policy, kind, drug)  # type: ignore[arg-type]
+def policy_sections(policy: Policy, kind: RequestKind, drug: str | None) -> set[str]:
+    """The sections a form of ``kind`` (for ``drug``) must ask, read from the
+    policy data alone (never from the builder): the request's criteria, with
+    the initial criteria a renewal pulls in by ``include: initial``, less
+    those whose ``drugs`` leave this drug out; ``QL`` when a quantity limit
+    applies to the drug; ``Term`` and ``Cap`` when the authorization term asks
+    for them."""
+
+    def visit(nodes: list[Node]) -> set[str]:
+        found: set[str] = set()
+        for node in nodes:
+            criteria = list(node.any_of) if isinstance(node, AnyOf) else [node]
+            for criterion in criteria:
+                if drug is not None and criterion.drugs and drug not in criterion.drugs:
+                    continue  # with its children
+                found.add(criterion.id)
+                below = policy.initial.criteria if criterion.include == "initial" else []
+                found |= visit([*criterion.children, *below])
+        return found
+
+    tree = policy.request(kind).criteria
+    expected = visit(tree)
+    if drug is None:  # a single-drug form: walk and the visit above must agree
+        assert {c.id for c in walk(tree)} <= expected
+    limits = policy.quantity_limits
+    if limits is not None and any(lim.drug in (None, drug) for lim in limits.limits):
+        expected.add("QL")
+    term = policy.authorization.term(kind)
+    if term.lesser_of_planned:
+        expected.add("Term")
+    if term.max_renewals is not None or term.max_total_months is not None:
+        expected.add("Cap")
+    return expected
+
+
+def sections_coded(policy: Policy, questionnaire: dict[str, Any]) -> set[str]:
     system = policy.policy.sections_system
-    coded = {
+    return {
         code["code"]
         for item, _ in iter_items(questionnaire["item"])
         for code in item.get("code", [])
         if code["system"] == system
     }
-    options = {
-        option["valueCoding"]["code"]
-        for item, _ in iter_items(questionnaire["item"])
-        for option in item.get("answerOption", [])
-        if option["valueCoding"]["system"] == system
+
+
+# the bundled policies, and the fixture of the constructs no bundled policy
+# uses (per-drug forms, criteria for one drug only, Term, Cap)
+FIXTURES = load_folder(Path(__file__).parent / "policies" / "constructs")
+ALL_FORMS = [
+    pytest.param(p, kind, drug, id=f"{p.id}-{drug or ''}-{kind}")
+    for p in [*bundled_policies(), *FIXTURES]
+    for kind, drug in p.forms()
+]
+
+
+@pytest.mark.parametrize(("policy", "kind", "drug"), ALL_FORMS)
+def test_every_section_has_an_item(policy: Policy, kind: RequestKind, drug: str | None) -> None:
+    questionnaire = build(policy, kind, drug)
+    coded = sections_coded(policy, questionnaire)
+    expected = policy_sections(policy, kind, drug)
+    assert expected, "the policy data names no section"
+    assert sorted(expected - coded) == []
+    # the investigational conditions decided by what this form asks
+    asked = {
+        question.name
+        for tree in (policy.initial.criteria, policy.renewal.criteria)
+        for criterion in walk(tree)
+        if criterion.id in expected  # section ids are unique in a policy
+        for question in criterion.questions
     }
-    expected = {c.id for c in walk(request_tree(policy, kind, drug))}  # type: ignore[arg-type]
-    assert expected <= coded
-    investigational = policy.investigational
-    if investigational is not None and "I.D.diagnosis" in items_by_link(questionnaire):
-        listed = {c.id for c in investigational.all_conditions()}
-        assert listed <= coded
-        assert listed - {"II.A"} <= options  # the diagnoses are coded answers
+    investigational: set[str] = set()
+    if policy.investigational is not None:
+        options = {
+            option["valueCoding"]["code"]
+            for item, _ in iter_items(questionnaire["item"])
+            for option in item.get("answerOption", [])
+            if option["valueCoding"]["system"] == policy.policy.sections_system
+        }
+        for condition in policy.investigational.all_conditions():
+            if condition.answer_of is not None and condition.answer_of in asked:
+                # a listed diagnosis is a coded answer, and its question is coded with it
+                assert condition.id in options
+                investigational.add(condition.id)
+            elif condition.applies is not None and expression_variables(condition.applies) & asked:
+                investigational.add(condition.id)
+        assert sorted(investigational - coded) == []
+    # and no section of the policy that this form does not ask (another
+    # request's, another drug's) is coded on any of its items
+    every_section = {
+        criterion.id
+        for tree in (policy.initial.criteria, policy.renewal.criteria)
+        for criterion in walk(tree)
+    } | {"QL", "Term", "Cap"}
+    if policy.investigational is not None:
+        every_section |= {c.id for c in policy.investigational.all_conditions()}
+    assert sorted((coded & every_section) - expected - investigational) == []
+
+
+def test_expected_sections_follow_the_policy_data(policies: dict[str, Policy]) -> None:
+    """The expectation above, checked by hand on what the policy files say."""
+    eocco = policies["eocco329"]
+    initial = policy_sections(eocco, "initial", None)
+    renewal = policy_sections(eocco, "renewal", None)
+    assert {"QL", "I", "I.A", "I.B", "I.C", "I.D", "I.D.2", "I.D.8", "I.D.9"} <= initial
+    assert "Term" not in initial and "Cap" not in initial
+    # Renewal II includes the initial criteria: they are asked in the renewal too
+    assert {"QL", "Renewal.I", "Renewal.II", "Renewal.IV", "Renewal.V", "I", "I.A"} <= renewal
+    assert not {s for s in initial if s.startswith("Renewal.")}
+    fixture = next(p for p in FIXTURES if p.id == "fixture-class")
+    assert {"QL", "Term", "Naive"} <= policy_sections(fixture, "initial", "alpha")
+    assert "BetaDose" not in policy_sections(fixture, "initial", "alpha")
+    assert "BetaDose" in policy_sections(fixture, "initial", "beta")
+    assert "Cap" in policy_sections(fixture, "renewal", "beta")
+    assert "Term" not in policy_sections(fixture, "renewal", "beta")
 
 
 def test_question_codes_name_every_section_they_decide(eocco_initial: dict[str, Any]) -> None:
@@ -105,7 +194,7 @@ def test_lgsoc_questions_only_for_lgsoc(eocco_initial: dict[str, Any]) -> None:
 def test_intolerance_asked_only_without_progression(
     eocco_initial: dict[str, Any], section: str, therapy: str
 ) -> None:
-    assert conditions(eocco_initial, f"{section}.{therapy}_intolerant") == [
+    assert conditions(eocco_initial, f"{section}.{therapy}_otherwise") == [
         (f"{section}.{therapy}_progressed", "=", False)
     ]
     assert conditions(eocco_initial, f"{section}.{therapy}_progressed") == []

@@ -3,11 +3,14 @@ never a determination. Each case edits a valid response built with `fill`."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
+import sys
 from datetime import date
 from typing import Any
 
+import fhirpathpy
 import pytest
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 
@@ -96,8 +99,13 @@ def test_response_to_another_questionnaire(catalog: Catalog, response: dict[str,
 
 
 def test_unknown_version(catalog: Catalog, response: dict[str, Any]) -> None:
-    response["questionnaire"] = response["questionnaire"].replace("|1.0.0-r2", "|0.9")
-    assert "has no version 0.9 (known: 1.0.0-r1, 1.0.0-r2)" in messages(refused(catalog, response))
+    url, version = response["questionnaire"].split("|")
+    response["questionnaire"] = f"{url}|0.9"
+    text = messages(refused(catalog, response))
+    assert f"{url} has no version 0.9 (known: " in text
+    known = text.split("(known: ", 1)[1].split(")", 1)[0].split(", ")
+    # the versions released.json records (1.0.0-r1 was the first), and the current one
+    assert {"1.0.0-r1", version} <= set(known)
 
 
 def test_version_missing(catalog: Catalog, response: dict[str, Any]) -> None:
@@ -200,14 +208,189 @@ def test_every_problem_is_reported(catalog: Catalog, response: dict[str, Any]) -
     assert len(refused(catalog, response).issues) == 2
 
 
-def test_expressions_in_the_response_are_never_evaluated(
-    catalog: Catalog, response: dict[str, Any]
-) -> None:
-    """A response carrying its own logic changes nothing: only package expressions run."""
-    response["extension"] = [
-        {
-            "url": "http://hl7.org/fhir/StructureDefinition/cqf-expression",
-            "valueExpression": {"language": "text/fhirpath", "expression": "true"},
-        }
+# --- expressions carried by the response ------------------------------------
+# A response may carry FHIRPath wherever FHIR and SDC allow an Expression: a
+# value given by an expression (cqf-expression on the primitive), an item's
+# calculated, initial or enableWhen expression, a Library of its own. Only the
+# package's definitions decide: each expression below would change the outcome
+# if it were evaluated (true where the answer is false; a date of birth where
+# none is given; an item enabled that is not), and every one carries MARK, so
+# that any evaluation at all is seen.
+
+MARK = "never-evaluated"
+TRUE = f"'{MARK}' = '{MARK}'"  # FHIRPath: true
+BIRTH_DATE = f"iif('{MARK}' = '{MARK}', @1960-01-01)"  # FHIRPath: a date of an adult
+CQF_EXPRESSION = "http://hl7.org/fhir/StructureDefinition/cqf-expression"
+CQF_LIBRARY = "http://hl7.org/fhir/StructureDefinition/cqf-library"
+SDC = "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-"
+MET = base_answers("eocco329", "initial_met")
+# I.B not met: the prescriber is no oncologist and did not consult one
+NOT_CONSULTED = {**MET, "prescriber_oncologist": False, "oncologist_consulted": False}
+
+
+def expression(text: str) -> dict[str, str]:
+    return {"language": "text/fhirpath", "expression": text}
+
+
+def extension(url: str, text: str) -> dict[str, Any]:
+    return {"url": url, "valueExpression": expression(text)}
+
+
+def own_library(package: Any) -> dict[str, Any]:
+    """A Library defining every criterion of the package as met."""
+    text = "\n".join(f'define "{name}": {TRUE}' for name in package.expressions)
+    return {
+        "resourceType": "Library",
+        "id": "own-logic",
+        "status": "active",
+        "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/library-type",
+                             "code": "logic-library"}]},
+        "content": [{"contentType": "text/fhirpath",
+                     "data": base64.b64encode(text.encode()).decode()}],
+    }  # fmt: skip
+
+
+PROJECT = {"builder", "cql_like", "scoring"}  # where fhirpathpy may be called from
+
+
+def spy_on_fhirpath(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every FHIRPath text compiled or evaluated from now on, wherever the
+    project calls fhirpathpy from."""
+    seen: list[str] = []
+    real = {"compile": fhirpathpy.compile, "evaluate": fhirpathpy.evaluate}
+
+    def compile_(source: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(str(source))
+        return real["compile"](source, *args, **kwargs)
+
+    def evaluate_(resource: Any, source: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(str(source))
+        return real["evaluate"](resource, source, *args, **kwargs)
+
+    spies = {"compile": compile_, "evaluate": evaluate_}
+    modules = [m for n, m in list(sys.modules.items()) if n.split(".")[0] in PROJECT]
+    for module in [fhirpathpy, *modules]:
+        for attribute, value in list(vars(module).items()):
+            for name, function in real.items():
+                if value is function:
+                    monkeypatch.setattr(module, attribute, spies[name])
+    return seen
+
+
+def test_the_injected_expressions_would_change_the_outcome(catalog: Catalog) -> None:
+    """The premise of the tests below: evaluated, each injected expression
+    gives a value that decides differently from the response's own answers."""
+    package = package_for(catalog, "eocco329", "initial")
+    assert fhirpathpy.evaluate({}, TRUE) == [True]
+    assert [str(d) for d in fhirpathpy.evaluate({}, BIRTH_DATE)] == ["1960-01-01"]
+    denied = score_json(catalog, fill(package, NOT_CONSULTED), AS_OF)
+    assert (denied.outcome, denied.unmet) == ("denied", ["I.B"])
+    consulted = {**NOT_CONSULTED, "oncologist_consulted": True}
+    decided = score_json(catalog, fill(package, consulted), AS_OF)
+    assert decided.outcome != "denied" and "I.B" not in decided.unmet
+    no_birth_date = {k: v for k, v in MET.items() if k != "birth_date"}
+    pended = score_json(catalog, fill(package, no_birth_date), AS_OF)
+    assert package.link_of["birth_date"] in pended.missing_questions
+    dated = {**no_birth_date, "birth_date": "1960-01-01"}
+    decided = score_json(catalog, fill(package, dated), AS_OF)
+    assert package.link_of["birth_date"] not in decided.missing_questions
+    assert decided.to_json() != pended.to_json()
+
+
+def _value_by_expression(response: dict[str, Any], link: str, package: Any) -> None:
+    # FHIR's dynamic value: the primitive's value given by a cqf-expression
+    find(response, link)["answer"] = [
+        {"valueBoolean": False, "_valueBoolean": {"extension": [extension(CQF_EXPRESSION, TRUE)]}}
     ]
-    assert score_json(catalog, response, AS_OF).outcome == "pended"
+
+
+def _answer_extension(response: dict[str, Any], link: str, package: Any) -> None:
+    find(response, link)["answer"][0]["extension"] = [extension(CQF_EXPRESSION, TRUE)]
+
+
+def _calculated(response: dict[str, Any], link: str, package: Any) -> None:
+    find(response, link)["extension"] = [
+        extension(SDC + "calculatedExpression", TRUE),
+        extension(SDC + "initialExpression", TRUE),
+    ]
+
+
+def _item_text(response: dict[str, Any], link: str, package: Any) -> None:
+    find(response, link)["text"] = TRUE
+    parent = package.items[link].parent
+    find(response, parent)["text"] = f"%resource.repeat(item).answer.value.exists() or {TRUE}"
+
+
+def _own_library(response: dict[str, Any], link: str, package: Any) -> None:
+    response["contained"] = [own_library(package)]
+    response["extension"] = [
+        {"url": CQF_LIBRARY, "valueCanonical": "#own-logic"},
+        extension(CQF_EXPRESSION, TRUE),
+    ]
+
+
+INJECTIONS = {
+    "value given by a cqf-expression": _value_by_expression,
+    "answer extension with an expression": _answer_extension,
+    "calculated and initial expressions": _calculated,
+    "item text that is FHIRPath": _item_text,
+    "a Library of its own": _own_library,
+}
+
+
+@pytest.mark.parametrize("inject", [*INJECTIONS, "all at once"])
+def test_expressions_in_the_response_are_never_evaluated(
+    catalog: Catalog, monkeypatch: pytest.MonkeyPatch, inject: str
+) -> None:
+    """Denied citing I.B; with expressions that would make I.B met, the
+    determination is the same, and no injected expression is ever evaluated."""
+    package = package_for(catalog, "eocco329", "initial")
+    link = package.link_of["oncologist_consulted"]
+    plain = fill(package, NOT_CONSULTED)
+    expected = score_json(catalog, copy.deepcopy(plain), AS_OF).to_json()
+    carrying = copy.deepcopy(plain)
+    for name in INJECTIONS if inject == "all at once" else [inject]:
+        INJECTIONS[name](carrying, link, package)
+    assert MARK in json.dumps(carrying)
+    seen = spy_on_fhirpath(monkeypatch)
+    assert score_json(catalog, carrying, AS_OF).to_json() == expected
+    assert [source for source in seen if MARK in source] == []
+
+
+def test_an_expression_never_supplies_a_missing_answer(
+    catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Date of birth not given: the item carries expressions that would give
+    one; the request still pends for it."""
+    package = package_for(catalog, "eocco329", "initial")
+    link = package.link_of["birth_date"]
+    given = fill(package, MET)
+    expected = score_json(
+        catalog, fill(package, {k: v for k, v in MET.items() if k != "birth_date"}), AS_OF
+    ).to_json()
+    assert link in expected["missingQuestions"]
+    item = find(given, link)
+    del item["answer"]
+    item["extension"] = [
+        extension(SDC + "calculatedExpression", BIRTH_DATE),
+        extension(SDC + "initialExpression", BIRTH_DATE),
+    ]
+    seen = spy_on_fhirpath(monkeypatch)
+    assert score_json(catalog, given, AS_OF).to_json() == expected
+    assert [source for source in seen if MARK in source] == []
+
+
+def test_an_expression_never_enables_an_item(
+    catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An answer to a disabled item is refused, whatever enableWhenExpression
+    the response puts on it."""
+    package = package_for(catalog, "eocco329", "initial")
+    link = package.link_of["oncologist_consulted"]
+    disabled = fill(package, {**MET, "oncologist_consulted": True})  # the prescriber is one
+    expected = messages(refused(catalog, copy.deepcopy(disabled)))
+    assert f"item {link} is answered but not enabled" in expected
+    find(disabled, link)["extension"] = [extension(SDC + "enableWhenExpression", TRUE)]
+    seen = spy_on_fhirpath(monkeypatch)
+    assert messages(refused(catalog, disabled)) == expected
+    assert [source for source in seen if MARK in source] == []

@@ -10,9 +10,12 @@ sets come from the clinical case tables (tests/cases/scoring_*.yaml).
 
 from __future__ import annotations
 
+import base64
 import copy
 import os
+import re
 import struct
+import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -23,6 +26,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
+from builder.policy import DOCUMENT_PREFIX
 from scoring import Catalog
 from scoring.fill import fill
 from tests.browser.conftest import ROOT, VIEWPORT, Problems, Service
@@ -105,6 +109,17 @@ class Form:
         """A question name (or a linkId) → its linkId ('<section>.<name>')."""
         if key in self.items:
             return key
+        if key.startswith(DOCUMENT_PREFIX):
+            # a criterion's generated attachment: '<section>.documentation'
+            slug = key.removeprefix(DOCUMENT_PREFIX)
+            found = [
+                link
+                for link in self.items
+                if link.endswith(".documentation")
+                and re.sub(r"[^a-z0-9]+", "_", link.removesuffix(".documentation").lower()) == slug
+            ]
+            if len(found) == 1:
+                return found[0]
         found = self._by_name.get(key, [])
         if len(found) != 1:
             raise KeyError(f"{key!r} names {len(found)} questions of {self.id}: {found}")
@@ -245,6 +260,12 @@ class Portal:
             field.press("Enter")
             page.keyboard.press("Escape")
             expect(field).to_have_value(us_date(value))
+        elif item.type == "attachment":
+            # the provider attaches the report as a file: the browser reads it
+            folder = Path(tempfile.mkdtemp())
+            report = folder / value["title"]
+            report.write_bytes(base64.b64decode(value["data"]))
+            page.set_input_files(sel("file-" + eid), report)
         else:
             raise NotImplementedError(f"no way to answer a {item.type} item ({item.link_id})")
         self._follow(item.link_id, str(value) if item.type == "choice" else value)
@@ -314,7 +335,14 @@ def answered(response: dict[str, Any]) -> dict[tuple[str, ...], list[Any]]:
         for item in items:
             here = (*path, item["linkId"])
             if "answer" in item:
-                found[here] = item["answer"]
+                # an attachment is the same when its data is (LHC-Forms adds
+                # its own size, date and content type)
+                found[here] = [
+                    {"valueAttachment": {"data": a["valueAttachment"]["data"]}}
+                    if "valueAttachment" in a
+                    else a
+                    for a in item["answer"]
+                ]
             visit(item.get("item", []), here)
 
     visit(response.get("item", []), ())
@@ -422,7 +450,9 @@ def test_eocco_initial_lgsoc_questions_follow_the_diagnosis(page: Page, service:
     portal = opened(page, service, "eocco329-initial")
     form = portal.form
     criteria = [i.link_id for i in form.items.values() if i.parent == "I.D" and i.type == "group"]
-    assert criteria == [f"I.D.{n}" for n in range(1, 10)]
+    # I.D.1-I.D.9 and the check that some prior therapy was received (a group
+    # with the policy text alone: it asks nothing of its own)
+    assert criteria == [*(f"I.D.{n}" for n in range(1, 8)), "I.D.PRIOR", "I.D.8", "I.D.9"]
     always = [q.link_id for g in criteria for q in form.below(g) if q.is_question]
     assert "I.D.2.kras_mutation" in always
     for link_id in criteria + always:
@@ -431,7 +461,7 @@ def test_eocco_initial_lgsoc_questions_follow_the_diagnosis(page: Page, service:
     portal.answer("diagnosis", "I.D")
     for link_id in criteria + always:
         expect(portal.item(link_id), f"{link_id} not shown for LGSOC").to_be_visible()
-    for name in ["platinum_intolerant", "trametinib_intolerant"]:
+    for name in ["platinum_otherwise", "trametinib_otherwise"]:
         expect(portal.item(form.link_id(name))).to_have_count(0)
 
     portal.answer("diagnosis", "II.C")  # non-small cell lung cancer
