@@ -30,11 +30,22 @@ class Issue:
         issue: dict[str, Any] = {
             "severity": self.severity,
             "code": self.code,
-            "diagnostics": self.diagnostics,
+            "diagnostics": printable(self.diagnostics),
         }
         if self.expression:
-            issue["expression"] = [self.expression]
+            issue["expression"] = [printable(self.expression)]
         return issue
+
+
+MAX_TEXT = 2000
+
+
+def printable(text: str) -> str:
+    """A message that quotes the input (a linkId, a value) as a valid FHIR
+    string: no lone surrogates or control characters, and not unbounded."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    text = "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text)
+    return text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + "…"
 
 
 class InvalidInput(ValueError):
