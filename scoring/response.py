@@ -55,7 +55,8 @@ class Answers:
 def parse_json(body: bytes | str) -> dict[str, Any]:
     """JSON text → a resource dict; malformed JSON is an issue with its position."""
     try:
-        data = json.loads(body)
+        # strict: json.loads would let bytes of a lone surrogate through
+        data = json.loads(body.decode("utf-8") if isinstance(body, bytes) else body)
     except UnicodeDecodeError as exc:
         raise InvalidInput(
             [Issue("invalid", f"the body is not UTF-8 text ({exc.reason})")], 400
@@ -83,6 +84,23 @@ def parse_json(body: bytes | str) -> dict[str, Any]:
 # No Questionnaire of ours nests deeper than a few groups; far deeper JSON is
 # refused before the FHIR models (which recurse) ever see it.
 MAX_DEPTH = 64
+# Elements of a QuestionnaireResponse that are objects, and lists anywhere:
+# the FHIR models would parse a JSON string given for them as JSON.
+OBJECT_ELEMENTS = frozenset(
+    {"subject", "author", "source", "encounter", "identifier", "meta", "text"}
+)
+LIST_ELEMENTS = frozenset(
+    {"item", "answer", "extension", "modifierExtension", "basedOn", "partOf", "contained"}
+)
+
+
+def _unicode(text: str) -> bool:
+    """Encodable as UTF-8 (a JSON escape can make a lone surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _shape_problems(resource: Mapping[str, Any]) -> list[Issue]:
@@ -101,7 +119,21 @@ def _shape_problems(resource: Mapping[str, Any]) -> list[Issue]:
             issues.append(
                 Issue("structure", f"{path} is null: FHIR JSON leaves an empty element out", path)
             )
+        elif isinstance(value, str):
+            if not _unicode(value):
+                issues.append(Issue("structure", f"{path} is not valid Unicode text", path))
         elif isinstance(value, dict):
+            for key, inner in value.items():
+                where = f"{path}.{key}"
+                if not _unicode(key):
+                    issues.append(Issue("structure", f"{path} has a key that is not Unicode", path))
+                elif key.startswith("_") and not isinstance(inner, dict | list):
+                    # a primitive's extensions (`_status`) are an object
+                    issues.append(Issue("structure", f"{where} must be a JSON object", where))
+                elif key in OBJECT_ELEMENTS and depth == 0 and not isinstance(inner, dict):
+                    issues.append(Issue("structure", f"{where} must be a JSON object", where))
+                elif key in LIST_ELEMENTS and not isinstance(inner, list):
+                    issues.append(Issue("structure", f"{where} must be a JSON list", where))
             stack.extend((v, depth + 1, f"{path}.{k}") for k, v in value.items())
         elif isinstance(value, list):
             stack.extend((v, depth + 1, f"{path}[{i}]") for i, v in enumerate(value))
@@ -136,6 +168,18 @@ def check_structure(resource: Mapping[str, Any]) -> None:
             for e in exc.errors()
         ]
         raise InvalidInput(issues) from None
+    except (AttributeError, TypeError, ValueError, UnicodeError) as exc:
+        # the FHIR models fail this way on some malformed input (a number
+        # where a url belongs): still malformed input, never a 500
+        raise InvalidInput(
+            [
+                Issue(
+                    "structure",
+                    f"not a valid R4 QuestionnaireResponse ({type(exc).__name__}: {exc})",
+                    "QuestionnaireResponse",
+                )
+            ]
+        ) from None
     status = resource.get("status")
     if status not in ACCEPTED_STATUS:
         raise InvalidInput(
@@ -274,6 +318,7 @@ _DATE = re.compile(r"^([0-9]{4})(-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01]))?)?$
 # The dates this service takes: a birth date, a start of therapy, a test date.
 EARLIEST_YEAR, LATEST_YEAR = 1850, 2199
 INTEGER_RANGE = (-(2**31), 2**31 - 1)  # FHIR integer
+MAX_DECIMAL = 10**15  # no dose, count or lab value comes near it
 # Reports are often PDFs of a few MB; a body carrying one is allowed to be
 # that much larger than others (the service's limits).
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
@@ -292,7 +337,9 @@ def _json_type_problem(item_type: str, value: Any) -> str | None:
     if item_type == "decimal":
         if isinstance(value, bool) or not isinstance(value, int | float):
             return f"must be a JSON number, not {value!r}"
-        return None if math.isfinite(value) else "must be a finite number"
+        if isinstance(value, float) and not math.isfinite(value):
+            return "must be a finite number"
+        return None if abs(value) <= MAX_DECIMAL else "is too large for an answer"
     if item_type == "date":
         return _date_problem(value)
     if item_type in ("string", "text"):

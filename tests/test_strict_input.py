@@ -221,3 +221,44 @@ def test_a_criterion_with_hundreds_of_children_builds_and_scores() -> None:
     answers["q150"] = False
     denied = score(package, fill(package, answers), AS_OF)
     assert denied.outcome == "denied" and denied.unmet == ["C.150"]
+
+
+QR = '"resourceType": "QuestionnaireResponse", "status": "completed"'
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "said"),
+    [
+        ("{" + QR + ', "_status": "null"}', 422, "_status must be a JSON object"),
+        ("{" + QR + ', "extension": [{"url": "http://x", "valueUrl": 1}]}', 422, "not a valid"),
+        (
+            "{" + QR + ', "item": [{"linkId": "a", "answer": [{"valueAttachment": {"url": 0}}]}]}',
+            422,
+            "not a valid",
+        ),
+        ("{" + QR + ', "subject": {"resourceType": "\\ud800"}}', 422, "not valid Unicode"),
+        ("{" + QR + ', "subject": "{\\"reference\\": \\"Patient/x\\"}"}', 422, "JSON object"),
+        (b'{"resourceType": "\xed\xa0\x80"}', 400, "not UTF-8"),
+    ],
+    ids=[
+        "primitive-extension",
+        "url-number",
+        "attachment-url",
+        "surrogate",
+        "string-object",
+        "bytes",
+    ],
+)
+def test_what_the_fhir_models_would_coerce_or_crash_on(
+    catalog: Catalog, body: str | bytes, status: int, said: str
+) -> None:
+    """Found by the fuzz campaign: each reached the FHIR models, which either
+    crashed (a 500) or read a JSON string as an object."""
+    assert said in refused(catalog, body, status)
+
+
+def test_a_decimal_too_large_for_a_float_is_refused(catalog: Catalog) -> None:
+    package = package_for(catalog, "wha-mektovi", "initial")
+    response = fill(package, {"requested_quantity": 168, "requested_daily_dose": 90})
+    answer_of(response, package.link_of["requested_daily_dose"])["valueDecimal"] = 10**400
+    assert "too large" in refused(catalog, json.dumps(response))

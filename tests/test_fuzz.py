@@ -1,0 +1,214 @@
+"""Property-based fuzzing of the public scoring path, ``score_json``.
+
+Every case of the clinical case tables is filled into a valid response, then
+mutated as JSON (``tests/fuzz_mutations.py``: values of the wrong JSON type,
+deleted keys, duplicated items and answers, changed linkIds, items moved to
+other groups, partial and impossible dates, items nested hundreds deep, a
+Parameters wrapper) and sent as a dict, JSON text or bytes (truncated, not
+UTF-8, replaced by deep nesting). Properties:
+
+(a) the result is a Determination, or :class:`InvalidInput` with a 4xx status
+    and an OperationOutcome — never any other exception;
+(b) less information never gains an approval: dropping one answered item (or
+    cutting a date answer to its year or month) from a response that is not
+    approved does not approve it, and from an approved one gives approved or
+    pended — never denied or investigational.
+
+``score_json`` takes a bare QuestionnaireResponse; the Parameters wrapper is
+unwrapped by the HTTP layer, so wrapped bodies are also posted to
+``/QuestionnaireResponse/$evaluate`` (never a 500).
+
+Derandomized, without an example database: CI runs the same examples every
+time. ``bench/fuzz_campaign.py`` runs the same mutations far longer.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, note, settings
+from hypothesis import strategies as st
+
+from scoring import Catalog, Determination
+from service.app import create_app
+from service.settings import Settings
+from tests.fuzz_mutations import (
+    BYTES_ENCODING,
+    ENCODING,
+    PLAN,
+    Base,
+    Failure,
+    apply,
+    check_less_information,
+    coarsen_date,
+    date_answers,
+    drop_item,
+    encode,
+    load_bases,
+    mutate,
+    paths,
+    resolve,
+    score_checked,
+    settle,
+    wrap_parameters,
+)
+from tests.scoring_cases import AS_OF
+
+CATALOG = Catalog.bundled()
+BASES = load_bases(CATALOG)
+FUZZ = settings(
+    deadline=None,
+    derandomize=True,
+    database=None,
+    print_blob=False,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.large_base_example,
+    ],
+)
+
+
+def _scored(base: Base) -> Determination | None:
+    result = score_checked(CATALOG, base.doc, base.as_of)
+    return result if isinstance(result, Determination) else None
+
+
+# the valid responses that score (a case that expects a refusal stays out of (b))
+SCORED = [(base, d) for base in BASES if (d := _scored(base)) is not None]
+
+
+def _path(path: tuple[Any, ...]) -> str:
+    return "/".join(map(str, path))
+
+
+def test_the_fuzzer_starts_from_responses_of_every_outcome() -> None:
+    assert len(BASES) >= 100
+    outcomes = {d.outcome for _base, d in SCORED}
+    assert outcomes == {"approved", "denied", "pended", "investigational"}
+
+
+def _draw_mutated(data: st.DataObject, base: Base, most: int) -> Any:
+    plans = data.draw(st.lists(PLAN, min_size=1, max_size=most), label="plans")
+    doc, made = mutate(base, plans)
+    for mutation in made:
+        note(f"mutation: {mutation}")
+    return doc
+
+
+# --- (a) a determination or a 4xx refusal, never a crash ---------------------------
+
+
+@settings(FUZZ, max_examples=2500)
+@given(base=st.sampled_from(BASES), data=st.data())
+def test_mutated_response_is_scored_or_refused(base: Base, data: st.DataObject) -> None:
+    doc = _draw_mutated(data, base, most=3)
+    encoding = settle(doc, data.draw(ENCODING, label="encoding"))
+    note(f"encoding: {encoding}")
+    score_checked(CATALOG, encode(doc, encoding), base.as_of)
+
+
+# --- (b) less information never gains an approval -------------------------------------
+
+
+@settings(FUZZ, max_examples=800)
+@given(base=st.sampled_from([base for base, _full in SCORED]), data=st.data())
+def test_dropping_an_answer_from_a_mutated_response_never_gains_an_approval(
+    base: Base, data: st.DataObject
+) -> None:
+    """From a response changed by mutations that still scores."""
+    doc = _draw_mutated(data, base, most=2)
+    full = score_checked(CATALOG, doc, base.as_of)
+    answered = paths(doc).answered if isinstance(doc, dict) else ()
+    if not isinstance(full, Determination) or not answered:
+        return
+    path = data.draw(st.sampled_from(answered), label="dropped item")
+    note(f"dropped {_path(path)} from a response {full.outcome}")
+    reduced = score_checked(CATALOG, drop_item(doc, path), base.as_of)
+    check_less_information(full, reduced, f"dropping {_path(path)}")
+
+
+def test_dropping_any_one_answer_never_gains_an_approval() -> None:
+    """Every answered item of every valid response, dropped in turn."""
+    failures, checked = [], 0
+    for base, full in SCORED:
+        for path in paths(base.doc).answered:
+            checked += 1
+            try:
+                reduced = score_checked(CATALOG, drop_item(base.doc, path), base.as_of)
+                check_less_information(full, reduced, f"dropping {_path(path)}")
+            except Failure as failure:
+                failures.append(f"{base.name}: {failure}")
+    assert checked > 1000
+    assert not failures, "\n".join(failures)
+
+
+def test_a_date_cut_to_its_year_or_month_never_gains_an_approval() -> None:
+    """A date known only to the year or month says less than the full date."""
+    failures, checked = [], 0
+    for base, full in SCORED:
+        for path in date_answers(base.doc):
+            for keep in (4, 7):
+                checked += 1
+                try:
+                    reduced = score_checked(CATALOG, coarsen_date(base.doc, path, keep), base.as_of)
+                    check_less_information(full, reduced, f"cutting {_path(path)} to {keep} chars")
+                except Failure as failure:
+                    failures.append(f"{base.name}: {failure}")
+    assert checked > 100
+    assert not failures, "\n".join(failures)
+
+
+# --- the Parameters wrapper, over HTTP --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> TestClient:
+    database = tmp_path_factory.mktemp("fuzz") / "store.sqlite3"
+    app = create_app(Settings(database=str(database)), catalog=CATALOG, clock=lambda: AS_OF)
+    return TestClient(app, raise_server_exceptions=False)
+
+
+FHIR = {"content-type": "application/fhir+json"}
+
+
+def _fhir_reply(reply: Any) -> dict[str, Any]:
+    """2xx with a ClaimResponse, or 4xx with an OperationOutcome; never a 500."""
+    assert reply.status_code in (200, 201) or 400 <= reply.status_code < 500, reply.text
+    body: dict[str, Any] = json.loads(reply.content)
+    wanted = "ClaimResponse" if reply.status_code < 300 else "OperationOutcome"
+    assert body.get("resourceType") == wanted, reply.text
+    return body
+
+
+def test_a_wrapped_response_is_scored_like_the_bare_one(client: TestClient) -> None:
+    for base, full in SCORED[:: max(1, len(SCORED) // 12)]:
+        if base.as_of != AS_OF:
+            continue
+        body = json.dumps(wrap_parameters(base.doc))
+        reply = client.post("/QuestionnaireResponse/$evaluate", content=body, headers=FHIR)
+        _fhir_reply(reply)
+        record = reply.headers["location"].rsplit("/", 1)[1]
+        assert client.get(f"/determinations/{record}").json()["outcome"] == full.outcome
+
+
+@settings(FUZZ, max_examples=300)
+@given(base=st.sampled_from(BASES), data=st.data())
+def test_mutated_wrapped_response_over_http(
+    client: TestClient, base: Base, data: st.DataObject
+) -> None:
+    """Mutated responses in a Parameters wrapper (itself mutated or not), as bytes."""
+    doc = wrap_parameters(_draw_mutated(data, base, most=2))
+    if data.draw(st.booleans(), label="mutate the wrapper"):
+        mutation = resolve(data.draw(PLAN, label="wrapper plan"), base, doc)
+        note(f"wrapper mutation: {mutation}")
+        doc = apply(doc, mutation) if mutation else doc
+    encoding = data.draw(BYTES_ENCODING, label="encoding")
+    note(f"encoding: {encoding}")
+    body = encode(doc, encoding)
+    assert isinstance(body, bytes)
+    reply = client.post("/QuestionnaireResponse/$evaluate", content=body, headers=FHIR)
+    _fhir_reply(reply)
