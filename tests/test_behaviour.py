@@ -26,6 +26,17 @@ from tests.scoring_cases import base_answers, folder_catalog, package_for
 AS_OF = date(2026, 11, 24)
 
 
+def assert_period(determination: Any, as_of: date, months: int, end: date) -> None:
+    """An approval from the evaluation date through ``end`` (``months`` long)."""
+    assert determination.outcome == "approved", determination.to_json()
+    authorization = determination.to_json()["authorization"]
+    assert (authorization["start"], authorization["end"], authorization["months"]) == (
+        as_of.isoformat(),
+        end.isoformat(),
+        months,
+    )
+
+
 @pytest.fixture(scope="module")
 def catalog() -> Catalog:
     return Catalog.bundled()
@@ -136,13 +147,7 @@ def test_authorization_period(
     end: date,
 ) -> None:
     determination = scored(catalog, policy, request_kind, base_answers(policy, base), as_of, drug)
-    assert determination.outcome == "approved", determination.to_json()
-    authorization = determination.to_json()["authorization"]
-    assert (authorization["start"], authorization["end"], authorization["months"]) == (
-        as_of.isoformat(),
-        end.isoformat(),
-        months,
-    )
+    assert_period(determination, as_of, months, end)
 
 
 # The constructs fixture (tests/policies/constructs/class-policy.yaml): an
@@ -168,13 +173,7 @@ def test_authorization_period_of_a_branch_and_of_the_planned_therapy(
     catalog = folder_catalog("policies/constructs")
     answers = {**base_answers("fixture-class", "alpha_adjuvant"), **change}
     determination = scored(catalog, "fixture-class", "initial", answers, as_of, "alpha")
-    assert determination.outcome == "approved", determination.to_json()
-    authorization = determination.to_json()["authorization"]
-    assert (authorization["start"], authorization["end"], authorization["months"]) == (
-        as_of.isoformat(),
-        end.isoformat(),
-        months,
-    )
+    assert_period(determination, as_of, months, end)
 
 
 # --- the bounds of a numeric answer -----------------------------------------
