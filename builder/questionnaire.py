@@ -564,7 +564,11 @@ def _node_item_of(
         # branch that applies only to one indication): the group shows the
         # criterion's text, and its enablement decides whether it applies.
         children.append(
-            {"linkId": f"{criterion.id}.text", "text": criterion.text, "type": "display"}
+            {
+                "linkId": f"{criterion.id}.text",
+                "text": "Decided from the answers given above: nothing to answer here.",
+                "type": "display",
+            }
         )
     item["item"] = children
     return item
