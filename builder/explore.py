@@ -157,7 +157,7 @@ class Explorer:
         texts += [d.expression for d in self.package.definitions if d.role == "limit"]
         if self.policy.investigational:
             texts += [c.applies or "" for c in self.policy.investigational.all_conditions()]
-        return [t for t in texts if f"%{name}" in t or "%" in t]
+        return texts
 
     def _constants(self, name: str) -> list[Any]:
         values: list[Any] = []

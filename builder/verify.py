@@ -195,10 +195,7 @@ class _Checker:
             return method(node, children)  # type: ignore[no-any-return]
         for child in children:
             self.infer(child)
-        return ANY if len(children) != 1 else self.infer_only(children[0])
-
-    def infer_only(self, node: dict[str, Any]) -> Typ:
-        return self.infer(node)
+        return ANY if len(children) != 1 else self.infer(children[0])
 
     # terms
     def _LiteralTerm(self, node: dict[str, Any], children: list[Any]) -> Typ:

@@ -131,6 +131,9 @@ class CompiledRequest:
         self.date_names = frozenset(
             name for name, info in self.index.questions.items() if info.question.type == "date"
         )
+        self.date_links = frozenset(self.link_of[name] for name in self.date_names)
+        # exclusions deny like any criterion, but are reported as excluded
+        self.exclusions = frozenset(c.id for c in walk(self.tree) if c.kind == "exclusion")
         self.review_sections = {c.id for c in walk(self.tree) if c.on_unmet == "review"}
         self.limits = applicable_limits(policy, drug)
         self.limit_expressions = [
@@ -216,12 +219,11 @@ class CompiledRequest:
         derived: dict[str, list[Any]] = {}
         for value in self.derived:
             derived[value.name] = variables[value.name] = self._evaluate(value, resource, variables)
-        date_links = {self.link_of[name] for name in self.date_names}
         # a date known only to the year or month is asked again, in full
         answered = {
             link
             for link, values in answers.items()
-            if values and not (link in date_links and date_span(_first(values)))
+            if values and not (link in self.date_links and date_span(_first(values)))
         }
         run = _Run(variables, enabled, answered)
         top = [self._node(node, True, run, resource) for node in self.tree]

@@ -31,7 +31,6 @@ from builder.policy import (
     THERAPY_START,
     AuthorizationTerm,
     QuantityLimit,
-    walk,
 )
 from cql_like.definitions import limit_applies_name, limit_within_name
 from cql_like.engine import CompiledRequest, Evaluation
@@ -256,13 +255,12 @@ def decide(
         authorization = _authorization(package, evaluation, answers, as_of)
         quantity = _approved_quantity(package, evaluation, answers, limits)
     questionnaire = package.questionnaire
-    exclusions = {c.id for c in walk(package.tree) if c.kind == "exclusion"}
     return Determination(
         policy=package.policy.id,
         request=package.kind,
         outcome=outcome,
-        unmet=[s for s in evaluation.unmet if s not in exclusions],
-        excluded=[s for s in evaluation.unmet if s in exclusions],
+        unmet=[s for s in evaluation.unmet if s not in package.exclusions],
+        excluded=[s for s in evaluation.unmet if s in package.exclusions],
         missing=evaluation.missing,
         investigational=evaluation.investigational,
         review=evaluation.review if outcome == "pended" else [],
