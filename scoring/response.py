@@ -105,39 +105,62 @@ def _unicode(text: str) -> bool:
 
 def _shape_problems(resource: Mapping[str, Any]) -> list[Issue]:
     """JSON that FHIR forbids, found before the FHIR models (which recurse and
-    coerce) see it: nesting deeper than ``MAX_DEPTH``, and nulls (FHIR JSON
-    leaves an element out rather than writing null). Walked without recursion."""
+    coerce) see it: nesting deeper than ``MAX_DEPTH``, nulls (FHIR JSON leaves
+    an element out rather than writing null), text that is not Unicode, and
+    other JSON types where objects and lists belong. Walked without recursion;
+    a node's path is spelled out only for a problem (this runs on every
+    request)."""
     issues: list[Issue] = []
-    stack: list[tuple[Any, int, str]] = [(resource, 0, "QuestionnaireResponse")]
+    # (value, depth, parent node, key): the parent chain spells the path
+    stack: list[tuple[Any, int, Any, Any]] = [(resource, 0, None, None)]
     while stack and len(issues) < 20:
-        value, depth, path = stack.pop()
+        node = stack.pop()
+        value, depth = node[0], node[1]
         if depth > MAX_DEPTH:
             return [
-                Issue("structure", f"the resource nests more than {MAX_DEPTH} levels deep", path)
+                Issue(
+                    "structure",
+                    f"the resource nests more than {MAX_DEPTH} levels deep",
+                    _spelled(node),
+                )
             ]
         if value is None:
+            path = _spelled(node)
             issues.append(
                 Issue("structure", f"{path} is null: FHIR JSON leaves an empty element out", path)
             )
         elif isinstance(value, str):
             if not _unicode(value):
+                path = _spelled(node)
                 issues.append(Issue("structure", f"{path} is not valid Unicode text", path))
         elif isinstance(value, dict):
             for key, inner in value.items():
-                where = f"{path}.{key}"
+                problem = None
                 if not _unicode(key):
-                    issues.append(Issue("structure", f"{path} has a key that is not Unicode", path))
-                elif key.startswith("_") and not isinstance(inner, dict | list):
-                    # a primitive's extensions (`_status`) are an object
-                    issues.append(Issue("structure", f"{where} must be a JSON object", where))
-                elif key in OBJECT_ELEMENTS and depth == 0 and not isinstance(inner, dict):
-                    issues.append(Issue("structure", f"{where} must be a JSON object", where))
+                    problem = "has a key that is not Unicode"
+                elif key[:1] == "_" and not isinstance(inner, dict | list):
+                    problem = "must be a JSON object"  # a primitive's extensions (`_status`)
+                elif depth == 0 and key in OBJECT_ELEMENTS and not isinstance(inner, dict):
+                    problem = "must be a JSON object"
                 elif key in LIST_ELEMENTS and not isinstance(inner, list):
-                    issues.append(Issue("structure", f"{where} must be a JSON list", where))
-            stack.extend((v, depth + 1, f"{path}.{k}") for k, v in value.items())
+                    problem = "must be a JSON list"
+                if problem:
+                    where = _spelled((inner, depth + 1, node, key))
+                    issues.append(Issue("structure", f"{where} {problem}", where))
+                stack.append((inner, depth + 1, node, key))
         elif isinstance(value, list):
-            stack.extend((v, depth + 1, f"{path}[{i}]") for i, v in enumerate(value))
+            stack.extend((v, depth + 1, node, i) for i, v in enumerate(value))
     return sorted(issues, key=lambda issue: issue.diagnostics)
+
+
+def _spelled(node: tuple[Any, int, Any, Any]) -> str:
+    """``QuestionnaireResponse.item[1].answer[0]`` for a node of the walk."""
+    parts: list[str] = []
+    while node[2] is not None:
+        key = node[3]
+        parts.append(f"[{key}]" if isinstance(key, int) else f".{key}")
+        node = node[2]
+    return "QuestionnaireResponse" + "".join(reversed(parts))
 
 
 def check_structure(resource: Mapping[str, Any]) -> None:

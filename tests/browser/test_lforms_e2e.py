@@ -224,16 +224,23 @@ class Portal:
     def _select(self, choice: str) -> None:
         """Click a radio option until LHC-Forms shows it checked: a click that
         lands while the form is still settling after the previous answer is
-        lost now and then (seen under load), so it is retried, twice at most."""
+        lost now and then (seen under load), so it is retried — on the label,
+        then on the input itself."""
         radio = self.page.locator(choice + " input")
-        for _attempt in range(2):
-            self.page.click(choice)
+        attempts = [
+            lambda: self.page.click(choice),
+            lambda: (
+                self.page.locator(choice).scroll_into_view_if_needed() or self.page.click(choice)
+            ),
+            lambda: radio.dispatch_event("click"),
+        ]
+        for attempt in attempts:
+            attempt()
             try:
                 expect(radio).to_be_checked(timeout=2000)
                 return
             except AssertionError:
                 continue
-        self.page.click(choice)
         expect(radio).to_be_checked()
 
     def answer(self, key: str, value: Any) -> None:
