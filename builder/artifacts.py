@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,12 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from builder.checks import check_questionnaire, describe_condition, iter_items
 from builder.policy import AnyOf, AuthorizationTerm, Policy, RequestKind, walk
 from builder.questionnaire import build, index_policy, request_tree
+from builder.valuesets import published, value_sets
 from cql_like.definitions import library
 
 RELEASED = "released.json"
+# when each url|version was first built: what DTR's ``changedsince`` compares
+RELEASED_AT = "released-at.json"
 ARCHIVE = "released"
 
 
@@ -57,28 +61,33 @@ class Form:
 
 
 def questionnaires(policy: Policy) -> list[Form]:
-    """Every Questionnaire of a policy, checked."""
+    """Every Questionnaire of a policy, checked with the ValueSets it references."""
     built = [Form(kind, drug, build(policy, kind, drug)) for kind, drug in policy.forms()]
+    answer_lists = published(policy)
     for form in built:
-        check_questionnaire(form.questionnaire)
+        check_questionnaire(form.questionnaire, answer_lists)
     return built
 
 
 def generate(policies: list[Policy]) -> list[Artifact]:
     """Every generated FHIR file for these policies, checked: each
-    Questionnaire and the Library of definitions it references."""
+    Questionnaire, the ValueSets of its answer lists and the Library of its
+    scoring definitions."""
     artifacts = []
     for policy in policies:
+        resources = []
         for form in questionnaires(policy):
             logic = library(policy, form.kind, form.questionnaire, form.drug)
-            for resource in (form.questionnaire, logic):
-                artifacts.append(
-                    Artifact(
-                        filename=f"{resource['resourceType']}-{resource['id']}.json",
-                        text=render_json(resource),
-                        canonical=f"{resource['url']}|{resource['version']}",
-                    )
+            resources += [form.questionnaire, logic]
+        resources += value_sets(policy)
+        for resource in resources:
+            artifacts.append(
+                Artifact(
+                    filename=f"{resource['resourceType']}-{resource['id']}.json",
+                    text=render_json(resource),
+                    canonical=f"{resource['url']}|{resource['version']}",
                 )
+            )
     return artifacts
 
 
@@ -87,8 +96,10 @@ class VersionNotBumped(ValueError):
 
 
 def policy_digest(policy: Policy) -> str:
-    """The policy's content, independent of its file's comments and layout."""
-    return digest(json.dumps(policy.model_dump(mode="json"), sort_keys=True))
+    """The policy's content, independent of its file's comments and layout,
+    and of fields the policy format gained later and the file leaves at
+    their defaults."""
+    return digest(json.dumps(policy.model_dump(mode="json", exclude_defaults=True), sort_keys=True))
 
 
 def _policy_key(policy: Policy) -> str:
@@ -140,6 +151,11 @@ def read_register(folder: Path) -> dict[str, str]:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
+def read_release_times(folder: Path) -> dict[str, str]:
+    path = folder / RELEASED_AT
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
 def archived(folder: Path) -> Path:
     """Where every released policy version and Questionnaire version is kept,
     so that records made under an older version still open and re-score."""
@@ -165,7 +181,7 @@ def write(folder: Path, artifacts: list[Artifact], policies: list[Policy]) -> li
         path.write_text(text, encoding="utf-8")
         written.append(path)
     for artifact in artifacts:
-        if artifact.filename.startswith("Questionnaire-") and artifact.canonical:
+        if artifact.filename.startswith(("Questionnaire-", "ValueSet-")) and artifact.canonical:
             version = artifact.canonical.split("|")[1]
             path = archive / artifact.filename.replace(".json", f"-{version}.json")
             path.write_text(artifact.text, encoding="utf-8")
@@ -173,6 +189,14 @@ def write(folder: Path, artifacts: list[Artifact], policies: list[Policy]) -> li
     register_path = folder / RELEASED
     register_path.write_text(json.dumps(register, indent=2) + "\n", encoding="utf-8")
     written.append(register_path)
+    times = read_release_times(folder)
+    now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    for artifact in artifacts:
+        if artifact.canonical is not None:
+            times.setdefault(artifact.canonical, now)
+    times_path = folder / RELEASED_AT
+    times_path.write_text(json.dumps(dict(sorted(times.items())), indent=2) + "\n", "utf-8")
+    written.append(times_path)
     return written
 
 

@@ -10,7 +10,7 @@ several conditions (que-12), coded options with a system, groups with items
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from fhir.resources.R4B.questionnaire import Questionnaire
@@ -50,8 +50,11 @@ def iter_items(items: list[dict[str, Any]], depth: int = 0) -> Iterator[tuple[di
         yield from iter_items(item.get("item", []), depth + 1)
 
 
-def questionnaire_problems(questionnaire: dict[str, Any]) -> list[str]:
-    """Every problem found in a Questionnaire (an empty list when it is sound)."""
+def questionnaire_problems(
+    questionnaire: dict[str, Any], value_sets: Mapping[str, dict[str, Any]] | None = None
+) -> list[str]:
+    """Every problem found in a Questionnaire (an empty list when it is sound);
+    ``value_sets`` (by ``url|version``) are those published with it."""
     problems: list[str] = []
     try:
         Questionnaire.model_validate(questionnaire)
@@ -71,9 +74,40 @@ def questionnaire_problems(questionnaire: dict[str, Any]) -> list[str]:
         order[link_id] = position
         descendants[link_id] = {child["linkId"] for child, _ in iter_items(item.get("item", []))}
 
+    offered = {
+        link_id: _offered(link_id, item, value_sets or {}, problems)
+        for link_id, item in items.items()
+    }
     for link_id, item in items.items():
-        problems.extend(_item_problems(link_id, item, items, order, descendants))
+        problems.extend(_item_problems(link_id, item, items, order, descendants, offered))
     return problems
+
+
+def _offered(
+    link_id: str,
+    item: dict[str, Any],
+    value_sets: Mapping[str, dict[str, Any]],
+    problems: list[str],
+) -> list[dict[str, Any]]:
+    """The codings a choice item offers: its answerOption, or the codes of the
+    published ValueSet it names (version-specific, as DTR requires)."""
+    canonical = item.get("answerValueSet")
+    if canonical is None:
+        return [o.get("valueCoding") or {} for o in item.get("answerOption", [])]
+    if "answerOption" in item:
+        problems.append(f"{link_id}: answerOption and answerValueSet together (que-4)")
+    if not isinstance(canonical, str) or "|" not in canonical or canonical.startswith("#"):
+        problems.append(f"{link_id}: answerValueSet must be a published url|version")
+        return []
+    value_set = value_sets.get(canonical)
+    if value_set is None:
+        problems.append(f"{link_id}: answerValueSet {canonical} is not published with it")
+        return []
+    return [
+        {"system": include.get("system"), "code": concept.get("code")}
+        for include in value_set.get("compose", {}).get("include", [])
+        for concept in include.get("concept", [])
+    ]
 
 
 def _item_problems(
@@ -82,6 +116,7 @@ def _item_problems(
     items: dict[str, dict[str, Any]],
     order: dict[str, int],
     descendants: dict[str, set[str]],
+    offered: dict[str, list[dict[str, Any]]],
 ) -> Iterator[str]:
     item_type = item.get("type")
     if item_type not in ITEM_TYPES:
@@ -91,12 +126,11 @@ def _item_problems(
     if item_type == "display" and (item.get("item") or "required" in item):
         yield f"{link_id}: a display item has no items and is not required (que-1, que-6)"
     if item_type in ("choice", "open-choice"):
-        options = item.get("answerOption", [])
-        if not options and not item.get("answerValueSet"):
+        options = offered[link_id]
+        if not options:
             yield f"{link_id}: a choice item needs answer options"
-        for option in options:
-            coding = option.get("valueCoding")
-            if coding is None or not coding.get("system") or not coding.get("code"):
+        for coding in options:
+            if not coding.get("system") or not coding.get("code"):
                 yield f"{link_id}: every answer option must be a coding with a system and a code"
     if item_type not in ("group", "display") and not item.get("code"):
         yield f"{link_id}: a question must carry the code of the section it captures"
@@ -106,7 +140,7 @@ def _item_problems(
     if len(conditions) < 2 and "enableBehavior" in item:
         yield f"{link_id}: enableBehavior without several enableWhen conditions (que-12)"
     for condition in conditions:
-        yield from _condition_problems(link_id, condition, items, order, descendants)
+        yield from _condition_problems(link_id, condition, items, order, descendants, offered)
 
 
 def _condition_problems(
@@ -115,6 +149,7 @@ def _condition_problems(
     items: dict[str, dict[str, Any]],
     order: dict[str, int],
     descendants: dict[str, set[str]],
+    offered: dict[str, list[dict[str, Any]]],
 ) -> Iterator[str]:
     target_id = str(condition.get("question"))
     target = items.get(target_id)
@@ -143,10 +178,9 @@ def _condition_problems(
         yield f"{link_id}: operator {operator} does not apply to {target_type} item {target_id}"
     if answer_key == "answerCoding":
         wanted = condition["answerCoding"]
-        offered = [o.get("valueCoding", {}) for o in target.get("answerOption", [])]
         if not any(
             c.get("system") == wanted.get("system") and c.get("code") == wanted.get("code")
-            for c in offered
+            for c in offered[target_id]
         ):
             code = wanted.get("code")
             yield f"{link_id}: enableWhen answer {code} is not an option of {target_id}"
@@ -163,7 +197,9 @@ def describe_condition(condition: dict[str, Any]) -> str:
     return f"{condition['question']} {condition['operator']} {answer}"
 
 
-def check_questionnaire(questionnaire: dict[str, Any]) -> None:
-    problems = questionnaire_problems(questionnaire)
+def check_questionnaire(
+    questionnaire: dict[str, Any], value_sets: Mapping[str, dict[str, Any]] | None = None
+) -> None:
+    problems = questionnaire_problems(questionnaire, value_sets)
     if problems:
         raise QuestionnaireError(str(questionnaire.get("id", "Questionnaire")), problems)

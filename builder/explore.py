@@ -46,6 +46,7 @@ from typing import Any
 from builder.checks import check_questionnaire
 from builder.policy import Criterion, Policy, Question, RequestKind, walk
 from builder.questionnaire import build, condition_expression, reads
+from builder.valuesets import published
 from cql_like.gateway import Expression, Memo, compile_expression
 
 AS_OF = date(2026, 6, 15)
@@ -117,7 +118,7 @@ class Explorer:
         self.kind = kind
         self.drug = drug
         questionnaire = build(policy, kind, drug)
-        check_questionnaire(questionnaire)
+        check_questionnaire(questionnaire, published(policy))
         self.package = CompiledRequest(policy, kind, questionnaire, drug)
         self.package.memo = Memo() if memo else None
         self.resource = {"resourceType": "QuestionnaireResponse", "status": "completed"}

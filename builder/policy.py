@@ -310,6 +310,14 @@ class Question(Strict):
     record_only: bool = Field(
         False, description="Captured for the reviewer; no criterion reads it, it decides nothing"
     )
+    prefill: Literal["plan_approval"] | None = Field(
+        None,
+        description=(
+            "What the payer answers itself in the draft response: `plan_approval` — true"
+            " when this plan holds an approval of this policy for the member (boolean"
+            " questions); left unanswered otherwise, never false"
+        ),
+    )
 
     @property
     def is_required(self) -> bool:
@@ -332,6 +340,8 @@ class Question(Strict):
             raise ValueError("only choice questions can repeat (multi-select)")
         if self.record_only and self.required:
             raise ValueError("a record-only question cannot be required")
+        if self.prefill == "plan_approval" and self.type != "boolean":
+            raise ValueError("prefill plan_approval answers a boolean question")
         return self
 
 

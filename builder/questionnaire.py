@@ -43,7 +43,7 @@ from cql_like.gateway import join_terms
 # Bump when what the builder emits changes for an unchanged policy version:
 # the Questionnaire version is ``{policy version}-r{BUILDER_REVISION}``, and a
 # canonical url|version must never name two different contents.
-BUILDER_REVISION = 2
+BUILDER_REVISION = 3
 
 DTR_STD_QUESTIONNAIRE = (
     "http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/dtr-std-questionnaire"
@@ -54,7 +54,6 @@ MIN_VALUE = "http://hl7.org/fhir/StructureDefinition/minValue"
 MAX_VALUE = "http://hl7.org/fhir/StructureDefinition/maxValue"
 UNIT = "http://hl7.org/fhir/StructureDefinition/questionnaire-unit"
 CITATION = "http://hl7.org/fhir/StructureDefinition/cqf-citation"
-CQF_LIBRARY = "http://hl7.org/fhir/StructureDefinition/cqf-library"
 UCUM = "http://unitsofmeasure.org"
 
 
@@ -96,6 +95,17 @@ def library_url(policy: Policy, kind: RequestKind, drug: str | None = None) -> s
     return f"{policy.policy.canonical_base}/Library/{library_id(policy, kind, drug)}"
 
 
+def value_set_id(policy: Policy, name: str, drug: str | None = None) -> str:
+    """The ValueSet of a coded question's answers: one per question of the
+    policy (per drug, in a policy of several drugs), shared by its forms."""
+    parts = [policy.id, *([drug] if drug else []), name]
+    return "-".join(parts).replace("_", "-")
+
+
+def value_set_url(policy: Policy, name: str, drug: str | None = None) -> str:
+    return f"{policy.policy.canonical_base}/ValueSet/{value_set_id(policy, name, drug)}"
+
+
 def question_link_id(section: str, name: str) -> str:
     if name.startswith(DOCUMENT_PREFIX):
         return f"{section}.documentation"
@@ -119,8 +129,13 @@ class PolicyIndex:
     linkIds, options (with investigational answers added) and cited sections."""
 
     policy: Policy
+    drug: str | None = None
     questions: dict[str, QuestionInfo] = field(default_factory=dict)
     section_text: dict[str, str] = field(default_factory=dict)
+
+    def value_set(self, name: str) -> str:
+        """The ``url|version`` of a coded question's ValueSet."""
+        return f"{value_set_url(self.policy, name, self.drug)}|{questionnaire_version(self.policy)}"
 
     def coding(self, option: Option) -> dict[str, str]:
         if option.section is not None:
@@ -388,7 +403,7 @@ def _expand_criterion(criterion: Criterion, policy: Policy, drug: str | None) ->
 
 
 def index_policy(policy: Policy, kind: RequestKind, drug: str | None = None) -> PolicyIndex:
-    index = PolicyIndex(policy)
+    index = PolicyIndex(policy, drug)
     tree = request_tree(policy, kind, drug)
     criteria = list(walk(tree))
     for criterion in criteria:
@@ -473,15 +488,10 @@ def build(policy: Policy, kind: RequestKind, drug: str | None = None) -> dict[st
         "resourceType": "Questionnaire",
         "id": qid,
         "meta": {"profile": [DTR_STD_QUESTIONNAIRE]},
-        "extension": [
-            {"url": CITATION, "valueString": identity.source},
-            {
-                "url": CQF_LIBRARY,
-                "valueCanonical": (
-                    f"{library_url(policy, kind, drug)}|{questionnaire_version(policy)}"
-                ),
-            },
-        ],
+        # The scoring definitions (Library ``*-logic``) stay the payer's: they
+        # are not referenced with cqf-library, which DTR reserves for the CQL
+        # Libraries a client executes.
+        "extension": [{"url": CITATION, "valueString": identity.source}],
         "url": questionnaire_url(policy, kind, drug),
         "identifier": [
             {
@@ -620,7 +630,9 @@ def _question_item(question: Question, index: PolicyIndex) -> dict[str, Any]:
     if question.repeats:
         item["repeats"] = True
     if info.options:
-        item["answerOption"] = [{"valueCoding": index.coding(option)} for option in info.options]
+        # published as a ValueSet (see builder/valuesets.py), never inline:
+        # DTR packages every ValueSet a Questionnaire references, version-specific
+        item["answerValueSet"] = index.value_set(question.name)
     return item
 
 

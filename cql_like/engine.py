@@ -114,6 +114,14 @@ class CompiledRequest:
             d.name: compile_expression(d.name, d.expression) for d in self.definitions
         }
         names_by_link = {info.link_id: name for name, info in self.index.questions.items()}
+        # the codings each choice item offers: its published ValueSet (or the
+        # inline answerOption of a Questionnaire built before they were
+        # published) holds exactly the policy's options for the question
+        self.codings: dict[str, list[dict[str, str]]] = {
+            info.link_id: [self.index.coding(option) for option in info.options]
+            for info in self.index.questions.values()
+            if info.options
+        }
         self.items: dict[str, ItemSpec] = {}
         self._collect(questionnaire["item"], None, names_by_link)
         self.link_of = {name: info.link_id for name, info in self.index.questions.items()}
@@ -161,8 +169,12 @@ class CompiledRequest:
                 question=names.get(link_id),
                 enabled=self.expressions.get(enabled_name(link_id)),
                 options=frozenset(
-                    (o["valueCoding"]["system"], o["valueCoding"]["code"])
-                    for o in item.get("answerOption", [])
+                    (c["system"], c["code"])
+                    for c in (
+                        [o["valueCoding"] for o in item["answerOption"]]
+                        if "answerOption" in item
+                        else self.codings.get(link_id, [])
+                    )
                 ),
                 required=bool(item.get("required")),
                 min_value=_bound(extensions.get("minValue")),

@@ -11,13 +11,14 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Mapping
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from builder.artifacts import archived, questionnaires
+from builder.artifacts import archived, questionnaires, read_release_times
 from builder.loader import PolicyError, bundled_archive, bundled_policies, load_folder, load_policy
 from builder.policy import Policy
+from builder.valuesets import inline_options, value_sets
 from cql_like.engine import CompiledRequest
 from scoring.determination import Determination, decide
 from scoring.outcome import InvalidInput, Issue
@@ -36,6 +37,13 @@ class Catalog:
     def __init__(self, policies: list[Policy], archive: Path | None = None) -> None:
         self.policies = {policy.id: policy for policy in policies}
         self.packages: dict[str, CompiledRequest] = {}
+        # every ValueSet of every known version, by url|version
+        self.value_sets: dict[str, dict[str, Any]] = {}
+        # when each url|version was first released (DTR ``changedsince``)
+        self.released_at: dict[str, datetime] = {
+            canonical: datetime.fromisoformat(moment.replace("Z", "+00:00"))
+            for canonical, moment in (read_release_times(archive.parent) if archive else {}).items()
+        }
         self.unresolvable: list[str] = []
         current = {(p.id, p.policy.version) for p in policies}
         older = []
@@ -49,6 +57,8 @@ class Catalog:
             if (snapshot.id, snapshot.policy.version) not in current:
                 older.append(snapshot)
         for policy in [*policies, *older]:
+            for value_set in value_sets(policy):
+                self.value_sets[_canonical(value_set)] = value_set
             for form in questionnaires(policy):
                 package = CompiledRequest(policy, form.kind, form.questionnaire, form.drug)
                 self.packages[_canonical(form.questionnaire)] = package
@@ -58,6 +68,9 @@ class Catalog:
             for canonical, package in self.packages.items()
             if package.policy in policies
         }
+        for path in sorted(archive.glob("ValueSet-*.json")) if archive else []:
+            released = json.loads(path.read_text(encoding="utf-8"))
+            self.value_sets.setdefault(_canonical(released), released)
         for path in sorted(archive.glob("Questionnaire-*.json")) if archive else []:
             released = json.loads(path.read_text(encoding="utf-8"))
             canonical = _canonical(released)
@@ -77,7 +90,8 @@ class Catalog:
             if (
                 built["url"] == released["url"]
                 and built["version"].rsplit("-r", 1)[0] == policy_version
-                and built["item"] == released["item"]
+                and inline_options(built["item"], self.value_sets)
+                == inline_options(released["item"], self.value_sets)
             ):
                 alias = copy.copy(package)
                 alias.questionnaire = released
@@ -116,8 +130,8 @@ class Catalog:
         raise InvalidInput([Issue("not-found", message, where)])
 
 
-def _canonical(questionnaire: dict[str, Any]) -> str:
-    return f"{questionnaire['url']}|{questionnaire['version']}"
+def _canonical(resource: dict[str, Any]) -> str:
+    return f"{resource['url']}|{resource['version']}"
 
 
 def score(package: CompiledRequest, response: Mapping[str, Any], as_of: date) -> Determination:

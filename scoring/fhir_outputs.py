@@ -159,10 +159,18 @@ def claim_response(determination: Determination, response_id: str | None = None)
     return resource
 
 
-def coverage_information(determination: Determination, assertion_id: str) -> dict[str, Any]:
-    """The CRD coverage-information extension describing this determination."""
+def coverage_information(
+    determination: Determination, assertion_id: str, coverage: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The CRD coverage-information extension describing this determination.
+
+    Its ``coverage-assertion-id`` (the stored record's id) is the DTR context
+    id: ``$questionnaire-package`` with ``context`` = that id returns the
+    Questionnaire (``questionnaire``, given on a pended request) with a draft
+    holding every answer given, so a pended request is completed, not started
+    over. ``coverage`` is the response's ``qr-coverage`` reference, if any."""
     sub: list[dict[str, Any]] = [
-        {"url": "coverage", "valueReference": {"display": "the member's coverage"}}
+        {"url": "coverage", "valueReference": coverage or {"display": "the member's coverage"}}
     ]
     if determination.outcome == "approved":
         sub += [
@@ -175,6 +183,7 @@ def coverage_information(determination: Determination, assertion_id: str) -> dic
             {"url": "covered", "valueCode": "conditional"},
             {"url": "pa-needed", "valueCode": "auth-needed"},
             {"url": "info-needed", "valueCode": "other"},
+            {"url": "questionnaire", "valueCanonical": determination.questionnaire},
         ]
     else:
         sub.append({"url": "covered", "valueCode": "not-covered"})

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
-from cql_like.engine import CompiledRequest
+from cql_like.engine import CompiledRequest, ItemSpec
 from scoring.response import VALUE_KEY
 
 
@@ -44,39 +44,48 @@ def fill(
     response["status"] = status
     if subject:
         response["subject"] = {"reference": subject}
-    response["item"] = _items(questionnaire["item"], by_link)
+    answer_dicts = {
+        link_id: [
+            _value(package.items[link_id], value, package.codings)
+            # a multi-select takes a list
+            for value in (given if isinstance(given, list) else [given])
+        ]
+        for link_id, given in by_link.items()
+        if given is not None
+    }
+    response["item"] = nest(questionnaire["item"], answer_dicts)
     return response
 
 
-def _items(items: list[dict[str, Any]], answers: Mapping[str, Any]) -> list[dict[str, Any]]:
+def nest(
+    items: list[dict[str, Any]], answers: Mapping[str, list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """Answers (answer dicts) by linkId placed in the Questionnaire's order and
+    nesting; a group appears only when something inside it is answered."""
     out = []
     for item in items:
         link_id = item["linkId"]
         if item["type"] == "group":
-            children = _items(item.get("item", []), answers)
+            children = nest(item.get("item", []), answers)
             if children:
                 out.append({"linkId": link_id, "text": item.get("text", ""), "item": children})
-        elif link_id in answers and answers[link_id] is not None:
-            given = answers[link_id]
-            values = given if isinstance(given, list) else [given]  # a multi-select
+        elif answers.get(link_id):
             out.append(
-                {
-                    "linkId": link_id,
-                    "text": item.get("text", ""),
-                    "answer": [_value(item, value) for value in values],
-                }
+                {"linkId": link_id, "text": item.get("text", ""), "answer": answers[link_id]}
             )
     return out
 
 
-def _value(item: dict[str, Any], value: Any) -> dict[str, Any]:
-    key = VALUE_KEY[item["type"]]
-    if item["type"] == "choice":
+def _value(
+    item: ItemSpec, value: Any, codings: Mapping[str, list[dict[str, str]]]
+) -> dict[str, Any]:
+    key = VALUE_KEY[item.type]
+    if item.type == "choice":
         code = str(value)
-        for option in item.get("answerOption", []):
-            if option["valueCoding"]["code"] == code:
-                return {key: dict(option["valueCoding"])}
-        raise KeyError(f"{code} is not an option of {item['linkId']}")
+        for coding in codings.get(item.link_id, []):
+            if coding["code"] == code:
+                return {key: dict(coding)}
+        raise KeyError(f"{code} is not an option of {item.link_id}")
     if isinstance(value, date):
         value = value.isoformat()
     return {key: value}

@@ -1,5 +1,7 @@
-"""The HTTP service: FHIR API, DTR $questionnaire-package, scoring with a
-durable audit of every determination, and the portal page.
+"""The HTTP service: ``create_app`` wires the routers, one per concern —
+FHIR reads (``fhir_reads``), DTR operations (``dtr_operations``), scoring
+and its outputs (``determinations``), the portal (``portal``) — over the
+pure core, with the store, the request log and the error handling.
 
 Everything a client gets back is FHIR JSON (``application/fhir+json``), errors
 included: each failure is an OperationOutcome with its status (400 malformed,
@@ -24,44 +26,21 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
-from jinja2 import Environment, PackageLoader, select_autoescape
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cql_like.definitions import library
-from scoring import Catalog, score_json
-from scoring.determination import Determination, from_json
-from scoring.fhir_outputs import claim_response, coverage_information
-from scoring.notice import render_notice
-from scoring.outcome import InvalidInput, Issue, operation_outcome
-from scoring.response import parse_json
-from service.fhir_api import (
-    EVALUATE_DEFINITION,
-    capability_statement,
-    evaluate_operation_definition,
-    questionnaire_package,
-    searchset,
-)
+from qpackage.package import value_set_canonicals
+from scoring import Catalog
+from scoring.outcome import InvalidInput, Issue
+from service import determinations, dtr_operations, fhir_reads, portal
+from service.http import BodyTooLarge, Service, outcome_response, request_id
 from service.settings import Settings
-from service.store import Record, Store, open_store, response_key
+from service.store import Store, open_store
 
-FHIR_JSON = "application/fhir+json"
-ACCEPTED_TYPES = {"application/fhir+json", "application/json"}
 log = logging.getLogger("dtr.service")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-
-
-class FHIRResponse(JSONResponse):
-    media_type = FHIR_JSON
-
-
-def outcome_response(
-    issues: list[Issue], status: int, request_id: str | None = None
-) -> FHIRResponse:
-    headers = {"X-Request-ID": request_id} if request_id else None
-    return FHIRResponse(operation_outcome(issues), status_code=status, headers=headers)
 
 
 def today_utc() -> date:
@@ -73,29 +52,6 @@ def _version() -> str:
         return metadata.version("dtr-pa")
     except metadata.PackageNotFoundError:
         return "0"
-
-
-class BodyTooLarge(Exception):
-    def __init__(self, limit: int) -> None:
-        super().__init__(limit)
-        self.limit = limit
-
-
-def response_parameter(parameters: dict[str, Any]) -> dict[str, Any]:
-    """The QuestionnaireResponse of a Parameters body (its one ``response``)."""
-    entries = parameters.get("parameter")
-    if not isinstance(entries, list):
-        raise InvalidInput(
-            [Issue("structure", "Parameters.parameter must be a list", "Parameters.parameter")],
-            400,
-        )
-    parts = [p for p in entries if isinstance(p, dict) and p.get("name") == "response"]
-    if len(parts) != 1 or not isinstance(parts[0].get("resource"), dict):
-        raise InvalidInput(
-            [Issue("required", "Parameters must carry one 'response' resource")], 400
-        )
-    resource: dict[str, Any] = parts[0]["resource"]
-    return resource
 
 
 def create_app(
@@ -110,21 +66,25 @@ def create_app(
         folder = settings.policies
         catalog = Catalog.from_folder(Path(folder)) if folder else Catalog.bundled()
     store = store or open_store(settings.database)
-    # reads by id give the current version; searches by url|version find every
-    # released version (records made under an older one still open)
-    questionnaires = {p.questionnaire["id"]: p.questionnaire for p in catalog.current.values()}
-    libraries_by_canonical = {
-        canonical: library(p.policy, p.kind, p.questionnaire, p.drug)
-        for canonical, p in catalog.packages.items()
-    }
-    libraries = {
-        lib["id"]: lib
-        for canonical, lib in libraries_by_canonical.items()
-        if canonical in catalog.current
-    }
-    templates = Environment(
-        loader=PackageLoader("service", "templates"), autoescape=select_autoescape(["html", "j2"])
+    service = Service(
+        settings=settings,
+        catalog=catalog,
+        store=store,
+        clock=clock,
+        started=datetime.now(UTC).isoformat(timespec="seconds"),
     )
+    current = catalog.current.values()
+    service.questionnaires = {p.questionnaire["id"]: p.questionnaire for p in current}
+    service.libraries = {
+        logic["id"]: logic
+        for logic in (library(p.policy, p.kind, p.questionnaire, p.drug) for p in current)
+    }
+    # the ValueSets the current Questionnaires reference, by id
+    service.value_sets = {
+        catalog.value_sets[canonical]["id"]: catalog.value_sets[canonical]
+        for p in current
+        for canonical in value_set_canonicals(p.questionnaire)
+    }
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -142,46 +102,21 @@ def create_app(
         redirect_slashes=False,
     )
     app.state.store = store
-    started = datetime.now(UTC).isoformat(timespec="seconds")
     app.state.catalog = catalog
+    app.state.service = service
 
     static = resources.files("service") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
+    app.include_router(fhir_reads.router(service, _version()))
+    app.include_router(dtr_operations.router(service))
+    app.include_router(determinations.router(service))
+    app.include_router(portal.router(service))
+    _handle_errors(app)
+    return app
 
-    def base_url(request: Request) -> str:
-        return settings.base_url or str(request.base_url).rstrip("/")
 
-    def request_id(request: Request) -> str:
-        return str(getattr(request.state, "request_id", ""))
-
-    async def read_body(request: Request, limit: int | None = None) -> bytes:
-        """The body, refused past ``limit`` bytes (default: the tight limit of
-        every body but a response, which may carry attachments)."""
-        limit = limit or settings.max_body
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise BodyTooLarge(limit)
-        body = bytearray()
-        async for chunk in request.stream():
-            body.extend(chunk)
-            if len(body) > limit:
-                raise BodyTooLarge(limit)
-        return bytes(body)
-
-    def require_json(request: Request) -> None:
-        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if media not in ACCEPTED_TYPES:
-            raise InvalidInput(
-                [
-                    Issue(
-                        "not-supported",
-                        f"content type {media or '(none)'!r} is not accepted; send application/fhir+json",
-                    )
-                ],
-                415,
-            )
-
-    # --- middleware and errors ------------------------------------------------
+def _handle_errors(app: FastAPI) -> None:
+    """The request log and every error as an OperationOutcome."""
 
     @app.middleware("http")
     async def log_requests(request: Request, call_next: Callable[[Request], Any]) -> Response:
@@ -234,158 +169,3 @@ def create_app(
     async def bad_request(request: Request, exc: RequestValidationError) -> Response:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         return outcome_response([Issue("invalid", problems)], 400, request_id(request))
-
-    def not_found(kind: str, rid: str) -> StarletteHTTPException:
-        return StarletteHTTPException(404, f"{kind}/{rid} is not known to this service")
-
-    # --- conformance ------------------------------------------------------------
-
-    @app.get("/metadata")
-    def metadata_endpoint(request: Request) -> FHIRResponse:
-        return FHIRResponse(capability_statement(base_url(request), _version(), started))
-
-    @app.get(f"/OperationDefinition/{EVALUATE_DEFINITION}")
-    def operation_definition(request: Request) -> FHIRResponse:
-        return FHIRResponse(evaluate_operation_definition(base_url(request)))
-
-    # --- Questionnaires and Libraries ----------------------------------------------
-
-    @app.get("/Questionnaire")
-    def search_questionnaires(
-        request: Request, url: str | None = None, version: str | None = None
-    ) -> FHIRResponse:
-        if url and "|" in url:
-            url, version = url.split("|", 1)
-        found = [
-            q
-            for q in (p.questionnaire for p in catalog.packages.values())
-            if (url is None or q["url"] == url) and (version is None or q["version"] == version)
-        ]
-        return FHIRResponse(searchset(found, base_url(request)))
-
-    @app.get("/Questionnaire/{qid}")
-    def read_questionnaire(qid: str) -> FHIRResponse:
-        if qid not in questionnaires:
-            raise not_found("Questionnaire", qid)
-        return FHIRResponse(questionnaires[qid])
-
-    @app.get("/Library/{lid}")
-    def read_library(lid: str) -> FHIRResponse:
-        if lid not in libraries:
-            raise not_found("Library", lid)
-        return FHIRResponse(libraries[lid])
-
-    @app.post("/Questionnaire/$questionnaire-package")
-    async def package_operation(request: Request) -> FHIRResponse:
-        require_json(request)
-        body = parse_json(await read_body(request))
-        return FHIRResponse(
-            questionnaire_package(catalog, libraries_by_canonical, body, base_url(request))
-        )
-
-    # --- scoring ------------------------------------------------------------------
-
-    def evaluate(resource: dict[str, Any], rid: str) -> tuple[Record, bool]:
-        determination = score_json(catalog, resource, clock())
-        package = catalog.resolve(determination.questionnaire)
-        record_id = uuid.uuid4().hex
-        record = Record(
-            id=record_id,
-            response_key=response_key(resource),
-            response_id=resource.get("id"),
-            request_id=rid,
-            received_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            questionnaire=determination.questionnaire,
-            policy=package.policy.id,
-            policy_version=package.policy.policy.version,
-            evaluated_at=determination.evaluated_at.isoformat(),
-            outcome=determination.outcome,
-            response=dict(resource),
-            determination=determination.to_json(),
-            claim_response=claim_response(determination, record_id),
-        )
-        return store.save(record)
-
-    @app.post("/QuestionnaireResponse/$evaluate")
-    async def evaluate_operation(request: Request) -> FHIRResponse:
-        require_json(request)
-        resource = parse_json(await read_body(request, settings.max_response_body))
-        if resource.get("resourceType") == "Parameters":
-            resource = response_parameter(resource)
-        record, created = await run_in_threadpool(evaluate, resource, request_id(request))
-        base = base_url(request)
-        headers = {
-            "Location": f"{base}/ClaimResponse/{record.id}",
-            "Link": f'<{base}/determinations/{record.id}>; rel="related"',
-        }
-        return FHIRResponse(
-            record.claim_response, status_code=201 if created else 200, headers=headers
-        )
-
-    def stored(record_id: str, kind: str) -> Record:
-        record = store.get(record_id)
-        if record is None:
-            raise not_found(kind, record_id)
-        return record
-
-    @app.get("/ClaimResponse/{record_id}")
-    def read_claim_response(record_id: str) -> FHIRResponse:
-        return FHIRResponse(stored(record_id, "ClaimResponse").claim_response)
-
-    @app.get("/QuestionnaireResponse/{record_id}")
-    def read_response(record_id: str) -> FHIRResponse:
-        """The stored response, carrying the CRD coverage-information of its determination."""
-        record = stored(record_id, "QuestionnaireResponse")
-        response = dict(record.response)
-        response["id"] = record.id
-        determination = _determination(catalog, record)
-        response["extension"] = [
-            *response.get("extension", []),
-            coverage_information(determination, record.id),
-        ]
-        return FHIRResponse(response)
-
-    @app.get("/determinations/{record_id}")
-    def read_determination(record_id: str, request: Request) -> JSONResponse:
-        record = stored(record_id, "determinations")
-        base = base_url(request)
-        body = {
-            "id": record.id,
-            **record.determination,
-            "claimResponse": f"{base}/ClaimResponse/{record.id}",
-            "notice": f"{base}/determinations/{record.id}/notice",
-        }
-        return JSONResponse(body)
-
-    @app.get("/determinations/{record_id}/notice")
-    def read_notice(record_id: str, format: str = "html") -> Response:
-        record = stored(record_id, "determinations")
-        determination = _determination(catalog, record)
-        if format == "text":
-            return PlainTextResponse(render_notice(determination, "text"))
-        return HTMLResponse(render_notice(determination, "html"))
-
-    # --- portal -------------------------------------------------------------------
-
-    @app.get("/", response_class=HTMLResponse)
-    def portal() -> HTMLResponse:
-        lforms_ready = (Path(str(static)) / "lforms" / "VERSION").exists()
-        entries = sorted(
-            (
-                {"id": q["id"], "title": q["title"], "canonical": f"{q['url']}|{q['version']}"}
-                for q in questionnaires.values()
-            ),
-            key=lambda e: e["id"],
-        )
-        page = templates.get_template("portal.html.j2").render(
-            questionnaires=entries, lforms_ready=lforms_ready
-        )
-        return HTMLResponse(page)
-
-    return app
-
-
-def _determination(catalog: Catalog, record: Record) -> Determination:
-    """The stored determination as an object, with the texts of its package."""
-    package = catalog.resolve(record.questionnaire)
-    return from_json(package, record.determination, record.response.get("subject"))

@@ -8,6 +8,13 @@ the response's canonical JSON: resubmitting the same response (same id, same
 content) finds the stored record instead of creating a second one, while a
 changed response (a pended one completed later) is a new record and both
 are kept.
+
+Each record also keeps the member it is about (the response's subject, as
+:func:`qpackage.member.member_key` spells it), indexed with the policy, so
+the draft response of a renewal can say whether this plan approved the
+drug before. A database written before that column existed gains it on
+open, filled from the stored responses. Error reports of DTR clients
+(``$log-questionnaire-errors``) are kept in their own table.
 """
 
 from __future__ import annotations
@@ -34,13 +41,29 @@ CREATE TABLE IF NOT EXISTS determinations (
     outcome         TEXT NOT NULL,
     response        TEXT NOT NULL,
     determination   TEXT NOT NULL,
-    claim_response  TEXT NOT NULL
+    claim_response  TEXT NOT NULL,
+    member          TEXT
+)
+"""
+MEMBER_INDEX = (
+    "CREATE INDEX IF NOT EXISTS determinations_member ON determinations (member, policy, outcome)"
+)
+ERRORS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS questionnaire_errors (
+    id              TEXT PRIMARY KEY,
+    received_at     TEXT NOT NULL,
+    request_id      TEXT NOT NULL,
+    questionnaire   TEXT NOT NULL,
+    outcome         TEXT NOT NULL
 )
 """
 COLUMNS = (
     "id", "response_key", "response_id", "request_id", "received_at", "questionnaire", "policy",
     "policy_version", "evaluated_at", "outcome", "response", "determination", "claim_response",
+    "member",
 )  # fmt: skip
+HISTORY = "id, questionnaire, evaluated_at"
+ERROR_COLUMNS = ("id", "received_at", "request_id", "questionnaire", "outcome")
 JSON_COLUMNS = {"response", "determination", "claim_response"}
 
 
@@ -65,6 +88,7 @@ class Record:
     response: dict[str, Any]
     determination: dict[str, Any]
     claim_response: dict[str, Any]
+    member: str | None = None
 
     def row(self) -> tuple[Any, ...]:
         return tuple(
@@ -79,6 +103,51 @@ class Record:
         return cls(**values)
 
 
+@dataclass(frozen=True)
+class Approval:
+    """An approval this plan gave a member: which record, under which Questionnaire."""
+
+    id: str
+    questionnaire: str
+    evaluated_at: str
+
+
+@dataclass(frozen=True)
+class ErrorReport:
+    """A DTR client's report of a problem with one of our Questionnaires."""
+
+    id: str
+    received_at: str
+    request_id: str
+    questionnaire: str
+    outcome: dict[str, Any]
+
+    def row(self) -> tuple[Any, ...]:
+        return (
+            self.id, self.received_at, self.request_id, self.questionnaire, json.dumps(self.outcome)
+        )  # fmt: skip
+
+    @classmethod
+    def from_row(cls, row: Any) -> ErrorReport:
+        values = dict(zip(ERROR_COLUMNS, row, strict=True))
+        values["outcome"] = json.loads(values["outcome"])
+        return cls(**values)
+
+
+def _versions_of(url: str) -> str:
+    """A LIKE pattern for every ``url|version`` of a url."""
+    escaped = url.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "|%"
+
+
+def _member_of(response_json: str) -> str | None:
+    # imported here: the store is usable without the packaging layer
+    from qpackage.member import member_key
+
+    subject = json.loads(response_json).get("subject")
+    return member_key(subject)
+
+
 class Store(Protocol):
     def save(self, record: Record) -> tuple[Record, bool]:
         """Store ``record``; returns the stored record and whether it is new
@@ -86,6 +155,16 @@ class Store(Protocol):
         ...
 
     def get(self, record_id: str) -> Record | None: ...
+
+    def approvals(self, member: str, policy: str) -> list[Approval]:
+        """The approvals stored for this member under this policy, oldest first."""
+        ...
+
+    def log_error(self, report: ErrorReport) -> None: ...
+
+    def errors(self, questionnaire: str | None = None, limit: int = 100) -> list[ErrorReport]:
+        """Error reports, newest first (of one Questionnaire url or url|version)."""
+        ...
 
     def count(self) -> int: ...
 
@@ -103,6 +182,26 @@ class SQLiteStore:
         with closing(self._connect()) as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(SCHEMA)
+            db.execute(ERRORS_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(determinations)")}
+            if "member" not in columns:
+                self._add_member_column(db)
+            db.execute(MEMBER_INDEX)
+
+    @staticmethod
+    def _add_member_column(db: sqlite3.Connection) -> None:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("ALTER TABLE determinations ADD COLUMN member TEXT")
+            rows = db.execute("SELECT id, response FROM determinations").fetchall()
+            db.executemany(
+                "UPDATE determinations SET member = ? WHERE id = ?",
+                [(_member_of(response), rid) for rid, response in rows],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
@@ -137,6 +236,34 @@ class SQLiteStore:
             ).fetchone()
         return Record.from_row(row) if row else None
 
+    def approvals(self, member: str, policy: str) -> list[Approval]:
+        with closing(self._connect()) as db:
+            rows = db.execute(
+                f"SELECT {HISTORY} FROM determinations WHERE member = ? AND policy = ?"
+                " AND outcome = 'approved' ORDER BY evaluated_at, received_at",
+                (member, policy),
+            ).fetchall()
+        return [Approval(*row) for row in rows]
+
+    def log_error(self, report: ErrorReport) -> None:
+        with closing(self._connect()) as db:
+            db.execute(
+                f"INSERT INTO questionnaire_errors ({', '.join(ERROR_COLUMNS)})"
+                " VALUES (?, ?, ?, ?, ?)",
+                report.row(),
+            )
+
+    def errors(self, questionnaire: str | None = None, limit: int = 100) -> list[ErrorReport]:
+        query = f"SELECT {', '.join(ERROR_COLUMNS)} FROM questionnaire_errors"
+        args: tuple[Any, ...] = ()
+        if questionnaire:
+            query += " WHERE questionnaire = ? OR questionnaire LIKE ? ESCAPE '\\'"
+            args = (questionnaire, _versions_of(questionnaire))
+        query += " ORDER BY received_at DESC, id DESC LIMIT ?"
+        with closing(self._connect()) as db:
+            rows = db.execute(query, (*args, limit)).fetchall()
+        return [ErrorReport.from_row(row) for row in rows]
+
     def count(self) -> int:
         with closing(self._connect()) as db:
             return int(db.execute("SELECT count(*) FROM determinations").fetchone()[0])
@@ -157,6 +284,21 @@ class PostgresStore:
         self.pool = ConnectionPool(url, min_size=1, max_size=max_connections, open=True)
         with self.pool.connection() as db:
             db.execute(SCHEMA)
+            db.execute(ERRORS_SCHEMA)
+            found = db.execute(
+                "SELECT 1 FROM information_schema.columns"
+                " WHERE table_name = 'determinations' AND column_name = 'member'"
+            ).fetchone()
+            if found is None:
+                with db.transaction():
+                    db.execute("ALTER TABLE determinations ADD COLUMN member TEXT")
+                    rows = db.execute("SELECT id, response FROM determinations").fetchall()
+                    for rid, response in rows:
+                        db.execute(
+                            "UPDATE determinations SET member = %s WHERE id = %s",
+                            (_member_of(response), rid),
+                        )
+            db.execute(MEMBER_INDEX)
 
     def save(self, record: Record) -> tuple[Record, bool]:
         placeholders = ", ".join("%s" for _ in COLUMNS)
@@ -180,6 +322,34 @@ class PostgresStore:
                 f"SELECT {', '.join(COLUMNS)} FROM determinations WHERE id = %s", (record_id,)
             ).fetchone()
         return Record.from_row(row) if row else None
+
+    def approvals(self, member: str, policy: str) -> list[Approval]:
+        with self.pool.connection() as db:
+            rows = db.execute(
+                f"SELECT {HISTORY} FROM determinations WHERE member = %s AND policy = %s"
+                " AND outcome = 'approved' ORDER BY evaluated_at, received_at",
+                (member, policy),
+            ).fetchall()
+        return [Approval(*row) for row in rows]
+
+    def log_error(self, report: ErrorReport) -> None:
+        with self.pool.connection() as db:
+            db.execute(
+                f"INSERT INTO questionnaire_errors ({', '.join(ERROR_COLUMNS)})"
+                " VALUES (%s, %s, %s, %s, %s)",
+                report.row(),
+            )
+
+    def errors(self, questionnaire: str | None = None, limit: int = 100) -> list[ErrorReport]:
+        query = f"SELECT {', '.join(ERROR_COLUMNS)} FROM questionnaire_errors"
+        args: tuple[Any, ...] = ()
+        if questionnaire:
+            query += " WHERE questionnaire = %s OR questionnaire LIKE %s ESCAPE '\\'"
+            args = (questionnaire, _versions_of(questionnaire))
+        query += " ORDER BY received_at DESC, id DESC LIMIT %s"
+        with self.pool.connection() as db:
+            rows = db.execute(query, (*args, limit)).fetchall()
+        return [ErrorReport.from_row(row) for row in rows]
 
     def count(self) -> int:
         with self.pool.connection() as db:

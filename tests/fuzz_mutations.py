@@ -211,7 +211,7 @@ VALUES: tuple[Any, ...] = (
     "\u0000",
     "é ü 中文 🙂",
     "I.D",
-    "https://pa-dtr.example.org/fhir/Questionnaire/eocco329-initial|1.0.0-r2",
+    "https://pa-dtr.example.org/fhir/Questionnaire/eocco329-initial|1.0.0-r1",
     "https://pa-dtr.example.org/fhir/Questionnaire/eocco329-initial",
     "Patient/example",
     *DATE_VALUES[:6],

@@ -14,6 +14,7 @@ from builder.checks import iter_items, questionnaire_problems
 from builder.loader import bundled_policies, load_folder
 from builder.policy import AnyOf, Node, Policy, RequestKind, expression_variables, walk
 from builder.questionnaire import BUILDER_REVISION, DTR_STD_QUESTIONNAIRE, build
+from builder.valuesets import codings, published
 from tests.conftest import load_cases
 
 # every Questionnaire of every bundled policy, whatever the policies are
@@ -43,8 +44,9 @@ def eocco_initial(policies: dict[str, Policy]) -> dict[str, Any]:
 def test_questionnaire_is_sound(
     policies: dict[str, Policy], policy_id: str, kind: str, drug: str | None
 ) -> None:
-    questionnaire = build(policies[policy_id], kind, drug)  # type: ignore[arg-type]
-    assert questionnaire_problems(questionnaire) == []
+    policy = policies[policy_id]
+    questionnaire = build(policy, kind, drug)  # type: ignore[arg-type]
+    assert questionnaire_problems(questionnaire, published(policy)) == []
     parsed = Questionnaire.model_validate(questionnaire)
     qid = f"{policy_id}-{drug}-{kind}" if drug else f"{policy_id}-{kind}"
     assert parsed.id == qid
@@ -129,11 +131,13 @@ def test_every_section_has_an_item(policy: Policy, kind: RequestKind, drug: str 
     }
     investigational: set[str] = set()
     if policy.investigational is not None:
+        answer_lists = published(policy)
         options = {
-            option["valueCoding"]["code"]
+            coding["code"]
             for item, _ in iter_items(questionnaire["item"])
-            for option in item.get("answerOption", [])
-            if option["valueCoding"]["system"] == policy.policy.sections_system
+            if "answerValueSet" in item
+            for coding in codings(answer_lists[item["answerValueSet"]])
+            if coding["system"] == policy.policy.sections_system
         }
         for condition in policy.investigational.all_conditions():
             if condition.answer_of is not None and condition.answer_of in asked:
@@ -227,28 +231,39 @@ def test_mekinist_branches_and_thresholds(policies: dict[str, Policy]) -> None:
     assert conditions(initial, "Exclusion.1") == [("Indication.indication", "=", "Melanoma")]
     items = items_by_link(initial)
     assert {c["code"] for c in items["Indication.birth_date"]["code"]} == {"Melanoma.1", "NSCLC.1"}
-    product = items["QL.requested_product"]
-    assert [o["valueCoding"]["code"] for o in product["answerOption"]] == ["0078-0666", "0078-0668"]
+    product = published(policies["mn-dhs-mekinist"])[
+        items["QL.requested_product"]["answerValueSet"]
+    ]
+    assert [c["code"] for c in codings(product)] == ["0078-0666", "0078-0668"]
     renewal = build(policies["mn-dhs-mekinist"], "renewal")
     assert conditions(renewal, "Renewal.4.lvef_below_lln") == [("Renewal.4.lvef_decline", ">", 20)]
     assert items_by_link(renewal)["Renewal.4.lvef_resolved_4_weeks"]["enableBehavior"] == "all"
 
 
 def test_choices_are_coded_with_a_system(policies: dict[str, Policy]) -> None:
+    """Every answer list is a published ValueSet, referenced url|version, of
+    codes with a system; none is inline or contained."""
     for policy in policies.values():
+        answer_lists = published(policy)
         for kind, drug in policy.forms():
             for item, _ in iter_items(build(policy, kind, drug)["item"]):
                 if item["type"] == "choice":
-                    assert all(
-                        o["valueCoding"]["system"].startswith("http") for o in item["answerOption"]
-                    )
+                    assert "answerOption" not in item
+                    value_set = answer_lists[item["answerValueSet"]]
+                    assert value_set["version"] == item["answerValueSet"].split("|")[1]
+                    assert all(c["system"].startswith("http") for c in codings(value_set))
 
 
 @pytest.mark.parametrize("case", load_cases("broken_questionnaires.yaml"))
 def test_checks_catch_broken_questionnaire(
-    eocco_initial: dict[str, Any], case: dict[str, Any]
+    policies: dict[str, Policy], eocco_initial: dict[str, Any], case: dict[str, Any]
 ) -> None:
     broken = copy.deepcopy(eocco_initial)
-    items_by_link(broken)[case["item"]].update(case["set"])
-    problems = questionnaire_problems(broken)
+    item = items_by_link(broken)[case["item"]]
+    for key, value in case["set"].items():  # null removes the element
+        if value is None:
+            item.pop(key, None)
+        else:
+            item[key] = value
+    problems = questionnaire_problems(broken, published(policies["eocco329"]))
     assert any(case["expect"] in problem for problem in problems), problems

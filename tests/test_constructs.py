@@ -123,14 +123,26 @@ def test_the_order_selects_the_drugs_questionnaires(tmp_path: Path) -> None:
         "subject": {"reference": "Patient/p1"},
         "medicationCodeableConcept": {"text": "Betanib 5 mg"},
     }
-    body = {"resourceType": "Parameters", "parameter": [{"name": "order", "resource": order}]}
+    coverage = {
+        "resourceType": "Coverage",
+        "status": "active",
+        "beneficiary": {"reference": "Patient/p1"},
+        "payor": [{"display": "Fixture Health Plan"}],
+    }
+    body = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "coverage", "resource": coverage},
+            {"name": "order", "resource": order},
+        ],
+    }
     with TestClient(app) as client:
         reply = client.post(
             "/Questionnaire/$questionnaire-package",
             content=json.dumps(body),
             headers={"Content-Type": "application/fhir+json"},
         )
-    assert reply.status_code in (200, 201), reply.text
+    assert reply.status_code == 200, reply.text
     ids = sorted(
         p["resource"]["entry"][0]["resource"]["id"]
         for p in reply.json()["parameter"]

@@ -15,7 +15,6 @@ from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.claimresponse import ClaimResponse
 from fhir.resources.R4B.operationdefinition import OperationDefinition
 from fhir.resources.R4B.operationoutcome import OperationOutcome
-from fhir.resources.R4B.parameters import Parameters
 from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 
 from scoring import Catalog
@@ -75,6 +74,11 @@ def test_metadata_lists_the_api(client: TestClient) -> None:
     resources = {r.type: r for r in capability.rest[0].resource}
     assert {"Questionnaire", "Library", "QuestionnaireResponse", "ClaimResponse"} <= set(resources)
     assert [o.name for o in resources["QuestionnaireResponse"].operation] == ["evaluate"]
+    assert [o.name for o in resources["Questionnaire"].operation] == [
+        "questionnaire-package",
+        "log-questionnaire-errors",
+    ]
+    assert [o.name for o in resources["ValueSet"].operation] == ["expand"]
     definition = client.get("/OperationDefinition/evaluate-response")
     assert OperationDefinition.model_validate(definition.json()).code == "evaluate"
 
@@ -90,10 +94,10 @@ def test_questionnaire_search_and_read(client: TestClient) -> None:
     assert "1.0.0-r1" in [c.split("|")[1] for c in versions]
     assert client.get("/Questionnaire", params={"url": url}).json()["total"] == len(versions)
     assert (
-        client.get("/Questionnaire", params={"url": url, "version": "1.0.0-r2"}).json()["total"]
+        client.get("/Questionnaire", params={"url": url, "version": "1.0.0-r1"}).json()["total"]
         == 1
     )
-    assert client.get("/Questionnaire", params={"url": f"{url}|1.0.0-r2"}).json()["total"] == 1
+    assert client.get("/Questionnaire", params={"url": f"{url}|1.0.0-r1"}).json()["total"] == 1
     assert client.get("/Questionnaire", params={"url": url, "version": "9"}).json()["total"] == 0
     assert client.get("/Questionnaire/eocco329-renewal").json()["url"] == url
     assert "Questionnaire/nope is not known" in outcome_of(client.get("/Questionnaire/nope"), 404)
@@ -103,95 +107,6 @@ def test_library_read(client: TestClient) -> None:
     logic = client.get("/Library/eocco329-initial-logic").json()
     assert logic["content"][0]["contentType"] == "text/fhirpath"
     outcome_of(client.get("/Library/nope"), 404)
-
-
-# --- $questionnaire-package ----------------------------------------------------------
-
-
-def package_request(*parts: dict[str, Any]) -> dict[str, Any]:
-    coverage = {"resourceType": "Coverage", "status": "active", "beneficiary": {"reference": "Patient/p1"},
-                "payor": [{"display": "payer"}]}  # fmt: skip
-    return {
-        "resourceType": "Parameters",
-        "parameter": [{"name": "coverage", "resource": coverage}, *parts],
-    }
-
-
-def order(coding: list[dict[str, Any]], text: str | None = None) -> dict[str, Any]:
-    concept: dict[str, Any] = {"coding": coding}
-    if text:
-        concept["text"] = text
-    return {"name": "order", "resource": {"resourceType": "MedicationRequest", "status": "draft",
-            "intent": "order", "subject": {"reference": "Patient/p1"}, "medicationCodeableConcept": concept}}  # fmt: skip
-
-
-def bundles(reply: Any) -> list[dict[str, Any]]:
-    assert reply.status_code == 200, reply.text
-    Parameters.model_validate(reply.json())
-    out = [p["resource"] for p in reply.json()["parameter"] if p["name"] == "PackageBundle"]
-    for bundle in out:
-        Bundle.model_validate(bundle)
-        assert bundle["type"] == "collection"
-        kinds = [e["resource"]["resourceType"] for e in bundle["entry"]]
-        assert kinds == ["Questionnaire", "QuestionnaireResponse", "Library"]
-        questionnaire, draft, logic = (e["resource"] for e in bundle["entry"])
-        canonical = f"{questionnaire['url']}|{questionnaire['version']}"
-        assert draft["questionnaire"] == canonical and draft["status"] == "in-progress"
-        library_ref = next(
-            e["valueCanonical"] for e in questionnaire["extension"] if "cqf-library" in e["url"]
-        )
-        assert library_ref == f"{logic['url']}|{logic['version']}"
-    return out
-
-
-def test_package_by_ndc_order(client: TestClient) -> None:
-    ndc = [{"system": "http://hl7.org/fhir/sid/ndc", "code": "0078-0668-15"}]
-    found = bundles(
-        post(client, package_request(order(ndc)), "/Questionnaire/$questionnaire-package")
-    )
-    assert [b["entry"][0]["resource"]["id"] for b in found] == [
-        "mn-dhs-mekinist-initial",
-        "mn-dhs-mekinist-renewal",
-    ]
-    assert found[0]["entry"][1]["resource"]["subject"] == {"reference": "Patient/p1"}
-
-
-def test_package_by_product_name(client: TestClient) -> None:
-    found = bundles(
-        post(
-            client,
-            package_request(order([], "Avmapki Fakzynja Co-Pack")),
-            "/Questionnaire/$questionnaire-package",
-        )
-    )
-    assert {b["entry"][0]["resource"]["id"] for b in found} == {
-        "eocco329-initial",
-        "eocco329-renewal",
-    }
-
-
-def test_package_by_questionnaire_canonical(client: TestClient) -> None:
-    canonical = "https://pa-dtr.example.org/fhir/Questionnaire/eocco329-renewal|1.0.0-r2"
-    part = {"name": "questionnaire", "valueCanonical": canonical}
-    found = bundles(post(client, package_request(part), "/Questionnaire/$questionnaire-package"))
-    assert [b["entry"][0]["resource"]["id"] for b in found] == ["eocco329-renewal"]
-
-
-def test_package_for_a_drug_without_policy(client: TestClient) -> None:
-    reply = post(
-        client,
-        package_request(order([], "amoxicillin 500 mg")),
-        "/Questionnaire/$questionnaire-package",
-    )
-    assert bundles(reply) == []
-    outcome = next(p["resource"] for p in reply.json()["parameter"] if p["name"] == "outcome")
-    assert "no policy of this payer covers" in outcome["issue"][0]["diagnostics"]
-
-
-def test_package_needs_order_questionnaire_or_context(client: TestClient) -> None:
-    assert "dtr-1" in outcome_of(
-        post(client, package_request(), "/Questionnaire/$questionnaire-package"), 400
-    )
 
 
 # --- $evaluate -----------------------------------------------------------------------

@@ -1,0 +1,333 @@
+"""``$questionnaire-package`` (DTR 2.2.0): which Questionnaires a request
+names, and the output Parameters.
+
+The Questionnaires returned are the union of those named by each input
+(DTR "the union ... each Questionnaire version only once"):
+
+- ``questionnaire`` canonicals: the version given, or the current one for a
+  bare url;
+- ``order``s: the current Questionnaires of every policy whose drug the order's
+  medication is (RxNorm or NDC code; the product name where the data has no
+  code), for the drug ordered in a policy of several drugs;
+- ``context``: the Questionnaire a stored (pended) request answered, with its
+  answers brought back in the draft — only for the same member.
+
+Each comes in a ``collection`` Bundle (DTR-QPackageBundle): the Questionnaire
+first, then its one draft QuestionnaireResponse, then each ValueSet it
+references, version-specific and expanded as of now when it has fewer than
+40 codes. No Library: the FHIRPath definitions are the payer's scorer, not a
+client's prepopulation logic. Anything that matched nothing is a warning in
+``outcome``; the status is 200 all the same.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from builder.checks import iter_items
+from builder.policy import NDC, RXNORM, Policy
+from builder.valuesets import EXPAND_BELOW, codings, expanded
+from cql_like.engine import CompiledRequest
+from qpackage.draft import History, draft_response, earlier_answers
+from qpackage.member import member_key
+from qpackage.parameters import PackageRequest
+from scoring import Catalog
+from scoring.outcome import Issue, operation_outcome
+
+DTR_QPACKAGE_BUNDLE = "http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/DTR-QPackageBundle"
+DTR_QPACKAGE_OUTPUT = (
+    "http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/dtr-qpackage-output-parameters"
+)
+
+
+@dataclass(frozen=True)
+class StoredRequest:
+    """What a ``context`` id names: a request this service decided."""
+
+    id: str
+    questionnaire: str  # url|version
+    member: str | None
+    outcome: str
+    response: dict[str, Any]
+
+
+@dataclass
+class _Selected:
+    package: CompiledRequest
+    earlier: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+def _canonical(resource: dict[str, Any]) -> str:
+    return f"{resource['url']}|{resource['version']}"
+
+
+def _codings(order: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
+    """The ordered medication's codings and text (MedicationRequest, or the
+    ``code`` of another request resource)."""
+    concept = order.get("medicationCodeableConcept") or order.get("code") or {}
+    if not isinstance(concept, dict):
+        return [], None
+    coded = [c for c in concept.get("coding", []) if isinstance(c, dict)]
+    return coded, concept.get("text")
+
+
+def _ndc_product(code: str) -> str:
+    """An NDC package code (labeler-product-package) reduced to labeler-product."""
+    parts = code.split("-")
+    return "-".join(parts[:2]) if len(parts) == 3 else code
+
+
+def policies_for_order(catalog: Catalog, order: dict[str, Any]) -> list[tuple[Policy, str | None]]:
+    """(policy, drug id) for each policy drug the order's medication matches:
+    RxNorm or NDC code first; the product name (text or display) where the
+    data has no code. The drug id is None for a policy of one drug (its
+    Questionnaires are not per drug)."""
+    coded, text = _codings(order)
+    names = [str(text or "")] + [str(c.get("display") or "") for c in coded]
+    found = []
+    for policy in catalog.policies.values():
+        for drug in policy.drugs:
+            by_code = any(
+                (c.get("system") == RXNORM and c.get("code") in drug.rxnorm)
+                or (c.get("system") == NDC and _ndc_product(str(c.get("code", ""))) in drug.ndc)
+                for c in coded
+            )
+            by_name = any(
+                name.strip() and any(known.lower() in name.lower() for known in drug.names)
+                for name in names
+            )
+            if by_code or by_name:
+                found.append((policy, drug.id if policy.per_drug else None))
+                if not policy.per_drug:
+                    break
+    return found
+
+
+def value_set_canonicals(questionnaire: dict[str, Any]) -> list[str]:
+    """Every ValueSet a Questionnaire references, once, in document order."""
+    seen: dict[str, None] = {}
+    for item, _ in iter_items(questionnaire["item"]):
+        if "answerValueSet" in item:
+            seen.setdefault(item["answerValueSet"], None)
+    return list(seen)
+
+
+def history_of(catalog: Catalog, policy_id: str, approved: Iterable[str]) -> History:
+    """The member's approvals under a policy, from the Questionnaire canonicals
+    of the approved requests."""
+    kinds = [catalog.packages[c].kind for c in approved if c in catalog.packages]
+    return History(approvals=len(kinds), renewals=sum(1 for k in kinds if k == "renewal"))
+
+
+def questionnaire_package(
+    catalog: Catalog,
+    request: PackageRequest,
+    *,
+    now: datetime,
+    base: str,
+    context: StoredRequest | None = None,
+    approved: Callable[[str, str], Sequence[str]] = lambda _member, _policy: (),
+    released_at: Callable[[str], datetime | None] = lambda _canonical: None,
+) -> dict[str, Any]:
+    """The output Parameters for a checked request.
+
+    ``context`` is the stored request the ``context`` id names (None when the
+    id is unknown); ``approved(member, policy)`` the Questionnaire canonicals
+    of that member's approved requests under the policy; ``released_at`` when
+    a canonical was first released (None when unknown: it counts as changed)."""
+    issues: list[Issue] = []
+    selected: dict[str, _Selected] = {}
+
+    def add(package: CompiledRequest) -> _Selected:
+        return selected.setdefault(_canonical(package.questionnaire), _Selected(package))
+
+    for canonical in request.questionnaires:
+        url, _, version = canonical.partition("|")
+        pool = catalog.packages if version else catalog.current
+        matches = [
+            p
+            for key, p in pool.items()
+            if key.split("|")[0] == url and (not version or key.split("|")[1] == version)
+        ]
+        if not matches:
+            issues.append(
+                Issue(
+                    "not-found",
+                    f"questionnaire {canonical}: no such Questionnaire is known to this payer",
+                    severity="warning",
+                )
+            )
+        for package in matches:
+            add(package)
+    for position, order in enumerate(request.orders):
+        matched = policies_for_order(catalog, order)
+        if not matched:
+            coded, text = _codings(order)
+            what = text or ", ".join(f"{c.get('system')}|{c.get('code')}" for c in coded)
+            issues.append(
+                Issue(
+                    "not-found",
+                    f"order {position + 1} ({order.get('resourceType')}"
+                    f" {order.get('id') or ''} {what or 'no code or text'}): no policy of this"
+                    " payer covers what it orders, so no documentation is asked for it",
+                    severity="warning",
+                )
+            )
+        for policy, drug in matched:
+            for package in catalog.current.values():
+                if package.policy is policy and package.drug == drug:
+                    add(package)
+    member = member_key(request.member)
+    if request.context is not None:
+        if context is None:
+            issues.append(
+                Issue(
+                    "not-found",
+                    f"context {request.context}: no request of this payer has that id",
+                    severity="warning",
+                )
+            )
+        elif member is None or context.member != member:
+            issues.append(
+                Issue(
+                    "business-rule",
+                    f"context {request.context}: that request is not the Coverage's"
+                    " beneficiary's; its answers are not returned",
+                    severity="warning",
+                )
+            )
+        elif context.questionnaire not in catalog.packages:
+            issues.append(
+                Issue(
+                    "not-found",
+                    f"context {request.context}: its Questionnaire {context.questionnaire}"
+                    " is no longer known",
+                    severity="warning",
+                )
+            )
+        else:
+            chosen = add(catalog.packages[context.questionnaire])
+            chosen.earlier = earlier_answers(context.response)
+
+    for canonical, chosen in selected.items():
+        issues.extend(_unpackaged_libraries(catalog, canonical, chosen.package.questionnaire))
+    bundles = []
+    unchanged = 0
+    for canonical, chosen in selected.items():
+        questionnaire = chosen.package.questionnaire
+        value_sets = [catalog.value_sets[c] for c in value_set_canonicals(questionnaire)]
+        if request.changed_since is not None and not chosen.earlier:
+            moments = [released_at(canonical), *(released_at(_canonical(v)) for v in value_sets)]
+            if all(m is not None and m <= request.changed_since for m in moments):
+                unchanged += 1
+                continue
+        approvals = approved(member, chosen.package.policy.id) if member is not None else ()
+        draft = draft_response(
+            chosen.package,
+            coverage=request.coverage,
+            orders=request.orders,
+            subject=request.member,
+            history=history_of(catalog, chosen.package.policy.id, approvals),
+            earlier=chosen.earlier,
+        )
+        bundles.append(
+            _bundle(questionnaire, draft, value_sets, canonical in catalog.current, base, now)
+        )
+    for name in request.ignored:
+        issues.append(
+            Issue(
+                "not-supported",
+                f"parameter {name!r} is not an input of $questionnaire-package; it was ignored",
+                severity="warning",
+            )
+        )
+    if unchanged:
+        issues.append(
+            Issue(
+                "informational",
+                f"{unchanged} questionnaire package(s) unchanged since"
+                f" {request.changed_since.isoformat() if request.changed_since else ''}",
+                severity="information",
+            )
+        )
+    if not any(issue.severity == "warning" for issue in issues):
+        issues.append(
+            Issue(
+                "informational",
+                f"{len(bundles)} questionnaire package(s) returned",
+                severity="information",
+            )
+        )
+    parameters: list[dict[str, Any]] = [
+        {"name": "packagebundle", "resource": bundle} for bundle in bundles
+    ]
+    parameters.append({"name": "outcome", "resource": operation_outcome(issues)})
+    return {
+        "resourceType": "Parameters",
+        "meta": {"profile": [DTR_QPACKAGE_OUTPUT]},
+        "parameter": parameters,
+    }
+
+
+CQF_LIBRARY = "http://hl7.org/fhir/StructureDefinition/cqf-library"
+
+
+def _unpackaged_libraries(
+    catalog: Catalog, canonical: str, questionnaire: dict[str, Any]
+) -> list[Issue]:
+    """A warning for each Library a released Questionnaire still names with
+    ``cqf-library``: versions built before the scoring logic was kept out of
+    the package reference it, and a released version is served as released."""
+    current = next((c for c in catalog.current if c.split("|")[0] == questionnaire["url"]), None)
+    return [
+        Issue(
+            "not-supported",
+            f"{canonical} references Library {extension['valueCanonical']}: the payer's"
+            " scoring definitions (FHIRPath), not packaged for a client to run"
+            + (f"; the current version is {current.split('|')[1]}" if current else ""),
+            severity="warning",
+        )
+        for extension in questionnaire.get("extension", [])
+        if extension.get("url") == CQF_LIBRARY
+    ]
+
+
+def _bundle(
+    questionnaire: dict[str, Any],
+    draft: dict[str, Any],
+    value_sets: list[dict[str, Any]],
+    current: bool,
+    base: str,
+    now: datetime,
+) -> dict[str, Any]:
+    """One DTR-QPackageBundle: Questionnaire, draft response, ValueSets."""
+
+    def full_url(resource: dict[str, Any]) -> str:
+        return f"{base}/{resource['resourceType']}/{resource['id']}"
+
+    entries = [
+        {
+            "fullUrl": full_url(questionnaire) if current else f"urn:uuid:{uuid.uuid4()}",
+            "resource": questionnaire,
+        },
+        {"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": draft},
+    ]
+    for value_set in value_sets:
+        small = len(codings(value_set)) < EXPAND_BELOW
+        entries.append(
+            {
+                "fullUrl": f"urn:uuid:{uuid.uuid4()}",
+                "resource": expanded(value_set, now) if small else value_set,
+            }
+        )
+    return {
+        "resourceType": "Bundle",
+        "meta": {"profile": [DTR_QPACKAGE_BUNDLE]},
+        "type": "collection",
+        "timestamp": now.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "entry": entries,
+    }

@@ -1,0 +1,154 @@
+"""Scoring and its outputs: ``QuestionnaireResponse/$evaluate`` (stores the
+response and its determination before answering), the PAS-style
+ClaimResponse, the stored response with its CRD coverage-information, the
+determination JSON and its notice.
+
+A pended determination's context id (DTR ``context``) is its record id: the
+``coverage-assertion-id`` of the coverage-information on the stored
+response, and the id of the ClaimResponse.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from qpackage.draft import QR_COVERAGE
+from qpackage.member import member_key
+from scoring import Catalog, score_json
+from scoring.determination import Determination, from_json
+from scoring.fhir_outputs import claim_response, coverage_information
+from scoring.notice import render_notice
+from scoring.outcome import InvalidInput, Issue
+from scoring.response import parse_json
+from service.http import FHIRResponse, Service, not_found, request_id, require_json
+from service.store import Record, response_key
+
+
+def response_parameter(parameters: dict[str, Any]) -> dict[str, Any]:
+    """The QuestionnaireResponse of a Parameters body (its one ``response``)."""
+    entries = parameters.get("parameter")
+    if not isinstance(entries, list):
+        raise InvalidInput(
+            [Issue("structure", "Parameters.parameter must be a list", "Parameters.parameter")],
+            400,
+        )
+    parts = [p for p in entries if isinstance(p, dict) and p.get("name") == "response"]
+    if len(parts) != 1 or not isinstance(parts[0].get("resource"), dict):
+        raise InvalidInput(
+            [Issue("required", "Parameters must carry one 'response' resource")], 400
+        )
+    resource: dict[str, Any] = parts[0]["resource"]
+    return resource
+
+
+def _coverage_reference(response: dict[str, Any]) -> dict[str, Any] | None:
+    for extension in response.get("extension", []):
+        if isinstance(extension, dict) and extension.get("url") == QR_COVERAGE:
+            reference = extension.get("valueReference")
+            return reference if isinstance(reference, dict) else None
+    return None
+
+
+def stored_determination(catalog: Catalog, record: Record) -> Determination:
+    """The stored determination as an object, with the texts of its package."""
+    package = catalog.resolve(record.questionnaire)
+    return from_json(package, record.determination, record.response.get("subject"))
+
+
+def router(service: Service) -> APIRouter:
+    api = APIRouter()
+    store = service.store
+    catalog = service.catalog
+
+    def evaluate(resource: dict[str, Any], rid: str) -> tuple[Record, bool]:
+        determination = score_json(catalog, resource, service.clock())
+        package = catalog.resolve(determination.questionnaire)
+        record_id = uuid.uuid4().hex
+        record = Record(
+            id=record_id,
+            response_key=response_key(resource),
+            response_id=resource.get("id"),
+            request_id=rid,
+            received_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            questionnaire=determination.questionnaire,
+            policy=package.policy.id,
+            policy_version=package.policy.policy.version,
+            evaluated_at=determination.evaluated_at.isoformat(),
+            outcome=determination.outcome,
+            response=dict(resource),
+            determination=determination.to_json(),
+            claim_response=claim_response(determination, record_id),
+            member=member_key(resource.get("subject")),
+        )
+        return store.save(record)
+
+    @api.post("/QuestionnaireResponse/$evaluate")
+    async def evaluate_operation(request: Request) -> FHIRResponse:
+        require_json(request)
+        body = await service.read_body(request, service.settings.max_response_body)
+        resource = parse_json(body)
+        if resource.get("resourceType") == "Parameters":
+            resource = response_parameter(resource)
+        record, created = await run_in_threadpool(evaluate, resource, request_id(request))
+        base = service.base_url(request)
+        headers = {
+            "Location": f"{base}/ClaimResponse/{record.id}",
+            "Link": f'<{base}/determinations/{record.id}>; rel="related"',
+        }
+        return FHIRResponse(
+            record.claim_response, status_code=201 if created else 200, headers=headers
+        )
+
+    def stored(record_id: str, kind: str) -> Record:
+        record = store.get(record_id)
+        if record is None:
+            raise not_found(kind, record_id)
+        return record
+
+    @api.get("/ClaimResponse/{record_id}")
+    def read_claim_response(record_id: str) -> FHIRResponse:
+        return FHIRResponse(stored(record_id, "ClaimResponse").claim_response)
+
+    @api.get("/QuestionnaireResponse/{record_id}")
+    def read_response(record_id: str) -> FHIRResponse:
+        """The stored response, carrying the CRD coverage-information of its determination."""
+        record = stored(record_id, "QuestionnaireResponse")
+        response = dict(record.response)
+        response["id"] = record.id
+        determination = stored_determination(catalog, record)
+        response["extension"] = [
+            *response.get("extension", []),
+            coverage_information(determination, record.id, _coverage_reference(record.response)),
+        ]
+        return FHIRResponse(response)
+
+    @api.get("/determinations/{record_id}")
+    def read_determination(record_id: str, request: Request) -> JSONResponse:
+        record = stored(record_id, "determinations")
+        base = service.base_url(request)
+        body = {
+            "id": record.id,
+            **record.determination,
+            "claimResponse": f"{base}/ClaimResponse/{record.id}",
+            "notice": f"{base}/determinations/{record.id}/notice",
+        }
+        if record.outcome == "pended":
+            # DTR: $questionnaire-package with this context reopens the request
+            body["context"] = record.id
+        return JSONResponse(body)
+
+    @api.get("/determinations/{record_id}/notice")
+    def read_notice(record_id: str, format: str = "html") -> Response:
+        record = stored(record_id, "determinations")
+        determination = stored_determination(catalog, record)
+        if format == "text":
+            return PlainTextResponse(render_notice(determination, "text"))
+        return HTMLResponse(render_notice(determination, "html"))
+
+    return api

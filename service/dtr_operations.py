@@ -1,0 +1,118 @@
+"""DTR operations: ``Questionnaire/$questionnaire-package`` and
+``Questionnaire/$log-questionnaire-errors`` (with the payer's list of the
+reports received, ``GET /questionnaire-errors``).
+
+Thin over :mod:`qpackage`: this router checks the body, looks up what the
+request needs from the store (the request a ``context`` id names, the
+member's approvals) and hands both to the pure package builder.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from qpackage.package import StoredRequest, questionnaire_package
+from qpackage.parameters import error_log, package_request
+from scoring.outcome import Issue, operation_outcome
+from scoring.response import parse_json
+from service.http import FHIRResponse, Service, request_id, require_json
+from service.store import ErrorReport
+
+
+def router(service: Service) -> APIRouter:
+    api = APIRouter()
+    store = service.store
+    catalog = service.catalog
+
+    def context_of(context_id: str | None) -> StoredRequest | None:
+        record = store.get(context_id) if context_id else None
+        if record is None:
+            return None
+        return StoredRequest(
+            id=record.id,
+            questionnaire=record.questionnaire,
+            member=record.member,
+            outcome=record.outcome,
+            response=record.response,
+        )
+
+    def package(body: dict[str, Any], base: str) -> dict[str, Any]:
+        request = package_request(body)
+        return questionnaire_package(
+            catalog,
+            request,
+            now=service.now(),
+            base=base,
+            context=context_of(request.context),
+            approved=lambda member, policy: [
+                a.questionnaire for a in store.approvals(member, policy)
+            ],
+            released_at=catalog.released_at.get,
+        )
+
+    @api.post("/Questionnaire/$questionnaire-package")
+    async def package_operation(request: Request) -> FHIRResponse:
+        require_json(request)
+        body = parse_json(await service.read_body(request))
+        result = await run_in_threadpool(package, body, service.base_url(request))
+        return FHIRResponse(result)
+
+    @api.post("/Questionnaire/$log-questionnaire-errors")
+    async def log_errors(request: Request) -> FHIRResponse:
+        require_json(request)
+        report = error_log(parse_json(await service.read_body(request)))
+        stored = ErrorReport(
+            id=uuid.uuid4().hex,
+            received_at=service.now().isoformat(timespec="seconds"),
+            request_id=request_id(request),
+            questionnaire=report.questionnaire,
+            outcome=report.outcome,
+        )
+        await run_in_threadpool(store.log_error, stored)
+        known = report.questionnaire in catalog.packages or any(
+            key.split("|")[0] == report.questionnaire for key in catalog.packages
+        )
+        issues = [
+            Issue(
+                "informational",
+                f"error report {stored.id} logged for {report.questionnaire}",
+                severity="information",
+            )
+        ]
+        if not known:
+            issues.append(
+                Issue(
+                    "not-found",
+                    f"{report.questionnaire} is not a Questionnaire of this payer;"
+                    " the report is kept all the same",
+                    severity="warning",
+                )
+            )
+        return FHIRResponse(operation_outcome(issues))
+
+    @api.get("/questionnaire-errors")
+    def list_errors(questionnaire: str | None = None, limit: int = 100) -> JSONResponse:
+        """The error reports DTR clients sent, newest first."""
+        reports = store.errors(questionnaire, max(1, min(limit, 1000)))
+        return JSONResponse(
+            {
+                "total": len(reports),
+                "reports": [
+                    {
+                        "id": r.id,
+                        "receivedAt": r.received_at,
+                        "requestId": r.request_id,
+                        "questionnaire": r.questionnaire,
+                        "outcome": r.outcome,
+                    }
+                    for r in reports
+                ],
+            }
+        )
+
+    return api

@@ -1,0 +1,102 @@
+"""What every router of the service shares: the service's state, FHIR JSON
+responses, bounded body reading and the content-type check.
+
+The routers (one per concern: FHIR reads, DTR operations, scoring and PAS
+outputs, the portal) stay thin over the pure modules; this module holds the
+little HTTP glue they have in common, so none of them repeats it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from scoring import Catalog
+from scoring.outcome import InvalidInput, Issue, operation_outcome
+from service.settings import Settings
+from service.store import Store
+
+FHIR_JSON = "application/fhir+json"
+ACCEPTED_TYPES = {"application/fhir+json", "application/json"}
+
+
+class FHIRResponse(JSONResponse):
+    media_type = FHIR_JSON
+
+
+def outcome_response(
+    issues: list[Issue], status: int, request_id: str | None = None
+) -> FHIRResponse:
+    headers = {"X-Request-ID": request_id} if request_id else None
+    return FHIRResponse(operation_outcome(issues), status_code=status, headers=headers)
+
+
+class BodyTooLarge(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.limit = limit
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Service:
+    """The state the routers share, built once by ``create_app``."""
+
+    settings: Settings
+    catalog: Catalog
+    store: Store
+    clock: Callable[[], date]
+    started: str
+    now: Callable[[], datetime] = utc_now
+    # reads by id give the current version of each resource
+    questionnaires: dict[str, dict[str, Any]] = field(default_factory=dict)
+    libraries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    value_sets: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def base_url(self, request: Request) -> str:
+        return self.settings.base_url or str(request.base_url).rstrip("/")
+
+    async def read_body(self, request: Request, limit: int | None = None) -> bytes:
+        """The body, refused past ``limit`` bytes (default: the tight limit of
+        every body but a response, which may carry attachments)."""
+        limit = limit or self.settings.max_body
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise BodyTooLarge(limit)
+        body = bytearray()
+        async for chunk in request.stream():
+            body.extend(chunk)
+            if len(body) > limit:
+                raise BodyTooLarge(limit)
+        return bytes(body)
+
+
+def request_id(request: Request) -> str:
+    return str(getattr(request.state, "request_id", ""))
+
+
+def require_json(request: Request) -> None:
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media not in ACCEPTED_TYPES:
+        raise InvalidInput(
+            [
+                Issue(
+                    "not-supported",
+                    f"content type {media or '(none)'!r} is not accepted; send application/fhir+json",
+                )
+            ],
+            415,
+        )
+
+
+def not_found(kind: str, rid: str) -> StarletteHTTPException:
+    return StarletteHTTPException(404, f"{kind}/{rid} is not known to this service")

@@ -1,0 +1,45 @@
+"""The provider portal: a page that renders the package's Questionnaire with
+LHC-Forms (served from ``/static``, no CDN) and submits the exported response
+to ``$evaluate``.
+
+The page is a DTR client of this same service: it asks
+``$questionnaire-package`` for the form (by canonical, or by the ``context``
+of a pended request), merges the draft response the payer prefilled, and
+lets LHC-Forms expand each answer list with ``ValueSet/$expand``.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from service.http import Service
+
+
+def router(service: Service) -> APIRouter:
+    api = APIRouter()
+    templates = Environment(
+        loader=PackageLoader("service", "templates"), autoescape=select_autoescape(["html", "j2"])
+    )
+    static = Path(str(resources.files("service") / "static"))
+
+    @api.get("/", response_class=HTMLResponse)
+    def portal() -> HTMLResponse:
+        lforms_ready = (static / "lforms" / "VERSION").exists()
+        entries = sorted(
+            (
+                {"id": q["id"], "title": q["title"], "canonical": f"{q['url']}|{q['version']}"}
+                for q in service.questionnaires.values()
+            ),
+            key=lambda e: e["id"],
+        )
+        page = templates.get_template("portal.html.j2").render(
+            questionnaires=entries, lforms_ready=lforms_ready
+        )
+        return HTMLResponse(page)
+
+    return api
