@@ -166,6 +166,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_errors(args: argparse.Namespace) -> int:
+    """The error reports DTR clients sent with $log-questionnaire-errors."""
+    from service.settings import Settings
+    from service.store import open_store
+
+    store = open_store(Settings.from_env(database=args.db).database)
+    try:
+        for report in store.errors(args.questionnaire, args.limit):
+            line = {
+                "id": report.id,
+                "receivedAt": report.received_at,
+                "questionnaire": report.questionnaire,
+                "issues": [
+                    f"{i.get('severity')}: {i.get('diagnostics') or i.get('code')}"
+                    for i in report.outcome.get("issue", [])
+                ],
+            }
+            print(json.dumps(line, ensure_ascii=False))
+    finally:
+        store.close()
+    return 0
+
+
 def _date(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -215,6 +238,14 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (default 8080)")
     serve.add_argument("--db", help="SQLite file or postgresql:// URL (default var/dtr.sqlite3)")
     serve.set_defaults(func=cmd_serve)
+
+    errors = commands.add_parser(
+        "errors", help="list the error reports of DTR clients ($log-questionnaire-errors)"
+    )
+    errors.add_argument("--questionnaire", help="one Questionnaire's (url or url|version)")
+    errors.add_argument("--limit", type=int, default=100, help="newest first (default 100)")
+    errors.add_argument("--db", help="SQLite file or postgresql:// URL (default var/dtr.sqlite3)")
+    errors.set_defaults(func=cmd_errors)
     return top
 
 

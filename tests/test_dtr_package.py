@@ -19,6 +19,7 @@ from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 from fhir.resources.R4B.valueset import ValueSet
 
 from builder.checks import iter_items
+from dtr.cli import main
 from qpackage.draft import INFORMATION_ORIGIN, INTENDED_USE, QR_CONTEXT, QR_COVERAGE
 from scoring import Catalog
 from scoring.fill import fill
@@ -445,7 +446,9 @@ def test_every_current_answer_list_is_published(client: TestClient, catalog: Cat
 # --- $log-questionnaire-errors -------------------------------------------------------------
 
 
-def test_log_questionnaire_errors(client: TestClient) -> None:
+def test_log_questionnaire_errors(
+    client: TestClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     reference = f"{BASE}/Questionnaire/eocco329-initial|1.1.1-r3"
     report = {
         "resourceType": "Parameters",
@@ -483,6 +486,10 @@ def test_log_questionnaire_errors(client: TestClient) -> None:
         "/questionnaire-errors", params={"questionnaire": f"{BASE}/Questionnaire/eocco329-renewal"}
     ).json()
     assert other["total"] == 0
+    # the payer lists them from the command line too
+    assert main(["errors", "--db", str(tmp_path / "store.sqlite3")]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert json.loads(line)["issues"] == ["error: item I.D failed"]
     bad = {"resourceType": "Parameters", "parameter": [report["parameter"][0]]}
     assert "operationOutcome" in refused(
         client.post(

@@ -280,3 +280,16 @@ def test_portal_page_is_served(client: TestClient) -> None:
     assert "/static/lforms/webcomponent/main.js" in page.text
     assert "eocco329-initial" in page.text and "mn-dhs-mekinist-renewal" in page.text
     assert client.get("/static/portal.js").status_code == 200
+
+
+def test_a_store_of_the_previous_release_gains_the_member_column(tmp_path: Path) -> None:
+    import sqlite3
+    from contextlib import closing
+
+    from tests.store_checks import check_store, write_old_database
+
+    path = tmp_path / "old.sqlite3"
+    with closing(sqlite3.connect(path)) as db:
+        write_old_database(lambda sql, args: db.execute(sql, args) and None, "?")
+        db.commit()
+    check_store(SQLiteStore(path))

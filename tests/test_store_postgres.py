@@ -126,3 +126,19 @@ def test_a_url_opens_the_postgres_store(database: str) -> None:
     store = open_store(database)
     assert isinstance(store, PostgresStore)
     store.close()
+
+
+def test_a_store_of_the_previous_release_gains_the_member_column(database: str) -> None:
+    import psycopg
+
+    from tests.store_checks import check_store, write_old_database
+
+    with psycopg.connect(database, autocommit=True) as db:
+        db.execute("DROP TABLE IF EXISTS determinations")
+        db.execute("DROP TABLE IF EXISTS questionnaire_errors")
+        write_old_database(lambda sql, args: db.execute(sql, args) and None, "%s")
+    store = PostgresStore(database)
+    try:
+        check_store(store)
+    finally:
+        store.close()

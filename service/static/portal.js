@@ -1,9 +1,20 @@
-// The portal: render the chosen Questionnaire with LHC-Forms, export what the
-// provider entered as a QuestionnaireResponse, and submit it for scoring.
+// The portal, a DTR client of this service: it asks $questionnaire-package for
+// the chosen Questionnaire (or for the context of a pended request), renders
+// it with LHC-Forms with the payer's draft response merged in, lets LHC-Forms
+// expand each answer list with this service's ValueSet/$expand, and submits
+// what the provider entered to $evaluate.
 (function () {
   "use strict";
   const $ = (id) => document.getElementById(id);
   const FHIR_JSON = "application/fhir+json";
+  const DTR = "http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/";
+  // the draft's links to the coverage, the order and its intended use, which
+  // the completed response carries on
+  const CONTEXT_EXTENSIONS = [DTR + "qr-coverage", DTR + "qr-context", DTR + "intendedUse"];
+  const TERMINOLOGY_SERVER =
+    "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-preferredTerminologyServer";
+  const params = new URLSearchParams(location.search);
+  let loaded = null; // {questionnaire, draft} of the package on the page
   window.portalStatus = "idle";
 
   function showError(message) {
@@ -11,21 +22,76 @@
     $("error").hidden = false;
   }
 
-  async function loadForm() {
+  function coverage() {
+    // the member's coverage with this plan, as a DTR client would send it
+    const patient = $("patient").value.trim() || "Patient/example";
+    return {
+      resourceType: "Coverage",
+      id: "portal-coverage",
+      status: "active",
+      beneficiary: { reference: patient },
+      payor: [{ display: "this plan" }],
+    };
+  }
+
+  async function fetchPackage(contextId) {
+    const parameter = [{ name: "coverage", resource: coverage() }];
+    if (contextId) {
+      parameter.push({ name: "context", valueString: contextId });
+    } else {
+      const option = $("questionnaire").selectedOptions[0];
+      parameter.push({ name: "questionnaire", valueCanonical: option.dataset.canonical });
+    }
+    const reply = await fetch("/Questionnaire/$questionnaire-package", {
+      method: "POST",
+      headers: { "Content-Type": FHIR_JSON, Accept: FHIR_JSON },
+      body: JSON.stringify({ resourceType: "Parameters", parameter }),
+    });
+    const body = await reply.json();
+    if (!reply.ok) {
+      throw new Error((body.issue || []).map((i) => i.diagnostics).join("\n"));
+    }
+    const bundle = (body.parameter || []).find((p) => p.name === "packagebundle");
+    if (!bundle) {
+      const outcome = (body.parameter || []).find((p) => p.name === "outcome");
+      const issues = outcome ? outcome.resource.issue.map((i) => i.diagnostics) : [];
+      throw new Error(["No form was returned.", ...issues].join("\n"));
+    }
+    const [questionnaire, draft] = bundle.resource.entry.map((e) => e.resource);
+    return { questionnaire, draft };
+  }
+
+  async function loadForm(contextId) {
     window.portalStatus = "loading";
     $("error").hidden = true;
     $("result").hidden = true;
     $("submit").disabled = true;
-    const id = $("questionnaire").value;
-    const reply = await fetch(`/Questionnaire/${encodeURIComponent(id)}`, { headers: { Accept: FHIR_JSON } });
-    if (!reply.ok) {
-      showError(`Questionnaire ${id} could not be loaded (${reply.status})`);
-      window.portalStatus = "error";
-      return;
+    loaded = await fetchPackage(contextId);
+    const questionnaire = structuredClone(loaded.questionnaire);
+    const option = [...$("questionnaire").options].find((o) => o.value === questionnaire.id);
+    if (option) $("questionnaire").value = questionnaire.id;
+    // answer lists are expanded by this service (ValueSet/$expand): said on
+    // each item that has one (LHC-Forms keeps an item's setting through the
+    // merge of a draft response, not the form's)
+    const expandHere = (items) =>
+      (items || []).forEach((item) => {
+        if (item.answerValueSet) {
+          item.extension = [
+            ...(item.extension || []),
+            { url: TERMINOLOGY_SERVER, valueUrl: location.origin },
+          ];
+        }
+        expandHere(item.item);
+      });
+    expandHere(questionnaire.item);
+    let form = LForms.Util.convertFHIRQuestionnaireToLForms(questionnaire, "R4");
+    if (loaded.draft.item) {
+      // what the payer filled in: its own records, or the earlier answers
+      form = LForms.Util.mergeFHIRDataIntoLForms("QuestionnaireResponse", loaded.draft, form, "R4");
     }
-    const questionnaire = await reply.json();
     $("formContainer").innerHTML = "";
-    await LForms.Util.addFormToPage(questionnaire, "formContainer", { fhirVersion: "R4" });
+    await LForms.Util.addFormToPage(form, "formContainer", { fhirVersion: "R4" });
+    $("reopened").hidden = !contextId;
     $("submit").disabled = false;
     window.portalStatus = "ready";
   }
@@ -37,11 +103,13 @@
       const problems = LForms.Util.checkValidity($("formContainer")) || [];
       throw new Error(["Correct the form first.", ...problems].join("\n"));
     }
-    const option = $("questionnaire").selectedOptions[0];
-    // LHC-Forms names the Questionnaire as url|version; keep the one we served
-    response.questionnaire = option.dataset.canonical;
-    const patient = $("patient").value.trim();
-    if (patient) response.subject = { reference: patient };
+    const q = loaded.questionnaire;
+    // LHC-Forms names the Questionnaire as url|version; keep the one served
+    response.questionnaire = `${q.url}|${q.version}`;
+    response.extension = (loaded.draft.extension || []).filter((e) =>
+      CONTEXT_EXTENSIONS.includes(e.url),
+    );
+    if (loaded.draft.subject) response.subject = loaded.draft.subject;
     // submitted as it stands: an incomplete form is pended, not refused
     response.status = "completed";
     return response;
@@ -70,15 +138,30 @@
     $("outcome").className = determination.outcome;
     $("determination").textContent = JSON.stringify(determination, null, 2);
     $("notice").src = `/determinations/${body.id}/notice`;
+    const link = $("complete-later");
+    if (determination.context) {
+      const patient = encodeURIComponent($("patient").value.trim());
+      link.href = `/?context=${encodeURIComponent(determination.context)}&patient=${patient}`;
+      link.hidden = false;
+    } else {
+      link.hidden = true;
+    }
     $("result").hidden = false;
     window.portalStatus = "scored";
   }
 
-  $("load").addEventListener("click", () => loadForm().catch((e) => { showError(String(e)); window.portalStatus = "error"; }));
-  $("submit").addEventListener("click", () => submit().catch((e) => { showError(String(e)); window.portalStatus = "error"; }));
-  const wanted = new URLSearchParams(location.search).get("q");
-  if (wanted) {
-    $("questionnaire").value = wanted;
-    $("load").click();
+  function failed(e) {
+    showError(e instanceof Error ? e.message : String(e));
+    window.portalStatus = "error";
+  }
+
+  $("load").addEventListener("click", () => loadForm(null).catch(failed));
+  $("submit").addEventListener("click", () => submit().catch(failed));
+  if (params.get("patient")) $("patient").value = params.get("patient");
+  if (params.get("context")) {
+    loadForm(params.get("context")).catch(failed);
+  } else if (params.get("q")) {
+    $("questionnaire").value = params.get("q");
+    loadForm(null).catch(failed);
   }
 })();

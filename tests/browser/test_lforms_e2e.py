@@ -16,6 +16,8 @@ import os
 import re
 import struct
 import tempfile
+import urllib.parse
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -37,7 +39,7 @@ from tests.scoring_cases import load_scoring_cases, package_for
 SCREENSHOTS_ENV = "DTR_SCREENSHOTS"
 EVALUATE = "/QuestionnaireResponse/$evaluate"
 # determination fields that differ between any two submissions by construction
-PER_RECORD = {"id", "claimResponse", "notice"}
+PER_RECORD = {"id", "claimResponse", "notice", "context"}
 QUESTION_TYPES_SKIPPED = {"group", "display"}
 
 
@@ -54,7 +56,7 @@ class Item:
     enable_when: tuple[dict[str, Any], ...]  # its own conditions
     enable_behavior: str  # 'all' or 'any'
     conditional: bool  # an enableWhen on itself or on an ancestor group
-    options: tuple[dict[str, Any], ...]  # answerOption valueCodings
+    options: tuple[dict[str, Any], ...]  # the codings of its answerValueSet
 
     @property
     def element_id(self) -> str:
@@ -75,8 +77,11 @@ class Item:
 class Form:
     """A Questionnaire's items in document order, by linkId and by question name."""
 
-    def __init__(self, questionnaire: dict[str, Any]) -> None:
+    def __init__(
+        self, questionnaire: dict[str, Any], answer_lists: Mapping[str, list[dict[str, Any]]]
+    ) -> None:
         self.questionnaire = questionnaire
+        self.answer_lists = answer_lists
         self.id: str = questionnaire["id"]
         self.items: dict[str, Item] = {}
         self._collect(questionnaire["item"], None, 1, False)
@@ -100,7 +105,7 @@ class Form:
                 enable_when=own,
                 enable_behavior=raw.get("enableBehavior", "all"),
                 conditional=inherited or bool(own),
-                options=tuple(o["valueCoding"] for o in raw.get("answerOption", [])),
+                options=tuple(self.answer_lists.get(raw.get("answerValueSet", ""), [])),
             )
             self.items[item.link_id] = item
             self._collect(raw.get("item", []), item.link_id, depth + 1, item.conditional)
@@ -185,7 +190,16 @@ def scoring_cases() -> dict[tuple[str, str], dict[str, Any]]:
 
 
 def load_form(service: Service, qid: str) -> Form:
-    return Form(service.get_json(f"/Questionnaire/{qid}"))
+    """The Questionnaire and its answer lists, expanded by the service as a
+    renderer asks for them."""
+    questionnaire = service.get_json(f"/Questionnaire/{qid}")
+    answer_lists = {}
+    for raw in walk(questionnaire["item"]):
+        if "answerValueSet" in raw:
+            query = urllib.parse.urlencode({"url": raw["answerValueSet"]})
+            expansion = service.get_json(f"/ValueSet/$expand?{query}")["expansion"]
+            answer_lists[raw["answerValueSet"]] = expansion["contains"]
+    return Form(questionnaire, answer_lists)
 
 
 # --- the portal, driven as a provider would --------------------------------------
@@ -208,8 +222,12 @@ class Portal:
         self.form = form
         self.values: dict[str, Any] = {}  # what has been answered, by linkId
 
-    def open(self) -> Portal:
-        self.page.goto(f"{self.service.url}/?q={self.form.id}")
+    def open(self, patient: str | None = None) -> Portal:
+        query = {"q": self.form.id, **({"patient": patient} if patient else {})}
+        self.page.goto(f"{self.service.url}/?{urllib.parse.urlencode(query)}")
+        return self.ready()
+
+    def ready(self) -> Portal:
         self.page.wait_for_function(
             "['ready', 'error', 'refused'].includes(window.portalStatus)", timeout=30_000
         )
@@ -614,6 +632,51 @@ def test_browser_response_scores_like_the_python_response(
     if name.startswith(("several", "NSCLC with several", "renewal started on samples failing")):
         assert len(in_browser["sections"]["unmet"]) >= 2, in_browser["sections"]
     assert submitted["subject"] == {"reference": "Patient/example"}
+
+
+# --- c2. the payer's draft response: a pended request reopened, a renewal prefilled ----
+
+
+def test_a_pended_request_reopens_with_its_answers(page: Page, service: Service) -> None:
+    """Pended for one missing answer; the result links to the same form with
+    the answers given so far (DTR ``context``); completing it approves."""
+    patient = f"Patient/reopen-{uuid.uuid4().hex[:8]}"
+    complete = scoring_cases()["eocco329", "every initial criterion met"]["answers"]
+    missing = "combination_therapy"
+    portal = Portal(page, service, load_form(service, "eocco329-initial")).open(patient)
+    portal.fill({k: v for k, v in complete.items() if k != missing})
+    first = portal.submit()
+    assert first["outcome"] == "pended" and first["missingQuestions"] == ["I.C.combination_therapy"]
+    given = answered(page.evaluate("window.lastResponse"))
+
+    page.click("#complete-later")
+    reopened = Portal(page, service, portal.form)
+    reopened.ready()
+    expect(page.locator("#reopened")).to_be_visible()
+    assert answered(reopened.export()) == given  # every earlier answer is back
+    reopened.values = dict(portal.values)
+    reopened.answer(missing, complete[missing])
+    second = reopened.submit()
+    assert second["outcome"] == "approved"
+    assert page.evaluate("window.lastResponse")["subject"] == {"reference": patient}
+
+
+def test_a_renewal_shows_this_plans_earlier_approval(page: Page, service: Service) -> None:
+    """The draft of a renewal answers "approved before by this plan" (Renewal.I)
+    when the service holds an approval of the policy for the member."""
+    patient = f"Patient/renewal-{uuid.uuid4().hex[:8]}"
+    package = package_for(catalog(), "eocco329", "initial")
+    answers = scoring_cases()["eocco329", "every initial criterion met"]["answers"]
+    status, _ = service.post_fhir(EVALUATE, fill(package, answers, subject=patient))
+    assert status == 201
+    portal = Portal(page, service, load_form(service, "eocco329-renewal")).open(patient)
+    portal.answer("started_on_samples", False)
+    prior = portal.form.items[portal.form.link_id("prior_plan_approval")]
+    expect(page.locator(sel(f"{prior.element_id}|true") + " input")).to_be_checked()
+    # another member's form prefills nothing
+    other = Portal(page, service, load_form(service, "eocco329-renewal")).open("Patient/nobody")
+    other.answer("started_on_samples", False)
+    expect(page.locator(sel(f"{prior.element_id}|true") + " input")).not_to_be_checked()
 
 
 # --- d. answers of disabled items -------------------------------------------------
