@@ -16,7 +16,10 @@ UTF-8, replaced by deep nesting). Properties:
 
 ``score_json`` takes a bare QuestionnaireResponse; the Parameters wrapper is
 unwrapped by the HTTP layer, so wrapped bodies are also posted to
-``/QuestionnaireResponse/$evaluate`` (never a 500).
+``/QuestionnaireResponse/$evaluate`` (never a 500). The Parameters of the DTR
+operations (``$questionnaire-package``, ``$log-questionnaire-errors``,
+``ValueSet/$expand``) are mutated the same way and posted: 200 or a 4xx
+OperationOutcome, never a 500.
 
 Derandomized, without an example database: CI runs the same examples every
 time. ``bench/fuzz_campaign.py`` runs the same mutations far longer.
@@ -45,6 +48,7 @@ from tests.fuzz_mutations import (
     check_less_information,
     coarsen_date,
     date_answers,
+    deep_copy,
     drop_item,
     encode,
     load_bases,
@@ -212,3 +216,105 @@ def test_mutated_wrapped_response_over_http(
     assert isinstance(body, bytes)
     reply = client.post("/QuestionnaireResponse/$evaluate", content=body, headers=FHIR)
     _fhir_reply(reply)
+
+
+# --- the DTR operations' Parameters, over HTTP -------------------------------------------
+
+_COVERAGE = {
+    "resourceType": "Coverage",
+    "id": "cov1",
+    "status": "active",
+    "beneficiary": {"reference": "Patient/example"},
+    "payor": [{"display": "the plan"}],
+}
+_ORDER = {
+    "resourceType": "MedicationRequest",
+    "id": "mr1",
+    "status": "draft",
+    "intent": "order",
+    "subject": {"reference": "Patient/example"},
+    "medicationCodeableConcept": {
+        "coding": [{"system": "http://hl7.org/fhir/sid/ndc", "code": "0078-0668-15"}],
+        "text": "Mekinist 2 mg",
+    },
+}
+OPERATION_BODIES = [
+    (
+        "/Questionnaire/$questionnaire-package",
+        {
+            "resourceType": "Parameters",
+            "parameter": [
+                {"name": "coverage", "resource": _COVERAGE},
+                {"name": "order", "resource": _ORDER},
+                {
+                    "name": "questionnaire",
+                    "valueCanonical": "https://pa-dtr.example.org/fhir/Questionnaire/eocco329-renewal",
+                },
+                {"name": "context", "valueString": "no-such-request"},
+                {"name": "changedsince", "valueInstant": "2026-01-01T00:00:00Z"},
+            ],
+        },
+    ),
+    (
+        "/Questionnaire/$log-questionnaire-errors",
+        {
+            "resourceType": "Parameters",
+            "parameter": [
+                {
+                    "name": "questionnaire",
+                    "valueCanonical": "https://pa-dtr.example.org/fhir/Questionnaire/eocco329-initial|1.1.1-r3",
+                },
+                {
+                    "name": "operationOutcome",
+                    "resource": {
+                        "resourceType": "OperationOutcome",
+                        "issue": [{"severity": "error", "code": "processing"}],
+                    },
+                },
+            ],
+        },
+    ),
+    (
+        "/ValueSet/$expand",
+        {
+            "resourceType": "Parameters",
+            "parameter": [
+                {
+                    "name": "url",
+                    "valueUri": "https://pa-dtr.example.org/fhir/ValueSet/eocco329-diagnosis|1.1.1-r3",
+                }
+            ],
+        },
+    ),
+]
+
+
+def test_the_operation_bodies_are_accepted(client: TestClient) -> None:
+    for path, body in OPERATION_BODIES:
+        reply = client.post(path, content=json.dumps(body), headers=FHIR)
+        assert reply.status_code == 200, reply.text
+
+
+@settings(FUZZ, max_examples=400)
+@given(operation=st.sampled_from(OPERATION_BODIES), data=st.data())
+def test_mutated_operation_parameters_over_http(
+    client: TestClient, operation: tuple[str, dict[str, Any]], data: st.DataObject
+) -> None:
+    """$questionnaire-package, $log-questionnaire-errors and $expand bodies,
+    mutated like responses: a 200 answer or a 4xx OperationOutcome, never a 500."""
+    path, original = operation
+    doc: Any = deep_copy(original)
+    plans = data.draw(st.lists(PLAN, min_size=1, max_size=3), label="plans")
+    for plan in plans:
+        mutation = resolve(plan, BASES[0], doc)
+        note(f"mutation: {mutation}")
+        doc = apply(doc, mutation) if mutation else doc
+    body = encode(doc, data.draw(BYTES_ENCODING, label="encoding"))
+    reply = client.post(path, content=body, headers=FHIR)
+    assert reply.status_code == 200 or 400 <= reply.status_code < 500, reply.text
+    kind = json.loads(reply.content).get("resourceType")
+    assert kind in (
+        {"Parameters", "OperationOutcome", "ValueSet"}
+        if reply.status_code == 200
+        else {"OperationOutcome"}
+    ), reply.text
