@@ -145,6 +145,9 @@ def questionnaire_package(
     def add(package: CompiledRequest) -> _Selected:
         return selected.setdefault(_canonical(package.questionnaire), _Selected(package))
 
+    def chosen_urls() -> set[str]:
+        return {c.split("|")[0] for c in selected}
+
     for canonical in request.questionnaires:
         url, _, version = canonical.partition("|")
         pool = catalog.packages if version else catalog.current
@@ -163,24 +166,6 @@ def questionnaire_package(
             )
         for package in matches:
             add(package)
-    for position, order in enumerate(request.orders):
-        matched = policies_for_order(catalog, order)
-        if not matched:
-            coded, text = _codings(order)
-            what = text or ", ".join(f"{c.get('system')}|{c.get('code')}" for c in coded)
-            issues.append(
-                Issue(
-                    "not-found",
-                    f"order {position + 1} ({order.get('resourceType')}"
-                    f" {order.get('id') or ''} {what or 'no code or text'}): no policy of this"
-                    " payer covers what it orders, so no documentation is asked for it",
-                    severity="warning",
-                )
-            )
-        for policy, drug in matched:
-            for package in catalog.current.values():
-                if package.policy is policy and package.drug == drug:
-                    add(package)
     member = member_key(request.member)
     if request.context is not None:
         if context is None:
@@ -213,6 +198,28 @@ def questionnaire_package(
             chosen = add(catalog.packages[context.questionnaire])
             chosen.earlier = earlier_answers(context.response)
 
+    for position, order in enumerate(request.orders):
+        matched = policies_for_order(catalog, order)
+        if not matched:
+            coded, text = _codings(order)
+            what = text or ", ".join(f"{c.get('system')}|{c.get('code')}" for c in coded)
+            issues.append(
+                Issue(
+                    "not-found",
+                    f"order {position + 1} ({order.get('resourceType')}"
+                    f" {order.get('id') or ''} {what or 'no code or text'}): no policy of this"
+                    " payer covers what it orders, so no documentation is asked for it",
+                    severity="warning",
+                )
+            )
+        for policy, drug in matched:
+            for package in catalog.current.values():
+                # a Questionnaire already chosen by canonical or context comes
+                # once, in that version (DTR oper-7: two versions of one form
+                # would answer the same orders twice)
+                url = package.questionnaire["url"]
+                if package.policy is policy and package.drug == drug and url not in chosen_urls():
+                    add(package)
     for canonical, chosen in selected.items():
         issues.extend(_unpackaged_libraries(catalog, canonical, chosen.package.questionnaire))
     bundles = []

@@ -179,9 +179,10 @@ def package_request(body: dict[str, Any]) -> PackageRequest:
 
 @dataclass(frozen=True)
 class ErrorLog:
-    """A ``$log-questionnaire-errors`` report."""
+    """A ``$log-questionnaire-errors`` report: the Questionnaires it is about
+    and one OperationOutcome holding the issues of every outcome sent."""
 
-    questionnaire: str
+    questionnaires: list[str]
     outcome: dict[str, Any]
 
 
@@ -199,19 +200,27 @@ def error_log(body: dict[str, Any]) -> ErrorLog:
             canonicals.append(_value(entry, position, "valueCanonical"))
         elif name in ("operationoutcome", "outcome"):
             outcomes.append(_resource(entry, position, frozenset({"OperationOutcome"})))
-    if len(canonicals) != 1 or len(outcomes) != 1:
+    if not canonicals or not outcomes:
         raise InvalidInput(
             [
                 Issue(
                     "required",
-                    "$log-questionnaire-errors takes one 'questionnaire' canonical and one"
+                    "$log-questionnaire-errors takes a 'questionnaire' canonical and an"
                     " 'operationOutcome' resource",
                     "Parameters.parameter",
                 )
             ],
             400,
         )
-    return ErrorLog(questionnaire=canonicals[0], outcome=outcomes[0])
+    merged = (
+        outcomes[0]
+        if len(outcomes) == 1
+        else {
+            "resourceType": "OperationOutcome",
+            "issue": [issue for outcome in outcomes for issue in outcome.get("issue", [])],
+        }
+    )
+    return ErrorLog(questionnaires=list(dict.fromkeys(canonicals)), outcome=merged)
 
 
 def expand_request(body: dict[str, Any]) -> tuple[str, str | None]:

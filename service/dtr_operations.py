@@ -66,33 +66,33 @@ def router(service: Service) -> APIRouter:
     async def log_errors(request: Request) -> FHIRResponse:
         require_json(request)
         report = error_log(parse_json(await service.read_body(request)))
-        stored = ErrorReport(
-            id=uuid.uuid4().hex,
-            received_at=service.now().isoformat(timespec="seconds"),
-            request_id=request_id(request),
-            questionnaire=report.questionnaire,
-            outcome=report.outcome,
-        )
-        await run_in_threadpool(store.log_error, stored)
-        known = report.questionnaire in catalog.packages or any(
-            key.split("|")[0] == report.questionnaire for key in catalog.packages
-        )
-        issues = [
-            Issue(
-                "informational",
-                f"error report {stored.id} logged for {report.questionnaire}",
-                severity="information",
+        issues = []
+        for questionnaire in report.questionnaires:
+            stored = ErrorReport(
+                id=uuid.uuid4().hex,
+                received_at=service.now().isoformat(timespec="seconds"),
+                request_id=request_id(request),
+                questionnaire=questionnaire,
+                outcome=report.outcome,
             )
-        ]
-        if not known:
+            await run_in_threadpool(store.log_error, stored)
             issues.append(
                 Issue(
-                    "not-found",
-                    f"{report.questionnaire} is not a Questionnaire of this payer;"
-                    " the report is kept all the same",
-                    severity="warning",
+                    "informational",
+                    f"error report {stored.id} logged for {questionnaire}",
+                    severity="information",
                 )
             )
+            url = questionnaire.split("|")[0]
+            if not any(key.split("|")[0] == url for key in catalog.packages):
+                issues.append(
+                    Issue(
+                        "not-found",
+                        f"{questionnaire} is not a Questionnaire of this payer;"
+                        " the report is kept all the same",
+                        severity="warning",
+                    )
+                )
         return FHIRResponse(operation_outcome(issues))
 
     @api.get("/questionnaire-errors")

@@ -234,6 +234,18 @@ def test_package_by_canonical_only(client: TestClient, catalog: Catalog) -> None
     assert len(bundles(ask(client, canonical(bare), canonical(bare)), catalog)) == 1
 
 
+def test_one_version_of_a_questionnaire_per_package(client: TestClient, catalog: Catalog) -> None:
+    """DTR oper-7: an order does not bring a second version of a Questionnaire
+    already asked for by canonical."""
+    older = f"{BASE}/Questionnaire/eocco329-initial|1.1.0-r2"
+    found = bundles(ask(client, canonical(older), order([], "Avmapki Fakzynja Co-Pack")), catalog)
+    versions = {
+        b["entry"][0]["resource"]["id"]: b["entry"][0]["resource"]["version"] for b in found
+    }
+    assert versions["eocco329-initial"] == "1.1.0-r2"
+    assert set(versions) == {"eocco329-initial", "eocco329-renewal"}
+
+
 def test_unknown_canonical_and_unmatched_order_are_warnings(
     client: TestClient, catalog: Catalog
 ) -> None:
@@ -486,8 +498,38 @@ def test_log_questionnaire_errors(
         "/questionnaire-errors", params={"questionnaire": f"{BASE}/Questionnaire/eocco329-renewal"}
     ).json()
     assert other["total"] == 0
+    # several Questionnaires and outcomes in one report: one record each, all issues
+    two = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "questionnaire", "valueCanonical": f"{BASE}/Questionnaire/eocco329-renewal"},
+            {
+                "name": "questionnaire",
+                "valueCanonical": "https://elsewhere.example/Questionnaire/q",
+            },
+            report["parameter"][1],
+            {"name": "OperationOutcome", "resource": report["parameter"][1]["resource"]},
+        ],
+    }
+    reply = client.post(
+        "/Questionnaire/$log-questionnaire-errors", content=json.dumps(two), headers=FHIR
+    )
+    assert reply.status_code == 200, reply.text
+    assert [i["severity"] for i in reply.json()["issue"]] == [
+        "information",
+        "information",
+        "warning",
+    ]
+    renewal = client.get(
+        "/questionnaire-errors", params={"questionnaire": f"{BASE}/Questionnaire/eocco329-renewal"}
+    ).json()["reports"]
+    assert len(renewal) == 1 and len(renewal[0]["outcome"]["issue"]) == 2
     # the payer lists them from the command line too
-    assert main(["errors", "--db", str(tmp_path / "store.sqlite3")]) == 0
+    database = str(tmp_path / "store.sqlite3")
+    assert main(["errors", "--db", database]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3
+    initial = f"{BASE}/Questionnaire/eocco329-initial"
+    assert main(["errors", "--db", database, "--questionnaire", initial]) == 0
     (line,) = capsys.readouterr().out.splitlines()
     assert json.loads(line)["issues"] == ["error: item I.D failed"]
     bad = {"resourceType": "Parameters", "parameter": [report["parameter"][0]]}
