@@ -134,16 +134,23 @@ def _known(package: CompiledRequest, history: History) -> dict[str, dict[str, An
     return known
 
 
-def earlier_answers(response: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """The answers of a stored response by linkId (values only: the value
-    keys of our item types, without the origin a draft adds again)."""
+def earlier_answers(
+    response: Mapping[str, Any], *, keep_extensions: bool = False
+) -> dict[str, list[dict[str, Any]]]:
+    """The answers of a response by linkId: values only (the value keys of
+    our item types, without the origin a draft adds again), or with their
+    extensions (an adaptive response keeps what the client said of them)."""
     found: dict[str, list[dict[str, Any]]] = {}
     value_keys = set(VALUE_KEY.values())
 
     def walk(items: Any) -> None:
         for item in items if isinstance(items, list) else []:
             answers = [
-                {k: v for k, v in answer.items() if k in value_keys}
+                {
+                    k: v
+                    for k, v in answer.items()
+                    if k in value_keys or (keep_extensions and k == "extension")
+                }
                 for answer in item.get("answer", [])
                 if isinstance(answer, dict)
             ]

@@ -25,13 +25,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from builder.checks import iter_items
 from builder.policy import NDC, RXNORM, Policy
 from builder.valuesets import EXPAND_BELOW, codings, expanded
 from cql_like.engine import CompiledRequest
+from qpackage.adaptive import adaptive_questionnaire, start, static_url
 from qpackage.draft import History, draft_response, earlier_answers
 from qpackage.member import member_key
 from qpackage.parameters import PackageRequest
@@ -59,6 +60,7 @@ class StoredRequest:
 class _Selected:
     package: CompiledRequest
     earlier: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    adaptive: bool = False  # the adaptive form of the package's Questionnaire
 
 
 def _canonical(resource: dict[str, Any]) -> str:
@@ -129,6 +131,7 @@ def questionnaire_package(
     *,
     now: datetime,
     base: str,
+    as_of: date | None = None,
     context: StoredRequest | None = None,
     approved: Callable[[str, str], Sequence[str]] = lambda _member, _policy: (),
     released_at: Callable[[str], datetime | None] = lambda _canonical: None,
@@ -142,14 +145,18 @@ def questionnaire_package(
     issues: list[Issue] = []
     selected: dict[str, _Selected] = {}
 
-    def add(package: CompiledRequest) -> _Selected:
-        return selected.setdefault(_canonical(package.questionnaire), _Selected(package))
+    def add(package: CompiledRequest, adaptive: bool = False) -> _Selected:
+        key = _canonical(package.questionnaire) + ("#adaptive" if adaptive else "")
+        return selected.setdefault(key, _Selected(package, adaptive=adaptive))
 
     def chosen_urls() -> set[str]:
-        return {c.split("|")[0] for c in selected}
+        return {c.package.questionnaire["url"] for c in selected.values()}
 
     for canonical in request.questionnaires:
         url, _, version = canonical.partition("|")
+        # an adaptive form is asked for by its own url (the static url + "-adaptive")
+        adaptive = static_url(url) is not None
+        url = static_url(url) or url
         pool = catalog.packages if version else catalog.current
         matches = [
             p
@@ -165,7 +172,7 @@ def questionnaire_package(
                 )
             )
         for package in matches:
-            add(package)
+            add(package, adaptive)
     member = member_key(request.member)
     if request.context is not None:
         if context is None:
@@ -220,12 +227,14 @@ def questionnaire_package(
                 url = package.questionnaire["url"]
                 if package.policy is policy and package.drug == drug and url not in chosen_urls():
                     add(package)
-    for canonical, chosen in selected.items():
-        issues.extend(_unpackaged_libraries(catalog, canonical, chosen.package.questionnaire))
+    for chosen in selected.values():
+        questionnaire = chosen.package.questionnaire
+        issues.extend(_unpackaged_libraries(catalog, _canonical(questionnaire), questionnaire))
     bundles = []
     unchanged = 0
-    for canonical, chosen in selected.items():
+    for chosen in selected.values():
         questionnaire = chosen.package.questionnaire
+        canonical = _canonical(questionnaire)
         value_sets = [catalog.value_sets[c] for c in value_set_canonicals(questionnaire)]
         if request.changed_since is not None and not chosen.earlier:
             moments = [released_at(canonical), *(released_at(_canonical(v)) for v in value_sets)]
@@ -241,9 +250,11 @@ def questionnaire_package(
             history=history_of(catalog, chosen.package.policy.id, approvals),
             earlier=chosen.earlier,
         )
-        bundles.append(
-            _bundle(questionnaire, draft, value_sets, canonical in catalog.current, base, now)
-        )
+        if chosen.adaptive:
+            draft = start(chosen.package, draft, as_of or now.date(), base)
+            questionnaire = adaptive_questionnaire(chosen.package, base)
+        current = canonical in catalog.current and not chosen.adaptive
+        bundles.append(_bundle(questionnaire, draft, value_sets, current, base, now))
     for name in request.ignored:
         issues.append(
             Issue(

@@ -22,7 +22,7 @@ from builder.valuesets import inline_options, value_sets
 from cql_like.engine import CompiledRequest
 from scoring.determination import Determination, decide
 from scoring.outcome import InvalidInput, Issue
-from scoring.response import check_answers, check_structure, parse_json
+from scoring.response import check_answers, check_structure, parse_json, questionnaire_of
 
 __all__ = ["Catalog", "Determination", "InvalidInput", "score", "score_json"]
 
@@ -153,5 +153,5 @@ def score_json(
     """The whole path from a request body: parse, check, find the package, score."""
     resource = parse_json(body) if isinstance(body, bytes | str) else body
     check_structure(resource)
-    package = catalog.resolve(resource.get("questionnaire"))
+    package = catalog.resolve(questionnaire_of(resource))
     return _decide(package, resource, as_of)

@@ -17,7 +17,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -50,6 +50,7 @@ class Answers:
 
     by_link: dict[str, list[Any]]
     enabled: dict[str, bool]
+    pruned: list[str] = field(default_factory=list)  # answers dropped as disabled
 
 
 def parse_json(body: bytes | str) -> dict[str, Any]:
@@ -238,8 +239,51 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return path
 
 
-def check_answers(package: CompiledRequest, resource: Mapping[str, Any]) -> Answers:
-    """Walk the response against its Questionnaire; index the answers by linkId."""
+def questionnaire_of(resource: Mapping[str, Any]) -> object:
+    """The canonical of the Questionnaire a response answers: its
+    ``questionnaire``, or — for an adaptive form, whose ``questionnaire`` is
+    ``#id`` of a contained Questionnaire — what that Questionnaire is
+    ``derivedFrom`` (the static form whose items it asks)."""
+    reference = resource.get("questionnaire")
+    if not (isinstance(reference, str) and reference.startswith("#")):
+        return reference
+    where = "QuestionnaireResponse.questionnaire"
+    contained = [
+        c
+        for c in resource.get("contained", [])
+        if isinstance(c, dict)
+        and c.get("resourceType") == "Questionnaire"
+        and c.get("id") == reference[1:]
+    ]
+    if len(contained) != 1:
+        raise InvalidInput(
+            [Issue("not-found", f"no contained Questionnaire {reference} in the response", where)]
+        )
+    derived = contained[0].get("derivedFrom")
+    if not isinstance(derived, list) or len(derived) != 1 or not isinstance(derived[0], str):
+        raise InvalidInput(
+            [
+                Issue(
+                    "required",
+                    f"the contained Questionnaire {reference} must name the form it is derived"
+                    " from (derivedFrom: one url|version)",
+                    "QuestionnaireResponse.contained.derivedFrom",
+                )
+            ]
+        )
+    return derived[0]
+
+
+def check_answers(
+    package: CompiledRequest, resource: Mapping[str, Any], *, prune_disabled: bool = False
+) -> Answers:
+    """Walk the response against its Questionnaire; index the answers by linkId.
+
+    An answer to an item its enableWhen disables is refused — unless
+    ``prune_disabled``: an adaptive form's contained Questionnaire has no
+    enableWhen, so the server drops such answers itself (a changed earlier
+    answer can disable what was asked after it); the answers kept are
+    returned, and what was dropped is in ``Answers.pruned``."""
     issues: list[Issue] = []
     answers: dict[str, list[Any]] = {}
     _walk(package, resource.get("item", []), None, "QuestionnaireResponse", answers, issues)
@@ -247,6 +291,17 @@ def check_answers(package: CompiledRequest, resource: Mapping[str, Any]) -> Answ
         raise InvalidInput(issues)
     variables = package.answer_variables(answers)
     enabled = package.enablement(resource, variables)
+    pruned: list[str] = []
+    while prune_disabled:
+        dropped = [link for link, values in answers.items() if values and not enabled.get(link)]
+        if not dropped:
+            break
+        for link_id in dropped:
+            answers[link_id] = []
+        pruned += dropped
+        # what a dropped answer enabled may be disabled in turn
+        variables = package.answer_variables(answers)
+        enabled = package.enablement(resource, variables)
     for link_id, values in answers.items():
         if values and not enabled.get(link_id, False):
             issues.append(
@@ -260,7 +315,7 @@ def check_answers(package: CompiledRequest, resource: Mapping[str, Any]) -> Answ
             )
     if issues:
         raise InvalidInput(issues)
-    return Answers(answers, enabled)
+    return Answers(answers, enabled, pruned)
 
 
 def _disabled_by(package: CompiledRequest, link_id: str, enabled: dict[str, bool]) -> str:

@@ -15,6 +15,7 @@ EVALUATE_DEFINITION = "evaluate-response"
 DTR_QPACKAGE = "http://hl7.org/fhir/us/davinci-dtr/OperationDefinition/questionnaire-package"
 DTR_LOG_ERRORS = "http://hl7.org/fhir/us/davinci-dtr/OperationDefinition/log-questionnaire-errors"
 VALUESET_EXPAND = "http://hl7.org/fhir/OperationDefinition/ValueSet-expand"
+SDC_NEXT_QUESTION = "http://hl7.org/fhir/uv/sdc/OperationDefinition/Questionnaire-next-question"
 
 
 SEARCH_BY_CANONICAL = [
@@ -46,6 +47,7 @@ def capability_statement(base: str, software_version: str, started: str) -> dict
                         "searchParam": SEARCH_BY_CANONICAL,
                         "operation": [
                             {"name": "questionnaire-package", "definition": DTR_QPACKAGE},
+                            {"name": "next-question", "definition": SDC_NEXT_QUESTION},
                             {"name": "log-questionnaire-errors", "definition": DTR_LOG_ERRORS},
                         ],
                     },

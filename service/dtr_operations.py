@@ -1,4 +1,5 @@
-"""DTR operations: ``Questionnaire/$questionnaire-package`` and
+"""DTR operations: ``Questionnaire/$questionnaire-package``,
+``Questionnaire/$next-question`` (adaptive forms) and
 ``Questionnaire/$log-questionnaire-errors`` (with the payer's list of the
 reports received, ``GET /questionnaire-errors``).
 
@@ -16,11 +17,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from qpackage.adaptive import next_question, static_url
 from qpackage.package import StoredRequest, questionnaire_package
 from qpackage.parameters import error_log, package_request
 from scoring.outcome import Issue, operation_outcome
 from scoring.response import parse_json
-from service.http import FHIRResponse, Service, request_id, require_json
+from service.http import FHIRResponse, Service, not_found, request_id, require_json
 from service.store import ErrorReport
 
 
@@ -53,6 +55,7 @@ def router(service: Service) -> APIRouter:
                 a.questionnaire for a in store.approvals(member, policy)
             ],
             released_at=catalog.released_at.get,
+            as_of=service.clock(),
         )
 
     @api.post("/Questionnaire/$questionnaire-package")
@@ -61,6 +64,24 @@ def router(service: Service) -> APIRouter:
         body = parse_json(await service.read_body(request))
         result = await run_in_threadpool(package, body, service.base_url(request))
         return FHIRResponse(result)
+
+    async def next_question_body(request: Request) -> FHIRResponse:
+        require_json(request)
+        body = parse_json(await service.read_body(request, service.settings.max_response_body))
+        result = await run_in_threadpool(
+            next_question, catalog, body, service.clock(), service.base_url(request)
+        )
+        return FHIRResponse(result)
+
+    @api.post("/Questionnaire/$next-question")
+    async def next_question_operation(request: Request) -> FHIRResponse:
+        return await next_question_body(request)
+
+    @api.post("/Questionnaire/{qid}/$next-question")
+    async def next_question_instance(qid: str, request: Request) -> FHIRResponse:
+        if static_url(qid) is None and qid not in service.questionnaires:
+            raise not_found("Questionnaire", qid)
+        return await next_question_body(request)
 
     @api.post("/Questionnaire/$log-questionnaire-errors")
     async def log_errors(request: Request) -> FHIRResponse:

@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from builder.valuesets import expanded
+from qpackage.adaptive import SUFFIX, adaptive_questionnaire
 from qpackage.parameters import expand_request
 from scoring.outcome import InvalidInput, Issue
 from scoring.response import parse_json
@@ -58,16 +59,21 @@ def router(service: Service, software_version: str) -> APIRouter:
     def search_questionnaires(
         request: Request, url: str | None = None, version: str | None = None
     ) -> FHIRResponse:
+        base = service.base_url(request)
         every = [p.questionnaire for p in catalog.packages.values()]
-        return FHIRResponse(
-            searchset(_by_canonical(every, url, version), service.base_url(request))
-        )
+        # each form's adaptive variant (its url + "-adaptive"), made on request
+        every += [adaptive_questionnaire(p, base) for p in catalog.packages.values()]
+        return FHIRResponse(searchset(_by_canonical(every, url, version), base))
 
     @api.get("/Questionnaire/{qid}")
-    def read_questionnaire(qid: str) -> FHIRResponse:
-        if qid not in service.questionnaires:
-            raise not_found("Questionnaire", qid)
-        return FHIRResponse(service.questionnaires[qid])
+    def read_questionnaire(qid: str, request: Request) -> FHIRResponse:
+        if qid in service.questionnaires:
+            return FHIRResponse(service.questionnaires[qid])
+        static = service.questionnaires.get(qid.removesuffix(SUFFIX))
+        if qid.endswith(SUFFIX) and static is not None:
+            package = catalog.current[f"{static['url']}|{static['version']}"]
+            return FHIRResponse(adaptive_questionnaire(package, service.base_url(request)))
+        raise not_found("Questionnaire", qid)
 
     @api.get("/Library/{lid}")
     def read_library(lid: str) -> FHIRResponse:

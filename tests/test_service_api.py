@@ -76,6 +76,7 @@ def test_metadata_lists_the_api(client: TestClient) -> None:
     assert [o.name for o in resources["QuestionnaireResponse"].operation] == ["evaluate"]
     assert [o.name for o in resources["Questionnaire"].operation] == [
         "questionnaire-package",
+        "next-question",
         "log-questionnaire-errors",
     ]
     assert [o.name for o in resources["ValueSet"].operation] == ["expand"]
@@ -88,7 +89,8 @@ def test_questionnaire_search_and_read(client: TestClient) -> None:
     Bundle.model_validate(everything)
     catalog = client.app.state.catalog  # type: ignore[attr-defined]
     # every released version, the current ones and those kept for older records
-    assert everything["type"] == "searchset" and everything["total"] == len(catalog.packages)
+    # each with its adaptive form
+    assert everything["type"] == "searchset" and everything["total"] == 2 * len(catalog.packages)
     url = "https://pa-dtr.example.org/fhir/Questionnaire/eocco329-renewal"
     versions = [c for c in catalog.packages if c.startswith(f"{url}|")]
     assert "1.0.0-r1" in [c.split("|")[1] for c in versions]
