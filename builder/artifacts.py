@@ -23,6 +23,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from builder.checks import check_questionnaire, describe_condition, iter_items
 from builder.policy import AnyOf, AuthorizationTerm, Policy, RequestKind, walk
+from builder.prepopulation import Compiled, PrepopulationError, library_resource, sources
 from builder.questionnaire import build, index_policy, request_tree
 from builder.valuesets import published, value_sets
 from cql_like.definitions import library
@@ -60,23 +61,34 @@ class Form:
     questionnaire: dict[str, Any]
 
 
-def questionnaires(policy: Policy) -> list[Form]:
-    """Every Questionnaire of a policy, checked with the ValueSets it references."""
-    built = [Form(kind, drug, build(policy, kind, drug)) for kind, drug in policy.forms()]
+def questionnaires(policy: Policy, compiled: Compiled | None = None) -> list[Form]:
+    """Every Questionnaire of a policy, checked with the ValueSets it
+    references; ``compiled`` is its translated prepopulation Library, which
+    a policy with questions an EHR can answer must have."""
+    if compiled is None and sources(policy):
+        raise PrepopulationError(
+            f"{policy.id}: its prepopulation CQL is not translated: run `dtr build` with the"
+            " CQL tools installed (scripts/install-cql-tools)"
+        )
+    built = [Form(kind, drug, build(policy, kind, drug, compiled)) for kind, drug in policy.forms()]
     answer_lists = published(policy)
     for form in built:
         check_questionnaire(form.questionnaire, answer_lists)
     return built
 
 
-def generate(policies: list[Policy]) -> list[Artifact]:
+def generate(policies: list[Policy], compiled: dict[str, Compiled] | None = None) -> list[Artifact]:
     """Every generated FHIR file for these policies, checked: each
-    Questionnaire, the ValueSets of its answer lists and the Library of its
-    scoring definitions."""
+    Questionnaire, the ValueSets of its answer lists, the Library of its
+    scoring definitions, and the prepopulation Library (CQL and ELM) of a
+    policy whose questions an EHR can answer (``compiled``, by policy id)."""
     artifacts = []
     for policy in policies:
+        translated = (compiled or {}).get(policy.id)
         resources = []
-        for form in questionnaires(policy):
+        if translated is not None:
+            resources.append(library_resource(policy, translated))
+        for form in questionnaires(policy, translated):
             logic = library(policy, form.kind, form.questionnaire, form.drug)
             resources += [form.questionnaire, logic]
         resources += value_sets(policy)
@@ -231,7 +243,8 @@ def coverage_context(policies: list[Policy]) -> dict[str, Any]:
     for policy in policies:
         identity = policy.policy
         requests = []
-        for form in questionnaires(policy):
+        forms = [Form(k, d, build(policy, k, d)) for k, d in policy.forms()]
+        for form in forms:
             kind, questionnaire = form.kind, form.questionnaire
             links = _links_by_section(questionnaire)
             tree = request_tree(policy, kind, form.drug)

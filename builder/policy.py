@@ -191,6 +191,53 @@ class Coding(Strict):
 AnswerValue = bool | int | float | str | date
 
 
+EhrKind = Literal["birth_date", "condition", "observation", "medication", "specialty"]
+
+
+class EhrSource(Strict):
+    """Where an EHR holds a question's answer, so a DTR client can prefill it
+    with the policy's generated CQL (``builder/prepopulation.py``).
+
+    - ``birth_date``: the Patient's birth date (a date question);
+    - ``condition``: a Condition coded with one of ``codes`` — a boolean
+      question is answered *true*, a choice question with ``answer``;
+    - ``observation``: an Observation coded with one of ``codes`` whose coded
+      result is one of ``present`` (*true*) or ``absent`` (*false*);
+    - ``medication``: a MedicationRequest or MedicationStatement of one of
+      ``codes`` (*true*);
+    - ``specialty``: the prescriber's PractitionerRole (the launch context
+      ``user``) has one of ``codes`` as specialty (*true*), or has
+      specialties and none of them (*false*).
+
+    Absence of a record never answers *false*: the question is left to the
+    prescriber."""
+
+    kind: EhrKind
+    codes: list[Coding] = Field(default_factory=list)
+    present: list[Coding] = Field(default_factory=list)
+    absent: list[Coding] = Field(default_factory=list)
+    answer: str | None = Field(None, description="The option a match gives (choice questions)")
+
+    @model_validator(mode="after")
+    def _fits_kind(self) -> EhrSource:
+        if self.kind == "birth_date":
+            if self.codes or self.present or self.absent or self.answer:
+                raise ValueError("a birth_date source takes no codes and no answer")
+            return self
+        if not self.codes:
+            raise ValueError(f"a {self.kind} source needs the codes it looks for")
+        if self.kind != "observation" and (self.present or self.absent):
+            raise ValueError("only an observation source has present / absent results")
+        if self.kind == "observation" and not (self.present or self.absent):
+            raise ValueError("an observation source needs the results meaning present or absent")
+        if self.answer is not None and self.kind != "condition":
+            raise ValueError("only a condition source answers a choice question")
+        for coding in (*self.codes, *self.present, *self.absent):
+            if not coding.system.startswith(("http://", "https://", "urn:")):
+                raise ValueError(f"code {coding.code}: its system must be a URI")
+        return self
+
+
 class Condition(Strict):
     """One enableWhen condition: the answer to ``question`` compared with ``answer``."""
 
@@ -310,6 +357,10 @@ class Question(Strict):
     record_only: bool = Field(
         False, description="Captured for the reviewer; no criterion reads it, it decides nothing"
     )
+    ehr: list[EhrSource] = Field(
+        default_factory=list,
+        description="Where an EHR holds the answer: prefilled by the DTR client with CQL",
+    )
     prefill: Literal["plan_approval"] | None = Field(
         None,
         description=(
@@ -342,6 +393,19 @@ class Question(Strict):
             raise ValueError("a record-only question cannot be required")
         if self.prefill == "plan_approval" and self.type != "boolean":
             raise ValueError("prefill plan_approval answers a boolean question")
+        for source in self.ehr:
+            fits = {
+                "birth_date": self.type == "date",
+                "condition": self.type in ("boolean", "choice"),
+            }.get(source.kind, self.type == "boolean")
+            if not fits:
+                raise ValueError(
+                    f"an ehr source of kind {source.kind} cannot answer a {self.type} question"
+                )
+            if self.type == "choice" and source.answer is None:
+                raise ValueError("ehr: a condition answering a choice question names its answer")
+        if len(self.ehr) > 1 and self.type != "choice":
+            raise ValueError("ehr: one source per question (several only for a choice question)")
         return self
 
 
@@ -683,6 +747,12 @@ def _check_policy(policy: Policy) -> None:
             for question in criterion.questions:
                 conditions = question.enable_when
                 check_conditions(f"{criterion.id}: questions: {question.name}", conditions)
+                for source in question.ehr:
+                    if source.answer is not None and source.answer not in option_codes(question):
+                        raise ValueError(
+                            f"{criterion.id}: questions: {question.name}: ehr: answer"
+                            f" {source.answer!r} is not one of its options"
+                        )
                 read.update(c.question for c in conditions)
             read.update(c.question for c in criterion.enable_when)
             read.update(c.question for c in criterion.children_enable_when)

@@ -466,9 +466,15 @@ def _readers(
     return readers
 
 
-def build(policy: Policy, kind: RequestKind, drug: str | None = None) -> dict[str, Any]:
+def build(
+    policy: Policy, kind: RequestKind, drug: str | None = None, compiled: Any = None
+) -> dict[str, Any]:
     """The Questionnaire for ``kind`` requests (of ``drug``, in a policy of
-    several drugs) under ``policy``, as FHIR JSON."""
+    several drugs) under ``policy``, as FHIR JSON. ``compiled`` is the
+    policy's translated prepopulation Library
+    (:class:`builder.prepopulation.Compiled`): with it, the questions an EHR
+    can answer carry their CQL ``initialExpression``; without it, none does
+    (what the build-time verification needs)."""
     index = index_policy(policy, kind, drug)
     identity = policy.policy
     request = policy.request(kind)
@@ -509,7 +515,33 @@ def build(policy: Policy, kind: RequestKind, drug: str | None = None) -> dict[st
         "description": description,
         "item": _items(request_tree(policy, kind, drug), index, []),
     }
+    if compiled is not None:
+        _prepopulate(questionnaire, policy, index, compiled)
     return questionnaire
+
+
+def _prepopulate(
+    questionnaire: dict[str, Any], policy: Policy, index: PolicyIndex, compiled: Any
+) -> None:
+    """Launch contexts, the Library and each prefilled item's initialExpression."""
+    from builder.checks import iter_items  # a sibling module that imports this one
+    from builder.prepopulation import initial_expression, questionnaire_extensions, sources
+
+    names = {info.link_id: name for name, info in index.questions.items()}
+    prefilled = set(sources(policy))
+    items = [
+        item
+        for item, _ in iter_items(questionnaire["item"])
+        if names.get(item["linkId"]) in prefilled
+    ]
+    if not items:
+        return
+    questionnaire["extension"] += questionnaire_extensions(policy, compiled)
+    for item in items:
+        item["extension"] = [
+            *item.get("extension", []),
+            initial_expression(compiled, names[item["linkId"]]),
+        ]
 
 
 def _items(

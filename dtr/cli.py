@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
+from builder import prepopulation
 from builder.artifacts import VersionNotBumped, coverage_markdown, generate, write
 from builder.checks import QuestionnaireError
 from builder.decisions import decision_tables_markdown
@@ -32,7 +33,8 @@ from builder.loader import (
     load_policy,
 )
 from builder.policy import Policy
-from builder.questionnaire import BuildError
+from builder.prepopulation import Compiled, PrepopulationError
+from builder.questionnaire import BuildError, questionnaire_version
 from builder.verify import verify_policy
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -101,7 +103,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else (folder / "questionnaires" if folder else QUESTIONNAIRES)
     docs = Path(args.docs) if args.docs else (folder / "docs" if folder else DOCS)
     out.mkdir(parents=True, exist_ok=True)
-    written = write(out, generate(policies), policies)
+    compiled, translated = _prepopulation(policies, [out, QUESTIONNAIRES])
+    written = [*translated, *write(out, generate(policies, compiled), policies)]
     docs.mkdir(parents=True, exist_ok=True)
     coverage = docs / "coverage.md"
     coverage.write_text(coverage_markdown(everything), encoding="utf-8")
@@ -110,6 +113,33 @@ def cmd_build(args: argparse.Namespace) -> int:
     for path in [*written, coverage, tables]:
         print(f"wrote {path}")
     return 0
+
+
+def _prepopulation(
+    policies: list[Policy], folders: list[Path]
+) -> tuple[dict[str, Compiled], list[Path]]:
+    """Each policy's prepopulation Library, translated to ELM only when its
+    CQL changed (the translation is kept in the first folder); the files
+    written."""
+    compiled: dict[str, Compiled] = {}
+    written: list[Path] = []
+    out = folders[0]
+    for policy in policies:
+        if not prepopulation.sources(policy):
+            continue
+        version = questionnaire_version(policy)
+        found = prepopulation.load(policy, version, folders)
+        if found is None:
+            print(f"translating the prepopulation CQL of {policy.id} {version}", flush=True)
+            found = prepopulation.compile_policy(policy, version)
+        if prepopulation.load(policy, version, [out]) is None:
+            written.append(prepopulation.save(out, policy, found))
+        cql = prepopulation.cql_file(out, found)
+        if not cql.exists() or cql.read_text(encoding="utf-8") != found.cql:
+            cql.write_text(found.cql, encoding="utf-8")
+            written.append(cql)
+        compiled[policy.id] = found
+    return compiled, written
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -253,7 +283,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (PolicyError, QuestionnaireError, VersionNotBumped, BuildError) as exc:
+    except (
+        PolicyError,
+        QuestionnaireError,
+        VersionNotBumped,
+        BuildError,
+        PrepopulationError,
+    ) as exc:
         print(f"dtr: {exc}", file=sys.stderr)
         return 2
 

@@ -109,6 +109,13 @@ def _asked_items(items: list[dict[str, Any]], asked: set[str]) -> list[dict[str,
 
 def contained_questionnaire(package: CompiledRequest, asked: set[str], base: str) -> dict[str, Any]:
     static = package.questionnaire
+    # the static form's prepopulation (its launch contexts and CQL Library)
+    # holds for the questions asked here, which keep their initialExpression
+    prepopulation = [
+        e
+        for e in static.get("extension", [])
+        if e["url"].endswith(("launchContext", "cqf-library"))
+    ]
     return {
         "resourceType": "Questionnaire",
         "id": CONTAINED_ID,
@@ -117,7 +124,7 @@ def contained_questionnaire(package: CompiledRequest, asked: set[str], base: str
             "status": "generated",
             "div": '<div xmlns="http://www.w3.org/1999/xhtml">The questions asked so far.</div>',
         },
-        "extension": [{"url": SDC_ADAPTIVE, "valueUrl": base}],
+        "extension": [{"url": SDC_ADAPTIVE, "valueUrl": base}, *copy.deepcopy(prepopulation)],
         "url": adaptive_url(static["url"]),
         "version": static["version"],
         "title": static["title"],

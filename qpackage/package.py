@@ -236,8 +236,16 @@ def questionnaire_package(
         questionnaire = chosen.package.questionnaire
         canonical = _canonical(questionnaire)
         value_sets = [catalog.value_sets[c] for c in value_set_canonicals(questionnaire)]
+        libraries = [
+            catalog.libraries[c]
+            for c in library_canonicals(chosen.package.questionnaire)
+            if c in catalog.libraries
+        ]
         if request.changed_since is not None and not chosen.earlier:
-            moments = [released_at(canonical), *(released_at(_canonical(v)) for v in value_sets)]
+            moments = [
+                released_at(canonical),
+                *(released_at(_canonical(r)) for r in [*libraries, *value_sets]),
+            ]
             if all(m is not None and m <= request.changed_since for m in moments):
                 unchanged += 1
                 continue
@@ -254,7 +262,7 @@ def questionnaire_package(
             draft = start(chosen.package, draft, as_of or now.date(), base)
             questionnaire = adaptive_questionnaire(chosen.package, base)
         current = canonical in catalog.current and not chosen.adaptive
-        bundles.append(_bundle(questionnaire, draft, value_sets, current, base, now))
+        bundles.append(_bundle(questionnaire, draft, libraries + value_sets, current, base, now))
     for name in request.ignored:
         issues.append(
             Issue(
@@ -294,12 +302,22 @@ def questionnaire_package(
 CQF_LIBRARY = "http://hl7.org/fhir/StructureDefinition/cqf-library"
 
 
+def library_canonicals(questionnaire: dict[str, Any]) -> list[str]:
+    """The Libraries a Questionnaire names with ``cqf-library``."""
+    return [
+        e["valueCanonical"]
+        for e in questionnaire.get("extension", [])
+        if e.get("url") == CQF_LIBRARY
+    ]
+
+
 def _unpackaged_libraries(
     catalog: Catalog, canonical: str, questionnaire: dict[str, Any]
 ) -> list[Issue]:
-    """A warning for each Library a released Questionnaire still names with
-    ``cqf-library``: versions built before the scoring logic was kept out of
-    the package reference it, and a released version is served as released."""
+    """A warning for each Library a released Questionnaire names with
+    ``cqf-library`` that is not a prepopulation Library: versions built
+    before the scoring logic was kept out of the package reference it, and a
+    released version is served as released."""
     current = next((c for c in catalog.current if c.split("|")[0] == questionnaire["url"]), None)
     return [
         Issue(
@@ -311,18 +329,20 @@ def _unpackaged_libraries(
         )
         for extension in questionnaire.get("extension", [])
         if extension.get("url") == CQF_LIBRARY
+        and extension["valueCanonical"] not in catalog.libraries
     ]
 
 
 def _bundle(
     questionnaire: dict[str, Any],
     draft: dict[str, Any],
-    value_sets: list[dict[str, Any]],
+    dependencies: list[dict[str, Any]],
     current: bool,
     base: str,
     now: datetime,
 ) -> dict[str, Any]:
-    """One DTR-QPackageBundle: Questionnaire, draft response, ValueSets."""
+    """One DTR-QPackageBundle: Questionnaire, draft response, then its
+    Libraries (CQL and ELM) and ValueSets (expanded when small)."""
 
     def full_url(resource: dict[str, Any]) -> str:
         return f"{base}/{resource['resourceType']}/{resource['id']}"
@@ -334,14 +354,10 @@ def _bundle(
         },
         {"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": draft},
     ]
-    for value_set in value_sets:
-        small = len(codings(value_set)) < EXPAND_BELOW
-        entries.append(
-            {
-                "fullUrl": f"urn:uuid:{uuid.uuid4()}",
-                "resource": expanded(value_set, now) if small else value_set,
-            }
-        )
+    for resource in dependencies:
+        if resource["resourceType"] == "ValueSet" and len(codings(resource)) < EXPAND_BELOW:
+            resource = expanded(resource, now)
+        entries.append({"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": resource})
     return {
         "resourceType": "Bundle",
         "meta": {"profile": [DTR_QPACKAGE_BUNDLE]},

@@ -18,6 +18,8 @@ from typing import Any
 from builder.artifacts import archived, questionnaires, read_release_times
 from builder.loader import PolicyError, bundled_archive, bundled_policies, load_folder, load_policy
 from builder.policy import Policy
+from builder.prepopulation import library_resource, load, sources
+from builder.questionnaire import questionnaire_version
 from builder.valuesets import inline_options, value_sets
 from cql_like.engine import CompiledRequest
 from scoring.determination import Determination, decide
@@ -39,6 +41,8 @@ class Catalog:
         self.packages: dict[str, CompiledRequest] = {}
         # every ValueSet of every known version, by url|version
         self.value_sets: dict[str, dict[str, Any]] = {}
+        # every prepopulation Library (CQL and ELM), by url|version
+        self.libraries: dict[str, dict[str, Any]] = {}
         # when each url|version was first released (DTR ``changedsince``)
         self.released_at: dict[str, datetime] = {
             canonical: datetime.fromisoformat(moment.replace("Z", "+00:00"))
@@ -56,10 +60,27 @@ class Catalog:
                 continue
             if (snapshot.id, snapshot.policy.version) not in current:
                 older.append(snapshot)
+        # the prepopulation CQL of each policy, as translated by `dtr build`
+        translations = [archive.parent] if archive else []
         for policy in [*policies, *older]:
+            compiled = load(policy, questionnaire_version(policy), translations)
+            if sources(policy) and compiled is None:
+                if policy in policies:
+                    raise PolicyError(
+                        policy.id,
+                        [
+                            "its prepopulation CQL is not translated (or changed since):"
+                            " run `dtr build` with the CQL tools (scripts/install-cql-tools)"
+                        ],
+                    )
+                self.unresolvable.append(f"{policy.id} {policy.policy.version}")
+                continue
             for value_set in value_sets(policy):
                 self.value_sets[_canonical(value_set)] = value_set
-            for form in questionnaires(policy):
+            if compiled is not None:
+                logic = library_resource(policy, compiled)
+                self.libraries[_canonical(logic)] = logic
+            for form in questionnaires(policy, compiled):
                 package = CompiledRequest(policy, form.kind, form.questionnaire, form.drug)
                 self.packages[_canonical(form.questionnaire)] = package
         # the versions offered for new requests: the current policies' builds

@@ -31,7 +31,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cql_like.definitions import library
-from qpackage.package import value_set_canonicals
+from qpackage.package import library_canonicals, value_set_canonicals
 from scoring import Catalog
 from scoring.outcome import InvalidInput, Issue
 from service import determinations, dtr_operations, fhir_reads, portal
@@ -78,6 +78,13 @@ def create_app(
     service.libraries = {
         logic["id"]: logic
         for logic in (library(p.policy, p.kind, p.questionnaire, p.drug) for p in current)
+    }
+    # the prepopulation Libraries the current Questionnaires name
+    service.libraries |= {
+        catalog.libraries[canonical]["id"]: catalog.libraries[canonical]
+        for p in current
+        for canonical in library_canonicals(p.questionnaire)
+        if canonical in catalog.libraries
     }
     # the ValueSets the current Questionnaires reference, by id
     service.value_sets = {

@@ -237,7 +237,7 @@ def test_a_changed_answer_drops_what_it_no_longer_enables(folder: Path) -> None:
             {
                 "resourceType": "QuestionnaireResponse",
                 "status": "in-progress",
-                "questionnaire": "https://pa-dtr.example.org/fhir/Questionnaire/eocco329-initial|1.1.1-r3",
+                "questionnaire": "https://pa-dtr.example.org/fhir/Questionnaire/eocco329-initial|1.2.0-r3",
             },
             "a response to a static form needs no next question",
         ),

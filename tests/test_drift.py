@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,14 +18,21 @@ from builder.artifacts import (
     updated_register,
 )
 from builder.loader import bundled_policies
+from builder.prepopulation import cache_path, compile_policy, cql_file, cql_text, loaded, sources
+from builder.questionnaire import questionnaire_version
 
 ROOT = Path(__file__).resolve().parent.parent
 FOLDER = ROOT / "questionnaires"
 HOW_TO_FIX = "run `dtr build` and commit the result"
 
 
+def committed_translations() -> dict[str, Any]:
+    """The prepopulation Libraries' translations committed with the policies."""
+    return loaded(bundled_policies(), [FOLDER], questionnaire_version)
+
+
 def test_generated_files_match_a_fresh_build() -> None:
-    artifacts = generate(bundled_policies())
+    artifacts = generate(bundled_policies(), committed_translations())
     committed = {p.name for p in FOLDER.glob("*.json")} - {"released.json", "released-at.json"}
     assert committed == {a.filename for a in artifacts}, HOW_TO_FIX
     for artifact in artifacts:
@@ -52,7 +60,7 @@ def test_decision_tables_match_a_fresh_build() -> None:
 
 def test_every_version_is_registered_with_its_content() -> None:
     register = read_register(FOLDER)
-    for artifact in generate(bundled_policies()):
+    for artifact in generate(bundled_policies(), committed_translations()):
         assert artifact.canonical is not None
         assert register.get(artifact.canonical) == digest(artifact.text), (
             f"{artifact.canonical} is built with a content its version was not released with: "
@@ -60,8 +68,37 @@ def test_every_version_is_registered_with_its_content() -> None:
         )
 
 
+def test_the_committed_cql_is_what_the_policies_give() -> None:
+    """Each policy an EHR can prefill has its CQL committed, as generated
+    today, and a translation of exactly that CQL."""
+    compiled = committed_translations()
+    for policy in bundled_policies():
+        if not sources(policy):
+            continue
+        version = questionnaire_version(policy)
+        assert policy.id in compiled, f"{policy.id}: no translation of today's CQL: {HOW_TO_FIX}"
+        assert cql_file(FOLDER, compiled[policy.id]).read_text(encoding="utf-8") == cql_text(
+            policy, version
+        ), f"{policy.id}: the committed CQL drifted: {HOW_TO_FIX}"
+        assert cache_path(FOLDER, policy, version).exists()
+
+
+def test_the_translator_gives_the_committed_elm() -> None:
+    """The pinned translator, run again, gives the ELM committed (a different
+    translator version or a hand edit shows here)."""
+    compiled = committed_translations()
+    policy = next(p for p in bundled_policies() if p.id == "eocco329")
+    fresh = compile_policy(policy, questionnaire_version(policy))
+    assert fresh.elm == compiled[policy.id].elm
+    assert fresh.expressions == compiled[policy.id].expressions
+
+
 def test_changed_content_under_the_same_version_is_refused() -> None:
-    artifact = generate(bundled_policies())[0]
+    artifact = next(
+        a
+        for a in generate(bundled_policies(), committed_translations())
+        if a.filename.startswith("Questionnaire-")
+    )
     register = updated_register([artifact], {})
     changed = type(artifact)(
         artifact.filename, artifact.text.replace("Initial", "First"), artifact.canonical

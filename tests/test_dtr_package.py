@@ -121,12 +121,24 @@ def bundles(reply: Any, catalog: Catalog) -> list[dict[str, Any]]:
         Bundle.model_validate(bundle)
         assert bundle["type"] == "collection"
         resources = [e["resource"] for e in bundle["entry"]]
-        questionnaire, draft, *value_sets = resources
+        questionnaire, draft, *dependencies = resources
         assert questionnaire["resourceType"] == "Questionnaire"
         assert draft["resourceType"] == "QuestionnaireResponse"
+        libraries = [r for r in dependencies if r["resourceType"] == "Library"]
+        value_sets = dependencies[len(libraries) :]
         assert {r["resourceType"] for r in value_sets} <= {"ValueSet"}
         if f"{questionnaire['url']}|{questionnaire['version']}" in catalog.current:
-            assert not any("cqf-library" in e["url"] for e in questionnaire.get("extension", []))
+            # every Library it names is in the Bundle, with CQL and ELM; never the scorer's
+            named = [
+                e["valueCanonical"]
+                for e in questionnaire.get("extension", [])
+                if e["url"].endswith("cqf-library")
+            ]
+            assert named == [f"{lib['url']}|{lib['version']}" for lib in libraries]
+            for library in libraries:
+                kinds = [c["contentType"] for c in library["content"]]
+                assert kinds == ["text/cql", "application/elm+json"]
+                assert not library["id"].endswith("-logic")
         referenced = [
             item["answerValueSet"]
             for item, _ in iter_items(questionnaire["item"])
@@ -461,7 +473,7 @@ def test_every_current_answer_list_is_published(client: TestClient, catalog: Cat
 def test_log_questionnaire_errors(
     client: TestClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    reference = f"{BASE}/Questionnaire/eocco329-initial|1.1.1-r3"
+    reference = f"{BASE}/Questionnaire/eocco329-initial|1.2.0-r3"
     report = {
         "resourceType": "Parameters",
         "parameter": [

@@ -262,7 +262,7 @@ OPERATION_BODIES = [
             "parameter": [
                 {
                     "name": "questionnaire",
-                    "valueCanonical": "https://pa-dtr.example.org/fhir/Questionnaire/eocco329-initial|1.1.1-r3",
+                    "valueCanonical": "https://pa-dtr.example.org/fhir/Questionnaire/eocco329-initial|1.2.0-r3",
                 },
                 {
                     "name": "operationOutcome",
@@ -281,7 +281,7 @@ OPERATION_BODIES = [
             "parameter": [
                 {
                     "name": "url",
-                    "valueUri": "https://pa-dtr.example.org/fhir/ValueSet/eocco329-diagnosis|1.1.1-r3",
+                    "valueUri": "https://pa-dtr.example.org/fhir/ValueSet/eocco329-diagnosis|1.2.0-r3",
                 }
             ],
         },

@@ -73,8 +73,17 @@
     // answer lists are expanded by this service (ValueSet/$expand): said on
     // each item that has one (LHC-Forms keeps an item's setting through the
     // merge of a draft response, not the form's)
+    // LHC-Forms runs FHIRPath, not CQL: the EHR prefill (CQL initialExpression
+    // over the launch context) is a DTR client's; this portal shows what the
+    // payer's draft response holds
+    const isCql = (e) =>
+      e.url.endsWith("initialExpression") && e.valueExpression.language === "text/cql";
+    questionnaire.extension = (questionnaire.extension || []).filter(
+      (e) => !e.url.endsWith("launchContext") && !e.url.endsWith("cqf-library"),
+    );
     const expandHere = (items) =>
       (items || []).forEach((item) => {
+        if (item.extension) item.extension = item.extension.filter((e) => !isCql(e));
         if (item.answerValueSet) {
           item.extension = [
             ...(item.extension || []),
