@@ -24,9 +24,9 @@ from scoring import Catalog
 from scoring.fill import fill
 from service.app import create_app
 from service.settings import Settings
+from tests.dtr_requests import FHIR, ask, canonical, the_bundle
 from tests.scoring_cases import AS_OF, base_answers, folder_catalog, load_scoring_cases, package_for
 
-FHIR = {"content-type": "application/fhir+json"}
 BASE = "http://testserver"
 CASES = load_scoring_cases()
 _CLIENTS: dict[tuple[str | None, date], TestClient] = {}
@@ -54,28 +54,8 @@ def post(client: TestClient, path: str, body: dict[str, Any]) -> Any:
 def adaptive_package(client: TestClient, package: CompiledRequest) -> dict[str, Any]:
     """The adaptive form's package Bundle for a member with nothing on record."""
     static = package.questionnaire
-    coverage = {
-        "resourceType": "Coverage",
-        "id": "cov1",
-        "status": "active",
-        "beneficiary": {"reference": "Patient/adaptive"},
-        "payor": [{"display": "the plan"}],
-    }
-    canonical = f"{static['url']}-adaptive|{static['version']}"
-    reply = post(
-        client,
-        "/Questionnaire/$questionnaire-package",
-        {
-            "resourceType": "Parameters",
-            "parameter": [
-                {"name": "coverage", "resource": coverage},
-                {"name": "questionnaire", "valueCanonical": canonical},
-            ],
-        },
-    )
-    assert reply.status_code == 200, reply.text
-    (bundle,) = [p["resource"] for p in reply.json()["parameter"] if p["name"] == "packagebundle"]
-    return dict(bundle)
+    adaptive = f"{static['url']}-adaptive|{static['version']}"
+    return the_bundle(ask(client, canonical(adaptive), member="Patient/adaptive"))
 
 
 def asked(response: dict[str, Any]) -> list[str]:

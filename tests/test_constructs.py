@@ -21,6 +21,7 @@ from scoring.fill import fill
 from scoring.notice import render_notice
 from service.app import create_app
 from service.settings import Settings
+from tests.dtr_requests import package_request
 
 FIXTURES = Path(__file__).parent / "policies"
 TABLE = Path(__file__).parent / "cases" / "scoring_fixture-class.yaml"
@@ -123,19 +124,7 @@ def test_the_order_selects_the_drugs_questionnaires(tmp_path: Path) -> None:
         "subject": {"reference": "Patient/p1"},
         "medicationCodeableConcept": {"text": "Betanib 5 mg"},
     }
-    coverage = {
-        "resourceType": "Coverage",
-        "status": "active",
-        "beneficiary": {"reference": "Patient/p1"},
-        "payor": [{"display": "Fixture Health Plan"}],
-    }
-    body = {
-        "resourceType": "Parameters",
-        "parameter": [
-            {"name": "coverage", "resource": coverage},
-            {"name": "order", "resource": order},
-        ],
-    }
+    body = package_request({"name": "order", "resource": order})
     with TestClient(app) as client:
         reply = client.post(
             "/Questionnaire/$questionnaire-package",

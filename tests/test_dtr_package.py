@@ -25,12 +25,11 @@ from scoring import Catalog
 from scoring.fill import fill
 from service.app import create_app
 from service.settings import Settings
+from tests.dtr_requests import FHIR, PACKAGE, ask, canonical, coverage
 from tests.scoring_cases import base_answers, folder_catalog, package_for
 
-FHIR = {"content-type": "application/fhir+json"}
 AS_OF = date(2026, 11, 24)
 NOW = datetime(2026, 11, 24, 15, 30, tzinfo=UTC)
-PACKAGE = "/Questionnaire/$questionnaire-package"
 BASE = "https://pa-dtr.example.org/fhir"
 NDC_MEKINIST = [{"system": "http://hl7.org/fhir/sid/ndc", "code": "0078-0668-15"}]
 
@@ -52,19 +51,6 @@ def client(catalog: Catalog, tmp_path: Path) -> TestClient:
     return make_client(catalog, tmp_path)
 
 
-def coverage(member: str = "Patient/p1") -> dict[str, Any]:
-    return {
-        "name": "coverage",
-        "resource": {
-            "resourceType": "Coverage",
-            "id": "cov1",
-            "status": "active",
-            "beneficiary": {"reference": member},
-            "payor": [{"display": "the plan"}],
-        },
-    }
-
-
 def order(coding: list[dict[str, Any]], text: str | None = None) -> dict[str, Any]:
     concept: dict[str, Any] = {"coding": coding}
     if text:
@@ -82,17 +68,8 @@ def order(coding: list[dict[str, Any]], text: str | None = None) -> dict[str, An
     }
 
 
-def canonical(value: str) -> dict[str, Any]:
-    return {"name": "questionnaire", "valueCanonical": value}
-
-
 def context(value: str) -> dict[str, Any]:
     return {"name": "context", "valueString": value}
-
-
-def ask(client: TestClient, *parts: dict[str, Any], member: str = "Patient/p1") -> Any:
-    body = {"resourceType": "Parameters", "parameter": [coverage(member), *parts]}
-    return client.post(PACKAGE, content=json.dumps(body), headers=FHIR)
 
 
 def outcome_issues(reply: Any) -> list[dict[str, Any]]:

@@ -38,6 +38,7 @@ from hypothesis import strategies as st
 from scoring import Catalog, Determination
 from service.app import create_app
 from service.settings import Settings
+from tests.dtr_requests import coverage
 from tests.fuzz_mutations import (
     BYTES_ENCODING,
     ENCODING,
@@ -220,13 +221,6 @@ def test_mutated_wrapped_response_over_http(
 
 # --- the DTR operations' Parameters, over HTTP -------------------------------------------
 
-_COVERAGE = {
-    "resourceType": "Coverage",
-    "id": "cov1",
-    "status": "active",
-    "beneficiary": {"reference": "Patient/example"},
-    "payor": [{"display": "the plan"}],
-}
 _ORDER = {
     "resourceType": "MedicationRequest",
     "id": "mr1",
@@ -244,7 +238,7 @@ OPERATION_BODIES = [
         {
             "resourceType": "Parameters",
             "parameter": [
-                {"name": "coverage", "resource": _COVERAGE},
+                coverage("Patient/example"),
                 {"name": "order", "resource": _ORDER},
                 {
                     "name": "questionnaire",

@@ -23,11 +23,11 @@ from scoring.fill import fill
 from scoring.response import check_answers
 from service.app import create_app
 from service.settings import Settings
+from tests.dtr_requests import FHIR, ask, canonical, the_bundle
 from tests.scoring_cases import AS_OF, base_answers, package_for
 
 ROOT = Path(__file__).resolve().parent.parent
 EXECUTE = ROOT / "cql" / "execute.mjs"
-FHIR = {"content-type": "application/fhir+json"}
 CASES = yaml.safe_load((ROOT / "tests" / "cases" / "prepopulation.yaml").read_text("utf-8"))
 
 
@@ -41,29 +41,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> TestClient:
 
 
 def package_bundle(client: TestClient, questionnaire: dict[str, Any]) -> dict[str, Any]:
-    coverage = {
-        "resourceType": "Coverage",
-        "id": "cov1",
-        "status": "active",
-        "beneficiary": {"reference": "Patient/p1"},
-        "payor": [{"display": "the plan"}],
-    }
-    body = {
-        "resourceType": "Parameters",
-        "parameter": [
-            {"name": "coverage", "resource": coverage},
-            {
-                "name": "questionnaire",
-                "valueCanonical": f"{questionnaire['url']}|{questionnaire['version']}",
-            },
-        ],
-    }
-    reply = client.post(
-        "/Questionnaire/$questionnaire-package", content=json.dumps(body), headers=FHIR
-    )
-    assert reply.status_code == 200, reply.text
-    (bundle,) = [p["resource"] for p in reply.json()["parameter"] if p["name"] == "packagebundle"]
-    return dict(bundle)
+    return the_bundle(ask(client, canonical(f"{questionnaire['url']}|{questionnaire['version']}")))
 
 
 def run_elm(

@@ -1,0 +1,47 @@
+"""DTR requests as the tests send them: the member's Coverage and a
+``$questionnaire-package`` body, written once for every test module."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+FHIR = {"content-type": "application/fhir+json"}
+PACKAGE = "/Questionnaire/$questionnaire-package"
+
+
+def coverage(member: str = "Patient/p1") -> dict[str, Any]:
+    """The ``coverage`` parameter: the member's Coverage with the plan."""
+    return {
+        "name": "coverage",
+        "resource": {
+            "resourceType": "Coverage",
+            "id": "cov1",
+            "status": "active",
+            "beneficiary": {"reference": member},
+            "payor": [{"display": "the plan"}],
+        },
+    }
+
+
+def canonical(value: str) -> dict[str, Any]:
+    return {"name": "questionnaire", "valueCanonical": value}
+
+
+def package_request(*parts: dict[str, Any], member: str = "Patient/p1") -> dict[str, Any]:
+    return {"resourceType": "Parameters", "parameter": [coverage(member), *parts]}
+
+
+def ask(client: TestClient, *parts: dict[str, Any], member: str = "Patient/p1") -> Any:
+    """POST ``$questionnaire-package`` for the member with these parameters."""
+    body = json.dumps(package_request(*parts, member=member))
+    return client.post(PACKAGE, content=body, headers=FHIR)
+
+
+def the_bundle(reply: Any) -> dict[str, Any]:
+    """The one package Bundle of a 200 reply."""
+    assert reply.status_code == 200, reply.text
+    (bundle,) = [p["resource"] for p in reply.json()["parameter"] if p["name"] == "packagebundle"]
+    return dict(bundle)
