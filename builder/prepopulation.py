@@ -42,7 +42,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from builder.policy import Coding, EhrSource, Policy, Question, RequestKind, walk
+from builder.policy import Coding, EhrSource, Policy, Question, walk
 from builder.questionnaire import index_policy
 
 CQL_FOLDER = "cql"
@@ -347,8 +347,3 @@ def initial_expression(compiled: Compiled, question: str) -> dict[str, Any]:
             ],
         },
     }
-
-
-def form_uses(policy: Policy, kind: RequestKind, names: set[str]) -> bool:
-    """Whether a form asks any question an EHR can answer."""
-    return bool(names & set(sources(policy)))
