@@ -27,6 +27,7 @@ def _load(name: str) -> ModuleType:
     [
         ("bench_score", ["--rounds", "1", "--responses", "2"], "speed-up over naive"),
         ("bench_verify", ["mn-dhs-cotellic"], "mn-dhs-cotellic"),
+        ("bench_dtr", ["--rounds", "5"], "$next-question"),
     ],
 )
 def test_benchmark_runs(
