@@ -12,9 +12,9 @@ are kept.
 Each record also keeps the member it is about (the response's subject, as
 :func:`qpackage.member.member_key` spells it), indexed with the policy, so
 the draft response of a renewal can say whether this plan approved the
-drug before. A database written before that column existed gains it on
-open, filled from the stored responses. Error reports of DTR clients
-(``$log-questionnaire-errors``) are kept in their own table.
+drug before. Error reports of DTR clients (``$log-questionnaire-errors``)
+are kept in their own table. The schema is versioned: opening a database
+applies the migrations it has not had (``service/migrations.py``).
 """
 
 from __future__ import annotations
@@ -22,41 +22,14 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS determinations (
-    id              TEXT PRIMARY KEY,
-    response_key    TEXT NOT NULL UNIQUE,
-    response_id     TEXT,
-    request_id      TEXT NOT NULL,
-    received_at     TEXT NOT NULL,
-    questionnaire   TEXT NOT NULL,
-    policy          TEXT NOT NULL,
-    policy_version  TEXT NOT NULL,
-    evaluated_at    TEXT NOT NULL,
-    outcome         TEXT NOT NULL,
-    response        TEXT NOT NULL,
-    determination   TEXT NOT NULL,
-    claim_response  TEXT NOT NULL,
-    member          TEXT
-)
-"""
-MEMBER_INDEX = (
-    "CREATE INDEX IF NOT EXISTS determinations_member ON determinations (member, policy, outcome)"
-)
-ERRORS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS questionnaire_errors (
-    id              TEXT PRIMARY KEY,
-    received_at     TEXT NOT NULL,
-    request_id      TEXT NOT NULL,
-    questionnaire   TEXT NOT NULL,
-    outcome         TEXT NOT NULL
-)
-"""
+from service.migrations import migrate
+
 COLUMNS = (
     "id", "response_key", "response_id", "request_id", "received_at", "questionnaire", "policy",
     "policy_version", "evaluated_at", "outcome", "response", "determination", "claim_response",
@@ -140,12 +113,68 @@ def _versions_of(url: str) -> str:
     return escaped + "|%"
 
 
-def _member_of(response_json: str) -> str | None:
-    # imported here: the store is usable without the packaging layer
-    from qpackage.member import member_key
+class _SQLiteDatabase:
+    """A SQLite connection as the migrations use it."""
 
-    subject = json.loads(response_json).get("subject")
-    return member_key(subject)
+    mark = "?"
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.connection = connection
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        return list(self.connection.execute(sql, params).fetchall())
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.connection.execute("ROLLBACK")
+            raise
+        self.connection.execute("COMMIT")
+
+    def tables(self) -> set[str]:
+        rows = self.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        return {str(row[0]) for row in rows}
+
+    def columns(self, table: str) -> set[str]:
+        return {str(row[1]) for row in self.execute(f"PRAGMA table_info({table})")}
+
+
+class _PostgresDatabase:
+    """A PostgreSQL connection as the migrations use it; each transaction
+    holds an advisory lock, so instances starting together migrate once."""
+
+    mark = "%s"
+    LOCK = 7_402_311
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        cursor = self.connection.execute(sql, params)
+        return list(cursor.fetchall()) if cursor.description else []
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self.connection.transaction():
+            self.connection.execute("SELECT pg_advisory_xact_lock(%s)", (self.LOCK,))
+            yield
+
+    def tables(self) -> set[str]:
+        rows = self.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+        )
+        return {str(row[0]) for row in rows}
+
+    def columns(self, table: str) -> set[str]:
+        rows = self.execute(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = %s",
+            (table,),
+        )
+        return {str(row[0]) for row in rows}
 
 
 class Store(Protocol):
@@ -181,27 +210,7 @@ class SQLiteStore:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         with closing(self._connect()) as db:
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute(SCHEMA)
-            db.execute(ERRORS_SCHEMA)
-            columns = {row[1] for row in db.execute("PRAGMA table_info(determinations)")}
-            if "member" not in columns:
-                self._add_member_column(db)
-            db.execute(MEMBER_INDEX)
-
-    @staticmethod
-    def _add_member_column(db: sqlite3.Connection) -> None:
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.execute("ALTER TABLE determinations ADD COLUMN member TEXT")
-            rows = db.execute("SELECT id, response FROM determinations").fetchall()
-            db.executemany(
-                "UPDATE determinations SET member = ? WHERE id = ?",
-                [(_member_of(response), rid) for rid, response in rows],
-            )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+            self.migrated = migrate(_SQLiteDatabase(db))
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
@@ -283,22 +292,7 @@ class PostgresStore:
         self.url = url
         self.pool = ConnectionPool(url, min_size=1, max_size=max_connections, open=True)
         with self.pool.connection() as db:
-            db.execute(SCHEMA)
-            db.execute(ERRORS_SCHEMA)
-            found = db.execute(
-                "SELECT 1 FROM information_schema.columns"
-                " WHERE table_name = 'determinations' AND column_name = 'member'"
-            ).fetchone()
-            if found is None:
-                with db.transaction():
-                    db.execute("ALTER TABLE determinations ADD COLUMN member TEXT")
-                    rows = db.execute("SELECT id, response FROM determinations").fetchall()
-                    for rid, response in rows:
-                        db.execute(
-                            "UPDATE determinations SET member = %s WHERE id = %s",
-                            (_member_of(response), rid),
-                        )
-            db.execute(MEMBER_INDEX)
+            self.migrated = migrate(_PostgresDatabase(db))
 
     def save(self, record: Record) -> tuple[Record, bool]:
         placeholders = ", ".join("%s" for _ in COLUMNS)

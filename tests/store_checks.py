@@ -1,6 +1,8 @@
-"""Checks every store (SQLite, PostgreSQL) must pass: a database written
-before the member column existed gains it, filled from its records; the
-approvals of a member are found by policy; error reports are kept and listed."""
+"""Checks every store (SQLite, PostgreSQL) must pass: a database written by
+the release before schema versions (the determinations table alone, no
+member column) opens, migrates to the latest version and serves its old
+records; the approvals of a member are found by policy; error reports are
+kept and listed."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from service.migrations import LATEST
 from service.store import ErrorReport, Record, Store
 
 # the determinations table as the previous release created it (no member)
@@ -23,24 +26,58 @@ CREATE TABLE determinations (
 QUESTIONNAIRE = "https://pa-dtr.example.org/fhir/Questionnaire/eocco329-initial|1.1.0-r2"
 
 
-def old_row(rid: str, subject: str, outcome: str) -> tuple[Any, ...]:
-    response = {"resourceType": "QuestionnaireResponse", "subject": {"reference": subject}}
+def old_row(rid: str, subject: str, answers: str) -> tuple[Any, ...]:
+    """A record as the previous release stored it: a response to its EOCCO329
+    Questionnaire (1.1.0-r2), its determination and ClaimResponse."""
+    from datetime import date
+
+    from scoring import Catalog, score_json
+    from scoring.fhir_outputs import claim_response
+    from scoring.fill import fill
+    from tests.scoring_cases import base_answers
+
+    catalog = Catalog.bundled()
+    response = fill(
+        catalog.packages[QUESTIONNAIRE], base_answers("eocco329", answers), subject=subject
+    )
+    determination = score_json(catalog, response, date(2026, 11, 1))
     return (
         rid, f"key-{rid}", None, "r", "2026-11-01T00:00:00+00:00", QUESTIONNAIRE, "eocco329",
-        "1.1.0", "2026-11-01", outcome, json.dumps(response), "{}", "{}",
+        "1.1.0", "2026-11-01", determination.outcome, json.dumps(response),
+        json.dumps(determination.to_json()), json.dumps(claim_response(determination, rid)),
     )  # fmt: skip
 
 
 def write_old_database(execute: Callable[[str, tuple[Any, ...]], None], mark: str) -> None:
-    """Two records of the previous release: an approval of Patient/old, a denial."""
+    """Two records of the previous release: an approval of Patient/old, and an
+    investigational finding."""
     execute(OLD_SCHEMA, ())
     insert = f"INSERT INTO determinations VALUES ({', '.join([mark] * 13)})"
-    execute(insert, old_row("old-approved", "Patient/old", "approved"))
-    execute(insert, old_row("old-denied", "Patient/old", "denied"))
+    execute(insert, old_row("old-approved", "Patient/old", "initial_met"))
+    execute(insert, old_row("old-denied", "Patient/old", "not_lgsoc"))
+
+
+def check_served(database: str) -> None:
+    """The service opens the migrated database and serves the old records."""
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    with TestClient(create_app(Settings(database=database))) as client:
+        found = client.get("/determinations/old-approved").json()
+        assert found["outcome"] == "approved" and found["questionnaire"] == QUESTIONNAIRE
+        assert client.get("/ClaimResponse/old-approved").json()["id"] == "old-approved"
+        stored = client.get("/QuestionnaireResponse/old-approved").json()
+        assert stored["subject"] == {"reference": "Patient/old"}
+        assert (
+            "approved" in client.get("/determinations/old-approved/notice?format=text").text.lower()
+        )
 
 
 def check_store(store: Store) -> None:
     """Run on a store opened over ``write_old_database``."""
+    assert store.migrated == (1, LATEST)
     assert [a.id for a in store.approvals("ref:Patient/old", "eocco329")] == ["old-approved"]
     assert store.approvals("ref:Patient/old", "mn-dhs-mekinist") == []
     old = store.get("old-approved")

@@ -284,14 +284,16 @@ def test_portal_page_is_served(client: TestClient) -> None:
     assert client.get("/static/portal.js").status_code == 200
 
 
-def test_a_store_of_the_previous_release_gains_the_member_column(tmp_path: Path) -> None:
+def test_a_store_of_the_previous_release_migrates_and_serves_its_records(tmp_path: Path) -> None:
     import sqlite3
     from contextlib import closing
 
-    from tests.store_checks import check_store, write_old_database
+    from tests.store_checks import check_served, check_store, write_old_database
 
     path = tmp_path / "old.sqlite3"
     with closing(sqlite3.connect(path)) as db:
         write_old_database(lambda sql, args: db.execute(sql, args) and None, "?")
         db.commit()
     check_store(SQLiteStore(path))
+    check_served(str(path))
+    assert SQLiteStore(path).migrated == (3, 3)  # opened again: nothing to apply

@@ -128,17 +128,18 @@ def test_a_url_opens_the_postgres_store(database: str) -> None:
     store.close()
 
 
-def test_a_store_of_the_previous_release_gains_the_member_column(database: str) -> None:
+def test_a_store_of_the_previous_release_migrates_and_serves_its_records(database: str) -> None:
     import psycopg
 
-    from tests.store_checks import check_store, write_old_database
+    from tests.store_checks import check_served, check_store, write_old_database
 
     with psycopg.connect(database, autocommit=True) as db:
-        db.execute("DROP TABLE IF EXISTS determinations")
-        db.execute("DROP TABLE IF EXISTS questionnaire_errors")
+        for table in ("determinations", "questionnaire_errors", "schema_version"):
+            db.execute(f"DROP TABLE IF EXISTS {table}")
         write_old_database(lambda sql, args: db.execute(sql, args) and None, "%s")
     store = PostgresStore(database)
     try:
         check_store(store)
     finally:
         store.close()
+    check_served(database)

@@ -1,0 +1,149 @@
+"""The store's schema, as numbered migrations applied on start, for SQLite and
+PostgreSQL alike.
+
+Each migration is plain SQL both databases read the same way, with an
+optional step in Python for data SQL cannot derive portably (a member key
+out of a stored response's JSON). The applied version is kept in
+``schema_version``; opening a database applies, in order and each in its
+own transaction, every migration it has not had, so a database written by
+any earlier release opens, migrates and serves its old records. A database
+of the release before versions existed (a ``determinations`` table and no
+``schema_version``) is recognised by the tables and columns it has.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+class Database(Protocol):
+    """What a migration needs of a connection (see the two stores)."""
+
+    mark: str  # the parameter placeholder: ? (SQLite) or %s (PostgreSQL)
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]: ...
+
+    def transaction(self) -> AbstractContextManager[None]: ...
+
+    def tables(self) -> set[str]: ...
+
+    def columns(self, table: str) -> set[str]: ...
+
+
+def _members(db: Database) -> None:
+    """Each stored record's member, from its response's subject."""
+    from qpackage.member import member_key  # the one spelling of a member key
+
+    for rid, response in db.execute("SELECT id, response FROM determinations"):
+        member = member_key(json.loads(response).get("subject"))
+        db.execute(
+            f"UPDATE determinations SET member = {db.mark} WHERE id = {db.mark}", (member, rid)
+        )
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    statements: tuple[str, ...]
+    then: Callable[[Database], None] | None = None
+
+
+MIGRATIONS = (
+    Migration(
+        1,
+        "every accepted response and its determination",
+        (
+            """
+            CREATE TABLE determinations (
+                id              TEXT PRIMARY KEY,
+                response_key    TEXT NOT NULL UNIQUE,
+                response_id     TEXT,
+                request_id      TEXT NOT NULL,
+                received_at     TEXT NOT NULL,
+                questionnaire   TEXT NOT NULL,
+                policy          TEXT NOT NULL,
+                policy_version  TEXT NOT NULL,
+                evaluated_at    TEXT NOT NULL,
+                outcome         TEXT NOT NULL,
+                response        TEXT NOT NULL,
+                determination   TEXT NOT NULL,
+                claim_response  TEXT NOT NULL
+            )
+            """,
+        ),
+    ),
+    Migration(
+        2,
+        "the member of each record, indexed with the policy (a renewal's prefill)",
+        (
+            "ALTER TABLE determinations ADD COLUMN member TEXT",
+            "CREATE INDEX determinations_member ON determinations (member, policy, outcome)",
+        ),
+        then=_members,
+    ),
+    Migration(
+        3,
+        "error reports of DTR clients ($log-questionnaire-errors)",
+        (
+            """
+            CREATE TABLE questionnaire_errors (
+                id              TEXT PRIMARY KEY,
+                received_at     TEXT NOT NULL,
+                request_id      TEXT NOT NULL,
+                questionnaire   TEXT NOT NULL,
+                outcome         TEXT NOT NULL
+            )
+            """,
+        ),
+    ),
+)
+LATEST = MIGRATIONS[-1].version
+
+
+def _found_version(db: Database) -> int:
+    """The version of a database written before ``schema_version`` existed."""
+    tables = db.tables()
+    if "determinations" not in tables:
+        return 0
+    if "member" not in db.columns("determinations"):
+        return 1
+    return 3 if "questionnaire_errors" in tables else 2
+
+
+def current_version(db: Database) -> int:
+    if "schema_version" not in db.tables():
+        return _found_version(db)
+    rows = db.execute("SELECT max(version) FROM schema_version")
+    return int(rows[0][0] or 0)
+
+
+def pending(version: int) -> Iterator[Migration]:
+    return (m for m in MIGRATIONS if m.version > version)
+
+
+def migrate(db: Database) -> tuple[int, int]:
+    """Bring the database to the latest version; (version found, version now)."""
+    with db.transaction():
+        found = current_version(db)
+        if "schema_version" not in db.tables():
+            db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+            if found:
+                db.execute(f"INSERT INTO schema_version (version) VALUES ({db.mark})", (found,))
+    for migration in pending(found):
+        with db.transaction():
+            # another instance may have applied it meanwhile (PostgreSQL)
+            if current_version(db) >= migration.version:
+                continue
+            for statement in migration.statements:
+                db.execute(statement)
+            if migration.then is not None:
+                migration.then(db)
+            db.execute(
+                f"INSERT INTO schema_version (version) VALUES ({db.mark})", (migration.version,)
+            )
+    return found, current_version(db)
