@@ -40,6 +40,18 @@ from service.settings import Settings
 from service.store import Store, open_store
 
 log = logging.getLogger("dtr.service")
+# on every reply: no content sniffing, no referrer leaking a record's URL
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+# on pages (the portal, notices): only this service's own scripts and data;
+# LHC-Forms sets inline styles; the portal frames its own notices, nobody else
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline';"
+        " img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none';"
+        " form-action 'self'; frame-ancestors 'self'"
+    ),
+    "X-Frame-Options": "SAMEORIGIN",
+}
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -146,6 +158,9 @@ def _handle_errors(app: FastAPI) -> None:
                 [Issue("exception", f"internal error; quote request id {rid} to the payer")], 500
             )
         response.headers["X-Request-ID"] = rid
+        response.headers.update(SECURITY_HEADERS)
+        if response.headers.get("content-type", "").startswith("text/html"):
+            response.headers.update(PAGE_HEADERS)
         log.info(
             "%s %s %s %d %.1fms",
             rid, request.method, request.url.path, response.status_code, (time.perf_counter() - start) * 1e3,

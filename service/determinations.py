@@ -96,7 +96,7 @@ def router(service: Service) -> APIRouter:
         if resource.get("resourceType") == "Parameters":
             resource = response_parameter(resource)
         record, created = await run_in_threadpool(evaluate, resource, request_id(request))
-        base = service.base_url(request)
+        base = service.base
         headers = {
             "Location": f"{base}/ClaimResponse/{record.id}",
             "Link": f'<{base}/determinations/{record.id}>; rel="related"',
@@ -131,7 +131,7 @@ def router(service: Service) -> APIRouter:
     @api.get("/determinations/{record_id}")
     def read_determination(record_id: str, request: Request) -> JSONResponse:
         record = stored(record_id, "determinations")
-        base = service.base_url(request)
+        base = service.base
         body = {
             "id": record.id,
             **record.determination,

@@ -62,14 +62,14 @@ def router(service: Service) -> APIRouter:
     async def package_operation(request: Request) -> FHIRResponse:
         require_json(request)
         body = parse_json(await service.read_body(request))
-        result = await run_in_threadpool(package, body, service.base_url(request))
+        result = await run_in_threadpool(package, body, service.base)
         return FHIRResponse(result)
 
     async def next_question_body(request: Request) -> FHIRResponse:
         require_json(request)
         body = parse_json(await service.read_body(request, service.settings.max_response_body))
         result = await run_in_threadpool(
-            next_question, catalog, body, service.clock(), service.base_url(request)
+            next_question, catalog, body, service.clock(), service.base
         )
         return FHIRResponse(result)
 

@@ -47,19 +47,17 @@ def router(service: Service, software_version: str) -> APIRouter:
 
     @api.get("/metadata")
     def metadata_endpoint(request: Request) -> FHIRResponse:
-        return FHIRResponse(
-            capability_statement(service.base_url(request), software_version, service.started)
-        )
+        return FHIRResponse(capability_statement(service.base, software_version, service.started))
 
     @api.get(f"/OperationDefinition/{EVALUATE_DEFINITION}")
     def operation_definition(request: Request) -> FHIRResponse:
-        return FHIRResponse(evaluate_operation_definition(service.base_url(request)))
+        return FHIRResponse(evaluate_operation_definition(service.base))
 
     @api.get("/Questionnaire")
     def search_questionnaires(
         request: Request, url: str | None = None, version: str | None = None
     ) -> FHIRResponse:
-        base = service.base_url(request)
+        base = service.base
         every = [p.questionnaire for p in catalog.packages.values()]
         # each form's adaptive variant (its url + "-adaptive"), made on request
         every += [adaptive_questionnaire(p, base) for p in catalog.packages.values()]
@@ -72,7 +70,7 @@ def router(service: Service, software_version: str) -> APIRouter:
         static = service.questionnaires.get(qid.removesuffix(SUFFIX))
         if qid.endswith(SUFFIX) and static is not None:
             package = catalog.current[f"{static['url']}|{static['version']}"]
-            return FHIRResponse(adaptive_questionnaire(package, service.base_url(request)))
+            return FHIRResponse(adaptive_questionnaire(package, service.base))
         raise not_found("Questionnaire", qid)
 
     @api.get("/Library/{lid}")
@@ -108,9 +106,7 @@ def router(service: Service, software_version: str) -> APIRouter:
         request: Request, url: str | None = None, version: str | None = None
     ) -> FHIRResponse:
         every = list(catalog.value_sets.values())
-        return FHIRResponse(
-            searchset(_by_canonical(every, url, version), service.base_url(request))
-        )
+        return FHIRResponse(searchset(_by_canonical(every, url, version), service.base))
 
     @api.get("/ValueSet/$expand")
     def expand_get(url: str | None = None, valueSetVersion: str | None = None) -> FHIRResponse:

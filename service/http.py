@@ -62,8 +62,12 @@ class Service:
     libraries: dict[str, dict[str, Any]] = field(default_factory=dict)
     value_sets: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def base_url(self, request: Request) -> str:
-        return self.settings.base_url or str(request.base_url).rstrip("/")
+    @property
+    def base(self) -> str:
+        """The public base URL: configuration, never the request's ``Host``
+        (which a client chooses, and which would land in ``Location`` and in
+        what the service publishes)."""
+        return self.settings.public_url
 
     async def read_body(self, request: Request, limit: int | None = None) -> bytes:
         """The body, refused past ``limit`` bytes (default: the tight limit of

@@ -7,7 +7,8 @@
 - ``DTR_MAX_RESPONSE_BODY``: the largest QuestionnaireResponse body, which may
   carry attachments of up to 10 MB each, base64 (about 1.37 times larger);
   default 16 MB;
-- ``DTR_BASE_URL``: the public base URL, when behind a proxy;
+- ``DTR_BASE_URL``: the public base URL (behind a proxy, the proxy's); by
+  default ``http://{host}:{port}``. Never taken from a request's ``Host``;
 - ``DTR_POLICIES``: a payer's own folder of policy files (default: the
   bundled policies).
 """
@@ -28,6 +29,10 @@ class Settings:
     max_response_body: int = 16_000_000
     base_url: str | None = None
     policies: str | None = None
+
+    @property
+    def public_url(self) -> str:
+        return (self.base_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:

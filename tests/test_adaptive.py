@@ -27,7 +27,7 @@ from service.settings import Settings
 from tests.dtr_requests import FHIR, ask, canonical, the_bundle
 from tests.scoring_cases import AS_OF, base_answers, folder_catalog, load_scoring_cases, package_for
 
-BASE = "http://testserver"
+BASE = "http://127.0.0.1:8080"  # the default public URL (Settings)
 CASES = load_scoring_cases()
 _CLIENTS: dict[tuple[str | None, date], TestClient] = {}
 

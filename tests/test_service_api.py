@@ -297,3 +297,38 @@ def test_a_store_of_the_previous_release_migrates_and_serves_its_records(tmp_pat
     check_store(SQLiteStore(path))
     check_served(str(path))
     assert SQLiteStore(path).migrated == (3, 3)  # opened again: nothing to apply
+
+
+def test_the_host_header_never_reaches_what_the_service_publishes(
+    catalog: Catalog, tmp_path: Path
+) -> None:
+    """The public base URL is configuration: a client's Host header lands
+    neither in Location nor in the CapabilityStatement."""
+    settings = Settings(
+        database=str(tmp_path / "host.sqlite3"), base_url="https://pa.payer.example/fhir"
+    )
+    client = TestClient(create_app(settings, catalog=catalog, clock=lambda: AS_OF))
+    evil = {**FHIR, "host": "evil.example"}
+    reply = post(client, response(catalog), headers=evil)
+    assert reply.headers["location"].startswith("https://pa.payer.example/fhir/ClaimResponse/")
+    assert "evil.example" not in reply.text + str(dict(reply.headers))
+    metadata = client.get("/metadata", headers={"host": "evil.example"}).json()
+    assert metadata["implementation"]["url"] == "https://pa.payer.example/fhir"
+    # without configuration, the address the service listens on
+    assert Settings(host="0.0.0.0", port=9000).public_url == "http://0.0.0.0:9000"
+
+
+def test_security_headers(client: TestClient, catalog: Catalog) -> None:
+    """Every reply: nosniff and no referrer; pages (portal, notice) also a
+    content security policy that frames them only in this service."""
+    reply = post(client, response(catalog))
+    api = [reply, client.get("/metadata"), client.get("/nope")]
+    notice = client.get(f"/determinations/{reply.json()['id']}/notice")
+    for answer in [*api, client.get("/"), notice]:
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert answer.headers["referrer-policy"] == "no-referrer"
+    for page in (client.get("/"), notice):
+        policy = page.headers["content-security-policy"]
+        assert "frame-ancestors 'self'" in policy and "script-src 'self'" in policy
+        assert "'unsafe-eval'" not in policy
+    assert "content-security-policy" not in reply.headers

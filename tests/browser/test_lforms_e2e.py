@@ -16,6 +16,7 @@ import os
 import re
 import struct
 import tempfile
+import time
 import urllib.parse
 import uuid
 from collections.abc import Iterator, Mapping
@@ -205,6 +206,18 @@ def load_form(service: Service, qid: str) -> Form:
 # --- the portal, driven as a provider would --------------------------------------
 
 
+def settled(page: Page, states: set[str], timeout: float = 30.0) -> str:
+    """Wait until the portal's status is one of ``states``; it. Polled from
+    here: Playwright's wait_for_function evaluates a string in the page, which
+    the portal's content security policy (no eval) rightly refuses."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = str(page.evaluate("window.portalStatus"))
+        if status in states or time.monotonic() > deadline:
+            return status
+        page.wait_for_timeout(50)
+
+
 def sel(element_id: str) -> str:
     """LHC-Forms ids contain '/', '|' and '.': only attribute selectors work."""
     return f'[id="{element_id}"]'
@@ -228,10 +241,7 @@ class Portal:
         return self.ready()
 
     def ready(self) -> Portal:
-        self.page.wait_for_function(
-            "['ready', 'error', 'refused'].includes(window.portalStatus)", timeout=30_000
-        )
-        status = self.page.evaluate("window.portalStatus")
+        status = settled(self.page, {"ready", "error", "refused"})
         assert status == "ready", f"portal {status}: {self.page.locator('#error').text_content()}"
         return self
 
@@ -327,10 +337,7 @@ class Portal:
     def submit(self) -> dict[str, Any]:
         """Submit through the portal's button; the determination it shows."""
         self.page.click("#submit")
-        self.page.wait_for_function(
-            "['scored', 'refused', 'error'].includes(window.portalStatus)", timeout=30_000
-        )
-        status = self.page.evaluate("window.portalStatus")
+        status = settled(self.page, {"scored", "refused", "error"})
         assert status == "scored", f"portal {status}: {self.page.locator('#error').text_content()}"
         expect(self.page.locator("#result")).to_be_visible()
         determination = self.page.evaluate("window.lastDetermination")
