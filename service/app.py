@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+import traceback
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -152,8 +153,14 @@ def _handle_errors(app: FastAPI) -> None:
             response = outcome_response(
                 [Issue("too-long", f"the body exceeds the limit of {exc.limit} bytes")], 413
             )
-        except Exception:
-            log.exception("request %s failed", rid)
+        except Exception as exc:
+            # the exception's type and where it was raised, never its message
+            # or values: either may carry patient data (an answer, a birth date)
+            where = "; ".join(
+                f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno} in {frame.name}"
+                for frame in traceback.extract_tb(exc.__traceback__)[-5:]
+            )
+            log.error("request %s failed: %s (%s)", rid, type(exc).__name__, where)
             response = outcome_response(
                 [Issue("exception", f"internal error; quote request id {rid} to the payer")], 500
             )

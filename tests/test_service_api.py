@@ -244,19 +244,31 @@ def test_wrong_method_is_an_operation_outcome(client: TestClient) -> None:
     outcome_of(client.delete("/Questionnaire/eocco329-initial"), 405)
 
 
-def test_internal_error_is_500_without_traceback(catalog: Catalog, tmp_path: Path) -> None:
+def test_internal_error_is_500_without_traceback_or_patient_data_in_the_log(
+    catalog: Catalog, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 500 names the request id; neither the reply nor the log carries the
+    exception's message, where patient data may be (here a birth date and a
+    member's reference)."""
+    caplog.set_level(logging.INFO, logger="dtr.service")
+
     class BrokenStore(SQLiteStore):
         def save(self, record):  # type: ignore[no-untyped-def]
-            raise RuntimeError("disk on fire: Patient/123")
+            raise RuntimeError(f"disk on fire: {record.response['subject']} born 1968-04-12")
 
     app = create_app(
         Settings(database=":memory:"), catalog=catalog, store=BrokenStore(tmp_path / "s.db")
     )
     client = TestClient(app, raise_server_exceptions=False)
-    reply = post(client, response(catalog))
+    reply = post(client, response(catalog, subject="Patient/secret-123"))
     text = outcome_of(reply, 500)
-    assert reply.headers["x-request-id"] in text
+    rid = reply.headers["x-request-id"]
+    assert rid in text
     assert "disk on fire" not in text
+    logged = "\n".join(r.getMessage() + (r.exc_text or "") for r in caplog.records)
+    assert f"request {rid} failed: RuntimeError" in logged and "save" in logged
+    for secret in ("secret-123", "1968-04-12", "disk on fire"):
+        assert secret not in logged
 
 
 def test_requests_are_logged_with_id_and_no_patient_data(
