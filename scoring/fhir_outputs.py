@@ -1,16 +1,16 @@
 """A determination as FHIR: a Da Vinci PAS-style ClaimResponse, and the CRD
 ``coverage-information`` extension to put on the QuestionnaireResponse.
 
-Both are plain JSON built here and validated with ``fhir.resources.R4B``
-before they leave, so what we emit is structurally valid R4.
+Both are plain JSON built here. That what we emit is valid R4 is checked
+with ``fhir.resources.R4B`` by the tests, for every case of the case tables
+(every outcome), rather than on every request (it cost 0.3 ms of a 3.7 ms
+request).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, time
 from typing import Any
-
-from fhir.resources.R4B.claimresponse import ClaimResponse
 
 from scoring.determination import Determination
 
@@ -155,7 +155,6 @@ def claim_response(determination: Determination, response_id: str | None = None)
         resource["processNote"] = [
             {"number": n, "type": "display", "text": text} for n, text in enumerate(notes, start=1)
         ]
-    ClaimResponse.model_validate(resource)
     return resource
 
 

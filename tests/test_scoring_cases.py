@@ -30,6 +30,26 @@ def test_case(catalog: Catalog, case: dict[str, Any]) -> None:
     assert mismatches(case["expect"], run_case(catalog, case), as_of) == []
 
 
+@pytest.mark.parametrize("case", load_scoring_cases())
+def test_every_determination_is_valid_fhir(catalog: Catalog, case: dict[str, Any]) -> None:
+    """What the service emits for each case — the PAS ClaimResponse and the
+    CRD coverage-information — is valid R4 (checked here, not on every
+    request: the builders are ours and this covers every outcome)."""
+    from fhir.resources.R4B.claimresponse import ClaimResponse
+    from fhir.resources.R4B.extension import Extension
+
+    from scoring import score_json
+    from scoring.fhir_outputs import claim_response, coverage_information
+    from scoring.fill import fill
+    from tests.scoring_cases import package_for
+
+    cases = folder_catalog(case["folder"]) if case.get("folder") else catalog
+    package = package_for(cases, case["policy"], case["request"], case.get("drug"))
+    determination = score_json(cases, fill(package, case["answers"]), case.get("as_of", AS_OF))
+    ClaimResponse.model_validate(claim_response(determination, "record-1"))
+    Extension.model_validate(coverage_information(determination, "record-1"))
+
+
 def test_a_deliberately_wrong_case_fails(catalog: Catalog) -> None:
     """The comparison can fail: the all-met case, expected as a denial citing I.A."""
     case = next(c.values[0] for c in load_scoring_cases() if "every initial criterion" in c.id)
