@@ -15,7 +15,8 @@ from fhir.resources.R4B.operationoutcome import OperationOutcome
 
 IssueCode = Literal[
     "invalid", "structure", "required", "value", "not-found", "not-supported",
-    "business-rule", "too-long", "processing", "exception", "informational",
+    "business-rule", "too-long", "processing", "exception", "informational", "timeout",
+    "throttled",
 ]  # fmt: skip
 
 

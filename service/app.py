@@ -37,6 +37,7 @@ from scoring import Catalog
 from scoring.outcome import InvalidInput, Issue
 from service import determinations, dtr_operations, fhir_reads, portal
 from service.http import BodyTooLarge, Service, outcome_response, request_id
+from service.limits import RateLimiter
 from service.settings import Settings
 from service.store import Store, open_store
 
@@ -131,12 +132,13 @@ def create_app(
     app.include_router(dtr_operations.router(service))
     app.include_router(determinations.router(service))
     app.include_router(portal.router(service))
-    _handle_errors(app)
+    _handle_errors(app, settings)
     return app
 
 
-def _handle_errors(app: FastAPI) -> None:
-    """The request log and every error as an OperationOutcome."""
+def _handle_errors(app: FastAPI, settings: Settings) -> None:
+    """The rate limit, the request log and every error as an OperationOutcome."""
+    limiter = RateLimiter(settings.rate_limit, settings.rate_burst) if settings.rate_limit else None
 
     @app.middleware("http")
     async def log_requests(request: Request, call_next: Callable[[Request], Any]) -> Response:
@@ -147,8 +149,18 @@ def _handle_errors(app: FastAPI) -> None:
         if len(path) > 1 and path.endswith("/"):
             request.scope["path"] = path.rstrip("/") or "/"
         start = time.perf_counter()
+        wait = 0.0
+        if limiter is not None and not path.startswith("/static/"):
+            client = request.client.host if request.client else "unknown"
+            wait = limiter.take(client)
         try:
-            response: Response = await call_next(request)
+            if wait:
+                response: Response = outcome_response(
+                    [Issue("throttled", "too many requests from this client: retry later")], 429
+                )
+                response.headers["Retry-After"] = RateLimiter.retry_after(wait)
+            else:
+                response = await call_next(request)
         except BodyTooLarge as exc:
             response = outcome_response(
                 [Issue("too-long", f"the body exceeds the limit of {exc.limit} bytes")], 413

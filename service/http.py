@@ -8,6 +8,7 @@ little HTTP glue they have in common, so none of them repeats it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -77,7 +78,17 @@ class Service:
         if declared and declared.isdigit() and int(declared) > limit:
             raise BodyTooLarge(limit)
         body = bytearray()
-        async for chunk in request.stream():
+        chunks = request.stream().__aiter__()
+        while True:
+            try:
+                # a client that stops sending holds a connection: not for long
+                chunk = await asyncio.wait_for(chunks.__anext__(), self.settings.body_timeout)
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                raise InvalidInput(
+                    [Issue("timeout", "the body was not sent in time")], 408
+                ) from None
             body.extend(chunk)
             if len(body) > limit:
                 raise BodyTooLarge(limit)

@@ -10,7 +10,11 @@
 - ``DTR_BASE_URL``: the public base URL (behind a proxy, the proxy's); by
   default ``http://{host}:{port}``. Never taken from a request's ``Host``;
 - ``DTR_POLICIES``: a payer's own folder of policy files (default: the
-  bundled policies).
+  bundled policies);
+- ``DTR_RATE_LIMIT`` / ``DTR_RATE_BURST``: requests a second per client on
+  average (default 50) and at once (default 200); past them, 429;
+- ``DTR_BODY_TIMEOUT``: seconds a client may pause while sending a body
+  (default 30); past it, 408.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from typing import Any
+
+DEFAULT_RATE_LIMIT = 50.0
 
 
 @dataclass(frozen=True)
@@ -29,6 +35,11 @@ class Settings:
     max_response_body: int = 16_000_000
     base_url: str | None = None
     policies: str | None = None
+    # requests a second per client on average, and at once: off unless
+    # configured; a served service (from_env) has the defaults below
+    rate_limit: float | None = None
+    rate_burst: int = 200
+    body_timeout: float = 30.0  # seconds a client may take between body chunks
 
     @property
     def public_url(self) -> str:
@@ -45,5 +56,8 @@ class Settings:
             max_response_body=int(env.get("DTR_MAX_RESPONSE_BODY", cls.max_response_body)),
             base_url=env.get("DTR_BASE_URL") or None,
             policies=env.get("DTR_POLICIES") or None,
+            rate_limit=float(env.get("DTR_RATE_LIMIT", DEFAULT_RATE_LIMIT)),
+            rate_burst=int(env.get("DTR_RATE_BURST", cls.rate_burst)),
+            body_timeout=float(env.get("DTR_BODY_TIMEOUT", cls.body_timeout)),
         )
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})

@@ -4,6 +4,7 @@ surviving a restart, and concurrent clients losing nothing."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -31,8 +32,9 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, db: Path) -> None:
+    def __init__(self, db: Path, env: dict[str, str] | None = None) -> None:
         self.db = db
+        self.env = env
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -51,7 +53,11 @@ class Server:
             str(self.db),
         ]
         self.process = subprocess.Popen(
-            command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            command,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, **(self.env or {})},
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -149,3 +155,61 @@ def test_concurrent_clients_lose_nothing(server: Server, catalog: Catalog) -> No
         duplicates = list(pool.map(submit, [same] * 8))
     assert len({record for _, record in duplicates}) == 1
     assert sorted(status for status, _ in duplicates) == [200] * 7 + [201]
+
+
+def test_slow_clients_do_not_hold_the_service(tmp_path: Path, catalog: Catalog) -> None:
+    """Twenty clients that start a body and stop sending: the others are
+    served meanwhile, and each slow one gets a 408 once the body timeout
+    passes, its connection freed."""
+    import socket
+
+    server = Server(tmp_path / "slow.sqlite3", {"DTR_BODY_TIMEOUT": "1"}).start()
+    slow: list[socket.socket] = []
+    try:
+        for _ in range(20):
+            conn = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            conn.sendall(
+                b"POST /QuestionnaireResponse/$evaluate HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Type: application/fhir+json\r\nContent-Length: 1000\r\n\r\n{"
+            )
+            slow.append(conn)
+        started = time.monotonic()
+        reply = httpx.post(
+            f"{server.url}/QuestionnaireResponse/$evaluate",
+            content=json.dumps(mekinist(catalog, "while-slow")),
+            headers={"content-type": "application/fhir+json"},
+            timeout=10,
+        )
+        assert reply.status_code == 201
+        assert time.monotonic() - started < 1  # not waiting behind the slow ones
+        for conn in slow:
+            answer = b""
+            while b"not sent in time" not in answer:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+            assert b"not sent in time" in answer
+    finally:
+        for conn in slow:
+            conn.close()
+        server.stop()
+
+
+def test_a_client_past_the_rate_limit_waits(tmp_path: Path) -> None:
+    server = Server(
+        tmp_path / "limited.sqlite3", {"DTR_RATE_LIMIT": "0.5", "DTR_RATE_BURST": "5"}
+    ).start()
+    try:
+        # the start-up probe took some; the rest of the burst, then a refusal
+        codes = [httpx.get(f"{server.url}/metadata").status_code for _ in range(8)]
+        assert codes.count(429) >= 3 and codes[0] == 200
+        refused = httpx.get(f"{server.url}/Questionnaire/eocco329-initial")
+        assert refused.status_code == 429
+        assert int(refused.headers["retry-after"]) >= 1
+        assert refused.json()["issue"][0]["code"] == "throttled"
+        # the portal's own files are not counted
+        assert httpx.get(f"{server.url}/static/portal.js").status_code == 200
+    finally:
+        server.stop()
