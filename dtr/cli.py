@@ -219,6 +219,22 @@ def cmd_errors(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Who read which member's data, when (newest first)."""
+    from qpackage.member import member_key
+    from service.settings import Settings
+    from service.store import open_store
+
+    store = open_store(Settings.from_env(database=args.db).database)
+    member = member_key({"reference": args.member}) if args.member else None
+    try:
+        for entry in store.audit_trail(member, args.limit):
+            print(json.dumps(entry.__dict__, ensure_ascii=False))
+    finally:
+        store.close()
+    return 0
+
+
 def _date(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -276,6 +292,12 @@ def parser() -> argparse.ArgumentParser:
     errors.add_argument("--limit", type=int, default=100, help="newest first (default 100)")
     errors.add_argument("--db", help="SQLite file or postgresql:// URL (default var/dtr.sqlite3)")
     errors.set_defaults(func=cmd_errors)
+
+    audit = commands.add_parser("audit", help="who read which member's data, when")
+    audit.add_argument("--member", help="one member's (a reference: Patient/123)")
+    audit.add_argument("--limit", type=int, default=100, help="newest first (default 100)")
+    audit.add_argument("--db", help="SQLite file or postgresql:// URL (default var/dtr.sqlite3)")
+    audit.set_defaults(func=cmd_audit)
     return top
 
 

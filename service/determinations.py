@@ -105,20 +105,22 @@ def router(service: Service) -> APIRouter:
             record.claim_response, status_code=201 if created else 200, headers=headers
         )
 
-    def stored(record_id: str, kind: str) -> Record:
+    def stored(record_id: str, kind: str, request: Request, what: str | None = None) -> Record:
+        """The record, its read audited (who, when, what)."""
         record = store.get(record_id)
         if record is None:
             raise not_found(kind, record_id)
+        service.audit(request, what or f"{kind}/{record_id}", record.member)
         return record
 
     @api.get("/ClaimResponse/{record_id}")
-    def read_claim_response(record_id: str) -> FHIRResponse:
-        return FHIRResponse(stored(record_id, "ClaimResponse").claim_response)
+    def read_claim_response(record_id: str, request: Request) -> FHIRResponse:
+        return FHIRResponse(stored(record_id, "ClaimResponse", request).claim_response)
 
     @api.get("/QuestionnaireResponse/{record_id}")
-    def read_response(record_id: str) -> FHIRResponse:
+    def read_response(record_id: str, request: Request) -> FHIRResponse:
         """The stored response, carrying the CRD coverage-information of its determination."""
-        record = stored(record_id, "QuestionnaireResponse")
+        record = stored(record_id, "QuestionnaireResponse", request)
         response = dict(record.response)
         response["id"] = record.id
         determination = stored_determination(catalog, record)
@@ -130,7 +132,7 @@ def router(service: Service) -> APIRouter:
 
     @api.get("/determinations/{record_id}")
     def read_determination(record_id: str, request: Request) -> JSONResponse:
-        record = stored(record_id, "determinations")
+        record = stored(record_id, "determinations", request)
         base = service.base
         body = {
             "id": record.id,
@@ -144,8 +146,8 @@ def router(service: Service) -> APIRouter:
         return JSONResponse(body)
 
     @api.get("/determinations/{record_id}/notice")
-    def read_notice(record_id: str, format: str = "html") -> Response:
-        record = stored(record_id, "determinations")
+    def read_notice(record_id: str, request: Request, format: str = "html") -> Response:
+        record = stored(record_id, "determinations", request, f"determinations/{record_id}/notice")
         determination = stored_determination(catalog, record)
         if format == "text":
             return PlainTextResponse(render_notice(determination, "text"))

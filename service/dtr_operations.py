@@ -31,10 +31,11 @@ def router(service: Service) -> APIRouter:
     store = service.store
     catalog = service.catalog
 
-    def context_of(context_id: str | None) -> StoredRequest | None:
+    def context_of(context_id: str | None, request: Request) -> StoredRequest | None:
         record = store.get(context_id) if context_id else None
         if record is None:
             return None
+        service.audit(request, f"$questionnaire-package context {record.id}", record.member)
         return StoredRequest(
             id=record.id,
             questionnaire=record.questionnaire,
@@ -43,14 +44,14 @@ def router(service: Service) -> APIRouter:
             response=record.response,
         )
 
-    def package(body: dict[str, Any], base: str) -> dict[str, Any]:
+    def package(body: dict[str, Any], base: str, http: Request) -> dict[str, Any]:
         request = package_request(body)
         return questionnaire_package(
             catalog,
             request,
             now=service.now(),
             base=base,
-            context=context_of(request.context),
+            context=context_of(request.context, http),
             approved=lambda member, policy: [
                 a.questionnaire for a in store.approvals(member, policy)
             ],
@@ -62,7 +63,7 @@ def router(service: Service) -> APIRouter:
     async def package_operation(request: Request) -> FHIRResponse:
         require_json(request)
         body = parse_json(await service.read_body(request))
-        result = await run_in_threadpool(package, body, service.base)
+        result = await run_in_threadpool(package, body, service.base, request)
         return FHIRResponse(result)
 
     async def next_question_body(request: Request) -> FHIRResponse:

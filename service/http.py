@@ -9,6 +9,7 @@ little HTTP glue they have in common, so none of them repeats it.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -21,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from scoring import Catalog
 from scoring.outcome import InvalidInput, Issue, operation_outcome
 from service.settings import Settings
-from service.store import Store
+from service.store import AuditEntry, Store
 
 FHIR_JSON = "application/fhir+json"
 ACCEPTED_TYPES = {"application/fhir+json", "application/json"}
@@ -62,6 +63,21 @@ class Service:
     questionnaires: dict[str, dict[str, Any]] = field(default_factory=dict)
     libraries: dict[str, dict[str, Any]] = field(default_factory=dict)
     value_sets: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def audit(self, request: Request, what: str, member: str | None) -> None:
+        """Record a read of a member's data. Who: the client's address until
+        the service authenticates its callers."""
+        address = request.client.host if request.client else "unknown"
+        self.store.audit(
+            AuditEntry(
+                id=uuid.uuid4().hex,
+                at=self.now().isoformat(timespec="milliseconds"),
+                request_id=request_id(request),
+                who=f"address {address}",
+                what=what,
+                member=member,
+            )
+        )
 
     @property
     def base(self) -> str:

@@ -101,6 +101,23 @@ MIGRATIONS = (
             """,
         ),
     ),
+    Migration(
+        4,
+        "an audit record of every read of a member's data (who, when, what)",
+        (
+            """
+            CREATE TABLE audit_reads (
+                id              TEXT PRIMARY KEY,
+                at              TEXT NOT NULL,
+                request_id      TEXT NOT NULL,
+                who             TEXT NOT NULL,
+                what            TEXT NOT NULL,
+                member          TEXT
+            )
+            """,
+            "CREATE INDEX audit_reads_member ON audit_reads (member, at)",
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

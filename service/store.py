@@ -37,6 +37,7 @@ COLUMNS = (
     "member",
 )  # fmt: skip
 HISTORY = "id, questionnaire, evaluated_at"
+AUDIT_COLUMNS = ("id", "at", "request_id", "who", "what", "member")
 ERROR_COLUMNS = ("id", "received_at", "request_id", "questionnaire", "outcome")
 JSON_COLUMNS = {"response", "determination", "claim_response"}
 
@@ -84,6 +85,18 @@ class Approval:
     id: str
     questionnaire: str
     evaluated_at: str
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One read of a member's data: who read what, when, in which request."""
+
+    id: str
+    at: str
+    request_id: str
+    who: str
+    what: str
+    member: str | None
 
 
 @dataclass(frozen=True)
@@ -196,6 +209,12 @@ class Store(Protocol):
         """Error reports, newest first (of one Questionnaire url or url|version)."""
         ...
 
+    def audit(self, entry: AuditEntry) -> None: ...
+
+    def audit_trail(self, member: str | None = None, limit: int = 100) -> list[AuditEntry]:
+        """Reads of members' data (of one member), newest first."""
+        ...
+
     def count(self) -> int: ...
 
     def close(self) -> None: ...
@@ -292,6 +311,22 @@ class SQLiteStore:
             rows = db.execute(query, (*args, limit)).fetchall()
         return [ErrorReport.from_row(row) for row in rows]
 
+    def audit(self, entry: AuditEntry) -> None:
+        with self._use() as db:
+            db.execute(
+                f"INSERT INTO audit_reads ({', '.join(AUDIT_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?)",
+                tuple(getattr(entry, c) for c in AUDIT_COLUMNS),
+            )
+
+    def audit_trail(self, member: str | None = None, limit: int = 100) -> list[AuditEntry]:
+        query = f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit_reads"
+        args: tuple[Any, ...] = (member,) if member else ()
+        query += " WHERE member = ?" if member else ""
+        query += " ORDER BY at DESC, id DESC LIMIT ?"
+        with self._use() as db:
+            rows = db.execute(query, (*args, limit)).fetchall()
+        return [AuditEntry(*row) for row in rows]
+
     def count(self) -> int:
         with self._use() as db:
             return int(db.execute("SELECT count(*) FROM determinations").fetchone()[0])
@@ -367,6 +402,23 @@ class PostgresStore:
         with self.pool.connection() as db:
             rows = db.execute(query, (*args, limit)).fetchall()
         return [ErrorReport.from_row(row) for row in rows]
+
+    def audit(self, entry: AuditEntry) -> None:
+        with self.pool.connection() as db:
+            db.execute(
+                f"INSERT INTO audit_reads ({', '.join(AUDIT_COLUMNS)})"
+                " VALUES (%s, %s, %s, %s, %s, %s)",
+                tuple(getattr(entry, c) for c in AUDIT_COLUMNS),
+            )
+
+    def audit_trail(self, member: str | None = None, limit: int = 100) -> list[AuditEntry]:
+        query = f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit_reads"
+        args: tuple[Any, ...] = (member,) if member else ()
+        query += " WHERE member = %s" if member else ""
+        query += " ORDER BY at DESC, id DESC LIMIT %s"
+        with self.pool.connection() as db:
+            rows = db.execute(query, (*args, limit)).fetchall()
+        return [AuditEntry(*row) for row in rows]
 
     def count(self) -> int:
         with self.pool.connection() as db:

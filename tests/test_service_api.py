@@ -308,7 +308,9 @@ def test_a_store_of_the_previous_release_migrates_and_serves_its_records(tmp_pat
         db.commit()
     check_store(SQLiteStore(path))
     check_served(str(path))
-    assert SQLiteStore(path).migrated == (3, 3)  # opened again: nothing to apply
+    from service.migrations import LATEST
+
+    assert SQLiteStore(path).migrated == (LATEST, LATEST)  # opened again: nothing to apply
 
 
 def test_the_host_header_never_reaches_what_the_service_publishes(
@@ -344,3 +346,38 @@ def test_security_headers(client: TestClient, catalog: Catalog) -> None:
         assert "frame-ancestors 'self'" in policy and "script-src 'self'" in policy
         assert "'unsafe-eval'" not in policy
     assert "content-security-policy" not in reply.headers
+
+
+def test_every_read_of_a_members_data_is_audited(
+    client: TestClient, catalog: Catalog, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dtr.cli import main
+
+    reply = post(client, response(catalog, subject="Patient/audited"))
+    rid = reply.json()["id"]
+    for path in (
+        f"/determinations/{rid}",
+        f"/ClaimResponse/{rid}",
+        f"/QuestionnaireResponse/{rid}",
+        f"/determinations/{rid}/notice",
+        "/determinations/no-such-record",
+    ):
+        client.get(path)
+    store = client.app.state.store  # type: ignore[attr-defined]
+    trail = store.audit_trail("ref:Patient/audited")
+    assert sorted(e.what for e in trail) == sorted(
+        [
+            f"determinations/{rid}",
+            f"ClaimResponse/{rid}",
+            f"QuestionnaireResponse/{rid}",
+            f"determinations/{rid}/notice",
+        ]
+    )
+    assert {e.who for e in trail} == {"address testclient"}
+    assert all(e.request_id and e.at for e in trail)
+    assert store.audit_trail("ref:Patient/someone-else") == []
+    # the payer reads the trail from the command line
+    assert (
+        main(["audit", "--db", str(tmp_path / "store.sqlite3"), "--member", "Patient/audited"]) == 0
+    )
+    assert len(capsys.readouterr().out.splitlines()) == 4

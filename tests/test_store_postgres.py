@@ -134,7 +134,7 @@ def test_a_store_of_the_previous_release_migrates_and_serves_its_records(databas
     from tests.store_checks import check_served, check_store, write_old_database
 
     with psycopg.connect(database, autocommit=True) as db:
-        for table in ("determinations", "questionnaire_errors", "schema_version"):
+        for table in ("determinations", "questionnaire_errors", "schema_version", "audit_reads"):
             db.execute(f"DROP TABLE IF EXISTS {table}")
         write_old_database(lambda sql, args: db.execute(sql, args) and None, "%s")
     store = PostgresStore(database)
