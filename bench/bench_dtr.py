@@ -31,7 +31,7 @@ from scoring import Catalog
 from scoring.fill import fill
 from service.app import create_app
 from service.settings import Settings
-from tests.dtr_requests import FHIR, ask, canonical, the_bundle
+from tests.dtr_requests import FHIR, ask, canonical, order, the_bundle
 from tests.scoring_cases import AS_OF, base_answers, package_for
 
 
@@ -62,18 +62,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     client = TestClient(app)
     package = package_for(app.state.catalog, "eocco329", "initial")
-    order = {
-        "name": "order",
-        "resource": {
-            "resourceType": "MedicationRequest",
-            "id": "mr1",
-            "status": "draft",
-            "intent": "order",
-            "subject": {"reference": "Patient/p1"},
-            "medicationCodeableConcept": {"text": "Avmapki Fakzynja Co-Pack"},
-        },
-    }
-    packaging = _timed(lambda: ask(client, order), args.rounds)
+    co_pack = order([], "Avmapki Fakzynja Co-Pack")
+    packaging = _timed(lambda: ask(client, co_pack), args.rounds)
 
     static = package.questionnaire
     adaptive = f"{static['url']}-adaptive|{static['version']}"

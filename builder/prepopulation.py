@@ -119,9 +119,9 @@ def _answer_code(policy: Policy, question: Question, source: EhrSource) -> dict[
     """The coding of the option a record gives (the question's own options,
     and the investigational answers the policy adds to it)."""
     for kind, drug in policy.forms():
-        info = index_policy(policy, kind, drug).questions.get(question.name)
+        index = index_policy(policy, kind, drug)
+        info = index.questions.get(question.name)
         if info is not None:
-            index = index_policy(policy, kind, drug)
             option = next(o for o in info.options if o.key == source.answer)
             return index.coding(option)
     raise PrepopulationError(f"{question.name}: not asked in any form")

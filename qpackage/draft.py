@@ -41,9 +41,6 @@ QR_CONTEXT = f"{DTR}/qr-context"
 INTENDED_USE = f"{DTR}/intendedUse"
 INFORMATION_ORIGIN = f"{DTR}/information-origin"
 CRD_CODES = "http://hl7.org/fhir/us/davinci-crd/CodeSystem/coverage-information-codes"
-# the extensions of a draft that a completed response carries on (the portal
-# copies them into what LHC-Forms exports)
-CONTEXT_EXTENSIONS = (QR_COVERAGE, QR_CONTEXT, INTENDED_USE)
 
 
 @dataclass(frozen=True)

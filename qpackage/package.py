@@ -118,7 +118,7 @@ def value_set_canonicals(questionnaire: dict[str, Any]) -> list[str]:
     return list(seen)
 
 
-def history_of(catalog: Catalog, policy_id: str, approved: Iterable[str]) -> History:
+def history_of(catalog: Catalog, approved: Iterable[str]) -> History:
     """The member's approvals under a policy, from the Questionnaire canonicals
     of the approved requests."""
     kinds = [catalog.packages[c].kind for c in approved if c in catalog.packages]
@@ -255,7 +255,7 @@ def questionnaire_package(
             coverage=request.coverage,
             orders=request.orders,
             subject=request.member,
-            history=history_of(catalog, chosen.package.policy.id, approvals),
+            history=history_of(catalog, approvals),
             earlier=chosen.earlier,
         )
         if chosen.adaptive:

@@ -63,8 +63,9 @@ class Catalog:
         # the prepopulation CQL of each policy, as translated by `dtr build`
         translations = [archive.parent] if archive else []
         for policy in [*policies, *older]:
-            compiled = load(policy, questionnaire_version(policy), translations)
-            if sources(policy) and compiled is None:
+            needed = bool(sources(policy))
+            compiled = load(policy, questionnaire_version(policy), translations) if needed else None
+            if needed and compiled is None:
                 if policy in policies:
                     raise PolicyError(
                         policy.id,

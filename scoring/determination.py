@@ -253,7 +253,7 @@ def decide(
     authorization = quantity = None
     if outcome == "approved":
         authorization = _authorization(package, evaluation, answers, as_of)
-        quantity = _approved_quantity(package, evaluation, answers, limits)
+        quantity = _approved_quantity(package, answers, limits)
     questionnaire = package.questionnaire
     return Determination(
         policy=package.policy.id,
@@ -320,7 +320,6 @@ def _limits(
 
 def _approved_quantity(
     package: CompiledRequest,
-    evaluation: Evaluation,
     answers: dict[str, list[Any]],
     limits: list[tuple[QuantityLimit, bool | None]],
 ) -> ApprovedQuantity | None:

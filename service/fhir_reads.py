@@ -46,17 +46,15 @@ def router(service: Service, software_version: str) -> APIRouter:
     catalog = service.catalog
 
     @api.get("/metadata")
-    def metadata_endpoint(request: Request) -> FHIRResponse:
+    def metadata_endpoint() -> FHIRResponse:
         return FHIRResponse(capability_statement(service.base, software_version, service.started))
 
     @api.get(f"/OperationDefinition/{EVALUATE_DEFINITION}")
-    def operation_definition(request: Request) -> FHIRResponse:
+    def operation_definition() -> FHIRResponse:
         return FHIRResponse(evaluate_operation_definition(service.base))
 
     @api.get("/Questionnaire")
-    def search_questionnaires(
-        request: Request, url: str | None = None, version: str | None = None
-    ) -> FHIRResponse:
+    def search_questionnaires(url: str | None = None, version: str | None = None) -> FHIRResponse:
         base = service.base
         every = [p.questionnaire for p in catalog.packages.values()]
         # each form's adaptive variant (its url + "-adaptive"), made on request
@@ -64,7 +62,7 @@ def router(service: Service, software_version: str) -> APIRouter:
         return FHIRResponse(searchset(_by_canonical(every, url, version), base))
 
     @api.get("/Questionnaire/{qid}")
-    def read_questionnaire(qid: str, request: Request) -> FHIRResponse:
+    def read_questionnaire(qid: str) -> FHIRResponse:
         if qid in service.questionnaires:
             return FHIRResponse(service.questionnaires[qid])
         static = service.questionnaires.get(qid.removesuffix(SUFFIX))
@@ -102,9 +100,7 @@ def router(service: Service, software_version: str) -> APIRouter:
         return FHIRResponse(expanded(found[0], service.now()))
 
     @api.get("/ValueSet")
-    def search_value_sets(
-        request: Request, url: str | None = None, version: str | None = None
-    ) -> FHIRResponse:
+    def search_value_sets(url: str | None = None, version: str | None = None) -> FHIRResponse:
         every = list(catalog.value_sets.values())
         return FHIRResponse(searchset(_by_canonical(every, url, version), service.base))
 

@@ -26,6 +26,27 @@ def coverage(member: str = "Patient/p1") -> dict[str, Any]:
     }
 
 
+def order(
+    coding: list[dict[str, Any]], text: str | None = None, member: str = "Patient/p1"
+) -> dict[str, Any]:
+    """The ``order`` parameter: a draft MedicationRequest of the drug coded
+    (and/or named) so."""
+    concept: dict[str, Any] = {"coding": coding} if coding else {}
+    if text:
+        concept["text"] = text
+    return {
+        "name": "order",
+        "resource": {
+            "resourceType": "MedicationRequest",
+            "id": "mr1",
+            "status": "draft",
+            "intent": "order",
+            "subject": {"reference": member},
+            "medicationCodeableConcept": concept,
+        },
+    }
+
+
 def canonical(value: str) -> dict[str, Any]:
     return {"name": "questionnaire", "valueCanonical": value}
 

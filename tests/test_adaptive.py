@@ -186,18 +186,20 @@ def test_a_changed_answer_drops_what_it_no_longer_enables(folder: Path) -> None:
     package = package_for(client.app.state.catalog, "eocco329", "initial")  # type: ignore[attr-defined]
     facts = base_answers("eocco329", "initial_met")
     final, _ = run_adaptive(client, package, facts)
-    # now the diagnosis changes: the LGSOC questions' answers go, the form asks again
-    final["item"] = fill(package, {**facts, "diagnosis": "II.C"} | {})["item"]
-    for item, _ in iter_items(final["item"]):
-        if item["linkId"] == "I.D.diagnosis":
-            item["answer"] = [{"valueCoding": package.codings["I.D.diagnosis"][2]}]
+    # now the diagnosis changes to one outside the policy: the answers to the
+    # LGSOC questions, sent as they were, are dropped from what comes back
+    final["item"] = fill(package, {**facts, "diagnosis": "II.C"})["item"]
+    sent = {item["linkId"] for item, _ in iter_items(final["item"]) if "answer" in item}
+    assert any(link.startswith("I.D.3.") for link in sent)
     reply = post(client, "/Questionnaire/$next-question", final)
     assert reply.status_code == 200, reply.text
-    answered = {
-        item["linkId"] for item, _ in iter_items(reply.json().get("item", [])) if "answer" in item
+    back = {
+        item["linkId"]: item["answer"]
+        for item, _ in iter_items(reply.json().get("item", []))
+        if "answer" in item
     }
-    assert "I.D.diagnosis" in answered
-    assert not any(link.startswith("I.D.3.") for link in answered)
+    assert back["I.D.diagnosis"][0]["valueCoding"]["code"] == "II.C"
+    assert not any(link.startswith("I.D.3.") for link in back)
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from scoring.fill import fill
 from scoring.notice import render_notice
 from service.app import create_app
 from service.settings import Settings
-from tests.dtr_requests import package_request
+from tests.dtr_requests import order, package_request
 
 FIXTURES = Path(__file__).parent / "policies"
 TABLE = Path(__file__).parent / "cases" / "scoring_fixture-class.yaml"
@@ -117,14 +117,7 @@ def test_the_order_selects_the_drugs_questionnaires(tmp_path: Path) -> None:
     app = create_app(
         Settings(database=str(tmp_path / "db.sqlite3"), policies=str(FIXTURES / "constructs"))
     )
-    order = {
-        "resourceType": "MedicationRequest",
-        "status": "draft",
-        "intent": "order",
-        "subject": {"reference": "Patient/p1"},
-        "medicationCodeableConcept": {"text": "Betanib 5 mg"},
-    }
-    body = package_request({"name": "order", "resource": order})
+    body = package_request(order([], "Betanib 5 mg"))
     with TestClient(app) as client:
         reply = client.post(
             "/Questionnaire/$questionnaire-package",

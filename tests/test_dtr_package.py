@@ -25,7 +25,7 @@ from scoring import Catalog
 from scoring.fill import fill
 from service.app import create_app
 from service.settings import Settings
-from tests.dtr_requests import FHIR, PACKAGE, ask, canonical, coverage
+from tests.dtr_requests import FHIR, PACKAGE, ask, canonical, coverage, order
 from tests.scoring_cases import base_answers, folder_catalog, package_for
 
 AS_OF = date(2026, 11, 24)
@@ -49,23 +49,6 @@ def catalog() -> Catalog:
 @pytest.fixture()
 def client(catalog: Catalog, tmp_path: Path) -> TestClient:
     return make_client(catalog, tmp_path)
-
-
-def order(coding: list[dict[str, Any]], text: str | None = None) -> dict[str, Any]:
-    concept: dict[str, Any] = {"coding": coding}
-    if text:
-        concept["text"] = text
-    return {
-        "name": "order",
-        "resource": {
-            "resourceType": "MedicationRequest",
-            "id": "mr1",
-            "status": "draft",
-            "intent": "order",
-            "subject": {"reference": "Patient/p1"},
-            "medicationCodeableConcept": concept,
-        },
-    }
 
 
 def context(value: str) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from hypothesis import strategies as st
 from scoring import Catalog, Determination
 from service.app import create_app
 from service.settings import Settings
-from tests.dtr_requests import coverage
+from tests.dtr_requests import coverage, order
 from tests.fuzz_mutations import (
     BYTES_ENCODING,
     ENCODING,
@@ -221,17 +221,6 @@ def test_mutated_wrapped_response_over_http(
 
 # --- the DTR operations' Parameters, over HTTP -------------------------------------------
 
-_ORDER = {
-    "resourceType": "MedicationRequest",
-    "id": "mr1",
-    "status": "draft",
-    "intent": "order",
-    "subject": {"reference": "Patient/example"},
-    "medicationCodeableConcept": {
-        "coding": [{"system": "http://hl7.org/fhir/sid/ndc", "code": "0078-0668-15"}],
-        "text": "Mekinist 2 mg",
-    },
-}
 OPERATION_BODIES = [
     (
         "/Questionnaire/$questionnaire-package",
@@ -239,7 +228,11 @@ OPERATION_BODIES = [
             "resourceType": "Parameters",
             "parameter": [
                 coverage("Patient/example"),
-                {"name": "order", "resource": _ORDER},
+                order(
+                    [{"system": "http://hl7.org/fhir/sid/ndc", "code": "0078-0668-15"}],
+                    "Mekinist 2 mg",
+                    "Patient/example",
+                ),
                 {
                     "name": "questionnaire",
                     "valueCanonical": "https://pa-dtr.example.org/fhir/Questionnaire/eocco329-renewal",
