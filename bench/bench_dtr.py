@@ -31,6 +31,7 @@ from scoring import Catalog
 from scoring.fill import fill
 from service.app import create_app
 from service.settings import Settings
+from tests.callers import authorize
 from tests.dtr_requests import FHIR, ask, canonical, order, the_bundle
 from tests.scoring_cases import AS_OF, base_answers, package_for
 
@@ -60,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         catalog=Catalog.bundled(),
         clock=lambda: AS_OF,
     )
-    client = TestClient(app)
+    client = authorize(TestClient(app))
     package = package_for(app.state.catalog, "eocco329", "initial")
     co_pack = order([], "Avmapki Fakzynja Co-Pack")
     packaging = _timed(lambda: ask(client, co_pack), args.rounds)

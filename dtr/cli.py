@@ -173,8 +173,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import logging
 
-    import uvicorn
-
+    from service import server
     from service.app import create_app
     from service.settings import Settings
 
@@ -192,7 +191,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         f"dtr: serving on http://{settings.host}:{settings.port}/ (store: {settings.database})",
         flush=True,
     )
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+    server.run(app, settings)
     return 0
 
 

@@ -16,7 +16,7 @@ from fhir.resources.R4B.operationoutcome import OperationOutcome
 IssueCode = Literal[
     "invalid", "structure", "required", "value", "not-found", "not-supported",
     "business-rule", "too-long", "processing", "exception", "informational", "timeout",
-    "throttled",
+    "throttled", "login", "forbidden",
 ]  # fmt: skip
 
 

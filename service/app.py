@@ -35,8 +35,9 @@ from cql_like.definitions import library
 from qpackage.package import library_canonicals, value_set_canonicals
 from scoring import Catalog
 from scoring.outcome import InvalidInput, Issue
-from service import determinations, dtr_operations, fhir_reads, portal
-from service.http import BodyTooLarge, Service, outcome_response, request_id
+from service import auth, determinations, dtr_operations, fhir_reads, portal
+from service.accounts import Accounts
+from service.http import AccessDenied, BodyTooLarge, Service, outcome_response, request_id
 from service.limits import RateLimiter
 from service.settings import Settings
 from service.store import Store, open_store
@@ -128,16 +129,20 @@ def create_app(
 
     static = resources.files("service") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
+    accounts = Accounts(store)
+    service.authenticator = auth.Authenticator(service, accounts)
+    app.include_router(auth.router(service, accounts))
     app.include_router(fhir_reads.router(service, _version()))
     app.include_router(dtr_operations.router(service))
     app.include_router(determinations.router(service))
     app.include_router(portal.router(service))
-    _handle_errors(app, settings)
+    _handle_errors(app, settings, service.authenticator)
     return app
 
 
-def _handle_errors(app: FastAPI, settings: Settings) -> None:
-    """The rate limit, the request log and every error as an OperationOutcome."""
+def _handle_errors(app: FastAPI, settings: Settings, authenticator: auth.Authenticator) -> None:
+    """The caller, the rate limit, the request log and every error as an
+    OperationOutcome."""
     limiter = RateLimiter(settings.rate_limit, settings.rate_burst) if settings.rate_limit else None
 
     @app.middleware("http")
@@ -150,10 +155,13 @@ def _handle_errors(app: FastAPI, settings: Settings) -> None:
             request.scope["path"] = path.rstrip("/") or "/"
         start = time.perf_counter()
         wait = 0.0
-        if limiter is not None and not path.startswith("/static/"):
-            client = request.client.host if request.client else "unknown"
-            wait = limiter.take(client)
         try:
+            if not path.startswith("/static/"):
+                # the caller first: the rate limit is per caller, else per address
+                identity = await authenticator.identify(request)
+                if limiter is not None:
+                    address = request.client.host if request.client else "unknown"
+                    wait = limiter.take(identity.key if identity else f"address/{address}")
             if wait:
                 response: Response = outcome_response(
                     [Issue("throttled", "too many requests from this client: retry later")], 429
@@ -189,6 +197,14 @@ def _handle_errors(app: FastAPI, settings: Settings) -> None:
     @app.exception_handler(InvalidInput)
     async def invalid_input(request: Request, exc: InvalidInput) -> Response:
         return outcome_response(exc.issues, exc.status, request_id(request))
+
+    @app.exception_handler(AccessDenied)
+    async def access_denied(request: Request, exc: AccessDenied) -> Response:
+        issue = Issue("login" if exc.status == 401 else "forbidden", exc.message)
+        response = outcome_response([issue], exc.status, request_id(request))
+        if exc.challenge:
+            response.headers["WWW-Authenticate"] = exc.challenge
+        return response
 
     @app.exception_handler(BodyTooLarge)
     async def too_large(request: Request, exc: BodyTooLarge) -> Response:

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from access.identity import Identity
 from qpackage.draft import QR_COVERAGE
 from qpackage.member import member_key
 from scoring import Catalog, score_json
@@ -66,13 +67,13 @@ def router(service: Service) -> APIRouter:
     store = service.store
     catalog = service.catalog
 
-    def evaluate(resource: dict[str, Any], rid: str) -> tuple[Record, bool]:
+    def evaluate(resource: dict[str, Any], rid: str, owner: str | None) -> tuple[Record, bool]:
         determination = score_json(catalog, resource, service.clock())
         package = catalog.resolve(determination.questionnaire)
         record_id = uuid.uuid4().hex
         record = Record(
             id=record_id,
-            response_key=response_key(resource),
+            response_key=response_key(resource, owner),
             response_id=resource.get("id"),
             request_id=rid,
             received_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -85,17 +86,24 @@ def router(service: Service) -> APIRouter:
             determination=determination.to_json(),
             claim_response=claim_response(determination, record_id),
             member=member_key(resource.get("subject")),
+            owner=owner,
         )
         return store.save(record)
 
+    submit = service.requires("QuestionnaireResponse", "c")
+    read_responses = service.requires("QuestionnaireResponse", "r")
+    read_claims = service.requires("ClaimResponse", "r")
+
     @api.post("/QuestionnaireResponse/$evaluate")
-    async def evaluate_operation(request: Request) -> FHIRResponse:
+    async def evaluate_operation(request: Request, caller: Identity = submit) -> FHIRResponse:
         require_json(request)
         body = await service.read_body(request, service.settings.max_response_body)
         resource = parse_json(body)
         if resource.get("resourceType") == "Parameters":
             resource = response_parameter(resource)
-        record, created = await run_in_threadpool(evaluate, resource, request_id(request))
+        record, created = await run_in_threadpool(
+            evaluate, resource, request_id(request), caller.owner
+        )
         base = service.base
         headers = {
             "Location": f"{base}/ClaimResponse/{record.id}",
@@ -105,22 +113,31 @@ def router(service: Service) -> APIRouter:
             record.claim_response, status_code=201 if created else 200, headers=headers
         )
 
-    def stored(record_id: str, kind: str, request: Request, what: str | None = None) -> Record:
-        """The record, its read audited (who, when, what)."""
+    def stored(
+        record_id: str, kind: str, request: Request, caller: Identity, what: str | None = None
+    ) -> Record:
+        """The record, if the caller may read it (another's is as unknown as
+        one that does not exist), its read audited (who, when, what)."""
         record = store.get(record_id)
-        if record is None:
+        if record is None or not caller.reads(record.owner):
             raise not_found(kind, record_id)
         service.audit(request, what or f"{kind}/{record_id}", record.member)
         return record
 
     @api.get("/ClaimResponse/{record_id}")
-    def read_claim_response(record_id: str, request: Request) -> FHIRResponse:
-        return FHIRResponse(stored(record_id, "ClaimResponse", request).claim_response)
+    def read_claim_response(
+        record_id: str, request: Request, caller: Identity = read_claims
+    ) -> FHIRResponse:
+        return FHIRResponse(stored(record_id, "ClaimResponse", request, caller).claim_response)
 
     @api.get("/QuestionnaireResponse/{record_id}")
-    def read_response(record_id: str, request: Request) -> FHIRResponse:
+    def read_response(
+        record_id: str,
+        request: Request,
+        caller: Identity = read_responses,
+    ) -> FHIRResponse:
         """The stored response, carrying the CRD coverage-information of its determination."""
-        record = stored(record_id, "QuestionnaireResponse", request)
+        record = stored(record_id, "QuestionnaireResponse", request, caller)
         response = dict(record.response)
         response["id"] = record.id
         determination = stored_determination(catalog, record)
@@ -131,8 +148,10 @@ def router(service: Service) -> APIRouter:
         return FHIRResponse(response)
 
     @api.get("/determinations/{record_id}")
-    def read_determination(record_id: str, request: Request) -> JSONResponse:
-        record = stored(record_id, "determinations", request)
+    def read_determination(
+        record_id: str, request: Request, caller: Identity = read_claims
+    ) -> JSONResponse:
+        record = stored(record_id, "determinations", request, caller)
         base = service.base
         body = {
             "id": record.id,
@@ -146,8 +165,11 @@ def router(service: Service) -> APIRouter:
         return JSONResponse(body)
 
     @api.get("/determinations/{record_id}/notice")
-    def read_notice(record_id: str, request: Request, format: str = "html") -> Response:
-        record = stored(record_id, "determinations", request, f"determinations/{record_id}/notice")
+    def read_notice(
+        record_id: str, request: Request, format: str = "html", caller: Identity = read_claims
+    ) -> Response:
+        what = f"determinations/{record_id}/notice"
+        record = stored(record_id, "determinations", request, caller, what)
         determination = stored_determination(catalog, record)
         if format == "text":
             return PlainTextResponse(render_notice(determination, "text"))

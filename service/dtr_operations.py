@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from access.identity import Identity
 from qpackage.adaptive import next_question, static_url
 from qpackage.package import StoredRequest, questionnaire_package
 from qpackage.parameters import error_log, package_request
@@ -31,9 +32,15 @@ def router(service: Service) -> APIRouter:
     store = service.store
     catalog = service.catalog
 
-    def context_of(context_id: str | None, request: Request) -> StoredRequest | None:
+    def context_of(
+        context_id: str | None, request: Request, caller: Identity
+    ) -> StoredRequest | None:
+        """The request a context names, if the caller may read it: another
+        caller's context is as unknown as one that does not exist."""
         record = store.get(context_id) if context_id else None
-        if record is None:
+        if record is None or not caller.may("QuestionnaireResponse", "r"):
+            return None
+        if not caller.reads(record.owner):
             return None
         service.audit(request, f"$questionnaire-package context {record.id}", record.member)
         return StoredRequest(
@@ -44,14 +51,14 @@ def router(service: Service) -> APIRouter:
             response=record.response,
         )
 
-    def package(body: dict[str, Any], base: str, http: Request) -> dict[str, Any]:
+    def package(body: dict[str, Any], base: str, http: Request, caller: Identity) -> dict[str, Any]:
         request = package_request(body)
         return questionnaire_package(
             catalog,
             request,
             now=service.now(),
             base=base,
-            context=context_of(request.context, http),
+            context=context_of(request.context, http, caller),
             approved=lambda member, policy: [
                 a.questionnaire for a in store.approvals(member, policy)
             ],
@@ -59,11 +66,13 @@ def router(service: Service) -> APIRouter:
             as_of=service.clock(),
         )
 
+    read_forms = service.requires("Questionnaire", "r")
+
     @api.post("/Questionnaire/$questionnaire-package")
-    async def package_operation(request: Request) -> FHIRResponse:
+    async def package_operation(request: Request, caller: Identity = read_forms) -> FHIRResponse:
         require_json(request)
         body = parse_json(await service.read_body(request))
-        result = await run_in_threadpool(package, body, service.base, request)
+        result = await run_in_threadpool(package, body, service.base, request, caller)
         return FHIRResponse(result)
 
     async def next_question_body(request: Request) -> FHIRResponse:
@@ -74,17 +83,18 @@ def router(service: Service) -> APIRouter:
         )
         return FHIRResponse(result)
 
-    @api.post("/Questionnaire/$next-question")
+    @api.post("/Questionnaire/$next-question", dependencies=[read_forms])
     async def next_question_operation(request: Request) -> FHIRResponse:
         return await next_question_body(request)
 
-    @api.post("/Questionnaire/{qid}/$next-question")
+    @api.post("/Questionnaire/{qid}/$next-question", dependencies=[read_forms])
     async def next_question_instance(qid: str, request: Request) -> FHIRResponse:
         if static_url(qid) is None and qid not in service.questionnaires:
             raise not_found("Questionnaire", qid)
         return await next_question_body(request)
 
-    @api.post("/Questionnaire/$log-questionnaire-errors")
+    # any client of the forms may report a problem with one
+    @api.post("/Questionnaire/$log-questionnaire-errors", dependencies=[read_forms])
     async def log_errors(request: Request) -> FHIRResponse:
         require_json(request)
         report = error_log(parse_json(await service.read_body(request)))
@@ -117,7 +127,7 @@ def router(service: Service) -> APIRouter:
                 )
         return FHIRResponse(operation_outcome(issues))
 
-    @api.get("/questionnaire-errors")
+    @api.get("/questionnaire-errors", dependencies=[service.requires("OperationOutcome", "s")])
     def list_errors(questionnaire: str | None = None, limit: int = 100) -> JSONResponse:
         """The error reports DTR clients sent, newest first."""
         reports = store.errors(questionnaire, max(1, min(limit, 1000)))

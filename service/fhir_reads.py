@@ -49,11 +49,14 @@ def router(service: Service, software_version: str) -> APIRouter:
     def metadata_endpoint() -> FHIRResponse:
         return FHIRResponse(capability_statement(service.base, software_version, service.started))
 
-    @api.get(f"/OperationDefinition/{EVALUATE_DEFINITION}")
+    @api.get(
+        f"/OperationDefinition/{EVALUATE_DEFINITION}",
+        dependencies=[service.requires("OperationDefinition", "r")],
+    )
     def operation_definition() -> FHIRResponse:
         return FHIRResponse(evaluate_operation_definition(service.base))
 
-    @api.get("/Questionnaire")
+    @api.get("/Questionnaire", dependencies=[service.requires("Questionnaire", "s")])
     def search_questionnaires(url: str | None = None, version: str | None = None) -> FHIRResponse:
         base = service.base
         every = [p.questionnaire for p in catalog.packages.values()]
@@ -61,7 +64,7 @@ def router(service: Service, software_version: str) -> APIRouter:
         every += [adaptive_questionnaire(p, base) for p in catalog.packages.values()]
         return FHIRResponse(searchset(_by_canonical(every, url, version), base))
 
-    @api.get("/Questionnaire/{qid}")
+    @api.get("/Questionnaire/{qid}", dependencies=[service.requires("Questionnaire", "r")])
     def read_questionnaire(qid: str) -> FHIRResponse:
         if qid in service.questionnaires:
             return FHIRResponse(service.questionnaires[qid])
@@ -71,13 +74,14 @@ def router(service: Service, software_version: str) -> APIRouter:
             return FHIRResponse(adaptive_questionnaire(package, service.base))
         raise not_found("Questionnaire", qid)
 
-    @api.get("/Library/{lid}")
+    @api.get("/Library/{lid}", dependencies=[service.requires("Library", "r")])
     def read_library(lid: str) -> FHIRResponse:
         if lid not in service.libraries:
             raise not_found("Library", lid)
         return FHIRResponse(service.libraries[lid])
 
     # --- ValueSets ----------------------------------------------------------------
+    read_value_sets = service.requires("ValueSet", "r")
 
     def expansion_of(url: str, version: str | None) -> FHIRResponse:
         if "|" in url:
@@ -99,30 +103,30 @@ def router(service: Service, software_version: str) -> APIRouter:
             raise InvalidInput([Issue("not-found", message)], 404)
         return FHIRResponse(expanded(found[0], service.now()))
 
-    @api.get("/ValueSet")
+    @api.get("/ValueSet", dependencies=[service.requires("ValueSet", "s")])
     def search_value_sets(url: str | None = None, version: str | None = None) -> FHIRResponse:
         every = list(catalog.value_sets.values())
         return FHIRResponse(searchset(_by_canonical(every, url, version), service.base))
 
-    @api.get("/ValueSet/$expand")
+    @api.get("/ValueSet/$expand", dependencies=[read_value_sets])
     def expand_get(url: str | None = None, valueSetVersion: str | None = None) -> FHIRResponse:
         if not url:
             raise InvalidInput([Issue("required", "ValueSet/$expand needs a 'url'")], 400)
         return expansion_of(url, valueSetVersion)
 
-    @api.post("/ValueSet/$expand")
+    @api.post("/ValueSet/$expand", dependencies=[read_value_sets])
     async def expand_post(request: Request) -> FHIRResponse:
         require_json(request)
         url, version = expand_request(parse_json(await service.read_body(request)))
         return expansion_of(url, version)
 
-    @api.get("/ValueSet/{vid}/$expand")
+    @api.get("/ValueSet/{vid}/$expand", dependencies=[read_value_sets])
     def expand_instance(vid: str) -> FHIRResponse:
         if vid not in service.value_sets:
             raise not_found("ValueSet", vid)
         return FHIRResponse(expanded(service.value_sets[vid], service.now()))
 
-    @api.get("/ValueSet/{vid}")
+    @api.get("/ValueSet/{vid}", dependencies=[read_value_sets])
     def read_value_set(vid: str) -> FHIRResponse:
         if vid not in service.value_sets:
             raise not_found("ValueSet", vid)

@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from access.identity import Identity
 from scoring import Catalog
 from scoring.outcome import InvalidInput, Issue, operation_outcome
 from service.settings import Settings
@@ -37,6 +38,16 @@ def outcome_response(
 ) -> FHIRResponse:
     headers = {"X-Request-ID": request_id} if request_id else None
     return FHIRResponse(operation_outcome(issues), status_code=status, headers=headers)
+
+
+class AccessDenied(Exception):
+    """401 (who are you?) or 403 (not allowed), with its ``WWW-Authenticate``."""
+
+    def __init__(self, status: int, message: str, challenge: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.challenge = challenge
 
 
 class BodyTooLarge(Exception):
@@ -63,17 +74,27 @@ class Service:
     questionnaires: dict[str, dict[str, Any]] = field(default_factory=dict)
     libraries: dict[str, dict[str, Any]] = field(default_factory=dict)
     value_sets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # finds each request's caller (service.auth.Authenticator), set by create_app
+    authenticator: Any = None
+
+    def requires(self, resource: str, letter: str) -> Any:
+        """A route's dependency: the caller, allowed ``letter`` (c r u d s) on ``resource``."""
+        from service.auth import requirement  # the auth router builds on this module
+
+        return Depends(requirement(self, resource, letter))
 
     def audit(self, request: Request, what: str, member: str | None) -> None:
-        """Record a read of a member's data. Who: the client's address until
-        the service authenticates its callers."""
+        """Record a read of a member's data: who (the authenticated caller and
+        its address), when, what."""
+        identity: Identity | None = getattr(request.state, "identity", None)
         address = request.client.host if request.client else "unknown"
+        who = identity.describe() if identity else "unauthenticated"
         self.store.audit(
             AuditEntry(
                 id=uuid.uuid4().hex,
                 at=self.now().isoformat(timespec="milliseconds"),
                 request_id=request_id(request),
-                who=f"address {address}",
+                who=f"{who} from {address}",
                 what=what,
                 member=member,
             )

@@ -118,6 +118,62 @@ MIGRATIONS = (
             "CREATE INDEX audit_reads_member ON audit_reads (member, at)",
         ),
     ),
+    Migration(
+        5,
+        "who may call: registered clients, their used assertion ids, portal users and"
+        " sessions, the token-signing secret; the owner of each record",
+        (
+            """
+            CREATE TABLE clients (
+                id              TEXT PRIMARY KEY,
+                name            TEXT NOT NULL,
+                scopes          TEXT NOT NULL,
+                jwks            TEXT,
+                jwks_url        TEXT,
+                organization    TEXT,
+                active          INTEGER NOT NULL,
+                created_at      TEXT NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE client_assertions (
+                client_id       TEXT NOT NULL,
+                jti             TEXT NOT NULL,
+                expires_at      BIGINT NOT NULL,
+                PRIMARY KEY (client_id, jti)
+            )
+            """,
+            """
+            CREATE TABLE users (
+                username        TEXT PRIMARY KEY,
+                name            TEXT NOT NULL,
+                role            TEXT NOT NULL,
+                organization    TEXT,
+                password_hash   TEXT NOT NULL,
+                active          INTEGER NOT NULL,
+                created_at      TEXT NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE sessions (
+                id              TEXT PRIMARY KEY,
+                username        TEXT NOT NULL,
+                csrf            TEXT NOT NULL,
+                created_at      TEXT NOT NULL,
+                expires_at      BIGINT NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE service_secrets (
+                name            TEXT PRIMARY KEY,
+                secret          TEXT NOT NULL,
+                created_at      TEXT NOT NULL
+            )
+            """,
+            # records stored before callers authenticated have no owner
+            "ALTER TABLE determinations ADD COLUMN owner TEXT",
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

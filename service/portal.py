@@ -5,18 +5,22 @@ to ``$evaluate``.
 The page is a DTR client of this same service: it asks
 ``$questionnaire-package`` for the form (by canonical, or by the ``context``
 of a pended request), merges the draft response the payer prefilled, and
-lets LHC-Forms expand each answer list with ``ValueSet/$expand``.
+lets LHC-Forms expand each answer list with ``ValueSet/$expand``. It calls
+the API with the signed-in session (cookie) and the session's CSRF token;
+without a session it sends the browser to ``/signin``.
 """
 
 from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from urllib.parse import quote
 
-from fastapi import APIRouter
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from access.identity import Identity
 from service.http import Service
 
 
@@ -28,7 +32,11 @@ def router(service: Service) -> APIRouter:
     static = Path(str(resources.files("service") / "static"))
 
     @api.get("/", response_class=HTMLResponse)
-    def portal() -> HTMLResponse:
+    def portal(request: Request) -> Response:
+        identity: Identity | None = getattr(request.state, "identity", None)
+        if identity is None or identity.kind != "user":
+            here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse(f"/signin?next={quote(here, safe='')}", 303)
         lforms_ready = (static / "lforms" / "VERSION").exists()
         entries = sorted(
             (
@@ -38,8 +46,8 @@ def router(service: Service) -> APIRouter:
             key=lambda e: e["id"],
         )
         page = templates.get_template("portal.html.j2").render(
-            questionnaires=entries, lforms_ready=lforms_ready
+            questionnaires=entries, lforms_ready=lforms_ready, user=identity, csrf=identity.csrf
         )
-        return HTMLResponse(page)
+        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
     return api

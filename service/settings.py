@@ -14,7 +14,11 @@
 - ``DTR_RATE_LIMIT`` / ``DTR_RATE_BURST``: requests a second per client on
   average (default 50) and at once (default 200); past them, 429;
 - ``DTR_BODY_TIMEOUT``: seconds a client may pause while sending a body
-  (default 30); past it, 408.
+  (default 30); past it, 408;
+- ``DTR_HEADER_TIMEOUT``: seconds a client may take to send a request's
+  headers, from connecting or from the request's first byte on a kept-alive
+  connection (default 10); past it, the connection is closed (408 if the
+  request was started). See ``service.server``.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ class Settings:
     rate_limit: float | None = None
     rate_burst: int = 200
     body_timeout: float = 30.0  # seconds a client may take between body chunks
+    header_timeout: float = 10.0  # seconds a client may take to send a request's headers
 
     @property
     def public_url(self) -> str:
@@ -59,5 +64,6 @@ class Settings:
             rate_limit=float(env.get("DTR_RATE_LIMIT", DEFAULT_RATE_LIMIT)),
             rate_burst=int(env.get("DTR_RATE_BURST", cls.rate_burst)),
             body_timeout=float(env.get("DTR_BODY_TIMEOUT", cls.body_timeout)),
+            header_timeout=float(env.get("DTR_HEADER_TIMEOUT", cls.header_timeout)),
         )
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})

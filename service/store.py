@@ -24,17 +24,17 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from service.migrations import migrate
+from service.migrations import Database, migrate
 
 COLUMNS = (
     "id", "response_key", "response_id", "request_id", "received_at", "questionnaire", "policy",
     "policy_version", "evaluated_at", "outcome", "response", "determination", "claim_response",
-    "member",
+    "member", "owner",
 )  # fmt: skip
 HISTORY = "id, questionnaire, evaluated_at"
 AUDIT_COLUMNS = ("id", "at", "request_id", "who", "what", "member")
@@ -42,10 +42,13 @@ ERROR_COLUMNS = ("id", "received_at", "request_id", "questionnaire", "outcome")
 JSON_COLUMNS = {"response", "determination", "claim_response"}
 
 
-def response_key(response: dict[str, Any]) -> str:
-    """The identity of a submitted response: its canonical JSON, hashed."""
+def response_key(response: dict[str, Any], owner: str | None) -> str:
+    """The identity of a submitted response: who submitted it and its
+    canonical JSON, hashed. The owner is part of it: a copy of another
+    caller's response is a new record of the copier's, never a way to the
+    original's determination."""
     canonical = json.dumps(response, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return hashlib.sha256(f"{owner}\n{canonical}".encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class Record:
     determination: dict[str, Any]
     claim_response: dict[str, Any]
     member: str | None = None
+    owner: str | None = None  # who submitted it: client/{id} or organization/{id}
 
     def row(self) -> tuple[Any, ...]:
         return tuple(
@@ -217,6 +221,10 @@ class Store(Protocol):
 
     def count(self) -> int: ...
 
+    def database(self) -> AbstractContextManager[Database]:
+        """A connection as plain SQL sees it (the accounts use it)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -331,6 +339,11 @@ class SQLiteStore:
         with self._use() as db:
             return int(db.execute("SELECT count(*) FROM determinations").fetchone()[0])
 
+    @contextmanager
+    def database(self) -> Iterator[Database]:
+        with self._use() as db:
+            yield _SQLiteDatabase(db)
+
     def close(self) -> None:
         with self._lock:
             for db in self._opened:
@@ -424,6 +437,11 @@ class PostgresStore:
         with self.pool.connection() as db:
             row = db.execute("SELECT count(*) FROM determinations").fetchone()
         return int(row[0]) if row else 0
+
+    @contextmanager
+    def database(self) -> Iterator[Database]:
+        with self.pool.connection() as db:
+            yield _PostgresDatabase(db)
 
     def close(self) -> None:
         self.pool.close()

@@ -1,7 +1,7 @@
 """Checks every store (SQLite, PostgreSQL) must pass: a database written by
 the release before schema versions (the determinations table alone, no
 member column) opens, migrates to the latest version and serves its old
-records; the approvals of a member are found by policy; error reports are
+records (to the payer's pharmacist: they predate record owners); the approvals of a member are found by policy; error reports are
 kept and listed."""
 
 from __future__ import annotations
@@ -64,7 +64,13 @@ def check_served(database: str) -> None:
     from service.app import create_app
     from service.settings import Settings
 
+    from tests.callers import add_user, sign_in
+
     with TestClient(create_app(Settings(database=database))) as client:
+        # stored before callers authenticated, they have no owner: the
+        # payer's pharmacists read them
+        add_user(client.app.state.store, "pharmacist", "pharmacist", None)  # type: ignore[attr-defined]
+        sign_in(client, "pharmacist")
         found = client.get("/determinations/old-approved").json()
         assert found["outcome"] == "approved" and found["questionnaire"] == QUESTIONNAIRE
         assert client.get("/ClaimResponse/old-approved").json()["id"] == "old-approved"

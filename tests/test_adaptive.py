@@ -24,6 +24,7 @@ from scoring import Catalog
 from scoring.fill import fill
 from service.app import create_app
 from service.settings import Settings
+from tests.callers import authorize
 from tests.dtr_requests import FHIR, ask, canonical, the_bundle
 from tests.scoring_cases import AS_OF, base_answers, folder_catalog, load_scoring_cases, package_for
 
@@ -43,7 +44,7 @@ def client_for(folder: Path, policies: str | None, as_of: date) -> TestClient:
         catalog = folder_catalog(policies) if policies else Catalog.bundled()
         database = folder / f"store-{len(_CLIENTS)}.sqlite3"
         app = create_app(Settings(database=str(database)), catalog=catalog, clock=lambda: as_of)
-        _CLIENTS[key] = TestClient(app)
+        _CLIENTS[key] = authorize(TestClient(app))
     return _CLIENTS[key]
 
 

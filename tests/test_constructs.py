@@ -21,6 +21,7 @@ from scoring.fill import fill
 from scoring.notice import render_notice
 from service.app import create_app
 from service.settings import Settings
+from tests.callers import authorize
 from tests.dtr_requests import order, package_request
 
 FIXTURES = Path(__file__).parent / "policies"
@@ -118,7 +119,7 @@ def test_the_order_selects_the_drugs_questionnaires(tmp_path: Path) -> None:
         Settings(database=str(tmp_path / "db.sqlite3"), policies=str(FIXTURES / "constructs"))
     )
     body = package_request(order([], "Betanib 5 mg"))
-    with TestClient(app) as client:
+    with authorize(TestClient(app)) as client:
         reply = client.post(
             "/Questionnaire/$questionnaire-package",
             content=json.dumps(body),

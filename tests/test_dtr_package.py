@@ -25,6 +25,7 @@ from scoring import Catalog
 from scoring.fill import fill
 from service.app import create_app
 from service.settings import Settings
+from tests.callers import authorize
 from tests.dtr_requests import FHIR, PACKAGE, ask, canonical, coverage, order
 from tests.scoring_cases import base_answers, folder_catalog, package_for
 
@@ -38,7 +39,7 @@ def make_client(catalog: Catalog, tmp_path: Path) -> TestClient:
     settings = Settings(database=str(tmp_path / "store.sqlite3"))
     app = create_app(settings, catalog=catalog, clock=lambda: AS_OF)
     app.state.service.now = lambda: NOW
-    return TestClient(app)
+    return authorize(TestClient(app))
 
 
 @pytest.fixture(scope="module")

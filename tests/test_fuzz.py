@@ -38,6 +38,7 @@ from hypothesis import strategies as st
 from scoring import Catalog, Determination
 from service.app import create_app
 from service.settings import Settings
+from tests.callers import authorize
 from tests.dtr_requests import coverage, order
 from tests.fuzz_mutations import (
     BYTES_ENCODING,
@@ -174,7 +175,7 @@ def test_a_date_cut_to_its_year_or_month_never_gains_an_approval() -> None:
 def client(tmp_path_factory: pytest.TempPathFactory) -> TestClient:
     database = tmp_path_factory.mktemp("fuzz") / "store.sqlite3"
     app = create_app(Settings(database=str(database)), catalog=CATALOG, clock=lambda: AS_OF)
-    return TestClient(app, raise_server_exceptions=False)
+    return authorize(TestClient(app, raise_server_exceptions=False))
 
 
 FHIR = {"content-type": "application/fhir+json"}

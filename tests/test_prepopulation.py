@@ -22,6 +22,7 @@ from scoring.fill import fill
 from scoring.response import check_answers
 from service.app import create_app
 from service.settings import Settings
+from tests.callers import authorize
 from tests.dtr_requests import FHIR, ask, canonical, the_bundle
 from tests.scoring_cases import AS_OF, base_answers, package_for
 
@@ -36,7 +37,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> TestClient:
     app = create_app(
         Settings(database=str(database)), catalog=Catalog.bundled(), clock=lambda: AS_OF
     )
-    return TestClient(app)
+    return authorize(TestClient(app))
 
 
 def package_bundle(client: TestClient, questionnaire: dict[str, Any]) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from scoring.fill import fill
 from service.app import create_app
 from service.settings import Settings
 from service.store import SQLiteStore
+from tests.callers import add_user, authorize, sign_in
 from tests.scoring_cases import base_answers, package_for
 
 FHIR = {"content-type": "application/fhir+json"}
@@ -39,7 +40,7 @@ def client(catalog: Catalog, tmp_path: Path) -> TestClient:
     settings = Settings(
         database=str(tmp_path / "store.sqlite3"), max_body=200_000, max_response_body=500_000
     )
-    return TestClient(create_app(settings, catalog=catalog, clock=lambda: AS_OF))
+    return authorize(TestClient(create_app(settings, catalog=catalog, clock=lambda: AS_OF)))
 
 
 def response(catalog: Catalog, answers: dict[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
@@ -259,7 +260,7 @@ def test_internal_error_is_500_without_traceback_or_patient_data_in_the_log(
     app = create_app(
         Settings(database=":memory:"), catalog=catalog, store=BrokenStore(tmp_path / "s.db")
     )
-    client = TestClient(app, raise_server_exceptions=False)
+    client = authorize(TestClient(app, raise_server_exceptions=False))
     reply = post(client, response(catalog, subject="Patient/secret-123"))
     text = outcome_of(reply, 500)
     rid = reply.headers["x-request-id"]
@@ -289,6 +290,8 @@ def test_requests_are_logged_with_id_and_no_patient_data(
 
 
 def test_portal_page_is_served(client: TestClient) -> None:
+    add_user(client.app.state.store, "office")  # type: ignore[attr-defined]
+    sign_in(client, "office")
     page = client.get("/")
     assert page.status_code == 200
     assert "/static/lforms/webcomponent/main.js" in page.text
@@ -321,7 +324,7 @@ def test_the_host_header_never_reaches_what_the_service_publishes(
     settings = Settings(
         database=str(tmp_path / "host.sqlite3"), base_url="https://pa.payer.example/fhir"
     )
-    client = TestClient(create_app(settings, catalog=catalog, clock=lambda: AS_OF))
+    client = authorize(TestClient(create_app(settings, catalog=catalog, clock=lambda: AS_OF)))
     evil = {**FHIR, "host": "evil.example"}
     reply = post(client, response(catalog), headers=evil)
     assert reply.headers["location"].startswith("https://pa.payer.example/fhir/ClaimResponse/")
@@ -373,7 +376,7 @@ def test_every_read_of_a_members_data_is_audited(
             f"determinations/{rid}/notice",
         ]
     )
-    assert {e.who for e in trail} == {"address testclient"}
+    assert {e.who for e in trail} == {"client test-ehr (Test EHR test-ehr) from testclient"}
     assert all(e.request_id and e.at for e in trail)
     assert store.audit_trail("ref:Patient/someone-else") == []
     # the payer reads the trail from the command line

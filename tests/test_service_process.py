@@ -19,6 +19,7 @@ import pytest
 
 from scoring import Catalog
 from scoring.fill import fill
+from tests.callers import bearer, register_in
 from tests.scoring_cases import package_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,8 +39,19 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
+        self._auth: dict[str, str] | None = None
+
+    def auth(self) -> dict[str, str]:
+        """A registered backend client's Authorization header (one token per server)."""
+        if self._auth is None:
+            self._auth = bearer(self.url)
+        return self._auth
+
+    def fhir(self) -> dict[str, str]:
+        return {**FHIR, **self.auth()}
 
     def start(self) -> Server:
+        register_in(str(self.db))
         command = [
             sys.executable,
             "-m",
@@ -111,33 +123,35 @@ def test_score_over_http_and_survive_a_restart(server: Server, catalog: Catalog)
     reply = httpx.post(
         f"{server.url}/QuestionnaireResponse/$evaluate",
         content=json.dumps(mekinist(catalog, "r1")),
-        headers=FHIR,
+        headers=server.fhir(),
     )
     assert reply.status_code == 201, reply.text
     record = reply.json()["id"]
-    before = httpx.get(f"{server.url}/determinations/{record}").json()
+    before = httpx.get(f"{server.url}/determinations/{record}", headers=server.auth()).json()
     assert before["outcome"] == "approved" and before["authorization"]["months"] == 12
 
     server.stop()
     server.start()
-    after = httpx.get(f"{server.url}/determinations/{record}")
+    # the token outlives the restart: the signing secret is in the store
+    after = httpx.get(f"{server.url}/determinations/{record}", headers=server.auth())
     assert after.status_code == 200
     assert after.json() == before
     again = httpx.post(
         f"{server.url}/QuestionnaireResponse/$evaluate",
         content=json.dumps(mekinist(catalog, "r1")),
-        headers=FHIR,
+        headers=server.fhir(),
     )
     assert again.status_code == 200 and again.json()["id"] == record
 
 
 def test_concurrent_clients_lose_nothing(server: Server, catalog: Catalog) -> None:
     bodies = [json.dumps(mekinist(catalog, f"c{n}", quantity=20 + n % 15)) for n in range(48)]
+    headers = server.fhir()
 
     def submit(body: str) -> tuple[int, str]:
         with httpx.Client(timeout=30) as client:
             reply = client.post(
-                f"{server.url}/QuestionnaireResponse/$evaluate", content=body, headers=FHIR
+                f"{server.url}/QuestionnaireResponse/$evaluate", content=body, headers=headers
             )
             return reply.status_code, reply.json()["id"]
 
@@ -147,7 +161,8 @@ def test_concurrent_clients_lose_nothing(server: Server, catalog: Catalog) -> No
     ids = {record for _, record in results}
     assert len(ids) == len(bodies)
     for record in ids:
-        assert httpx.get(f"{server.url}/ClaimResponse/{record}").status_code == 200
+        reply = httpx.get(f"{server.url}/ClaimResponse/{record}", headers=server.auth())
+        assert reply.status_code == 200
 
     # the same response sent by eight clients at once is stored once
     same = bodies[0].replace('"c0"', '"dup"')
@@ -164,12 +179,14 @@ def test_slow_clients_do_not_hold_the_service(tmp_path: Path, catalog: Catalog) 
     import socket
 
     server = Server(tmp_path / "slow.sqlite3", {"DTR_BODY_TIMEOUT": "1"}).start()
+    authorization = server.auth()["Authorization"].encode()
     slow: list[socket.socket] = []
     try:
         for _ in range(20):
             conn = socket.create_connection(("127.0.0.1", server.port), timeout=10)
             conn.sendall(
                 b"POST /QuestionnaireResponse/$evaluate HTTP/1.1\r\nHost: x\r\n"
+                b"Authorization: " + authorization + b"\r\n"
                 b"Content-Type: application/fhir+json\r\nContent-Length: 1000\r\n\r\n{"
             )
             slow.append(conn)
@@ -177,7 +194,7 @@ def test_slow_clients_do_not_hold_the_service(tmp_path: Path, catalog: Catalog) 
         reply = httpx.post(
             f"{server.url}/QuestionnaireResponse/$evaluate",
             content=json.dumps(mekinist(catalog, "while-slow")),
-            headers={"content-type": "application/fhir+json"},
+            headers=server.fhir(),
             timeout=10,
         )
         assert reply.status_code == 201

@@ -26,6 +26,7 @@ from scoring.fill import fill
 from service.app import create_app
 from service.settings import Settings
 from service.store import PostgresStore
+from tests.callers import authorize
 from tests.scoring_cases import package_for
 
 FHIR = {"content-type": "application/fhir+json"}
@@ -90,7 +91,8 @@ def body(catalog: Catalog, response_id: str) -> str:
 def test_two_instances_share_one_store(database: str, catalog: Catalog) -> None:
     def instance() -> TestClient:
         settings = Settings(database=database)
-        return TestClient(create_app(settings, catalog=catalog, clock=lambda: date(2026, 11, 24)))
+        app = create_app(settings, catalog=catalog, clock=lambda: date(2026, 11, 24))
+        return authorize(TestClient(app))
 
     first, second = instance(), instance()
     assert isinstance(first.app.state.store, PostgresStore)  # type: ignore[attr-defined]
@@ -134,8 +136,13 @@ def test_a_store_of_the_previous_release_migrates_and_serves_its_records(databas
     from tests.store_checks import check_served, check_store, write_old_database
 
     with psycopg.connect(database, autocommit=True) as db:
-        for table in ("determinations", "questionnaire_errors", "schema_version", "audit_reads"):
-            db.execute(f"DROP TABLE IF EXISTS {table}")
+        # every table the other tests' instances made: the database as the
+        # previous release left it has the determinations table alone
+        tables = db.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+        ).fetchall()
+        for (table,) in tables:
+            db.execute(f"DROP TABLE {table}")
         write_old_database(lambda sql, args: db.execute(sql, args) and None, "%s")
     store = PostgresStore(database)
     try:

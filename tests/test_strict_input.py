@@ -22,6 +22,7 @@ from scoring import Catalog, InvalidInput, score, score_json
 from scoring.fill import fill
 from service.app import create_app
 from service.settings import Settings
+from tests.callers import authorize
 from tests.scoring_cases import base_answers, package_for
 
 AS_OF = date(2026, 11, 24)
@@ -141,7 +142,8 @@ def test_attachments_carry_something_valid_and_not_too_big(catalog: Catalog) -> 
 
 @pytest.fixture()
 def client(tmp_path: Path, catalog: Catalog) -> TestClient:
-    return TestClient(create_app(Settings(database=str(tmp_path / "s.sqlite3")), catalog=catalog))
+    app = create_app(Settings(database=str(tmp_path / "s.sqlite3")), catalog=catalog)
+    return authorize(TestClient(app))
 
 
 def test_a_report_of_a_few_mb_is_accepted_over_http(client: TestClient, catalog: Catalog) -> None:

@@ -21,6 +21,7 @@ from scoring import Catalog
 from scoring.fill import fill
 from service.app import create_app
 from service.settings import Settings
+from tests.callers import authorize
 from tests.conftest import load_cases
 from tests.test_policy_schema import _edit
 
@@ -102,7 +103,7 @@ def test_policy_folder_outside_the_package(tmp_path: Path) -> None:
     assert main(["score", "--policies", str(folder), str(body), "--as-of", "2026-11-24"]) == 0
 
     app = create_app(Settings(database=str(tmp_path / "db.sqlite3"), policies=str(folder)))
-    with TestClient(app) as client:
+    with authorize(TestClient(app)) as client:
         reply = client.post(
             "/QuestionnaireResponse/$evaluate",
             content=json.dumps(response),

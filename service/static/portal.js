@@ -14,6 +14,9 @@
   const TERMINOLOGY_SERVER =
     "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-preferredTerminologyServer";
   const params = new URLSearchParams(location.search);
+  // the session's CSRF token: every request that changes something carries it
+  const CSRF = document.querySelector('meta[name="csrf-token"]').content;
+  const POST_HEADERS = { "Content-Type": FHIR_JSON, Accept: FHIR_JSON, "X-CSRF-Token": CSRF };
   let loaded = null; // {questionnaire, draft} of the package on the page
   window.portalStatus = "idle";
 
@@ -44,7 +47,7 @@
     }
     const reply = await fetch("/Questionnaire/$questionnaire-package", {
       method: "POST",
-      headers: { "Content-Type": FHIR_JSON, Accept: FHIR_JSON },
+      headers: POST_HEADERS,
       body: JSON.stringify({ resourceType: "Parameters", parameter }),
     });
     const body = await reply.json();
@@ -131,7 +134,7 @@
     window.lastResponse = response;
     const reply = await fetch("/QuestionnaireResponse/$evaluate", {
       method: "POST",
-      headers: { "Content-Type": FHIR_JSON, Accept: FHIR_JSON },
+      headers: POST_HEADERS,
       body: JSON.stringify(response),
     });
     const body = await reply.json();

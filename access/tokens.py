@@ -1,0 +1,235 @@
+"""SMART Backend Services: the client's signed assertion and the access
+token it earns, with PyJWT (and ``cryptography`` under it) doing every
+signature.
+
+The token request (``client_credentials``, ``private_key_jwt``) carries a
+JWT the client signed with RS384 or ES384 with a key in its registered
+JWKS (the header's ``kid`` names it). It must say ``iss`` = ``sub`` = the
+client id, ``aud`` = our token endpoint, expire within five minutes and
+carry a ``jti`` never seen before from that client. Every failure is an
+OAuth error (RFC 6749 §5.2): ``invalid_request``, ``unsupported_grant_type``,
+``invalid_client`` (the client is not who it says), ``invalid_grant`` (the
+payer suspended the registration), ``invalid_scope``.
+
+The access token is a JWT the service signs with its own secret (HS256,
+kept in the store, so every instance verifies every other's tokens),
+valid five minutes, naming the client and the scopes granted.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+ALGORITHMS = ("RS384", "ES384")
+MAX_ASSERTION_SECONDS = 300  # SMART: exp no more than five minutes ahead
+TOKEN_SECONDS = 300
+LEEWAY = 30  # seconds of clock difference tolerated between client and server
+_TOKEN_ALGORITHM = "HS256"
+
+
+class OAuthError(Exception):
+    """An RFC 6749 §5.2 error: its code, a description and the HTTP status."""
+
+    def __init__(self, error: str, description: str, status: int = 400) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+        self.status = status
+
+    def body(self) -> dict[str, str]:
+        return {"error": self.error, "error_description": self.description}
+
+
+class InvalidToken(Exception):
+    """A bearer token that is not ours, is expired or malformed."""
+
+
+@dataclass(frozen=True)
+class Client:
+    """A backend client as the payer registered it."""
+
+    id: str
+    name: str
+    scopes: tuple[str, ...]
+    jwks: dict[str, Any] | None = None
+    jwks_url: str | None = None
+    organization: str | None = None
+    active: bool = True
+
+
+class KeySource:
+    """A client's public keys: its registered JWKS, or fetched from its JWKS
+    URL (PyJWKClient, cached five minutes; a new ``kid`` refetches)."""
+
+    def __init__(self) -> None:
+        self._fetchers: dict[str, jwt.PyJWKClient] = {}
+        self._lock = threading.Lock()
+
+    def key(self, client: Client, kid: str) -> jwt.PyJWK:
+        if client.jwks is not None:
+            for candidate in jwt.PyJWKSet.from_dict(client.jwks).keys:
+                if candidate.key_id == kid:
+                    return candidate
+            raise OAuthError("invalid_client", f"no key {kid!r} in the client's JWKS", 401)
+        if client.jwks_url is None:
+            raise OAuthError("invalid_client", "the client has no registered keys", 401)
+        with self._lock:
+            fetcher = self._fetchers.get(client.jwks_url)
+            if fetcher is None:
+                fetcher = jwt.PyJWKClient(client.jwks_url, lifespan=300, timeout=5)
+                self._fetchers[client.jwks_url] = fetcher
+        try:
+            return fetcher.get_signing_key(kid)
+        except jwt.PyJWKClientError as exc:
+            raise OAuthError(
+                "invalid_client", f"no key {kid!r} at the client's JWKS URL: {exc}", 401
+            ) from None
+
+
+@dataclass(frozen=True)
+class Grant:
+    client: Client
+    scopes: list[str]
+    jti: str
+    expires: int  # the assertion's exp: its jti is remembered until then
+
+
+def check_token_request(
+    form: Mapping[str, str],
+    *,
+    token_url: str,
+    now: float,
+    find_client: Callable[[str], Client | None],
+    keys: KeySource,
+    grant_scopes: Callable[[str, tuple[str, ...]], list[str]],
+) -> Grant:
+    """The grant a token request earns, or the OAuthError it gets. The caller
+    remembers the jti (refusing a replay) before issuing the token."""
+    grant_type = form.get("grant_type")
+    if not grant_type:
+        raise OAuthError("invalid_request", "grant_type is required")
+    if grant_type != "client_credentials":
+        raise OAuthError(
+            "unsupported_grant_type", f"grant_type {grant_type!r}: only client_credentials"
+        )
+    if form.get("client_assertion_type") != ASSERTION_TYPE:
+        raise OAuthError("invalid_request", f"client_assertion_type must be {ASSERTION_TYPE}")
+    assertion = form.get("client_assertion")
+    if not assertion:
+        raise OAuthError("invalid_request", "client_assertion is required")
+    if not form.get("scope"):
+        raise OAuthError("invalid_request", "scope is required")
+    try:
+        header = jwt.get_unverified_header(assertion)
+        unverified = jwt.decode(assertion, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        raise OAuthError("invalid_client", "client_assertion is not a JWT", 401) from None
+    algorithm = header.get("alg")
+    if algorithm not in ALGORITHMS:
+        raise OAuthError(
+            "invalid_client",
+            f"alg {algorithm!r} is not accepted: use {' or '.join(ALGORITHMS)}",
+            401,
+        )
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise OAuthError("invalid_client", "the assertion's header has no kid", 401)
+    issuer = unverified.get("iss")
+    if not isinstance(issuer, str) or unverified.get("sub") != issuer:
+        raise OAuthError("invalid_client", "iss and sub must both be the client id", 401)
+    client = find_client(issuer)
+    if client is None:
+        raise OAuthError("invalid_client", f"no client {issuer!r} is registered", 401)
+    key = keys.key(client, kid)
+    try:
+        claims = jwt.decode(
+            assertion,
+            key,
+            algorithms=[algorithm],
+            audience=token_url,
+            issuer=client.id,
+            leeway=LEEWAY,
+            options={"require": ["iss", "sub", "aud", "exp", "jti"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise OAuthError("invalid_client", "the assertion has expired", 401) from None
+    except jwt.InvalidAudienceError:
+        raise OAuthError(
+            "invalid_client", f"aud must be the token endpoint {token_url}", 401
+        ) from None
+    except jwt.PyJWTError as exc:
+        raise OAuthError("invalid_client", f"the assertion does not verify: {exc}", 401) from None
+    expires = claims["exp"]
+    if not isinstance(expires, int) or expires > now + MAX_ASSERTION_SECONDS + LEEWAY:
+        raise OAuthError(
+            "invalid_client", f"exp must be at most {MAX_ASSERTION_SECONDS} seconds ahead", 401
+        )
+    if not isinstance(claims["jti"], str) or not claims["jti"]:
+        raise OAuthError("invalid_client", "jti must be a non-empty string", 401)
+    if not client.active:
+        raise OAuthError("invalid_grant", "the payer has suspended this client's registration")
+    scopes = grant_scopes(form["scope"], client.scopes)
+    if not scopes:
+        raise OAuthError("invalid_scope", f"none of the scopes asked for is granted to {client.id}")
+    return Grant(client, scopes, claims["jti"], expires)
+
+
+def issue(grant: Grant, secret: str, issuer: str, now: float) -> dict[str, Any]:
+    """The token response (SMART Backend Services)."""
+    claims = {
+        "iss": issuer,
+        "aud": issuer,
+        "sub": grant.client.id,
+        "name": grant.client.name,
+        "scope": " ".join(grant.scopes),
+        "iat": int(now),
+        "exp": int(now) + TOKEN_SECONDS,
+        "jti": secrets.token_urlsafe(12),
+    }
+    return {
+        "access_token": jwt.encode(claims, secret, algorithm=_TOKEN_ALGORITHM),
+        "token_type": "bearer",
+        "expires_in": TOKEN_SECONDS,
+        "scope": claims["scope"],
+    }
+
+
+def verify_token(token: str, secret: str, issuer: str) -> dict[str, Any]:
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            secret,
+            algorithms=[_TOKEN_ALGORITHM],
+            audience=issuer,
+            issuer=issuer,
+            options={"require": ["sub", "exp", "scope"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise InvalidToken("the access token has expired") from None
+    except jwt.PyJWTError:
+        raise InvalidToken("the access token is not valid here") from None
+    return claims
+
+
+def load_jwks(text: str) -> dict[str, Any]:
+    """A JWKS document as registered: public keys only, each with a kid."""
+    try:
+        document = json.loads(text)
+        keys = jwt.PyJWKSet.from_dict(document).keys
+    except (ValueError, jwt.PyJWTError) as exc:
+        raise ValueError(f"not a JWKS: {exc}") from None
+    if any(not key.key_id for key in keys):
+        raise ValueError("every key of the JWKS needs a kid")
+    for key in document["keys"]:
+        if "d" in key:
+            raise ValueError(f"key {key.get('kid')} is a private key: register the public key only")
+    result: dict[str, Any] = document
+    return result

@@ -1,0 +1,263 @@
+"""Who may call: SMART Backend Services for systems, signed-in sessions for
+people, and the check every FHIR route makes.
+
+- ``GET /.well-known/smart-configuration`` (open): the token endpoint, the
+  grant type, the client authentication and signing algorithms, the scopes.
+- ``POST /auth/token``: a signed client assertion for a five-minute access
+  token (:mod:`access.tokens`); OAuth errors as RFC 6749 §5.2 spells them.
+- ``GET``/``POST /signin``, ``POST /signout``: the portal's sign-in. The
+  session cookie is ``HttpOnly``, ``SameSite=Strict`` (and ``Secure`` behind
+  https); every request it authenticates that changes something must carry
+  the session's CSRF token (``X-CSRF-Token``, or the ``csrf`` form field).
+
+Each request's caller is found once, before the rate limit (so the limit
+is per caller, not per address): a bearer token is verified in process, a
+session cookie looked up in the store. Each route then asks
+``service.requires(resource type, interaction)``: no credential is a 401
+with ``WWW-Authenticate`` and an OperationOutcome, a credential without
+the scope or the role a 403.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
+
+from access.identity import Identity
+from access.scopes import DTR_CLIENT_SCOPES, grant
+from access.tokens import (
+    ALGORITHMS,
+    InvalidToken,
+    KeySource,
+    OAuthError,
+    check_token_request,
+    issue,
+    verify_token,
+)
+from service.accounts import SESSION_SECONDS, Accounts
+from service.http import AccessDenied, Service
+from service.limits import RateLimiter
+
+SESSION_COOKIE = "dtr_session"
+SIGNIN_COOKIE = "dtr_signin"  # the sign-in form's own CSRF token (double submit)
+TOKEN_PATH = "/auth/token"
+UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+# what a backend client may be granted: a DTR client's scopes, and the
+# error reports its payer's own systems read
+SUPPORTED_SCOPES = [*DTR_CLIENT_SCOPES, "system/OperationOutcome.rs"]
+
+
+class Authenticator:
+    """Finds the caller of a request (``request.state.identity``)."""
+
+    def __init__(self, service: Service, accounts: Accounts) -> None:
+        self.service = service
+        self.accounts = accounts
+        self._secret: str | None = None
+
+    @property
+    def secret(self) -> str:
+        if self._secret is None:
+            self._secret = self.accounts.secret()
+        return self._secret
+
+    async def identify(self, request: Request) -> Identity | None:
+        request.state.identity = None
+        request.state.credential_error = None
+        header = request.headers.get("authorization")
+        if header is not None:
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                request.state.credential_error = "the Authorization header must be 'Bearer {token}'"
+                return None
+            try:
+                claims = verify_token(token.strip(), self.secret, self.service.base)
+            except InvalidToken as exc:
+                request.state.credential_error = str(exc)
+                return None
+            identity = Identity.client(claims["sub"], str(claims.get("name", "")), claims["scope"])
+        else:
+            cookie = request.cookies.get(SESSION_COOKIE)
+            if not cookie:
+                return None
+            found = await run_in_threadpool(self.accounts.session, cookie, time.time())
+            if found is None:
+                request.state.credential_error = "the session has ended: sign in again"
+                return None
+            user, csrf = found
+            identity = Identity.user(user.username, user.name, user.role, user.organization, csrf)
+        request.state.identity = identity
+        return identity
+
+
+def requirement(service: Service, resource: str, letter: str) -> Callable[[Request], Identity]:
+    """A route's dependency: the caller, allowed ``letter`` on ``resource``."""
+
+    def check(request: Request) -> Identity:
+        identity: Identity | None = getattr(request.state, "identity", None)
+        realm = f'Bearer realm="{service.base}"'
+        if identity is None:
+            problem = getattr(request.state, "credential_error", None)
+            if problem:
+                header = f'{realm}, error="invalid_token", error_description="{problem}"'
+                raise AccessDenied(401, f"not authenticated: {problem}", header)
+            raise AccessDenied(
+                401,
+                "authentication required: a SMART Backend Services bearer token"
+                " or a signed-in portal session",
+                realm,
+            )
+        if not identity.may(resource, letter):
+            wanted = f"{identity.context}/{resource}.{letter}"
+            held = f"role {identity.role}" if identity.kind == "user" else "the token's scopes"
+            raise AccessDenied(
+                403,
+                f"{held} do not allow this: it needs {wanted}",
+                f'{realm}, error="insufficient_scope", scope="{wanted}"',
+            )
+        if identity.kind == "user" and request.method in UNSAFE:
+            sent = request.headers.get("x-csrf-token", "")
+            if not identity.csrf or not hmac.compare_digest(sent, identity.csrf):
+                raise AccessDenied(403, "the CSRF token is missing or wrong: reload the page")
+        return identity
+
+    return check
+
+
+def smart_configuration(base: str) -> dict[str, Any]:
+    return {
+        "issuer": base,
+        "token_endpoint": f"{base}{TOKEN_PATH}",
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": list(ALGORITHMS),
+        "scopes_supported": SUPPORTED_SCOPES,
+        "capabilities": ["client-confidential-asymmetric", "permission-v2"],
+    }
+
+
+def _oauth_error(exc: OAuthError) -> JSONResponse:
+    return JSONResponse(exc.body(), exc.status, headers={"Cache-Control": "no-store"})
+
+
+def router(service: Service, accounts: Accounts) -> APIRouter:
+    api = APIRouter()
+    keys = KeySource()
+    templates = Environment(
+        loader=PackageLoader("service", "templates"), autoescape=select_autoescape(["html", "j2"])
+    )
+    # password guessing: a few tries a minute per address, on top of the
+    # service's rate limit (each try costs an Argon2 hash)
+    attempts = RateLimiter(rate=0.2, burst=10)
+    secure = service.base.startswith("https://")
+
+    @api.get("/.well-known/smart-configuration")
+    def configuration() -> JSONResponse:
+        return JSONResponse(smart_configuration(service.base))
+
+    def token(form: dict[str, str]) -> dict[str, Any]:
+        now = time.time()
+        granted = check_token_request(
+            form,
+            token_url=f"{service.base}{TOKEN_PATH}",
+            now=now,
+            find_client=accounts.client,
+            keys=keys,
+            grant_scopes=grant,
+        )
+        if not accounts.first_use(granted.client.id, granted.jti, granted.expires, now):
+            raise OAuthError("invalid_client", "this assertion's jti has been used already", 401)
+        return issue(granted, service.authenticator.secret, service.base, now)
+
+    @api.post(TOKEN_PATH)
+    async def token_endpoint(request: Request) -> JSONResponse:
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media != "application/x-www-form-urlencoded":
+            return _oauth_error(
+                OAuthError("invalid_request", "send application/x-www-form-urlencoded")
+            )
+        pairs = parse_qsl((await service.read_body(request)).decode("utf-8", "replace"))
+        names = [name for name, _ in pairs]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            return _oauth_error(OAuthError("invalid_request", f"repeated: {', '.join(repeated)}"))
+        try:
+            body = await run_in_threadpool(token, dict(pairs))
+        except OAuthError as exc:
+            return _oauth_error(exc)
+        return JSONResponse(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+    # --- the portal's sign-in -------------------------------------------------------
+
+    def signin_page(next_path: str, problem: str | None, status: int = 200) -> HTMLResponse:
+        form_token = secrets.token_urlsafe(24)
+        page = templates.get_template("signin.html.j2").render(
+            next=next_path, csrf=form_token, problem=problem
+        )
+        response = HTMLResponse(page, status)
+        response.set_cookie(
+            SIGNIN_COOKIE, form_token, max_age=1800, httponly=True, samesite="strict",
+            secure=secure, path="/signin",
+        )  # fmt: skip
+        return response
+
+    @api.get("/signin", response_class=HTMLResponse)
+    def signin_form(next: str = "/") -> HTMLResponse:
+        return signin_page(_local(next), None)
+
+    @api.post("/signin", response_class=HTMLResponse)
+    async def signin(request: Request) -> Response:
+        address = request.client.host if request.client else "unknown"
+        if attempts.take(address):
+            return signin_page("/", "Too many attempts: wait a minute and try again.", 429)
+        form = dict(parse_qsl((await service.read_body(request)).decode("utf-8", "replace")))
+        next_path = _local(form.get("next", "/"))
+        expected = request.cookies.get(SIGNIN_COOKIE, "")
+        if not expected or not hmac.compare_digest(form.get("csrf", ""), expected):
+            return signin_page(next_path, "The form had expired: sign in again.", 403)
+        user = await run_in_threadpool(
+            accounts.authenticate, form.get("username", ""), form.get("password", "")
+        )
+        if user is None:
+            return signin_page(next_path, "Wrong user name or password.", 401)
+        cookie, _csrf = await run_in_threadpool(accounts.open_session, user.username, time.time())
+        response = RedirectResponse(next_path, 303)
+        response.set_cookie(
+            SESSION_COOKIE, cookie, max_age=SESSION_SECONDS, httponly=True, samesite="strict",
+            secure=secure, path="/",
+        )  # fmt: skip
+        response.delete_cookie(SIGNIN_COOKIE, path="/signin")
+        return response
+
+    @api.post("/signout")
+    async def signout(request: Request) -> Response:
+        identity: Identity | None = getattr(request.state, "identity", None)
+        form = dict(parse_qsl((await service.read_body(request)).decode("utf-8", "replace")))
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if identity is None or identity.kind != "user" or not cookie:
+            return RedirectResponse("/signin", 303)
+        sent = form.get("csrf") or request.headers.get("x-csrf-token", "")
+        if not identity.csrf or not hmac.compare_digest(sent, identity.csrf):
+            raise AccessDenied(403, "the CSRF token is missing or wrong: reload the page")
+        await run_in_threadpool(accounts.close_session, cookie)
+        response = RedirectResponse("/signin", 303)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    return api
+
+
+def _local(path: str) -> str:
+    """Where to go after signing in: a path of this service, never elsewhere."""
+    if not path.startswith("/") or path.startswith("//") or "\\" in path:
+        return "/"
+    return path
