@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import secrets
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -66,32 +67,60 @@ class Client:
 
 
 class KeySource:
-    """A client's public keys: its registered JWKS, or fetched from its JWKS
-    URL (PyJWKClient, cached five minutes; a new ``kid`` refetches)."""
+    """A client's public keys: its registered JWKS, or the JWKS it publishes
+    at its URL (fetched by PyJWKClient, kept five minutes; a ``kid`` not in
+    it refetches, at most every 30 seconds)."""
 
-    def __init__(self) -> None:
-        self._fetchers: dict[str, jwt.PyJWKClient] = {}
+    REFRESH = 300.0
+    COOLDOWN = 30.0
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._fetched: dict[str, tuple[float, dict[str, Any]]] = {}
         self._lock = threading.Lock()
 
-    def key(self, client: Client, kid: str) -> jwt.PyJWK:
+    def key(self, client: Client, kid: str, algorithm: str) -> jwt.PyJWK:
         if client.jwks is not None:
-            for candidate in jwt.PyJWKSet.from_dict(client.jwks).keys:
-                if candidate.key_id == kid:
-                    return candidate
-            raise OAuthError("invalid_client", f"no key {kid!r} in the client's JWKS", 401)
-        if client.jwks_url is None:
+            document, where = client.jwks, "the client's registered JWKS"
+        elif client.jwks_url is not None:
+            document, where = self._published(client.jwks_url, kid), client.jwks_url
+        else:
             raise OAuthError("invalid_client", "the client has no registered keys", 401)
-        with self._lock:
-            fetcher = self._fetchers.get(client.jwks_url)
-            if fetcher is None:
-                fetcher = jwt.PyJWKClient(client.jwks_url, lifespan=300, timeout=5)
-                self._fetchers[client.jwks_url] = fetcher
-        try:
-            return fetcher.get_signing_key(kid)
-        except jwt.PyJWKClientError as exc:
+        found = [k for k in document.get("keys", []) if isinstance(k, dict) and k.get("kid") == kid]
+        if not found:
+            raise OAuthError("invalid_client", f"no key {kid!r} in {where}", 401)
+        declared = found[0].get("alg")
+        if declared not in (None, algorithm):
             raise OAuthError(
-                "invalid_client", f"no key {kid!r} at the client's JWKS URL: {exc}", 401
+                "invalid_client", f"key {kid!r} is for {declared}, not {algorithm}", 401
+            )
+        try:
+            # the header's algorithm, which the key must fit (an RSA key
+            # with no "alg" would otherwise be taken for RS256)
+            return jwt.PyJWK(found[0], algorithm)
+        except jwt.PyJWTError as exc:
+            raise OAuthError(
+                "invalid_client", f"key {kid!r} does not fit {algorithm}: {exc}", 401
             ) from None
+
+    def _published(self, url: str, kid: str) -> dict[str, Any]:
+        now = self.clock()
+        with self._lock:
+            fetched_at, document = self._fetched.get(url, (-1e18, {}))
+            known = any(
+                k.get("kid") == kid for k in document.get("keys", []) if isinstance(k, dict)
+            )
+            stale = now - fetched_at > self.REFRESH
+            if stale or (not known and now - fetched_at > self.COOLDOWN):
+                try:
+                    fetched = jwt.PyJWKClient(url, timeout=5).fetch_data()
+                except jwt.PyJWKClientError as exc:
+                    raise OAuthError(
+                        "invalid_client", f"the client's JWKS at {url}: {exc}", 401
+                    ) from None
+                document = fetched if isinstance(fetched, dict) else {}
+                self._fetched[url] = (now, document)
+        return document
 
 
 @dataclass(frozen=True)
@@ -148,7 +177,7 @@ def check_token_request(
     client = find_client(issuer)
     if client is None:
         raise OAuthError("invalid_client", f"no client {issuer!r} is registered", 401)
-    key = keys.key(client, kid)
+    key = keys.key(client, kid, algorithm)
     try:
         claims = jwt.decode(
             assertion,

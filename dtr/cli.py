@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from builder import prepopulation
 from builder.artifacts import VersionNotBumped, coverage_markdown, generate, write
@@ -187,11 +188,124 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     app = create_app(settings)
+    _first_user(app.state.store, settings.public_url)
     print(
         f"dtr: serving on http://{settings.host}:{settings.port}/ (store: {settings.database})",
         flush=True,
     )
     server.run(app, settings)
+    return 0
+
+
+def _first_user(store: object, url: str) -> None:
+    """On a store with no users, make one and say how to sign in: an office
+    user of an example practice, with a password made now (never a fixed one)."""
+    from access.passwords import generated
+    from service.accounts import Accounts
+
+    accounts = Accounts(store)  # type: ignore[arg-type]
+    if accounts.user_count():
+        return
+    password = generated()
+    accounts.add_user("office", "Office user", "office", "example-practice", password)
+    print(
+        "dtr: first start: made the portal user 'office' (role office, organization"
+        f" example-practice).\n     Sign in at {url}/ with user name office and password"
+        f" {password}\n     (shown once; add users with `dtr users add`, clients with"
+        " `dtr clients add`).",
+        flush=True,
+    )
+
+
+def _accounts(args: argparse.Namespace) -> tuple[object, Any]:
+    from service.accounts import Accounts
+    from service.settings import Settings
+    from service.store import open_store
+
+    store = open_store(Settings.from_env(database=args.db).database)
+    return store, Accounts(store)
+
+
+def cmd_clients(args: argparse.Namespace) -> int:
+    """Backend clients (SMART Backend Services): register, list, suspend, resume."""
+    from access.scopes import DTR_CLIENT_SCOPES, parse
+    from access.tokens import Client, load_jwks
+
+    store, accounts = _accounts(args)
+    try:
+        if args.action == "add":
+            jwks = None
+            if args.jwks:
+                try:
+                    jwks = load_jwks(Path(args.jwks).read_text(encoding="utf-8"))
+                except (OSError, ValueError) as exc:
+                    print(f"dtr: {args.jwks}: {exc}", file=sys.stderr)
+                    return 2
+            elif not _jwks_url_ok(args.jwks_url):
+                print("dtr: --jwks-url must be https (http only on loopback)", file=sys.stderr)
+                return 2
+            scopes = tuple(args.scope or DTR_CLIENT_SCOPES)
+            wrong = [s for s in scopes if parse(s) is None or not s.startswith("system/")]
+            if wrong:
+                print(f"dtr: not system/ SMART v2 scopes: {', '.join(wrong)}", file=sys.stderr)
+                return 2
+            client = Client(
+                id=args.id, name=args.name or args.id, scopes=scopes, jwks=jwks,
+                jwks_url=args.jwks_url, organization=args.organization,
+            )  # fmt: skip
+            try:
+                accounts.add_client(client)
+            except ValueError as exc:
+                print(f"dtr: {exc}", file=sys.stderr)
+                return 2
+            print(f"dtr: registered client {client.id} with scopes {' '.join(scopes)}")
+        elif args.action == "list":
+            for c in accounts.clients():
+                keys = c.jwks_url or f"{len((c.jwks or {}).get('keys', []))} key(s)"
+                state = "active" if c.active else "suspended"
+                print(json.dumps({"id": c.id, "name": c.name, "scopes": " ".join(c.scopes),
+                                  "keys": keys, "state": state}))  # fmt: skip
+        else:
+            if not accounts.set_client_active(args.id, args.action == "resume"):
+                print(f"dtr: no client {args.id!r}", file=sys.stderr)
+                return 2
+            print(f"dtr: client {args.id} " + {"suspend": "suspended", "resume": "resumed"}[args.action])
+    finally:
+        store.close()  # type: ignore[attr-defined]
+    return 0
+
+
+def _jwks_url_ok(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
+    return parts.scheme == "https" or (parts.scheme == "http" and loopback)
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    """Portal users: add, list."""
+    from access.passwords import generated
+
+    store, accounts = _accounts(args)
+    try:
+        if args.action == "add":
+            password = sys.stdin.readline().rstrip("\n") if args.password_stdin else generated()
+            try:
+                accounts.add_user(args.username, args.name or args.username, args.role,
+                                  args.organization, password)  # fmt: skip
+            except ValueError as exc:
+                print(f"dtr: {exc}", file=sys.stderr)
+                return 2
+            print(f"dtr: added {args.role} user {args.username}")
+            if not args.password_stdin:
+                print(f"dtr: password (shown once): {password}")
+        else:
+            for u in accounts.users():
+                print(json.dumps({"username": u.username, "name": u.name, "role": u.role,
+                                  "organization": u.organization, "active": u.active}))  # fmt: skip
+    finally:
+        store.close()  # type: ignore[attr-defined]
     return 0
 
 
@@ -297,6 +411,44 @@ def parser() -> argparse.ArgumentParser:
     audit.add_argument("--limit", type=int, default=100, help="newest first (default 100)")
     audit.add_argument("--db", help="SQLite file or postgresql:// URL (default var/dtr.sqlite3)")
     audit.set_defaults(func=cmd_audit)
+
+    database = argparse.ArgumentParser(add_help=False)
+    database.add_argument("--db", help="SQLite file or postgresql:// URL (default var/dtr.sqlite3)")
+    clients = commands.add_parser("clients", help="backend clients (SMART Backend Services)")
+    client_actions = clients.add_subparsers(dest="action", required=True)
+    add_client = client_actions.add_parser(
+        "add", parents=[database], help="register a client with its public keys"
+    )
+    add_client.add_argument("id", help="the client id (the assertion's iss and sub)")
+    add_client.add_argument("--name", help="who the client is (for the audit trail)")
+    keys = add_client.add_mutually_exclusive_group(required=True)
+    keys.add_argument("--jwks", metavar="FILE", help="a JWKS file of the client's public keys")
+    keys.add_argument("--jwks-url", metavar="URL", help="where the client publishes its JWKS")
+    add_client.add_argument(
+        "--scope",
+        action="append",
+        help="a system/ scope it may be granted (repeat; default: a DTR client's)",
+    )
+    add_client.add_argument("--organization", help="the organization it acts for")
+    client_actions.add_parser("list", parents=[database], help="the registered clients")
+    for action, text in (("suspend", "refuse its token requests"), ("resume", "accept them again")):
+        toggle = client_actions.add_parser(action, parents=[database], help=text)
+        toggle.add_argument("id")
+    clients.set_defaults(func=cmd_clients)
+
+    users = commands.add_parser("users", help="portal users")
+    user_actions = users.add_subparsers(dest="action", required=True)
+    add_user = user_actions.add_parser("add", parents=[database], help="add a portal user")
+    add_user.add_argument("username")
+    add_user.add_argument("--name", help="the person's name")
+    add_user.add_argument("--role", required=True, choices=["office", "pharmacist"])
+    add_user.add_argument("--organization", help="the provider organization (office users)")
+    add_user.add_argument(
+        "--password-stdin", action="store_true",
+        help="read the password from the first line of stdin (default: make one and print it)",
+    )  # fmt: skip
+    user_actions.add_parser("list", parents=[database], help="the portal users")
+    users.set_defaults(func=cmd_users)
     return top
 
 

@@ -63,7 +63,6 @@ def check_served(database: str) -> None:
 
     from service.app import create_app
     from service.settings import Settings
-
     from tests.callers import add_user, sign_in
 
     with TestClient(create_app(Settings(database=database))) as client:
