@@ -228,7 +228,9 @@ def router(service: Service, accounts: Accounts) -> APIRouter:
             accounts.authenticate, form.get("username", ""), form.get("password", "")
         )
         if user is None:
-            return signin_page(next_path, "Wrong user name or password.", 401)
+            # a page telling what went wrong (the form again), not an HTTP
+            # authentication challenge: 200, as the sign-in page itself
+            return signin_page(next_path, "Wrong user name or password.")
         cookie, _csrf = await run_in_threadpool(accounts.open_session, user.username, time.time())
         response = RedirectResponse(next_path, 303)
         response.set_cookie(

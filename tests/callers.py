@@ -151,7 +151,7 @@ def add_user(
 def sign_in(client: TestClient, username: str, password: str = PASSWORD) -> str:
     """Sign in through the portal's form, as a browser (no bearer token);
     the session's CSRF token."""
-    client.auth = None
+    client.auth = None  # type: ignore[assignment]
     page = client.get("/signin")
     csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
     assert csrf, page.text

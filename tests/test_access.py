@@ -399,7 +399,8 @@ def test_sign_in_sessions_and_csrf(app: Any, catalog: Catalog) -> None:
         )
 
     wrong = sign_in_with("not the password")
-    assert wrong.status_code == 401 and "Wrong user name or password" in wrong.text
+    assert wrong.status_code == 200 and "Wrong user name or password" in wrong.text
+    assert "dtr_session" not in wrong.headers.get("set-cookie", "")
     assert sign_in_with(PASSWORD, csrf="forged").status_code == 403
     page = browser.get("/signin")
     token = page.text.split('name="csrf" value="')[1].split('"')[0]

@@ -2,6 +2,11 @@
 loopback, Debian's Chromium driven by Playwright, and a fresh page per test
 that records console errors and page errors.
 
+The service authenticates every caller. Each test database holds an office
+user (``USERNAME``) and the tests' backend client: the JSON helpers call as
+that client (a bearer token), the pages as that user, signed in through the
+portal's own sign-in form.
+
 Chromium and the LHC-Forms files are installed by CI; when either is missing
 the tests fail (they do not skip), naming what to install.
 """
@@ -21,7 +26,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Error, Page, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Error,
+    Page,
+    StorageState,
+    expect,
+    sync_playwright,
+)
+
+from service.store import open_store
+from tests.callers import PASSWORD, add_user, bearer, register_in
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -39,6 +56,9 @@ STARTUP_SECONDS = 30
 VIEWPORT = {"width": 1200, "height": 900}
 # LHC-Forms logs this when no FHIR server context is set; the portal needs none
 KNOWN_MESSAGES = ("LForms.Util.setFHIRContext()",)
+USERNAME = "office"  # the portal user of each test database (organization clinic-a)
+# access tokens live five minutes: a fresh one well before that
+TOKEN_SECONDS = 240
 
 
 def _free_port() -> int:
@@ -49,13 +69,24 @@ def _free_port() -> int:
 
 @dataclass
 class Service:
-    """The running service: its base URL and small JSON helpers over HTTP."""
+    """The running service: its base URL and small JSON helpers over HTTP,
+    which call as the tests' backend client (SMART Backend Services)."""
 
     url: str
     log: Path
+    _token: dict[str, str] = field(default_factory=dict, repr=False)
+    _token_at: float = field(default=0.0, repr=False)
+
+    def authorization(self) -> dict[str, str]:
+        """The bearer token header, fetched again when it is near its end."""
+        if not self._token or time.monotonic() - self._token_at > TOKEN_SECONDS:
+            self._token = bearer(self.url)
+            self._token_at = time.monotonic()
+        return self._token
 
     def get_json(self, path: str) -> Any:
-        with urllib.request.urlopen(self.url + path, timeout=10) as reply:
+        request = urllib.request.Request(self.url + path, headers=self.authorization())
+        with urllib.request.urlopen(request, timeout=10) as reply:
             return json.loads(reply.read())
 
     def post_fhir(self, path: str, resource: dict[str, Any]) -> tuple[int, Any]:
@@ -63,7 +94,11 @@ class Service:
         request = urllib.request.Request(
             self.url + path,
             data=json.dumps(resource).encode(),
-            headers={"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"},
+            headers={
+                "Content-Type": "application/fhir+json",
+                "Accept": "application/fhir+json",
+                **self.authorization(),
+            },
             method="POST",
         )
         try:
@@ -83,7 +118,8 @@ def _answers(url: str) -> bool:
 
 
 def _serve(folder: Path, *extra: str) -> Iterator[Service]:
-    """`python -m dtr serve` on 127.0.0.1, a free port and a fresh SQLite file."""
+    """`python -m dtr serve` on 127.0.0.1, a free port and a fresh SQLite file
+    holding the office user and the tests' backend client."""
     if not LFORMS_VERSION.exists():
         pytest.fail(
             f"LHC-Forms is not installed ({LFORMS_VERSION} is missing): run scripts/install-lforms",
@@ -91,9 +127,16 @@ def _serve(folder: Path, *extra: str) -> Iterator[Service]:
         )
     port = _free_port()
     log = folder / "server.log"
+    database = folder / "audit.sqlite3"
+    store = open_store(str(database))
+    try:
+        add_user(store, USERNAME)
+    finally:
+        store.close()
+    register_in(str(database))
     command = [
         sys.executable, "-m", "dtr", "serve",
-        "--host", "127.0.0.1", "--port", str(port), "--db", str(folder / "audit.sqlite3"), *extra,
+        "--host", "127.0.0.1", "--port", str(port), "--db", str(database), *extra,
     ]  # fmt: skip
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
@@ -178,16 +221,84 @@ def page_problems() -> Problems:
     return Problems()
 
 
-@pytest.fixture()
-def page(browser: Browser, page_problems: Problems) -> Iterator[Page]:
-    """A fresh browser context and page; fails the test on any console error or page error."""
+def new_context(browser: Browser, state: StorageState | None = None) -> BrowserContext:
+    """A fresh browser context (signed in when given a signed-in state)."""
     context = browser.new_context(
-        viewport={"width": VIEWPORT["width"], "height": VIEWPORT["height"]}
+        viewport={"width": VIEWPORT["width"], "height": VIEWPORT["height"]},
+        storage_state=state,
     )
     context.set_default_timeout(10_000)
+    return context
+
+
+def watched(context: BrowserContext, problems: Problems) -> Page:
+    """A new page of the context whose console and page errors go to ``problems``."""
     opened = context.new_page()
-    opened.on("console", page_problems.console)
-    opened.on("pageerror", page_problems.page_error)
+    opened.on("console", problems.console)
+    opened.on("pageerror", problems.page_error)
+    return opened
+
+
+def submit_sign_in(page: Page, username: str, password: str) -> None:
+    """Fill the sign-in form on the page and send it, as a person would."""
+    expect(page.locator("#signin")).to_be_visible()
+    page.fill("#username", username)
+    page.fill("#password", password)
+    page.click("#signin button[type=submit]")
+
+
+class Sessions:
+    """One signed-in session per service, opened through the portal's sign-in
+    form and shared by every test's fresh context (as its cookie). The
+    service allows a few sign-in attempts a minute per address: signing in
+    again for each test would be throttled."""
+
+    def __init__(self, browser: Browser) -> None:
+        self.browser = browser
+        self.states: dict[str, StorageState] = {}
+
+    def state(self, service: Service) -> StorageState:
+        if service.url not in self.states:
+            self.states[service.url] = self._sign_in(service)
+        return self.states[service.url]
+
+    def _sign_in(self, service: Service) -> StorageState:
+        problems = Problems()
+        context = new_context(self.browser)
+        try:
+            page = watched(context, problems)
+            page.goto(service.url + "/")  # the portal sends a stranger to sign in
+            expect(page).to_have_url(f"{service.url}/signin?next=%2F")
+            submit_sign_in(page, USERNAME, PASSWORD)
+            expect(page).to_have_url(service.url + "/")
+            expect(page.locator("#signed-in")).to_contain_text(USERNAME.title())
+            state = context.storage_state()
+        finally:
+            context.close()
+        if problems.errors:
+            pytest.fail(
+                "signing in, the pages reported errors:\n" + "\n".join(problems.errors),
+                pytrace=False,
+            )
+        return state
+
+
+@pytest.fixture(scope="session")
+def sessions(browser: Browser) -> Sessions:
+    return Sessions(browser)
+
+
+@pytest.fixture()
+def page(
+    browser: Browser, sessions: Sessions, page_problems: Problems, request: pytest.FixtureRequest
+) -> Iterator[Page]:
+    """A fresh browser context signed in as the office user, to the service the
+    test uses (``fixture_service`` if it asks for it, else ``service``), and a
+    page; fails the test on any console error or page error."""
+    name = "fixture_service" if "fixture_service" in request.fixturenames else "service"
+    target: Service = request.getfixturevalue(name)
+    context = new_context(browser, sessions.state(target))
+    opened = watched(context, page_problems)
     try:
         yield opened
     finally:

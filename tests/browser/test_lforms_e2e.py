@@ -255,11 +255,14 @@ class Portal:
         lost now and then (seen under load), so it is retried — on the label,
         then on the input itself."""
         radio = self.page.locator(choice + " input")
+
+        def scrolled_click() -> None:
+            self.page.locator(choice).scroll_into_view_if_needed()
+            self.page.click(choice)
+
         attempts = [
             lambda: self.page.click(choice),
-            lambda: (
-                self.page.locator(choice).scroll_into_view_if_needed() or self.page.click(choice)
-            ),
+            scrolled_click,
             lambda: radio.dispatch_event("click"),
         ]
         for attempt in attempts:
