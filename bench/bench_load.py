@@ -4,8 +4,9 @@ Starts the real server (``dtr serve``, uvicorn) on loopback with a fresh
 SQLite store — or, with ``--postgres URL``, two instances sharing one
 PostgreSQL database — and drives it with bounded concurrent clients (1, 8,
 32, 64 by default), each POSTing distinct completed responses to
-``$evaluate``. Every 201 is a determination committed before the reply was
-sent. Prints determinations/s, p50/p95/p99 latency and the CPU the server
+``$evaluate`` as a registered backend client (SMART Backend Services: each
+client signs an assertion for a bearer token, as a DTR client does). Every
+201 is a determination committed before the reply was sent. Prints determinations/s, p50/p95/p99 latency and the CPU the server
 processes used (the load generator shares the machine's cores).
 
 Run: ``.venv/bin/python bench/bench_load.py [--requests N] [--clients 1,8,32]``.
@@ -33,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scoring import Catalog
 from scoring.fill import fill
+from tests.callers import BackendAuth, register_in
 from tests.scoring_cases import base_answers, package_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,7 +85,10 @@ def _bodies(count: int, tag: str) -> list[bytes]:
 
 def run(urls: list[str], bodies: list[bytes], clients: int) -> tuple[float, list[float], int]:
     """(seconds, latencies in ms, failures) for the bodies sent by ``clients``."""
-    sessions = [httpx.Client(base_url=urls[n % len(urls)], timeout=60) for n in range(clients)]
+    sessions = [
+        httpx.Client(base_url=urls[n % len(urls)], timeout=60, auth=_auth(urls[n % len(urls)]))
+        for n in range(clients)
+    ]
 
     def send(n: int) -> float:
         session = sessions[n % clients]
@@ -101,6 +106,12 @@ def run(urls: list[str], bodies: list[bytes], clients: int) -> tuple[float, list
     return seconds, [abs(r) for r in results], sum(1 for r in results if r < 0)
 
 
+def _auth(url: str) -> BackendAuth:
+    configuration = httpx.get(f"{url}/.well-known/smart-configuration").json()
+    endpoint = configuration["token_endpoint"]
+    return BackendAuth("bench", endpoint, endpoint.removeprefix(configuration["issuer"]))
+
+
 def _percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * share))]
@@ -115,6 +126,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     levels = [int(c) for c in args.clients.split(",")]
     folder = Path(tempfile.mkdtemp())
     databases = [args.postgres, args.postgres] if args.postgres else [str(folder / "load.sqlite3")]
+    register_in(databases[0], "bench")
     servers = [_serve(db) for db in databases]
     urls = [url for _process, url in servers]
     store = "PostgreSQL, 2 instances" if args.postgres else "SQLite, 1 instance"

@@ -242,6 +242,10 @@ class SQLiteStore:
         self._local = threading.local()
         self._opened: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        # one writer at a time within the process, queued on a lock: SQLite's
+        # own wait for its write lock sleeps and retries, which under many
+        # threads leaves some waiting seconds while others go ahead
+        self._writing = threading.Lock()
         with self._use() as db:
             db.execute("PRAGMA journal_mode=WAL")
             self.migrated = migrate(_SQLiteDatabase(db))
@@ -266,7 +270,7 @@ class SQLiteStore:
 
     def save(self, record: Record) -> tuple[Record, bool]:
         placeholders = ", ".join("?" for _ in COLUMNS)
-        with self._use() as db:
+        with self._use() as db, self._writing:
             db.execute("BEGIN IMMEDIATE")
             try:
                 existing = db.execute(

@@ -93,19 +93,17 @@ class BackendAuth(httpx.Auth):
         self.token: str | None = None
         self.expires = 0.0
 
-    def _token_request(self) -> httpx.Request:
+    def _token_request(self, url: httpx.URL) -> httpx.Request:
         return httpx.Request(
             "POST",
-            self.path,
+            url.join(self.path),
             content=urlencode(token_form(self.client_id, self.token_endpoint, self.scope)),
             headers={"content-type": "application/x-www-form-urlencoded"},
         )
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         if self.token is None or time.time() > self.expires - 30:
-            token_request = self._token_request()
-            token_request.url = request.url.join(token_request.url.path)
-            reply = yield token_request
+            reply = yield self._token_request(request.url)
             reply.read()
             body = reply.json()
             self.token, self.expires = body["access_token"], time.time() + body["expires_in"]
