@@ -252,13 +252,19 @@ def load_jwks(text: str) -> dict[str, Any]:
     """A JWKS document as registered: public keys only, each with a kid."""
     try:
         document = json.loads(text)
-        keys = jwt.PyJWKSet.from_dict(document).keys
-    except (ValueError, jwt.PyJWTError) as exc:
+    except ValueError as exc:
         raise ValueError(f"not a JWKS: {exc}") from None
-    if any(not key.key_id for key in keys):
-        raise ValueError("every key of the JWKS needs a kid")
-    for key in document["keys"]:
-        if "d" in key:
+    listed = document.get("keys") if isinstance(document, dict) else None
+    if not isinstance(listed, list) or not listed:
+        raise ValueError("not a JWKS: no 'keys' list")
+    for key in listed:
+        if isinstance(key, dict) and "d" in key:
             raise ValueError(f"key {key.get('kid')} is a private key: register the public key only")
+    try:
+        keys = jwt.PyJWKSet.from_dict(document).keys
+    except jwt.PyJWTError as exc:
+        raise ValueError(f"not a JWKS: {exc}") from None
+    if len(keys) != len(listed) or any(not key.key_id for key in keys):
+        raise ValueError("every key of the JWKS needs a kid and a type this service reads")
     result: dict[str, Any] = document
     return result

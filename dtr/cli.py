@@ -269,7 +269,10 @@ def cmd_clients(args: argparse.Namespace) -> int:
             if not accounts.set_client_active(args.id, args.action == "resume"):
                 print(f"dtr: no client {args.id!r}", file=sys.stderr)
                 return 2
-            print(f"dtr: client {args.id} " + {"suspend": "suspended", "resume": "resumed"}[args.action])
+            print(
+                f"dtr: client {args.id} "
+                + {"suspend": "suspended", "resume": "resumed"}[args.action]
+            )
     finally:
         store.close()  # type: ignore[attr-defined]
     return 0

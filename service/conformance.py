@@ -40,6 +40,32 @@ def capability_statement(base: str, software_version: str, started: str) -> dict
         "rest": [
             {
                 "mode": "server",
+                "security": {
+                    "cors": False,
+                    "service": [
+                        {
+                            "coding": [
+                                {
+                                    "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                    "code": "SMART-on-FHIR",
+                                }
+                            ]
+                        }
+                    ],
+                    "extension": [
+                        {
+                            "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                            "extension": [{"url": "token", "valueUri": f"{base}/auth/token"}],
+                        }
+                    ],
+                    "description": (
+                        "SMART Backend Services (client_credentials, private_key_jwt with RS384"
+                        " or ES384; see /.well-known/smart-configuration) for systems, a"
+                        " signed-in session for the portal. Every resource and operation but"
+                        " this CapabilityStatement needs one; a caller reads only the"
+                        " requests it (or its organization) submitted."
+                    ),
+                },
                 "resource": [
                     {
                         "type": "Questionnaire",

@@ -97,7 +97,9 @@ def test_smart_configuration_is_open_and_says_how(anonymous: TestClient) -> None
     assert body["token_endpoint_auth_methods_supported"] == ["private_key_jwt"]
     assert set(body["token_endpoint_auth_signing_alg_values_supported"]) == {"RS384", "ES384"}
     assert "system/QuestionnaireResponse.cr" in body["scopes_supported"]
-    assert anonymous.get("/metadata").status_code == 200
+    security = anonymous.get("/metadata").json()["rest"][0]["security"]
+    assert security["service"][0]["coding"][0]["code"] == "SMART-on-FHIR"
+    assert security["extension"][0]["extension"][0]["valueUri"] == TOKEN_URL
 
 
 def test_a_token_for_a_signed_assertion_with_the_scopes_granted(anonymous: TestClient) -> None:

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -228,5 +229,64 @@ def test_a_client_past_the_rate_limit_waits(tmp_path: Path) -> None:
         assert refused.json()["issue"][0]["code"] == "throttled"
         # the portal's own files are not counted
         assert httpx.get(f"{server.url}/static/portal.js").status_code == 200
+    finally:
+        server.stop()
+
+
+def test_the_example_backend_client_registered_by_the_cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's way in: keys made by examples/backend_client.py, the
+    client registered with `dtr clients add`, a token from the running
+    server, a read with it."""
+    import importlib.util
+
+    from dtr.cli import main
+
+    spec = importlib.util.spec_from_file_location(
+        "backend_client", ROOT / "examples" / "backend_client.py"
+    )
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    monkeypatch.chdir(tmp_path)
+    example.make_keys("my-ehr")
+    db = str(tmp_path / "example.sqlite3")
+    assert (
+        main(
+            [
+                "clients",
+                "add",
+                "my-ehr",
+                "--name",
+                "My EHR",
+                "--jwks",
+                "my-ehr.jwks.json",
+                "--db",
+                db,
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(["clients", "add", "other", "--jwks", "my-ehr.key.pem", "--db", db]) == 2
+    )  # not a JWKS
+    private = json.loads((tmp_path / "my-ehr.jwks.json").read_text())
+    private["keys"][0]["d"] = "secret"
+    (tmp_path / "private.json").write_text(json.dumps(private))
+    assert main(["clients", "add", "other", "--jwks", "private.json", "--db", db]) == 2
+    assert "register the public key only" in capsys.readouterr().err
+    server = Server(tmp_path / "example.sqlite3").start()
+    try:
+        token = example.token("my-ehr", server.url)
+        reply = httpx.get(
+            f"{server.url}/Questionnaire/eocco329-initial",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert reply.status_code == 200 and reply.json()["id"] == "eocco329-initial"
+        assert main(["clients", "suspend", "my-ehr", "--db", db]) == 0
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            example.token("my-ehr", server.url)
+        assert json.loads(refused.value.read())["error"] == "invalid_grant"
     finally:
         server.stop()
