@@ -7,8 +7,8 @@ Everything a client gets back is FHIR JSON (``application/fhir+json``), errors
 included: each failure is an OperationOutcome with its status (400 malformed,
 404 unknown, 413 too large, 415 wrong content type, 422 a response that does
 not fit its Questionnaire, 500 with a request id and no traceback). Each
-request is logged with its id, method, path, status and duration — never with
-patient data.
+request is logged with its id, method, route (the template, not the path
+sent), status and duration — never with patient data.
 """
 
 from __future__ import annotations
@@ -55,7 +55,11 @@ PAGE_HEADERS = {
     ),
     "X-Frame-Options": "SAMEORIGIN",
 }
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# a client's X-Request-ID is kept when a machine made it (a UUID, or 16 to 64
+# hex digits): free text there could be a name, and the id is logged
+_REQUEST_ID = re.compile(
+    r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{16,64})$"
+)
 
 
 def today_utc() -> date:
@@ -140,6 +144,15 @@ def create_app(
     return app
 
 
+def _logged_path(request: Request) -> str:
+    """The route's template (``/determinations/{record_id}``), never the path
+    sent: a client chooses its ids and segments, and may put a name there."""
+    route = request.scope.get("route")
+    if route is not None:
+        return str(getattr(route, "path", "(route)"))
+    return "/static/…" if request.url.path.startswith("/static/") else "(no route)"
+
+
 def _handle_errors(app: FastAPI, settings: Settings, authenticator: auth.Authenticator) -> None:
     """The caller, the rate limit, the request log and every error as an
     OperationOutcome."""
@@ -190,7 +203,7 @@ def _handle_errors(app: FastAPI, settings: Settings, authenticator: auth.Authent
             response.headers.update(PAGE_HEADERS)
         log.info(
             "%s %s %s %d %.1fms",
-            rid, request.method, request.url.path, response.status_code, (time.perf_counter() - start) * 1e3,
+            rid, request.method, _logged_path(request), response.status_code, (time.perf_counter() - start) * 1e3,
         )  # fmt: skip
         return response
 

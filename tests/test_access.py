@@ -467,3 +467,70 @@ def test_the_rate_limit_is_per_caller(catalog: Catalog, tmp_path: Path) -> None:
     assert codes[:4] == [200] * 4 and codes[4:] == [429, 429]
     # the same address, another caller: its own allowance
     assert quiet.get("/Questionnaire/eocco329-initial").status_code == 200
+
+
+# --- no patient data in the log ---------------------------------------------------------
+
+NAME, BORN, MEMBER = "Quackenbush", "1968-04-12", "Patient/Quackenbush-77"
+
+
+def test_no_error_class_writes_patient_data_to_the_log(
+    catalog: Catalog, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each error class provoked with a name, a birth date and a member in
+    the body, the path, the query and the headers: the log has none of them."""
+    caplog.set_level(logging.DEBUG)
+    settings = Settings(
+        database=str(tmp_path / "log.sqlite3"), max_body=5_000, max_response_body=60_000,
+        rate_limit=0.001, rate_burst=40, body_timeout=0.2,
+    )  # fmt: skip
+    app = create_app(settings, catalog=catalog, clock=lambda: AS_OF)
+    client = authorize(TestClient(app))
+    narrow = authorize(TestClient(app), "narrow", "system/Questionnaire.r")
+    stranger = TestClient(app)
+    identifying = response(catalog, subject=MEMBER)
+    identifying["item"][0]["text"] = f"{NAME} born {BORN}"
+    unfit = {
+        **identifying,
+        "item": [{"linkId": f"{NAME}-{BORN}", "answer": [{"valueString": NAME}]}],
+    }
+
+    def slow_body() -> Iterator[bytes]:
+        yield b'{"resourceType": "QuestionnaireResponse", "id": "' + NAME.encode()
+        time.sleep(0.5)
+        yield b'"}'
+
+    statuses = [
+        submit(client, {"resourceType": NAME, "birthDate": BORN}).status_code,  # 400/422
+        client.post(
+            "/QuestionnaireResponse/$evaluate", content=f"{{{NAME} {BORN}".encode(), headers=FHIR
+        ).status_code,  # 400 not JSON
+        stranger.get(f"/QuestionnaireResponse/{NAME}-{BORN}?member={MEMBER}").status_code,  # 401
+        narrow.get(f"/ClaimResponse/{NAME}?born={BORN}").status_code,  # 403
+        client.get(f"/determinations/{NAME}-{BORN}").status_code,  # 404 record
+        client.get(f"/Patient/{NAME}/{BORN}").status_code,  # 404 route
+        client.post(
+            "/QuestionnaireResponse/$evaluate", content=slow_body(), headers=FHIR
+        ).status_code,  # 408
+        client.post(
+            "/Questionnaire/$questionnaire-package",
+            content=json.dumps({"resourceType": "Parameters", "name": NAME * 600, "born": BORN}),
+            headers=FHIR,
+        ).status_code,  # 413
+        client.post(
+            "/QuestionnaireResponse/$evaluate",
+            content=f"{NAME} {BORN}",
+            headers={"content-type": "text/plain"},
+        ).status_code,  # 415
+        submit(client, unfit).status_code,  # 422
+        client.get(f"/nothing/{NAME}", headers={"X-Request-ID": f"{NAME}-{BORN}"}).status_code,
+    ]
+    assert {400, 401, 403, 404, 408, 413, 415, 422} <= set(statuses), statuses
+    while client.get(f"/Questionnaire/{NAME}?b={BORN}").status_code != 429:
+        pass  # the burst spent: 429
+    # every logger but the test's own HTTP client's
+    server_side = [r for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]
+    logged = "\n".join(r.getMessage() + (r.exc_text or "") for r in server_side)
+    assert "429" in logged and "/determinations/{record_id} 404" in logged
+    for secret in (NAME, BORN, MEMBER):
+        assert secret not in logged, secret

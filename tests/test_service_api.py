@@ -279,12 +279,15 @@ def test_requests_are_logged_with_id_and_no_patient_data(
     reply = client.post(
         "/QuestionnaireResponse/$evaluate",
         content=json.dumps(response(catalog, subject="Patient/secret-123")),
-        headers={**FHIR, "X-Request-ID": "req-42"},
+        headers={**FHIR, "X-Request-ID": "0b8e6a3c-5f1d-4c2a-9e7b-2d4f6a8c0e11"},
     )
-    assert reply.headers["x-request-id"] == "req-42"
+    assert reply.headers["x-request-id"] == "0b8e6a3c-5f1d-4c2a-9e7b-2d4f6a8c0e11"
     lines = [r.getMessage() for r in caplog.records if r.name == "dtr.service"]
     assert any(
-        line.startswith("req-42 POST /QuestionnaireResponse/$evaluate 201") for line in lines
+        line.startswith(
+            "0b8e6a3c-5f1d-4c2a-9e7b-2d4f6a8c0e11 POST /QuestionnaireResponse/$evaluate 201"
+        )
+        for line in lines
     )
     assert not any("secret-123" in line or "1968-04-12" in line for line in lines)
 

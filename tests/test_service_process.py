@@ -290,3 +290,104 @@ def test_the_example_backend_client_registered_by_the_cli(
         assert json.loads(refused.value.read())["error"] == "invalid_grant"
     finally:
         server.stop()
+
+
+def test_nothing_acknowledged_is_lost_after_kill_9(tmp_path: Path, catalog: Catalog) -> None:
+    """Eight clients submitting while the server is killed (SIGKILL, no
+    shutdown): after a restart every determination acknowledged with a 201
+    is there, with the same ClaimResponse."""
+    import signal
+    import threading
+
+    server = Server(tmp_path / "killed.sqlite3").start()
+    headers = server.fhir()
+    acknowledged: dict[str, dict[str, Any]] = {}
+    lock = threading.Lock()
+
+    def submit_until_refused(n: int) -> None:
+        with httpx.Client(timeout=10) as client:
+            for i in range(10_000):
+                body = json.dumps(mekinist(catalog, f"kill-{n}-{i}", quantity=20 + i % 10))
+                try:
+                    reply = client.post(
+                        f"{server.url}/QuestionnaireResponse/$evaluate",
+                        content=body,
+                        headers=headers,
+                    )
+                except httpx.TransportError:
+                    return  # the server is gone
+                if reply.status_code == 201:
+                    with lock:
+                        acknowledged[reply.json()["id"]] = reply.json()
+
+    threads = [threading.Thread(target=submit_until_refused, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    while len(acknowledged) < 60:
+        time.sleep(0.01)
+    assert server.process is not None
+    server.process.send_signal(signal.SIGKILL)  # mid-stream: requests are in flight
+    for thread in threads:
+        thread.join()
+    server.process.wait()
+    server.process = None
+    try:
+        server.start()
+        for rid, claim in acknowledged.items():
+            stored = httpx.get(f"{server.url}/ClaimResponse/{rid}", headers=server.auth())
+            assert stored.status_code == 200, rid
+            assert stored.json() == claim
+    finally:
+        server.stop()
+
+
+def test_the_first_start_makes_a_user_and_says_how_to_sign_in(tmp_path: Path) -> None:
+    """`dtr serve` on a new store prints a first user's name and a password
+    made then; that password signs in; a second start makes no other."""
+    import re
+
+    port = free_port()
+    command = [sys.executable, "-m", "dtr", "serve", "--port", str(port),
+               "--db", str(tmp_path / "first.sqlite3")]  # fmt: skip
+
+    def stop(process: subprocess.Popen[str]) -> None:
+        process.terminate()
+        process.wait(timeout=10)
+        assert process.stdout is not None
+        process.stdout.close()
+
+    def start() -> tuple[subprocess.Popen[str], str]:
+        process = subprocess.Popen(
+            command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        assert process.stdout is not None
+        printed = ""
+        while "dtr: serving on" not in printed:
+            line = process.stdout.readline()
+            assert line, f"the server exited: {printed}"
+            printed += line
+        return process, printed
+
+    process, printed = start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        found = re.search(r"user name (\S+) and password (\S+)", printed)
+        assert found, printed
+        username, password = found.groups()
+        with httpx.Client(base_url=url, timeout=10) as browser:
+            for _ in range(100):
+                try:
+                    page = browser.get("/signin")
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+            assert csrf
+            form = {"username": username, "password": password, "csrf": csrf[1], "next": "/"}
+            signed = browser.post("/signin", data=form, follow_redirects=True)
+            assert signed.status_code == 200 and "Sign out" in signed.text  # the portal
+    finally:
+        stop(process)
+    process, printed = start()
+    stop(process)
+    assert "password" not in printed
