@@ -534,3 +534,44 @@ def test_no_error_class_writes_patient_data_to_the_log(
     assert "429" in logged and "/determinations/{record_id} 404" in logged
     for secret in (NAME, BORN, MEMBER):
         assert secret not in logged, secret
+
+
+def test_records_of_the_previous_release_belong_to_nobody_but_the_payer(
+    catalog: Catalog, tmp_path: Path
+) -> None:
+    """A database of the previous release (schema 4, records without an
+    owner) migrates on start; its records are the payer's pharmacists' to
+    read, no client's or office's."""
+    import sqlite3
+    from contextlib import closing
+
+    from service.migrations import LATEST, MIGRATIONS
+    from service.store import SQLiteStore
+
+    path = tmp_path / "release-4.sqlite3"
+    with closing(sqlite3.connect(path)) as db:
+        db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        for migration in MIGRATIONS[:4]:
+            for statement in migration.statements:
+                db.execute(statement)
+            db.execute("INSERT INTO schema_version VALUES (?)", (migration.version,))
+        db.commit()
+    app = create_app(Settings(database=str(tmp_path / "scratch.sqlite3")), catalog=catalog,
+                     clock=lambda: AS_OF)  # fmt: skip
+    record = authorize(TestClient(app)).post(
+        "/QuestionnaireResponse/$evaluate", content=json.dumps(response(catalog)), headers=FHIR
+    )
+    rid = record.json()["id"]
+    stored = app.state.store.get(rid)
+    with closing(sqlite3.connect(path)) as db:  # the record as release 4 stored it
+        row = stored.row()[:-1]  # no owner column yet
+        db.execute(f"INSERT INTO determinations VALUES ({', '.join('?' * len(row))})", row)
+        db.commit()
+
+    assert SQLiteStore(path).migrated == (4, LATEST)
+    old = create_app(Settings(database=str(path)), catalog=catalog, clock=lambda: AS_OF)
+    assert authorize(TestClient(old)).get(f"/determinations/{rid}").status_code == 404
+    add_user(old.state.store, "pat", "pharmacist", None)
+    pharmacist = TestClient(old)
+    sign_in(pharmacist, "pat")
+    assert pharmacist.get(f"/determinations/{rid}").json()["outcome"] == "approved"
