@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -150,6 +151,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         for process, _url in servers:
             process.terminate()
             process.wait(timeout=10)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -4,9 +4,10 @@ from taking the service from the others.
 The rate limit is a token bucket per client: ``rate`` requests a second on
 average, bursts of up to ``burst``. Past it a request is answered 429 with
 ``Retry-After`` (the seconds until a token is back) and an OperationOutcome,
-and does no work. The client is the remote address until the service knows
-who calls (authentication names the client instead). Static files of the
-portal are not counted.
+and does no work. The bucket is the caller's — the authenticated client or
+portal user — else the remote address's (one address may be a whole
+practice behind a proxy; its users are counted apart once signed in).
+Static files of the portal are not counted.
 """
 
 from __future__ import annotations
