@@ -21,7 +21,7 @@ from builder.policy import Policy
 from builder.prepopulation import library_resource, load, sources
 from builder.questionnaire import questionnaire_version
 from builder.valuesets import inline_options, value_sets
-from cql_like.engine import CompiledRequest
+from cql_like.engine import CompiledRequest, Evaluation
 from scoring.determination import Determination, decide
 from scoring.outcome import InvalidInput, Issue
 from scoring.response import check_answers, check_structure, parse_json, questionnaire_of
@@ -163,10 +163,18 @@ def score(package: CompiledRequest, response: Mapping[str, Any], as_of: date) ->
 
 
 def _decide(package: CompiledRequest, response: Mapping[str, Any], as_of: date) -> Determination:
+    return assess(package, response, as_of)[0]
+
+
+def assess(
+    package: CompiledRequest, response: Mapping[str, Any], as_of: date
+) -> tuple[Determination, Evaluation, dict[str, list[Any]]]:
+    """The determination with what it rests on: each criterion's status and
+    the answers by linkId (a pharmacist's case view, a reviewed approval)."""
     answers = check_answers(package, response)
     evaluation = package.evaluate(response, answers.by_link, as_of, answers.enabled)
     subject = response.get("subject")
-    return decide(package, evaluation, answers.by_link, as_of, subject)
+    return decide(package, evaluation, answers.by_link, as_of, subject), evaluation, answers.by_link
 
 
 def score_json(

@@ -121,6 +121,13 @@ class Determination:
     excluded: list[str] = field(default_factory=list)  # exclusions that apply (they deny)
     quantity: ApprovedQuantity | None = None
     criteria_basis: str | None = None  # the payer default, when the policy states no criteria
+    # a pharmacist's part: awaiting-review (the scorer's outcome is only a
+    # recommendation) or reviewed; who decided, why, what a pend asks for
+    review_state: str | None = None
+    recommended: str | None = None  # the scorer's outcome, when it was a recommendation
+    reviewer: str | None = None
+    rationale: str | None = None
+    requested: str | None = None
 
     @property
     def pend_reason(self) -> PendReason | None:
@@ -156,6 +163,20 @@ class Determination:
             ],
             "questionnaire": self.questionnaire,
             "evaluatedAt": self.evaluated_at.isoformat(),
+            **({"review": self._review_json()} if self.review_state else {}),
+        }
+
+    def _review_json(self) -> dict[str, Any]:
+        return {
+            k: v
+            for k, v in {
+                "state": self.review_state,
+                "recommended": self.recommended,
+                "reviewer": self.reviewer,
+                "rationale": self.rationale,
+                "requested": self.requested,
+            }.items()
+            if v is not None
         }
 
 
@@ -206,6 +227,42 @@ def from_json(package: CompiledRequest, data: dict[str, Any], subject: Any = Non
         ),
         questionnaire=data["questionnaire"],
         evaluated_at=date.fromisoformat(data["evaluatedAt"]),
+        subject=subject,
+        review_state=data.get("review", {}).get("state"),
+        recommended=data.get("review", {}).get("recommended"),
+        reviewer=data.get("review", {}).get("reviewer"),
+        rationale=data.get("review", {}).get("rationale"),
+        requested=data.get("review", {}).get("requested"),
+        **_described_by(package),
+    )
+
+
+def approve(
+    package: CompiledRequest,
+    evaluation: Evaluation,
+    answers: dict[str, list[Any]],
+    as_of: date,
+    subject: dict[str, Any] | None = None,
+) -> Determination:
+    """An approval a pharmacist gives, whatever the criteria said: the
+    request type's authorization (of the met branches, the planned therapy,
+    the caps, as for an automatic approval) and the quantity within the
+    limit that applies."""
+    limits = _limits(package, evaluation)
+    questionnaire = package.questionnaire
+    return Determination(
+        policy=package.policy.id,
+        request=package.kind,
+        outcome="approved",
+        unmet=[],
+        missing=[],
+        investigational=[],
+        missing_questions=[],
+        authorization=_authorization(package, evaluation, answers, as_of),
+        quantity_limits=[limit for limit, _kept in limits],
+        quantity=_approved_quantity(package, answers, limits),
+        questionnaire=f"{questionnaire['url']}|{questionnaire['version']}",
+        evaluated_at=as_of,
         subject=subject,
         **_described_by(package),
     )

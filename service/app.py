@@ -33,6 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cql_like.definitions import library
 from qpackage.package import library_canonicals, value_set_canonicals
+from review.config import PayerConfig, load_payers
 from scoring import Catalog
 from scoring.outcome import InvalidInput, Issue
 from service import auth, determinations, dtr_operations, fhir_reads, portal
@@ -79,11 +80,18 @@ def create_app(
     catalog: Catalog | None = None,
     store: Store | None = None,
     clock: Callable[[], date] = today_utc,
+    payers: dict[str, PayerConfig] | None = None,
 ) -> FastAPI:
     settings = settings or Settings.from_env()
     if catalog is None:
         folder = settings.policies
         catalog = Catalog.from_folder(Path(folder)) if folder else Catalog.bundled()
+    if payers is None:
+        # beside the policy files: {folder}/payers, or the bundled policies' payers/
+        policies = (
+            Path(settings.policies) if settings.policies else Path(str(resources.files("policies")))
+        )
+        payers = load_payers(policies / "payers")
     store = store or open_store(settings.database)
     service = Service(
         settings=settings,
@@ -91,6 +99,7 @@ def create_app(
         store=store,
         clock=clock,
         started=datetime.now(UTC).isoformat(timespec="seconds"),
+        payers=payers,
     )
     current = catalog.current.values()
     service.questionnaires = {p.questionnaire["id"]: p.questionnaire for p in current}

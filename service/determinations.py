@@ -21,6 +21,9 @@ from starlette.concurrency import run_in_threadpool
 from access.identity import Identity
 from qpackage.draft import QR_COVERAGE
 from qpackage.member import member_key
+from review.config import needs_review
+from review.decision import under_review
+from review.request import priority_of
 from scoring import Catalog, score_json
 from scoring.determination import Determination, from_json
 from scoring.fhir_outputs import claim_response, coverage_information
@@ -68,15 +71,25 @@ def router(service: Service) -> APIRouter:
     catalog = service.catalog
 
     def evaluate(resource: dict[str, Any], rid: str, owner: str | None) -> tuple[Record, bool]:
+        priority = priority_of(resource)
         determination = score_json(catalog, resource, service.clock())
         package = catalog.resolve(determination.questionnaire)
         record_id = uuid.uuid4().hex
+        received = datetime.now(UTC).isoformat(timespec="seconds")
+        payer = service.payers.get(determination.payer_id)
+        recommendation = None
+        if payer is not None and needs_review(
+            payer, determination.outcome, determination.pend_reason
+        ):
+            # only a recommendation: pended for a pharmacist, who decides
+            recommendation = determination.to_json()
+            determination = under_review(determination)
         record = Record(
             id=record_id,
             response_key=response_key(resource, owner),
             response_id=resource.get("id"),
             request_id=rid,
-            received_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            received_at=received,
             questionnaire=determination.questionnaire,
             policy=package.policy.id,
             policy_version=package.policy.policy.version,
@@ -87,6 +100,10 @@ def router(service: Service) -> APIRouter:
             claim_response=claim_response(determination, record_id),
             member=member_key(resource.get("subject")),
             owner=owner,
+            state="awaiting-review" if recommendation else "automatic",
+            priority=priority,
+            decided_at=None if recommendation else received,
+            recommendation=recommendation,
         )
         return store.save(record)
 

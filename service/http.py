@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from access.identity import Identity
+from review.config import PayerConfig
 from scoring import Catalog
 from scoring.outcome import InvalidInput, Issue, operation_outcome
 from service.settings import Settings
@@ -76,6 +77,9 @@ class Service:
     value_sets: dict[str, dict[str, Any]] = field(default_factory=dict)
     # finds each request's caller (service.auth.Authenticator), set by create_app
     authenticator: Any = None
+    # each payer's configuration (deadlines, appeals, review), by identifier;
+    # a payer without one decides automatically
+    payers: dict[str, PayerConfig] = field(default_factory=dict)
 
     def requires(self, resource: str, letter: str) -> Any:
         """A route's dependency: the caller, allowed ``letter`` (c r u d s) on ``resource``."""

@@ -174,6 +174,48 @@ MIGRATIONS = (
             "ALTER TABLE determinations ADD COLUMN owner TEXT",
         ),
     ),
+    Migration(
+        6,
+        "pharmacist review (state, priority, decision time, reviewer, the scorer's"
+        " recommendation; every review action), drafts saved from the portal",
+        (
+            # automatic, awaiting-review or reviewed; NULL (older records): automatic
+            "ALTER TABLE determinations ADD COLUMN state TEXT",
+            "ALTER TABLE determinations ADD COLUMN priority TEXT",
+            "ALTER TABLE determinations ADD COLUMN decided_at TEXT",
+            "ALTER TABLE determinations ADD COLUMN reviewer TEXT",
+            "ALTER TABLE determinations ADD COLUMN recommendation TEXT",
+            "CREATE INDEX determinations_state ON determinations (state, priority, received_at)",
+            "CREATE INDEX determinations_owner ON determinations (owner, received_at)",
+            """
+            CREATE TABLE review_actions (
+                id              TEXT PRIMARY KEY,
+                record_id       TEXT NOT NULL,
+                at              TEXT NOT NULL,
+                who             TEXT NOT NULL,
+                action          TEXT NOT NULL,
+                reasons         TEXT NOT NULL,
+                rationale       TEXT NOT NULL,
+                request         TEXT,
+                outcome_before  TEXT NOT NULL,
+                outcome_after   TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX review_actions_record ON review_actions (record_id, at)",
+            """
+            CREATE TABLE drafts (
+                id              TEXT PRIMARY KEY,
+                owner           TEXT NOT NULL,
+                questionnaire   TEXT NOT NULL,
+                label           TEXT NOT NULL,
+                created_at      TEXT NOT NULL,
+                updated_at      TEXT NOT NULL,
+                response        TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX drafts_owner ON drafts (owner, updated_at)",
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -34,12 +34,12 @@ from service.migrations import Database, migrate
 COLUMNS = (
     "id", "response_key", "response_id", "request_id", "received_at", "questionnaire", "policy",
     "policy_version", "evaluated_at", "outcome", "response", "determination", "claim_response",
-    "member", "owner",
+    "member", "owner", "state", "priority", "decided_at", "reviewer", "recommendation",
 )  # fmt: skip
 HISTORY = "id, questionnaire, evaluated_at"
 AUDIT_COLUMNS = ("id", "at", "request_id", "who", "what", "member")
 ERROR_COLUMNS = ("id", "received_at", "request_id", "questionnaire", "outcome")
-JSON_COLUMNS = {"response", "determination", "claim_response"}
+JSON_COLUMNS = {"response", "determination", "claim_response", "recommendation"}
 
 
 def response_key(response: dict[str, Any], owner: str | None) -> str:
@@ -68,6 +68,13 @@ class Record:
     claim_response: dict[str, Any]
     member: str | None = None
     owner: str | None = None  # who submitted it: client/{id} or organization/{id}
+    # automatic (the scorer decided), awaiting-review, or reviewed
+    state: str = "automatic"
+    priority: str = "standard"  # or expedited
+    decided_at: str | None = None  # when the current decision was made (None: not yet)
+    reviewer: str | None = None  # who decided, when a pharmacist did
+    # the scorer's determination when it is (or was) only a recommendation
+    recommendation: dict[str, Any] | None = None
 
     def row(self) -> tuple[Any, ...]:
         return tuple(
@@ -78,7 +85,12 @@ class Record:
     def from_row(cls, row: Any) -> Record:
         values = dict(zip(COLUMNS, row, strict=True))
         for column in JSON_COLUMNS:
-            values[column] = json.loads(values[column])
+            values[column] = json.loads(values[column]) if values[column] is not None else None
+        # records of releases before review: decided by the scorer when received
+        values["state"] = values["state"] or "automatic"
+        values["priority"] = values["priority"] or "standard"
+        if values["decided_at"] is None and values["state"] == "automatic":
+            values["decided_at"] = values["received_at"]
         return cls(**values)
 
 

@@ -43,7 +43,10 @@ def client_for(folder: Path, policies: str | None, as_of: date) -> TestClient:
     if key not in _CLIENTS:
         catalog = folder_catalog(policies) if policies else Catalog.bundled()
         database = folder / f"store-{len(_CLIENTS)}.sqlite3"
-        app = create_app(Settings(database=str(database)), catalog=catalog, clock=lambda: as_of)
+        # the scorer's own outcomes: no pharmacist review (tests/test_review.py)
+        app = create_app(
+            Settings(database=str(database)), catalog=catalog, clock=lambda: as_of, payers={}
+        )
         _CLIENTS[key] = authorize(TestClient(app))
     return _CLIENTS[key]
 

@@ -37,7 +37,7 @@ NDC_MEKINIST = [{"system": "http://hl7.org/fhir/sid/ndc", "code": "0078-0668-15"
 
 def make_client(catalog: Catalog, tmp_path: Path) -> TestClient:
     settings = Settings(database=str(tmp_path / "store.sqlite3"))
-    app = create_app(settings, catalog=catalog, clock=lambda: AS_OF)
+    app = create_app(settings, catalog=catalog, clock=lambda: AS_OF, payers={})  # no review
     app.state.service.now = lambda: NOW
     return authorize(TestClient(app))
 

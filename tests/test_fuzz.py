@@ -174,7 +174,10 @@ def test_a_date_cut_to_its_year_or_month_never_gains_an_approval() -> None:
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> TestClient:
     database = tmp_path_factory.mktemp("fuzz") / "store.sqlite3"
-    app = create_app(Settings(database=str(database)), catalog=CATALOG, clock=lambda: AS_OF)
+    # the scorer's own outcomes: no pharmacist review
+    app = create_app(
+        Settings(database=str(database)), catalog=CATALOG, clock=lambda: AS_OF, payers={}
+    )
     return authorize(TestClient(app, raise_server_exceptions=False))
 
 

@@ -35,8 +35,8 @@ CASES = yaml.safe_load((ROOT / "tests" / "cases" / "prepopulation.yaml").read_te
 def client(tmp_path_factory: pytest.TempPathFactory) -> TestClient:
     database = tmp_path_factory.mktemp("prepopulation") / "store.sqlite3"
     app = create_app(
-        Settings(database=str(database)), catalog=Catalog.bundled(), clock=lambda: AS_OF
-    )
+        Settings(database=str(database)), catalog=Catalog.bundled(), clock=lambda: AS_OF, payers={}
+    )  # the scorer's own outcomes: no pharmacist review
     return authorize(TestClient(app))
 
 

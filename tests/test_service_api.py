@@ -40,7 +40,9 @@ def client(catalog: Catalog, tmp_path: Path) -> TestClient:
     settings = Settings(
         database=str(tmp_path / "store.sqlite3"), max_body=200_000, max_response_body=500_000
     )
-    return authorize(TestClient(create_app(settings, catalog=catalog, clock=lambda: AS_OF)))
+    # the scorer's own outcomes: no pharmacist review (tests/test_review.py)
+    app = create_app(settings, catalog=catalog, clock=lambda: AS_OF, payers={})
+    return authorize(TestClient(app))
 
 
 def response(catalog: Catalog, answers: dict[str, Any] | None = None, **kw: Any) -> dict[str, Any]:

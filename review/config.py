@@ -1,0 +1,121 @@
+"""The payer's configuration, as data beside the policy files
+(``policies/payers/{identifier}.yaml``): who the payer is and how to reach
+it, its decision deadlines (standard and expedited, each with the law it
+comes from), the member's appeal rights and how to use them, and which of
+the scorer's outcomes are only recommendations until a pharmacist decides.
+
+Notices, the review queue and the metrics read it; nothing of it is written
+in a template. A file that does not fit the model is refused naming the
+file and the field, as a policy file is.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+NonEmpty = Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]
+# the scorer's outcomes a payer may send to a pharmacist: a denial, an
+# investigational finding, a criterion the policy leaves to review
+Reviewable = Literal["denied", "investigational", "review"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Deadline(Strict):
+    hours: int = Field(gt=0, description="From receipt of the request to the decision")
+    text: NonEmpty = Field(description="The deadline in plain words, for notices")
+    citation: NonEmpty = Field(description="The law or rule it comes from")
+
+
+class Deadlines(Strict):
+    standard: Deadline
+    expedited: Deadline
+
+
+class Contact(Strict):
+    department: NonEmpty
+    phone: str | None = Field(
+        None, description="Set by the payer; unset, notices give the instructions"
+    )
+    fax: str | None = None
+    website: str | None = None
+    instructions: NonEmpty = Field(description="How to reach the payer, in plain words")
+
+
+class AppealStep(Strict):
+    title: NonEmpty
+    how: NonEmpty = Field(description="What to do, in plain words")
+    deadline: NonEmpty = Field(description="By when, in plain words")
+    citation: NonEmpty
+    contact: str | None = None
+
+
+class Appeals(Strict):
+    route: Literal["medicaid-fair-hearing", "commercial-appeal-and-independent-review"]
+    summary: NonEmpty
+    steps: list[AppealStep] = Field(min_length=1)
+    expedited: NonEmpty = Field(description="When and how a faster appeal is possible")
+
+
+class ReviewRule(Strict):
+    outcomes: list[Reviewable] = Field(
+        description="Outcomes that are a pharmacist's recommendation, not a decision"
+    )
+    basis: NonEmpty = Field(description="Why: the rule or the payer's choice")
+
+
+class PayerConfig(Strict):
+    identifier: NonEmpty = Field(description="The policy files' payer.identifier")
+    name: NonEmpty
+    program: NonEmpty = Field(description="Medicaid, commercial HMO, ...")
+    contact: Contact
+    deadlines: Deadlines
+    appeals: Appeals
+    review: ReviewRule
+
+
+class PayerConfigError(ValueError):
+    def __init__(self, file: str, problems: list[str]) -> None:
+        super().__init__(f"{file}: " + "; ".join(problems))
+        self.file = file
+        self.problems = problems
+
+
+def load_payer(path: Path) -> PayerConfig:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise PayerConfigError(str(path), [f"cannot be read: {exc}"]) from None
+    try:
+        return PayerConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(p) for p in error['loc']) or '(top)'}: {error['msg']}"
+            for error in exc.errors()
+        ]
+        raise PayerConfigError(str(path), problems) from None
+
+
+def load_payers(folder: Path) -> dict[str, PayerConfig]:
+    """Every payer file of a folder (``{policies}/payers``), by identifier."""
+    payers: dict[str, PayerConfig] = {}
+    for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
+        payer = load_payer(path)
+        if payer.identifier in payers:
+            raise PayerConfigError(
+                str(path), [f"identifier: {payer.identifier} is configured twice"]
+            )
+        payers[payer.identifier] = payer
+    return payers
+
+
+def needs_review(payer: PayerConfig, outcome: str, pend_reason: str | None) -> bool:
+    """Whether the scorer's outcome is only a recommendation for this payer."""
+    key = "review" if pend_reason == "review" else outcome
+    return key in payer.review.outcomes
