@@ -36,7 +36,16 @@ from qpackage.package import library_canonicals, value_set_canonicals
 from review.config import PayerConfig, load_payers
 from scoring import Catalog
 from scoring.outcome import InvalidInput, Issue
-from service import auth, determinations, dtr_operations, fhir_reads, portal
+from service import (
+    auth,
+    determinations,
+    dtr_operations,
+    fhir_reads,
+    metrics,
+    office,
+    portal,
+    review,
+)
 from service.accounts import Accounts
 from service.http import AccessDenied, BodyTooLarge, Service, outcome_response, request_id
 from service.limits import RateLimiter
@@ -149,6 +158,9 @@ def create_app(
     app.include_router(dtr_operations.router(service))
     app.include_router(determinations.router(service))
     app.include_router(portal.router(service))
+    app.include_router(office.router(service))
+    app.include_router(review.router(service))
+    app.include_router(metrics.router(service))
     _handle_errors(app, settings, service.authenticator)
     return app
 
