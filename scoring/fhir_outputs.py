@@ -151,6 +151,14 @@ def claim_response(determination: Determination, response_id: str | None = None)
     ]
     if determination.outcome == "pended":
         notes += [f"Answer: {link}" for link in determination.missing_questions]
+    if determination.review_state == "awaiting-review":
+        notes.append("A pharmacist decides this request; the criteria engine only recommends")
+    elif determination.review_state == "reviewed":
+        notes.append(
+            f"Decided by a pharmacist's review ({determination.reviewer}): {determination.rationale}"
+        )
+        if determination.requested:
+            notes.append(f"Send: {determination.requested}")
     if notes:
         resource["processNote"] = [
             {"number": n, "type": "display", "text": text} for n, text in enumerate(notes, start=1)

@@ -1,11 +1,302 @@
-"""(being written)"""
+"""The pharmacist's review: the queue, a case, and the decision — API and
+pages over :mod:`review.decision`.
+
+- ``GET /review/queue`` and the page ``/review``: every request awaiting a
+  pharmacist, expedited first, then oldest, each with the time left against
+  the payer's decision deadline (``policies/payers``).
+- ``GET /review/cases/{id}`` and the page ``/review/{id}``: the answers, each
+  criterion's status (met, not met, unknown, not applicable) with the
+  policy text, attachments, the scorer's recommendation, and the trail of
+  everything done to the request.
+- ``POST /review/cases/{id}/decision`` (JSON) and the page's form: approve,
+  deny (choosing the sections) or pend (asking for something), with a
+  written rationale. The record's determination and ClaimResponse become the
+  decision; the action is kept (who, when, what changed, why).
+
+Deciding needs ``ClaimResponse`` update rights: the pharmacist role.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import hmac
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qsl
 
-from service.http import Service
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
+
+from access.identity import Identity
+from cql_like.engine import CompiledRequest
+from review.decision import ACTIONS, approved, denied, pended
+from review.request import facts
+from scoring import assess
+from scoring.determination import approve, from_json
+from scoring.fhir_outputs import claim_response
+from scoring.outcome import InvalidInput, Issue
+from scoring.response import parse_json
+from service.casework import Casework, ReviewAction
+from service.http import AccessDenied, Service, not_found, require_json
+from service.store import Record
+
+STATUS_WORDS = {"met": "met", "not-met": "not met", "unknown": "unknown", "NA": "not applicable"}
+
+
+def _instant(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _answer_text(value: Any) -> str:
+    if isinstance(value, dict):
+        if "display" in value or "code" in value:
+            return str(value.get("display") or value.get("code"))
+        if "title" in value or "contentType" in value:
+            return f"attachment: {value.get('title') or value.get('contentType')}"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
 
 
 def router(service: Service) -> APIRouter:
-    return APIRouter()
+    api = APIRouter()
+    casework = Casework(service.store)
+    catalog = service.catalog
+    queue_access = service.requires("ClaimResponse", "s")
+    decide_access = service.requires("ClaimResponse", "u")
+    templates = Environment(
+        loader=PackageLoader("service", "templates"), autoescape=select_autoescape(["html", "j2"])
+    )
+
+    def deadline(record: Record, package: CompiledRequest) -> dict[str, Any] | None:
+        payer = service.payers.get(package.policy.policy.payer.identifier)
+        if payer is None:
+            return None
+        rule = (
+            payer.deadlines.expedited
+            if record.priority == "expedited"
+            else payer.deadlines.standard
+        )
+        due = _instant(record.received_at) + timedelta(hours=rule.hours)
+        left = (due - service.now()).total_seconds()
+        return {"due": due.isoformat(timespec="minutes"), "secondsLeft": int(left),
+                "hours": rule.hours, "text": rule.text, "citation": rule.citation}  # fmt: skip
+
+    def summary(record: Record) -> dict[str, Any]:
+        package = catalog.resolve(record.questionnaire)
+        request = facts(record.response)
+        recommended = (record.recommendation or {}).get("outcome")
+        if (record.recommendation or {}).get("pendReason") == "review":
+            recommended = "review"
+        return {
+            "id": record.id,
+            "received": record.received_at,
+            "priority": record.priority,
+            "policy": record.policy,
+            "drug": package.policy.drug(package.drug).name,
+            "request": package.kind,
+            "member": {"name": request.member_name, "id": request.member_id},
+            "prescriber": {"name": request.prescriber_name, "npi": request.prescriber_npi},
+            "state": record.state,
+            "outcome": record.outcome,
+            "recommended": recommended,
+            "reviewer": record.reviewer,
+            "decided": record.decided_at,
+            "deadline": deadline(record, package),
+        }
+
+    def case(record: Record, request: Request) -> dict[str, Any]:
+        package = catalog.resolve(record.questionnaire)
+        as_of = date.fromisoformat(record.determination["evaluatedAt"])
+        _, evaluation, answers = assess(package, record.response, as_of)
+        index = package.index
+        criteria = [
+            {
+                "section": section,
+                "text": text,
+                "status": STATUS_WORDS.get(
+                    str(evaluation.statuses.get(section, "NA")), "not applicable"
+                ),
+            }
+            for section, text in index.section_text.items()
+            if section in evaluation.statuses
+        ]
+        given = []
+        attachments = []
+        for info in index.questions.values():
+            values = answers.get(info.link_id, [])
+            if not values:
+                continue
+            given.append({"linkId": info.link_id, "section": info.section,
+                          "question": info.question.text,
+                          "answer": "; ".join(_answer_text(v) for v in values)})  # fmt: skip
+            attachments += [
+                {
+                    "question": info.question.text,
+                    "title": v.get("title"),
+                    "contentType": v.get("contentType"),
+                    "url": v.get("url"),
+                    "size": v.get("size") or (len(v.get("data", "")) * 3 // 4 or None),
+                }
+                for v in values
+                if isinstance(v, dict) and ("contentType" in v or "data" in v or "url" in v)
+            ]
+        service.audit(request, f"review case {record.id}", record.member)
+        trail = [
+            {"at": e.at, "who": e.who, "what": e.what}
+            for e in service.store.audit_trail(record.member, 1000)
+            if record.id in e.what
+        ]
+        trail += [
+            {
+                "at": a.at,
+                "who": a.who,
+                "what": f"{a.action}: {a.outcome_before} → {a.outcome_after}; {a.rationale}",
+            }
+            for a in casework.actions(record.id)
+        ]
+        trail.append({"at": record.received_at, "who": record.owner or "(before owners)",
+                      "what": "submitted"})  # fmt: skip
+        return {
+            **summary(record),
+            "sections": list(index.section_text),
+            "sectionText": index.section_text,
+            "criteria": criteria,
+            "answers": given,
+            "attachments": attachments,
+            "recommendation": record.recommendation,
+            "determination": record.determination,
+            "trail": sorted(trail, key=lambda t: t["at"]),
+            "links": {
+                "notice": f"{service.base}/determinations/{record.id}/notice",
+                "claimResponse": f"{service.base}/ClaimResponse/{record.id}",
+            },
+        }
+
+    def find(record_id: str) -> Record:
+        record = service.store.get(record_id)
+        if record is None:
+            raise not_found("review case", record_id)
+        return record
+
+    def decide(record: Record, body: dict[str, Any], caller: Identity) -> Record:
+        action = body.get("action")
+        rationale = body.get("rationale")
+        reasons = body.get("reasons", [])
+        if action not in ACTIONS:
+            raise InvalidInput([Issue("value", f"action must be one of {', '.join(ACTIONS)}")], 400)
+        if not isinstance(rationale, str) or not rationale.strip():
+            raise InvalidInput([Issue("required", "a written rationale is required")], 400)
+        if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
+            raise InvalidInput([Issue("value", "reasons must be a list of policy sections")], 400)
+        if record.state != "awaiting-review" or record.recommendation is None:
+            raise InvalidInput(
+                [Issue("business-rule", f"request {record.id} is not awaiting review")], 409
+            )
+        package = catalog.resolve(record.questionnaire)
+        subject = record.response.get("subject")
+        recommendation = from_json(package, record.recommendation, subject)
+        on = service.clock()
+        who = caller.describe()
+        try:
+            if action == "approve":
+                _, evaluation, answers = assess(package, record.response, on)
+                final = approved(
+                    recommendation,
+                    approve(package, evaluation, answers, on, subject),
+                    rationale,
+                    who,
+                )
+            elif action == "deny":
+                final = denied(recommendation, reasons, rationale, who, on)
+            else:
+                final = pended(recommendation, str(body.get("request") or ""), rationale, who, on)
+        except ValueError as exc:
+            raise InvalidInput([Issue("invalid", str(exc))], 400) from None
+        at = service.now().isoformat(timespec="seconds")
+        entry = ReviewAction(
+            id=uuid.uuid4().hex, record_id=record.id, at=at, who=who, action=str(action),
+            reasons=list(reasons), rationale=rationale.strip(),
+            request=final.requested, outcome_before=record.outcome, outcome_after=final.outcome,
+        )  # fmt: skip
+        if not casework.decide(record, final.to_json(), claim_response(final, record.id), entry):
+            raise InvalidInput(
+                [Issue("business-rule", f"request {record.id} was decided meanwhile")], 409
+            )
+        return find(record.id)
+
+    # --- API ---------------------------------------------------------------------------
+
+    @api.get("/review/queue")
+    def queue(caller: Identity = queue_access) -> JSONResponse:
+        cases = [summary(r) for r in casework.queue()]
+        return JSONResponse({"total": len(cases), "cases": cases})
+
+    @api.get("/review/cases/{record_id}")
+    def read_case(
+        record_id: str, request: Request, caller: Identity = queue_access
+    ) -> JSONResponse:
+        return JSONResponse(case(find(record_id), request))
+
+    @api.post("/review/cases/{record_id}/decision")
+    async def decision(
+        record_id: str, request: Request, caller: Identity = decide_access
+    ) -> JSONResponse:
+        require_json(request)
+        body = parse_json(await service.read_body(request))
+        record = await run_in_threadpool(decide, find(record_id), body, caller)
+        return JSONResponse(summary(record) | {"determination": record.determination})
+
+    # --- pages ---------------------------------------------------------------------------
+
+    def page(name: str, caller: Identity, **values: Any) -> HTMLResponse:
+        html = templates.get_template(name).render(user=caller, csrf=caller.csrf, **values)
+        return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+
+    def reviewer(request: Request) -> Identity | Response:
+        identity: Identity | None = getattr(request.state, "identity", None)
+        if identity is None or identity.kind != "user":
+            return RedirectResponse(f"/signin?next={request.url.path}", 303)
+        if not identity.may("ClaimResponse", "u"):
+            raise AccessDenied(403, f"role {identity.role} does not review requests")
+        return identity
+
+    @api.get("/review", response_class=HTMLResponse)
+    def queue_page(request: Request) -> Response:
+        caller = reviewer(request)
+        if isinstance(caller, Response):
+            return caller
+        return page("review_queue.html.j2", caller, cases=[summary(r) for r in casework.queue()])
+
+    @api.get("/review/{record_id}", response_class=HTMLResponse)
+    def case_page(record_id: str, request: Request, problem: str | None = None) -> Response:
+        caller = reviewer(request)
+        if isinstance(caller, Response):
+            return caller
+        return page(
+            "review_case.html.j2", caller, case=case(find(record_id), request), problem=problem
+        )
+
+    @api.post("/review/{record_id}", response_class=HTMLResponse)
+    async def decide_page(record_id: str, request: Request) -> Response:
+        caller = reviewer(request)
+        if isinstance(caller, Response):
+            return caller
+        pairs = parse_qsl((await service.read_body(request)).decode("utf-8", "replace"))
+        form = dict(pairs)
+        if not caller.csrf or not hmac.compare_digest(form.get("csrf", ""), caller.csrf):
+            raise AccessDenied(403, "the CSRF token is missing or wrong: reload the page")
+        body = {"action": form.get("action"), "rationale": form.get("rationale", ""),
+                "reasons": [v for k, v in pairs if k == "reasons"], "request": form.get("request")}  # fmt: skip
+        try:
+            await run_in_threadpool(decide, find(record_id), body, caller)
+        except InvalidInput as exc:
+            problem = "; ".join(i.diagnostics for i in exc.issues)
+            return page("review_case.html.j2", caller, case=case(find(record_id), request),
+                        problem=problem)  # fmt: skip
+        return RedirectResponse(f"/review/{record_id}", 303)
+
+    return api
