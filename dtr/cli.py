@@ -93,8 +93,35 @@ def cmd_check(args: argparse.Namespace) -> int:
     _verified(policies, _sources(args))
     for policy in policies:
         print(f"{policy.id} {policy.policy.version}: verified")
+    if not _payers_checked(args, policies):
+        return 2
     print(f"({time.perf_counter() - started:.1f} s)")
     return 0
+
+
+def _payers_checked(args: argparse.Namespace, policies: list[Policy]) -> bool:
+    """The payer files beside the policies fit their model; a payer without
+    one is named (its decisions are automatic, its notices carry no appeal
+    rights)."""
+    from importlib import resources
+
+    from review.config import PayerConfigError, load_payers
+
+    folder = _folder(args) or Path(str(resources.files("policies")))
+    try:
+        payers = load_payers(folder / "payers")
+    except PayerConfigError as exc:
+        print(f"dtr: {exc}", file=sys.stderr)
+        return False
+    for identifier in sorted({p.policy.payer.identifier for p in policies}):
+        if identifier in payers:
+            print(
+                f"payer {identifier}: configured (review of {', '.join(payers[identifier].review.outcomes) or 'nothing'})"
+            )
+        else:
+            print(f"payer {identifier}: no configuration in {folder / 'payers'}: decisions are"
+                  " automatic and notices carry no appeal rights")  # fmt: skip
+    return True
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -351,6 +378,38 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_metrics(args: argparse.Namespace) -> int:
+    """The plan's PA metrics for a period (JSON, or the flat CSV table)."""
+    from review.metrics import metrics, to_csv
+    from service.casework import Casework
+    from service.settings import Settings
+    from service.store import open_store
+
+    period = args.period
+    # the catalog's current policies, as `dtr serve` would load them (nothing compiled)
+    policies = _all_policies(args)
+    store = open_store(Settings.from_env(database=args.db).database)
+    try:
+        records = Casework(store).received_between(period.start.isoformat(), period.end.isoformat())
+    finally:
+        store.close()
+    report = metrics(records, policies, period.start, period.end, period.label)
+    if args.format == "csv":
+        sys.stdout.write(to_csv(report))
+    else:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _period(text: str) -> Any:
+    from review.metrics import parse_period
+
+    try:
+        return parse_period(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _date(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -414,6 +473,16 @@ def parser() -> argparse.ArgumentParser:
     audit.add_argument("--limit", type=int, default=100, help="newest first (default 100)")
     audit.add_argument("--db", help="SQLite file or postgresql:// URL (default var/dtr.sqlite3)")
     audit.set_defaults(func=cmd_audit)
+
+    report = commands.add_parser(
+        "metrics", parents=[policies], help="the plan's PA metrics for a month, quarter or year"
+    )
+    report.add_argument(
+        "--period", type=_period, required=True, help="2026-11 (month), 2026-Q4 or 2026"
+    )
+    report.add_argument("--format", choices=["json", "csv"], default="json")
+    report.add_argument("--db", help="SQLite file or postgresql:// URL (default var/dtr.sqlite3)")
+    report.set_defaults(func=cmd_metrics)
 
     database = argparse.ArgumentParser(add_help=False)
     database.add_argument("--db", help="SQLite file or postgresql:// URL (default var/dtr.sqlite3)")

@@ -205,3 +205,23 @@ def test_the_review_pages(people: People, catalog: Catalog) -> None:
     assert (
         TestClient(people.pharmacist.app).get("/review", follow_redirects=False).status_code == 303
     )
+
+
+def test_a_bad_payer_file_fails_the_check_naming_file_and_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    from dtr.cli import main
+
+    shutil.copy(Path("policies/mn-dhs-mekinist.yaml"), tmp_path)
+    (tmp_path / "payers").mkdir()
+    good = Path("policies/payers/MN-DHS.yaml").read_text(encoding="utf-8")
+    bad = good.replace("    hours: 24\n", "    hours: soon\n", 1)
+    (tmp_path / "payers" / "MN-DHS.yaml").write_text(bad, encoding="utf-8")
+    assert main(["check", "--policies", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "MN-DHS.yaml" in err and "deadlines.standard.hours" in err
+    (tmp_path / "payers" / "MN-DHS.yaml").unlink()
+    assert main(["check", "--policies", str(tmp_path)]) == 0
+    assert "payer MN-DHS: no configuration" in capsys.readouterr().out
