@@ -52,8 +52,8 @@ SIGNIN_COOKIE = "dtr_signin"  # the sign-in form's own CSRF token (double submit
 TOKEN_PATH = "/auth/token"
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 # what a backend client may be granted: a DTR client's scopes, and the
-# error reports its payer's own systems read
-SUPPORTED_SCOPES = [*DTR_CLIENT_SCOPES, "system/OperationOutcome.rs"]
+# error reports and PA metrics its payer's own systems read
+SUPPORTED_SCOPES = [*DTR_CLIENT_SCOPES, "system/OperationOutcome.rs", "system/MeasureReport.r"]
 
 
 class Authenticator:

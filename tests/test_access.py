@@ -47,7 +47,9 @@ AS_OF = date(2026, 11, 24)
 TOKEN_URL = "http://127.0.0.1:8080/auth/token"
 # open to anyone: the server's conformance and how to authenticate, the
 # sign-in itself, and the portal page (which sends a stranger to sign in)
-OPEN = {"/metadata", "/.well-known/smart-configuration", "/auth/token", "/signin", "/signout", "/"}
+OPEN = {"/metadata", "/.well-known/smart-configuration", "/auth/token", "/signin", "/signout"}
+# pages: a stranger is sent to sign in
+PAGES = {"/", "/review", "/review/{record_id}"}
 
 
 @pytest.fixture(scope="module")
@@ -274,7 +276,7 @@ def api_routes(routes: list[Any]) -> Iterator[APIRoute]:
 def protected_routes(app: Any) -> list[tuple[str, str]]:
     routes = []
     for route in api_routes(app.routes):
-        if route.path not in OPEN:
+        if route.path not in OPEN | PAGES:
             path = route.path.replace("{", "").replace("}", "")  # any id will do
             routes += [(method, path) for method in sorted(route.methods)]
     return routes
@@ -290,6 +292,9 @@ def test_every_fhir_route_needs_credentials(app: Any, anonymous: TestClient) -> 
         outcome = reply.json()
         assert outcome["resourceType"] == "OperationOutcome"
         assert outcome["issue"][0]["code"] == "login"
+    for path in PAGES:
+        sent = anonymous.get(path.replace("{record_id}", "x"), follow_redirects=False)
+        assert sent.status_code == 303 and sent.headers["location"].startswith("/signin?next=")
 
 
 def test_a_token_not_ours_or_expired_is_401(app: Any, anonymous: TestClient) -> None:
