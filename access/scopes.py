@@ -21,12 +21,12 @@ _V1 = {"read": "rs", "write": "cud", "*": "cruds"}
 _SCOPE = re.compile(r"^(system|user|patient)/(\*|[A-Z][A-Za-z]+)\.(\*|read|write|c?r?u?d?s?)$")
 
 # what a signed-in person may do, by role: an office submits and reads its
-# organization's requests; a payer pharmacist reads the forms and the
-# error reports clients send (the review queue is the review issue's)
+# organization's requests; a payer pharmacist reads every request, works the
+# review queue and reads the error reports clients send
 ROLES: dict[str, tuple[str, ...]] = {
     "office": (
         "user/Questionnaire.rs",
-        "user/QuestionnaireResponse.cr",
+        "user/QuestionnaireResponse.crud",
         "user/ClaimResponse.r",
         "user/ValueSet.rs",
         "user/Library.r",
@@ -35,11 +35,13 @@ ROLES: dict[str, tuple[str, ...]] = {
     "pharmacist": (
         "user/Questionnaire.rs",
         "user/QuestionnaireResponse.r",
-        "user/ClaimResponse.r",
+        # the review queue (search) and a decision (update)
+        "user/ClaimResponse.rus",
         "user/ValueSet.rs",
         "user/Library.r",
         "user/OperationOutcome.rs",
         "user/OperationDefinition.r",
+        "user/MeasureReport.r",  # the plan's PA metrics (/metrics)
     ),
 }
 # what a DTR client is registered for unless the payer says otherwise
