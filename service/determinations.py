@@ -27,7 +27,7 @@ from review.request import priority_of
 from scoring import Catalog, score_json
 from scoring.determination import Determination, from_json
 from scoring.fhir_outputs import claim_response, coverage_information
-from scoring.notice import render_notice
+from scoring.notice import notice_context, render_notice, render_notice_pdf
 from scoring.outcome import InvalidInput, Issue
 from scoring.response import parse_json
 from service.http import FHIRResponse, Service, not_found, request_id, require_json
@@ -188,8 +188,22 @@ def router(service: Service) -> APIRouter:
         what = f"determinations/{record_id}/notice"
         record = stored(record_id, "determinations", request, caller, what)
         determination = stored_determination(catalog, record)
+        context = notice_context(
+            catalog.resolve(record.questionnaire),
+            record.response,
+            reference=record.id,
+            received=record.received_at,
+            decided=record.decided_at,
+            payer=service.payers.get(determination.payer_id),
+        )
         if format == "text":
-            return PlainTextResponse(render_notice(determination, "text"))
-        return HTMLResponse(render_notice(determination, "html"))
+            return PlainTextResponse(render_notice(determination, "text", context))
+        if format == "pdf":
+            return Response(
+                render_notice_pdf(determination, context),
+                media_type="application/pdf",
+                headers={"Content-Disposition": f'inline; filename="notice-{record.id}.pdf"'},
+            )
+        return HTMLResponse(render_notice(determination, "html", context))
 
     return api

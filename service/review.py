@@ -145,7 +145,15 @@ def router(service: Service) -> APIRouter:
                 if isinstance(v, dict) and ("contentType" in v or "data" in v or "url" in v)
             ]
         service.audit(request, f"review case {record.id}", record.member)
+        # submitted first: a stable sort keeps it ahead of what happened in its second
         trail = [
+            {
+                "at": record.received_at,
+                "who": record.owner or "(before owners)",
+                "what": "submitted",
+            }
+        ]
+        trail += [
             {"at": e.at, "who": e.who, "what": e.what}
             for e in service.store.audit_trail(record.member, 1000)
             if record.id in e.what
@@ -158,8 +166,6 @@ def router(service: Service) -> APIRouter:
             }
             for a in casework.actions(record.id)
         ]
-        trail.append({"at": record.received_at, "who": record.owner or "(before owners)",
-                      "what": "submitted"})  # fmt: skip
         return {
             **summary(record),
             "sections": list(index.section_text),
@@ -216,7 +222,7 @@ def router(service: Service) -> APIRouter:
                 final = pended(recommendation, str(body.get("request") or ""), rationale, who, on)
         except ValueError as exc:
             raise InvalidInput([Issue("invalid", str(exc))], 400) from None
-        at = service.now().isoformat(timespec="seconds")
+        at = service.now().isoformat(timespec="milliseconds")
         entry = ReviewAction(
             id=uuid.uuid4().hex, record_id=record.id, at=at, who=who, action=str(action),
             reasons=list(reasons), rationale=rationale.strip(),

@@ -139,7 +139,7 @@ def test_evaluate_scores_stores_and_returns_claim_response(
     notice = client.get(f"/determinations/{claim['id']}/notice")
     assert notice.headers["content-type"].startswith("text/html") and "Approved" in notice.text
     assert (
-        "2027-05-23"
+        "May 23, 2027"
         in client.get(f"/determinations/{claim['id']}/notice", params={"format": "text"}).text
     )
     stored = client.get(f"/QuestionnaireResponse/{claim['id']}").json()
