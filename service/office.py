@@ -1,11 +1,229 @@
-"""(being written)"""
+"""The office's own work in the portal: the drafts it keeps and the history
+of what it submitted.
+
+A prescriber's office rarely finishes a prior-authorization form in one
+sitting: a chart must be found, a report scanned. A draft keeps the form as
+far as it went, on the server (any computer of the practice can take it up),
+and the history shows what the practice sent and where each request stands
+(decided, pended for missing answers, with a pharmacist) with its notice.
+
+- ``POST /drafts``: an in-progress QuestionnaireResponse; creates the
+  caller's draft (201) or, when its ``id`` names one of the caller's drafts,
+  updates it (200; needs ``QuestionnaireResponse.u``). An ``id`` naming
+  another caller's draft is as unknown as one that does not exist: a new
+  draft is made under a new id, as ``$evaluate`` makes a copy of another's
+  response a record of the sender's own.
+- ``GET /drafts``: the caller's drafts, most recently saved first (without
+  their answers); ``GET /drafts/{id}`` one of them with its response;
+  ``DELETE /drafts/{id}`` (``QuestionnaireResponse.d``). Another caller's
+  draft is a 404.
+- ``GET /submissions``: what the caller submitted, newest first, each with
+  the member, the form, where it stands and links to its determination,
+  notice and ClaimResponse (a payer's pharmacist sees everyone's).
+
+A draft belongs to whoever saved it: the office's organization (everyone in
+the practice), or a backend client. Reads of drafts and of the history show
+members' data and are audited like every other read.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import re
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
 
-from service.http import Service
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from access.identity import Identity
+from qpackage.member import member_key
+from review.request import facts, priority_of
+from scoring.outcome import InvalidInput, Issue
+from scoring.response import check_structure, parse_json
+from service.casework import Casework, Draft
+from service.http import AccessDenied, Service, not_found, require_json
+from service.store import Record
+
+# a FHIR id: what a draft may be named by its response's ``id``
+FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+# the determination's fields a history entry repeats (where the request stands)
+STATUS_FIELDS = ("outcome", "pendReason", "authorization", "quantity", "missingQuestions", "review")
+
+
+def _refused(message: str, where: str | None = None) -> InvalidInput:
+    return InvalidInput([Issue("invalid", message, where)], 400)
+
+
+def checked_draft(resource: Mapping[str, Any], known: Mapping[str, Any]) -> str:
+    """The canonical (url|version) of the Questionnaire an in-progress
+    response answers; anything else is a 400."""
+    if resource.get("resourceType") != "QuestionnaireResponse":
+        raise _refused(
+            f"a draft is a QuestionnaireResponse, not {resource.get('resourceType')!r}",
+            "QuestionnaireResponse.resourceType",
+        )
+    if resource.get("status") != "in-progress":
+        raise _refused(
+            f"a draft's status is in-progress, not {resource.get('status')!r}",
+            "QuestionnaireResponse.status",
+        )
+    rid = resource.get("id")
+    if rid is not None and not (isinstance(rid, str) and FHIR_ID.fullmatch(rid)):
+        raise _refused(
+            "a draft's id is 1 to 64 letters, digits, '-' or '.'", "QuestionnaireResponse.id"
+        )
+    canonical = resource.get("questionnaire")
+    if not isinstance(canonical, str) or canonical not in known:
+        raise _refused(
+            f"a draft names a Questionnaire of this payer as url|version, not {canonical!r}",
+            "QuestionnaireResponse.questionnaire",
+        )
+    priority_of(resource)  # standard or expedited
+    try:
+        check_structure(resource)
+    except InvalidInput as exc:
+        raise InvalidInput(exc.issues, 400) from None
+    return canonical
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def router(service: Service) -> APIRouter:
-    return APIRouter()
+    api = APIRouter()
+    casework = Casework(service.store)
+    create = service.requires("QuestionnaireResponse", "c")
+    read = service.requires("QuestionnaireResponse", "r")
+    delete = service.requires("QuestionnaireResponse", "d")
+
+    def title_of(canonical: str) -> str:
+        package = service.catalog.packages.get(canonical)
+        return str(package.questionnaire.get("title", canonical)) if package else canonical
+
+    def label_of(response: Mapping[str, Any], canonical: str) -> str:
+        found = facts(response)
+        who = found.member_name or found.member_id or "no patient named"
+        return f"{who} — {title_of(canonical)}"
+
+    def summary(draft: Draft) -> dict[str, Any]:
+        found = facts(draft.response)
+        return {
+            "id": draft.id,
+            "label": draft.label,
+            "questionnaire": draft.questionnaire,
+            "title": title_of(draft.questionnaire),
+            "patient": found.member_name,
+            "memberId": found.member_id,
+            "created": draft.created_at,
+            "updated": draft.updated_at,
+            "link": f"/?draft={draft.id}",
+        }
+
+    def owned(draft_id: str, caller: Identity) -> Draft:
+        """The caller's draft; another's is as unknown as none."""
+        draft = casework.draft(draft_id)
+        if draft is None or caller.owner is None or draft.owner != caller.owner:
+            raise not_found("drafts", draft_id)
+        return draft
+
+    def save(resource: dict[str, Any], canonical: str, caller: Identity) -> tuple[Draft, bool]:
+        owner = caller.owner
+        assert owner is not None
+        given = resource.get("id")
+        existing = casework.draft(given) if isinstance(given, str) else None
+        if existing is not None and existing.owner != owner:
+            existing = None
+            given = None  # another's id: a draft of the caller's own, under a new id
+        if existing is not None and not caller.may("QuestionnaireResponse", "u"):
+            wanted = f"{caller.context}/QuestionnaireResponse.u"
+            raise AccessDenied(403, f"updating a draft needs {wanted}")
+        draft_id = given if isinstance(given, str) else uuid.uuid4().hex
+        response = {**resource, "id": draft_id}
+        now = _now()
+        draft = Draft(
+            id=draft_id,
+            owner=owner,
+            questionnaire=canonical,
+            label=label_of(response, canonical),
+            created_at=existing.created_at if existing else now,
+            updated_at=now,
+            response=response,
+        )
+        casework.save_draft(draft)
+        return draft, existing is None
+
+    @api.post("/drafts")
+    async def save_draft(request: Request, caller: Identity = create) -> JSONResponse:
+        require_json(request)
+        body = await service.read_body(request, service.settings.max_response_body)
+        resource = parse_json(body)
+        canonical = checked_draft(resource, service.catalog.packages)
+        if caller.owner is None:
+            raise AccessDenied(403, "only an office or a client keeps drafts")
+        draft, created = await run_in_threadpool(save, resource, canonical, caller)
+        return JSONResponse(
+            summary(draft),
+            status_code=201 if created else 200,
+            headers={"Location": f"{service.base}/drafts/{draft.id}"},
+        )
+
+    @api.get("/drafts")
+    def list_drafts(request: Request, caller: Identity = read) -> JSONResponse:
+        drafts = casework.drafts(caller.owner) if caller.owner else []
+        for member in sorted({m for d in drafts if (m := member_key(d.response.get("subject")))}):
+            service.audit(request, "drafts", member)
+        return JSONResponse(
+            {"drafts": [summary(d) for d in drafts]}, headers={"Cache-Control": "no-store"}
+        )
+
+    @api.get("/drafts/{draft_id}")
+    def read_draft(draft_id: str, request: Request, caller: Identity = read) -> JSONResponse:
+        draft = owned(draft_id, caller)
+        service.audit(request, f"drafts/{draft_id}", member_key(draft.response.get("subject")))
+        return JSONResponse(
+            {**summary(draft), "response": draft.response}, headers={"Cache-Control": "no-store"}
+        )
+
+    @api.delete("/drafts/{draft_id}")
+    def delete_draft(draft_id: str, caller: Identity = delete) -> Response:
+        owned(draft_id, caller)
+        casework.delete_draft(draft_id)
+        return Response(status_code=204)
+
+    def entry(record: Record) -> dict[str, Any]:
+        found = facts(record.response)
+        base = service.base
+        return {
+            "id": record.id,
+            "received": record.received_at,
+            "patient": found.member_name,
+            "memberId": found.member_id,
+            "policy": record.policy,
+            "questionnaire": record.questionnaire,
+            "title": title_of(record.questionnaire),
+            "priority": record.priority,
+            "state": record.state,
+            **{k: record.determination.get(k) for k in STATUS_FIELDS if k in record.determination},
+            "determination": f"{base}/determinations/{record.id}",
+            "notice": f"{base}/determinations/{record.id}/notice",
+            "claimResponse": f"{base}/ClaimResponse/{record.id}",
+        }
+
+    @api.get("/submissions")
+    def submissions(request: Request, caller: Identity = read) -> JSONResponse:
+        if caller.owner is None and caller.role != "pharmacist":
+            records: list[Record] = []
+        else:
+            # a pharmacist (no owner) reads every record: the payer's view
+            records = casework.submissions(caller.owner)
+        for member in sorted({r.member for r in records if r.member}):
+            service.audit(request, "submissions", member)
+        return JSONResponse(
+            {"submissions": [entry(r) for r in records]}, headers={"Cache-Control": "no-store"}
+        )
+
+    return api

@@ -8,6 +8,18 @@ of a pended request), merges the draft response the payer prefilled, and
 lets LHC-Forms expand each answer list with ``ValueSet/$expand``. It calls
 the API with the signed-in session (cookie) and the session's CSRF token;
 without a session it sends the browser to ``/signin``.
+
+It is where a prescriber's office works (``static/portal.js``): the patient
+(name, member id, birth date) and the prescriber (name, NPI with its check
+digit) are named before a form opens, and go in the response where
+``review.request`` reads them; the birth date answers the form's birth-date
+question (shown read-only); drafts are kept on the server
+(``service.office``: ``/?draft={id}`` reopens one); Submit sends one
+response per form session, so pressing it twice makes one determination;
+the result comes at the top of the page in plain words with its notice
+inline, the missing questions highlighted in the form; the office's
+earlier requests are listed (``/?view=history``, ``/?result={id}``); a print
+stylesheet prints the result and the notice alone.
 """
 
 from __future__ import annotations

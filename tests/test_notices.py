@@ -320,8 +320,10 @@ def test_the_html_notice_is_self_contained_and_printable(catalog: Catalog) -> No
     determination, context, _ = noticed(catalog, CASES["denied by a pharmacist"])
     page = render_notice(determination, "html", context)
     assert page.count("<h1>") == 1 and "<h2" in page and "<h3>" in page
-    # nothing loaded from elsewhere (the content security policy allows none)
-    for loads in ("<link", "<script", "<img", "src=", "@import", "url("):
+    # nothing loaded from elsewhere (the content security policy allows none);
+    # the one link is the empty icon, so the browser asks for no favicon
+    assert page.count("<link") == 1 and '<link rel="icon" href="data:,">' in page
+    for loads in ("<script", "<img", "src=", "@import", "url("):
         assert loads not in page, loads
     assert 'name="viewport"' in page and "@media print" in page and "@page" in page
     assert "@media (max-width: 30rem)" in page  # one column on a 360 px screen

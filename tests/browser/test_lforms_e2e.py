@@ -20,9 +20,10 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from datetime import date
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
 from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,8 @@ import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from builder.policy import DOCUMENT_PREFIX
-from scoring import Catalog
+from review.config import PayerConfig, load_payers, needs_review
+from scoring import Catalog, score_json
 from scoring.fill import fill
 from tests.browser.conftest import ROOT, VIEWPORT, Problems, Service
 from tests.scoring_cases import load_scoring_cases, package_for
@@ -42,6 +44,13 @@ EVALUATE = "/QuestionnaireResponse/$evaluate"
 # determination fields that differ between any two submissions by construction
 PER_RECORD = {"id", "claimResponse", "notice", "context"}
 QUESTION_TYPES_SKIPPED = {"group", "display"}
+# how the portal's result begins, by outcome
+IN_WORDS = {
+    "approved": "Approved",
+    "denied": "Denied",
+    "investigational": "Not covered",
+    "pended": "Pended",
+}
 
 
 # --- the Questionnaire, as data --------------------------------------------------
@@ -206,6 +215,44 @@ def load_form(service: Service, qid: str) -> Form:
 # --- the portal, driven as a provider would --------------------------------------
 
 
+@dataclass(frozen=True)
+class Patient:
+    """Who a request is for and who prescribes, as the office enters them
+    before the form opens."""
+
+    member_id: str = "example"
+    name: str = "Ada Lovelace"
+    birth_date: str = "1968-04-12"
+    prescriber: str = "Dr. Grace Hopper"
+    npi: str = "1234567893"  # a valid NPI check digit
+    expedited: bool = False
+
+    @property
+    def reference(self) -> str:
+        return f"Patient/{self.member_id}"
+
+    def subject(self) -> dict[str, Any]:
+        """The response's subject, as the portal writes it."""
+        return {
+            "reference": self.reference,
+            "display": self.name,
+            "identifier": {"value": self.member_id},
+        }
+
+
+PATIENT = Patient()
+
+
+def identify(page: Page, patient: Patient = PATIENT) -> None:
+    """Fill the patient and prescriber fields, as the office does first."""
+    page.fill("#patient-name", patient.name)
+    page.fill("#member-id", patient.member_id)
+    page.fill("#birth-date", patient.birth_date)
+    page.fill("#prescriber-name", patient.prescriber)
+    page.fill("#npi", patient.npi)
+    page.set_checked("#expedited", patient.expedited)
+
+
 def settled(page: Page, states: set[str], timeout: float = 30.0) -> str:
     """Wait until the portal's status is one of ``states``; it. Polled from
     here: Playwright's wait_for_function evaluates a string in the page, which
@@ -235,9 +282,17 @@ class Portal:
         self.form = form
         self.values: dict[str, Any] = {}  # what has been answered, by linkId
 
-    def open(self, patient: str | None = None) -> Portal:
-        query = {"q": self.form.id, **({"patient": patient} if patient else {})}
-        self.page.goto(f"{self.service.url}/?{urllib.parse.urlencode(query)}")
+    def open(self, patient: Patient = PATIENT) -> Portal:
+        """The portal with this form chosen (``?q=``), the patient and the
+        prescriber named, the form opened."""
+        self.page.goto(f"{self.service.url}/?{urllib.parse.urlencode({'q': self.form.id})}")
+        return self.start(patient)
+
+    def start(self, patient: Patient = PATIENT) -> Portal:
+        """Name the patient and the prescriber and open the chosen form."""
+        expect(self.page.locator("#questionnaire")).to_have_value(self.form.id)
+        identify(self.page, patient)
+        self.page.click("#load")
         return self.ready()
 
     def ready(self) -> Portal:
@@ -291,6 +346,9 @@ class Portal:
             field.fill(str(value))
             field.press("Tab")
             expect(field).to_have_value(str(value))
+        elif item.type == "date" and page.locator(sel(eid) + " input").is_disabled():
+            # the birth-date question: read-only, answered by the patient's birth date
+            expect(page.locator(sel(eid) + " input")).to_have_value(us_date(value))
         elif item.type == "date":
             field = page.locator(sel(eid) + " input")
             field.click()
@@ -344,12 +402,48 @@ class Portal:
         assert status == "scored", f"portal {status}: {self.page.locator('#error').text_content()}"
         expect(self.page.locator("#result")).to_be_visible()
         determination = self.page.evaluate("window.lastDetermination")
-        expect(self.page.locator("#outcome")).to_have_text(determination["outcome"])
+        outcome = self.page.locator("#outcome")
+        expect(outcome).to_have_attribute("data-outcome", determination["outcome"])
+        # said in words, not as the determination's JSON
+        expect(outcome).to_have_text(re.compile("^" + IN_WORDS[determination["outcome"]]))
         return dict(determination)
 
 
-def opened(page: Page, service: Service, qid: str) -> Portal:
-    return Portal(page, service, load_form(service, qid)).open()
+def opened(page: Page, service: Service, qid: str, patient: Patient = PATIENT) -> Portal:
+    return Portal(page, service, load_form(service, qid)).open(patient)
+
+
+def birth_date_link(form: Form) -> str | None:
+    """The form's birth-date question (the patient's birth date answers it)."""
+    found = [i.link_id for i in form.questions() if i.link_id.rsplit(".", 1)[-1] == "birth_date"]
+    return found[0] if len(found) == 1 else None
+
+
+def with_birth_date(form: Form, answers: Mapping[str, Any], born: str) -> dict[str, Any]:
+    """A case's answers as the portal sends them: the birth-date question
+    answered with the patient's birth date wherever it is shown."""
+    link = birth_date_link(form)
+    given = {k: v for k, v in answers.items() if v is not None}
+    if link is None or any(form.link_id(k) == link for k in given):
+        return given
+    values = {form.link_id(k): v for k, v in given.items()}
+    if form.enabled(values).get(link):
+        given["birth_date"] = born
+    return given
+
+
+@cache
+def payers() -> dict[str, PayerConfig]:
+    return load_payers(Path(str(resources.files("policies"))) / "payers")
+
+
+def office_outcome(determination: Any) -> str:
+    """What the office is shown for the scorer's outcome: the payer has a
+    pharmacist decide some outcomes (pended for review meanwhile)."""
+    payer = payers().get(determination.payer_id)
+    if payer is not None and needs_review(payer, determination.outcome, determination.pend_reason):
+        return "pended"
+    return str(determination.outcome)
 
 
 def python_determination(
@@ -628,20 +722,28 @@ def test_browser_response_scores_like_the_python_response(
     case = scoring_cases()[policy, name]
     assert package_for(catalog(), policy, case["request"]).questionnaire["id"] == qid
 
-    portal = opened(page, service, qid)
-    portal.fill(case["answers"])
+    form = load_form(service, qid)
+    born = case["answers"].get("birth_date")
+    patient = replace(PATIENT, birth_date=str(born) if born else PATIENT.birth_date)
+    answers = with_birth_date(form, case["answers"], patient.birth_date)
+    portal = Portal(page, service, form).open(patient)
+    portal.fill(answers)
     in_browser = portal.submit()
-    in_python = python_determination(service, policy, case["request"], case["answers"])
+    in_python = python_determination(service, policy, case["request"], answers)
 
     assert comparable(in_browser) == comparable(in_python)
     # and LHC-Forms exported the very answers fill() writes, in the same places
     submitted = page.evaluate("window.lastResponse")
     package = package_for(catalog(), policy, case["request"])
-    assert answered(submitted) == answered(fill(package, case["answers"]))
-    assert in_browser["outcome"] == outcome
+    assert answered(submitted) == answered(fill(package, answers))
+    # the scorer's own outcome, and what the office is shown of it
+    scored = score_json(catalog(), fill(package, answers), datetime.now(UTC).date())
+    assert scored.outcome == outcome
+    assert in_browser["outcome"] == office_outcome(scored)
     if name.startswith(("several", "NSCLC with several", "renewal started on samples failing")):
-        assert len(in_browser["sections"]["unmet"]) >= 2, in_browser["sections"]
-    assert submitted["subject"] == {"reference": "Patient/example"}
+        assert len(scored.unmet) >= 2, scored.unmet
+    assert submitted["subject"] == patient.subject()
+    assert submitted["author"]["identifier"]["value"] == patient.npi
 
 
 # --- c2. the payer's draft response: a pended request reopened, a renewal prefilled ----
@@ -650,8 +752,10 @@ def test_browser_response_scores_like_the_python_response(
 def test_a_pended_request_reopens_with_its_answers(page: Page, service: Service) -> None:
     """Pended for one missing answer; the result links to the same form with
     the answers given so far (DTR ``context``); completing it approves."""
-    patient = f"Patient/reopen-{uuid.uuid4().hex[:8]}"
     complete = scoring_cases()["eocco329", "every initial criterion met"]["answers"]
+    patient = replace(
+        PATIENT, member_id=f"reopen-{uuid.uuid4().hex[:8]}", birth_date=str(complete["birth_date"])
+    )
     missing = "combination_therapy"
     portal = Portal(page, service, load_form(service, "eocco329-initial")).open(patient)
     portal.fill({k: v for k, v in complete.items() if k != missing})
@@ -663,28 +767,35 @@ def test_a_pended_request_reopens_with_its_answers(page: Page, service: Service)
     reopened = Portal(page, service, portal.form)
     reopened.ready()
     expect(page.locator("#reopened")).to_be_visible()
+    # the patient and the prescriber come back with the request
+    expect(page.locator("#member-id")).to_have_value(patient.member_id)
+    expect(page.locator("#patient-name")).to_have_value(patient.name)
+    expect(page.locator("#birth-date")).to_have_value(patient.birth_date)
+    expect(page.locator("#npi")).to_have_value(patient.npi)
     assert answered(reopened.export()) == given  # every earlier answer is back
     reopened.values = dict(portal.values)
     reopened.answer(missing, complete[missing])
     second = reopened.submit()
     assert second["outcome"] == "approved"
-    assert page.evaluate("window.lastResponse")["subject"] == {"reference": patient}
+    assert page.evaluate("window.lastResponse")["subject"] == patient.subject()
 
 
 def test_a_renewal_shows_this_plans_earlier_approval(page: Page, service: Service) -> None:
     """The draft of a renewal answers "approved before by this plan" (Renewal.I)
     when the service holds an approval of the policy for the member."""
-    patient = f"Patient/renewal-{uuid.uuid4().hex[:8]}"
+    patient = replace(PATIENT, member_id=f"renewal-{uuid.uuid4().hex[:8]}")
     package = package_for(catalog(), "eocco329", "initial")
     answers = scoring_cases()["eocco329", "every initial criterion met"]["answers"]
-    status, _ = service.post_fhir(EVALUATE, fill(package, answers, subject=patient))
+    status, _ = service.post_fhir(EVALUATE, fill(package, answers, subject=patient.reference))
     assert status == 201
     portal = Portal(page, service, load_form(service, "eocco329-renewal")).open(patient)
     portal.answer("started_on_samples", False)
     prior = portal.form.items[portal.form.link_id("prior_plan_approval")]
     expect(page.locator(sel(f"{prior.element_id}|true") + " input")).to_be_checked()
     # another member's form prefills nothing
-    other = Portal(page, service, load_form(service, "eocco329-renewal")).open("Patient/nobody")
+    other = Portal(page, service, load_form(service, "eocco329-renewal")).open(
+        replace(PATIENT, member_id="nobody")
+    )
     other.answer("started_on_samples", False)
     expect(page.locator(sel(f"{prior.element_id}|true") + " input")).not_to_be_checked()
 

@@ -46,8 +46,9 @@ def test_sign_in_returns_to_the_form_asked_for_and_sign_out_ends_the_session(
         # the right one: back to the form the link named
         submit_sign_in(page, USERNAME, PASSWORD)
         expect(page).to_have_url(f"{service.url}/?q={QID}")
-        portal = Portal(page, service, load_form(service, QID)).ready()
+        # the form chosen; it opens once the patient and the prescriber are named
         expect(page.locator("#questionnaire")).to_have_value(QID)
+        portal = Portal(page, service, load_form(service, QID)).start()
         first = next(i for i in portal.form.questions() if not i.conditional)
         expect(portal.item(first.link_id)).to_contain_text(first.text)
         expect(page.locator("#signed-in")).to_contain_text(USERNAME.title())
