@@ -52,6 +52,7 @@ def test_a_pharmacist_decides_a_recommended_denial(
     try:
         page = watched(context, page_problems)
         page.goto(f"{service.url}/review")
+        assert_accessible(page, "the sign-in page")
         submit_sign_in(page, "pharmacist", PASSWORD)
         expect(page).to_have_url(f"{service.url}/review")
         row = page.locator("#queue tbody tr", has_text="Jane Example")
@@ -82,6 +83,12 @@ def test_a_pharmacist_decides_a_recommended_denial(
         expect(page.locator("body")).to_contain_text("State fair hearing")
         assert_accessible(page, "the notice")
         page.screenshot(path=str(shots / "notice.png"), full_page=True, animations="disabled")
+
+        # the plan's metrics: the decision just made is counted
+        page.goto(f"{service.url}/metrics/chart")
+        expect(page.locator("svg").first).to_be_visible()
+        expect(page.locator("body")).to_contain_text("QL")  # a denial reason by section
+        assert_accessible(page, "the metrics page")
     finally:
         context.close()
     assert not page_problems.errors, page_problems.errors
