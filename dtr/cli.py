@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from builder import prepopulation
 from builder.artifacts import VersionNotBumped, coverage_markdown, generate, write
@@ -37,6 +37,10 @@ from builder.policy import Policy
 from builder.prepopulation import Compiled, PrepopulationError
 from builder.questionnaire import BuildError, questionnaire_version
 from builder.verify import verify_policy
+
+if TYPE_CHECKING:  # the service is imported by the commands that need it, when they run
+    from service.accounts import Accounts
+    from service.store import Store
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 QUESTIONNAIRES = PROJECT_ROOT / "questionnaires"
@@ -224,13 +228,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _first_user(store: object, url: str) -> None:
+def _first_user(store: Store, url: str) -> None:
     """On a store with no users, make one and say how to sign in: an office
     user of an example practice, with a password made now (never a fixed one)."""
     from access.passwords import generated
     from service.accounts import Accounts
 
-    accounts = Accounts(store)  # type: ignore[arg-type]
+    accounts = Accounts(store)
     if accounts.user_count():
         return
     password = generated()
@@ -244,7 +248,7 @@ def _first_user(store: object, url: str) -> None:
     )
 
 
-def _accounts(args: argparse.Namespace) -> tuple[object, Any]:
+def _accounts(args: argparse.Namespace) -> tuple[Store, Accounts]:
     from service.accounts import Accounts
     from service.settings import Settings
     from service.store import open_store
@@ -301,7 +305,7 @@ def cmd_clients(args: argparse.Namespace) -> int:
                 + {"suspend": "suspended", "resume": "resumed"}[args.action]
             )
     finally:
-        store.close()  # type: ignore[attr-defined]
+        store.close()
     return 0
 
 
@@ -335,7 +339,7 @@ def cmd_users(args: argparse.Namespace) -> int:
                 print(json.dumps({"username": u.username, "name": u.name, "role": u.role,
                                   "organization": u.organization, "active": u.active}))  # fmt: skip
     finally:
-        store.close()  # type: ignore[attr-defined]
+        store.close()
     return 0
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import date
-from typing import Literal
+from typing import Any, Literal
 
 from scoring.determination import Determination
 
@@ -35,26 +35,48 @@ def cited(determination: Determination) -> list[str]:
     return out
 
 
+# what a decision leaves of the recommendation's findings: none of them
+_CLEARED: dict[str, Any] = {
+    "unmet": [], "investigational": [], "excluded": [], "review": [],
+    "missing_questions": [], "authorization": None, "quantity": None,
+}  # fmt: skip
+
+
 def under_review(recommendation: Determination) -> Determination:
     """The request as it stands while a pharmacist decides: pended for review,
     citing what the recommendation rests on."""
-    return replace(
-        recommendation,
-        outcome="pended",
-        review=cited(recommendation) or list(recommendation.missing),
-        unmet=[],
-        investigational=[],
-        excluded=[],
-        missing_questions=[],
-        authorization=None,
-        quantity=None,
+    changes: dict[str, Any] = {
+        **_CLEARED,
+        "outcome": "pended",
+        "review": cited(recommendation) or list(recommendation.missing),
         # the office is told a pharmacist is deciding, not what the scorer thought
-        review_state="awaiting-review",
+        "review_state": "awaiting-review",
+    }
+    return replace(recommendation, **changes)
+
+
+def recommended(outcome: str, pend_reason: str | None) -> str:
+    """The recommendation in one word: an outcome, or ``review`` (a criterion
+    the policy leaves to a pharmacist)."""
+    return "review" if pend_reason == "review" else outcome
+
+
+def _reviewed(
+    recommendation: Determination,
+    base: Determination,
+    reviewer: str,
+    rationale: str,
+    **changes: Any,
+) -> Determination:
+    """``base`` as the pharmacist's decision on ``recommendation``."""
+    return replace(
+        base,
+        **{**_CLEARED, **changes} if base is recommendation else changes,
+        review_state="reviewed",
+        recommended=recommended(recommendation.outcome, recommendation.pend_reason),
+        reviewer=reviewer,
+        rationale=rationale,
     )
-
-
-def _word(determination: Determination) -> str:
-    return "review" if determination.pend_reason == "review" else determination.outcome
 
 
 def denied(
@@ -69,22 +91,15 @@ def denied(
         )
     excluded = set(recommendation.excluded)
     investigational = set(recommendation.investigational)
-    return replace(
-        recommendation,
-        outcome="investigational" if investigational & set(reasons) else "denied",
-        investigational=[s for s in reasons if s in investigational],
-        excluded=[s for s in reasons if s in excluded],
-        unmet=[s for s in reasons if s not in excluded and s not in investigational],
-        review=[],
-        missing_questions=[],
-        authorization=None,
-        quantity=None,
-        evaluated_at=on,
-        review_state="reviewed",
-        recommended=_word(recommendation),
-        reviewer=reviewer,
-        rationale=rationale,
-    )
+    changes: dict[str, Any] = {
+        **_CLEARED,
+        "outcome": "investigational" if investigational & set(reasons) else "denied",
+        "investigational": [s for s in reasons if s in investigational],
+        "excluded": [s for s in reasons if s in excluded],
+        "unmet": [s for s in reasons if s not in excluded and s not in investigational],
+        "evaluated_at": on,
+    }
+    return _reviewed(recommendation, recommendation, reviewer, rationale, **changes)
 
 
 def approved(
@@ -92,13 +107,7 @@ def approved(
 ) -> Determination:
     """The pharmacist's approval (``approval`` carries the authorization and
     quantity, computed as of the decision)."""
-    return replace(
-        approval,
-        review_state="reviewed",
-        recommended=_word(recommendation),
-        reviewer=reviewer,
-        rationale=rationale,
-    )
+    return _reviewed(recommendation, approval, reviewer, rationale)
 
 
 def pended(
@@ -107,19 +116,7 @@ def pended(
     """The pharmacist asks the office for something before deciding."""
     if not request.strip():
         raise ValueError("say what the office should send")
-    return replace(
-        recommendation,
-        outcome="pended",
-        review=[],
-        unmet=[],
-        investigational=[],
-        excluded=[],
-        authorization=None,
-        quantity=None,
-        evaluated_at=on,
-        review_state="reviewed",
-        recommended=_word(recommendation),
-        reviewer=reviewer,
-        rationale=rationale,
-        requested=request.strip(),
-    )
+    changes: dict[str, Any] = {
+        **_CLEARED, "outcome": "pended", "evaluated_at": on, "requested": request.strip(),
+    }  # fmt: skip
+    return _reviewed(recommendation, recommendation, reviewer, rationale, **changes)

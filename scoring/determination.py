@@ -21,7 +21,7 @@ Rules, in order (see docs/conformance.md):
 from __future__ import annotations
 
 import calendar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any, Literal
 
@@ -195,6 +195,7 @@ def from_json(package: CompiledRequest, data: dict[str, Any], subject: Any = Non
             stored.get("basis", _term(package).basis),
         )
     quantity = data.get("quantity")
+    review = data.get("review", {})
     return Determination(
         policy=data["policy"],
         request=data["request"],
@@ -228,11 +229,11 @@ def from_json(package: CompiledRequest, data: dict[str, Any], subject: Any = Non
         questionnaire=data["questionnaire"],
         evaluated_at=date.fromisoformat(data["evaluatedAt"]),
         subject=subject,
-        review_state=data.get("review", {}).get("state"),
-        recommended=data.get("review", {}).get("recommended"),
-        reviewer=data.get("review", {}).get("reviewer"),
-        rationale=data.get("review", {}).get("rationale"),
-        requested=data.get("review", {}).get("requested"),
+        review_state=review.get("state"),
+        recommended=review.get("recommended"),
+        reviewer=review.get("reviewer"),
+        rationale=review.get("rationale"),
+        requested=review.get("requested"),
         **_described_by(package),
     )
 
@@ -248,24 +249,15 @@ def approve(
     request type's authorization (of the met branches, the planned therapy,
     the caps, as for an automatic approval) and the quantity within the
     limit that applies."""
+    found = decide(package, evaluation, answers, as_of, subject)
     limits = _limits(package, evaluation)
-    questionnaire = package.questionnaire
-    return Determination(
-        policy=package.policy.id,
-        request=package.kind,
+    return replace(
+        found,
         outcome="approved",
-        unmet=[],
-        missing=[],
-        investigational=[],
-        missing_questions=[],
+        unmet=[], missing=[], investigational=[], review=[], excluded=[], missing_questions=[],
         authorization=_authorization(package, evaluation, answers, as_of),
-        quantity_limits=[limit for limit, _kept in limits],
         quantity=_approved_quantity(package, answers, limits),
-        questionnaire=f"{questionnaire['url']}|{questionnaire['version']}",
-        evaluated_at=as_of,
-        subject=subject,
-        **_described_by(package),
-    )
+    )  # fmt: skip
 
 
 def _term(package: CompiledRequest) -> AuthorizationTerm:

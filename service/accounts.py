@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,7 +22,8 @@ from access.scopes import ROLES
 from access.tokens import Client
 from service.store import Store
 
-SESSION_SECONDS = 8 * 3600  # a working day; signing out ends it sooner
+SESSION_SECONDS = 8 * 3600
+USERNAME = re.compile(r"[A-Za-z0-9._@-]+")  # a working day; signing out ends it sooner
 
 
 @dataclass(frozen=True)
@@ -121,14 +123,7 @@ class Accounts:
             raise ValueError(f"role must be one of {', '.join(sorted(ROLES))}")
         if role == "office" and not organization:
             raise ValueError("an office user belongs to a provider organization: give one")
-        if (
-            not username
-            or not username.replace("-", "")
-            .replace(".", "")
-            .replace("_", "")
-            .replace("@", "")
-            .isalnum()
-        ):
+        if not USERNAME.fullmatch(username):
             raise ValueError("a user name is letters, digits and . _ - @")
         hashed = hash_password(password)
         with self.store.database() as db:

@@ -31,7 +31,7 @@ from starlette.concurrency import run_in_threadpool
 
 from access.identity import Identity
 from cql_like.engine import CompiledRequest
-from review.decision import ACTIONS, approved, denied, pended
+from review.decision import ACTIONS, approved, denied, pended, recommended
 from review.request import facts
 from scoring import assess
 from scoring.determination import approve, from_json
@@ -88,9 +88,8 @@ def router(service: Service) -> APIRouter:
     def summary(record: Record) -> dict[str, Any]:
         package = catalog.resolve(record.questionnaire)
         request = facts(record.response)
-        recommended = (record.recommendation or {}).get("outcome")
-        if (record.recommendation or {}).get("pendReason") == "review":
-            recommended = "review"
+        scorer = record.recommendation or {}
+        word = recommended(scorer["outcome"], scorer.get("pendReason")) if scorer else None
         return {
             "id": record.id,
             "received": record.received_at,
@@ -102,7 +101,7 @@ def router(service: Service) -> APIRouter:
             "prescriber": {"name": request.prescriber_name, "npi": request.prescriber_npi},
             "state": record.state,
             "outcome": record.outcome,
-            "recommended": recommended,
+            "recommended": word,
             "reviewer": record.reviewer,
             "decided": record.decided_at,
             "deadline": deadline(record, package),
