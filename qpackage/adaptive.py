@@ -31,11 +31,11 @@ from datetime import date
 from typing import Any
 
 from cql_like.engine import CompiledRequest
-from qpackage.draft import earlier_answers
-from scoring import Catalog
-from scoring.fill import nest
+from scoring import Catalog, checked_package
+from scoring.carry import carry_over
+from scoring.fill import earlier_answers, nest
 from scoring.outcome import InvalidInput, Issue
-from scoring.response import check_answers, check_structure, questionnaire_of
+from scoring.response import check_answers
 
 SDC_ADAPTIVE = (
     "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-questionnaireAdaptive"
@@ -198,8 +198,6 @@ def next_question(catalog: Catalog, body: dict[str, Any], as_of: date, base: str
     a valid response to one of our adaptive forms is a 400."""
     response = _response_of(body)
     try:
-        check_structure(response)
-        canonical = questionnaire_of(response)
         if not (
             isinstance(response.get("questionnaire"), str)
             and response["questionnaire"].startswith("#")
@@ -214,11 +212,19 @@ def next_question(catalog: Catalog, body: dict[str, Any], as_of: date, base: str
                     )
                 ]
             )
-        package = catalog.resolve(canonical)
+        package = checked_package(catalog, response)
         contained = next(
             c for c in response.get("contained", []) if c.get("id") == response["questionnaire"][1:]
         )
         asked = _questions_of(contained.get("item", []))
+        current = catalog.in_effect(package)
+        if current is not package:
+            # begun on an earlier version: go on under the version in effect,
+            # with the answers that carry over (what is new or changed is asked)
+            check_answers(package, response, prune_disabled=True)
+            moved = carry_over(package, current, response)
+            package, response = current, moved.response
+            asked &= set(moved.carried)
         return step(package, response, asked, as_of, base)
     except InvalidInput as exc:
         raise InvalidInput(exc.issues, 400) from None

@@ -33,10 +33,11 @@ from builder.policy import NDC, RXNORM, Policy
 from builder.valuesets import EXPAND_BELOW, codings, expanded
 from cql_like.engine import CompiledRequest
 from qpackage.adaptive import adaptive_questionnaire, start, static_url
-from qpackage.draft import History, draft_response, earlier_answers
+from qpackage.draft import History, draft_response
 from qpackage.member import member_key
 from qpackage.parameters import PackageRequest
 from scoring import Catalog
+from scoring.fill import earlier_answers
 from scoring.outcome import Issue, operation_outcome
 
 DTR_QPACKAGE_BUNDLE = "http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/DTR-QPackageBundle"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,18 @@ from builder.prepopulation import library_resource, load, sources
 from builder.questionnaire import questionnaire_version
 from builder.valuesets import inline_options, value_sets
 from cql_like.engine import CompiledRequest, Evaluation
+from scoring.carry import CarriedOver, carry_over
 from scoring.determination import Determination, decide
 from scoring.outcome import InvalidInput, Issue
-from scoring.response import check_answers, check_structure, parse_json, questionnaire_of
+from scoring.response import (
+    check_answers,
+    check_size,
+    check_structure,
+    parse_json,
+    questionnaire_of,
+)
 
-__all__ = ["Catalog", "Determination", "InvalidInput", "score", "score_json"]
+__all__ = ["Catalog", "Determination", "InvalidInput", "Received", "receive", "score", "score_json"]
 
 
 class Catalog:
@@ -90,6 +98,9 @@ class Catalog:
             for canonical, package in self.packages.items()
             if package.policy in policies
         }
+        self._in_effect = {
+            package.questionnaire["url"]: package for package in self.current.values()
+        }
         for path in sorted(archive.glob("ValueSet-*.json")) if archive else []:
             released = json.loads(path.read_text(encoding="utf-8"))
             self.value_sets.setdefault(_canonical(released), released)
@@ -129,6 +140,13 @@ class Catalog:
         """A payer's own policy folder (see ``dtr --policies``)."""
         return cls(load_folder(folder), archived(folder / "questionnaires"))
 
+    def in_effect(self, package: CompiledRequest) -> CompiledRequest:
+        """The version of ``package``'s form that decides a request received
+        now: the current policy's build of the same url. A form whose policy
+        the payer has withdrawn (no current version) has none later than its
+        own."""
+        return self._in_effect.get(package.questionnaire["url"], package)
+
     def resolve(self, canonical: object) -> CompiledRequest:
         """The package a response's ``questionnaire`` canonical names (url|version)."""
         where = "QuestionnaireResponse.questionnaire"
@@ -158,11 +176,8 @@ def _canonical(resource: dict[str, Any]) -> str:
 
 def score(package: CompiledRequest, response: Mapping[str, Any], as_of: date) -> Determination:
     """Check ``response`` against its Questionnaire and decide it as of ``as_of``."""
+    check_size(package, response)
     check_structure(response)
-    return _decide(package, response, as_of)
-
-
-def _decide(package: CompiledRequest, response: Mapping[str, Any], as_of: date) -> Determination:
     return assess(package, response, as_of)[0]
 
 
@@ -177,11 +192,60 @@ def assess(
     return decide(package, evaluation, answers.by_link, as_of, subject), evaluation, answers.by_link
 
 
+@dataclass(frozen=True)
+class Received:
+    """A new request as decided: under which version, with which answers."""
+
+    package: CompiledRequest  # the version in effect, which decided it
+    response: dict[str, Any]  # the response to that version (answers carried over)
+    determination: Determination
+    carried: CarriedOver | None = None  # when the response answered an earlier version
+
+
+def checked_package(catalog: Catalog, resource: Mapping[str, Any]) -> CompiledRequest:
+    """The package a response names, once the response is no larger than
+    that form allows and is an R4 QuestionnaireResponse (in that order: size
+    is refused before any work per item)."""
+    if not isinstance(resource, Mapping) or resource.get("resourceType") != (
+        "QuestionnaireResponse"
+    ):
+        check_structure(resource)  # refuses it, naming what it is
+    package = catalog.resolve(questionnaire_of(resource))
+    check_size(package, resource)
+    check_structure(resource)
+    return package
+
+
+def in_effect(
+    catalog: Catalog, package: CompiledRequest, resource: Mapping[str, Any]
+) -> tuple[CompiledRequest, dict[str, Any], CarriedOver | None]:
+    """A checked response moved to the version in effect: unchanged when it
+    answers that version; else checked against the version it names (a
+    malformed response to an old form is refused as one to a current form
+    would be) and its answers carried over."""
+    current = catalog.in_effect(package)
+    if current is package:
+        return package, dict(resource), None
+    check_answers(package, resource)
+    moved = carry_over(package, current, resource)
+    return current, moved.response, moved
+
+
+def receive(catalog: Catalog, resource: Mapping[str, Any], as_of: date) -> Received:
+    """A new request, decided under the version in effect as of now."""
+    package, response, moved = in_effect(catalog, checked_package(catalog, resource), resource)
+    determination = assess(package, response, as_of)[0]
+    if moved is not None:
+        determination = replace(
+            determination, answered=moved.answered, not_carried=moved.not_carried
+        )
+    return Received(package, response, determination, moved)
+
+
 def score_json(
     catalog: Catalog, body: bytes | str | Mapping[str, Any], as_of: date
 ) -> Determination:
-    """The whole path from a request body: parse, check, find the package, score."""
+    """The whole path from a request body: parse, check, find the version in
+    effect, carry the answers over to it when they answer an earlier one, score."""
     resource = parse_json(body) if isinstance(body, bytes | str) else body
-    check_structure(resource)
-    package = catalog.resolve(questionnaire_of(resource))
-    return _decide(package, resource, as_of)
+    return receive(catalog, resource, as_of).determination

@@ -89,3 +89,32 @@ def _value(
     if isinstance(value, date):
         value = value.isoformat()
     return {key: value}
+
+
+def earlier_answers(
+    response: Mapping[str, Any], *, keep_extensions: bool = False
+) -> dict[str, list[dict[str, Any]]]:
+    """The answers of a response by linkId: values only (the value keys of
+    our item types, without the origin a draft adds again), or with their
+    extensions (an adaptive response keeps what the client said of them)."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    value_keys = set(VALUE_KEY.values())
+
+    def walk(items: Any) -> None:
+        for item in items if isinstance(items, list) else []:
+            answers = [
+                {
+                    k: v
+                    for k, v in answer.items()
+                    if k in value_keys or (keep_extensions and k == "extension")
+                }
+                for answer in item.get("answer", [])
+                if isinstance(answer, dict)
+            ]
+            answers = [a for a in answers if a]
+            if answers:
+                found[item["linkId"]] = answers
+            walk(item.get("item"))
+
+    walk(response.get("item"))
+    return found

@@ -39,6 +39,7 @@ class Issue:
 
 
 MAX_TEXT = 2000
+MAX_ISSUES = 100  # issues an OperationOutcome lists; the rest are counted
 
 
 def printable(text: str) -> str:
@@ -53,6 +54,13 @@ class InvalidInput(ValueError):
     """An input refused before scoring; ``status`` is the HTTP status it maps to."""
 
     def __init__(self, issues: list[Issue], status: int = 422) -> None:
+        if len(issues) > MAX_ISSUES:
+            # every problem is found, but a reply lists a readable number of them
+            rest = len(issues) - MAX_ISSUES
+            issues = [
+                *issues[:MAX_ISSUES],
+                Issue("too-long", f"{rest} more problem(s) of the same input not listed"),
+            ]
         self.issues = issues
         self.status = status
         super().__init__("; ".join(issue.diagnostics for issue in issues))

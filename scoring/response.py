@@ -248,9 +248,10 @@ def questionnaire_of(resource: Mapping[str, Any]) -> object:
     if not (isinstance(reference, str) and reference.startswith("#")):
         return reference
     where = "QuestionnaireResponse.questionnaire"
+    given = resource.get("contained")
     contained = [
         c
-        for c in resource.get("contained", [])
+        for c in (given if isinstance(given, list) else [])
         if isinstance(c, dict)
         and c.get("resourceType") == "Questionnaire"
         and c.get("id") == reference[1:]
@@ -272,6 +273,76 @@ def questionnaire_of(resource: Mapping[str, Any]) -> object:
             ]
         )
     return derived[0]
+
+
+# A client may contain a few resources of its own (an author, a
+# Questionnaire of an adaptive form); never thousands.
+MAX_CONTAINED = 10
+
+
+def check_size(package: CompiledRequest, resource: Mapping[str, Any]) -> None:
+    """Refuse, before any per-item work, a response larger than its
+    Questionnaire can be answered with: every linkId at most once, one
+    answer each (a multi-select at most one per option), and contained
+    Questionnaires no larger than the form. Counting stops at the first
+    node over the bound, so a response of any size costs at most that many
+    steps here (the body's byte limit bounds the JSON parse before it)."""
+    questions = [spec for spec in package.items.values() if spec.type != "group"]
+    most_items = len(package.items)
+    most_answers = sum(len(spec.options) if spec.repeats else 1 for spec in questions)
+    form = package.questionnaire["url"]
+
+    def refuse(what: str, path: str) -> None:
+        raise InvalidInput(
+            [
+                Issue(
+                    "too-long",
+                    f"the response has more {what} than its Questionnaire {form} can be"
+                    f" answered with ({most_items} items, {most_answers} answers): it is refused"
+                    " unread",
+                    path,
+                )
+            ]
+        )
+
+    def count(top: Any, path: str) -> None:
+        items = answers = 0
+        pending = [top]
+        while pending:
+            nodes = pending.pop()
+            if not isinstance(nodes, list):
+                continue
+            items += len(nodes)
+            if items > most_items:
+                refuse("items", path)
+            for node in nodes:
+                if not isinstance(node, dict):
+                    continue
+                pending.append(node.get("item"))
+                given = node.get("answer")
+                if isinstance(given, list):
+                    answers += len(given)
+                    if answers > most_answers:
+                        refuse("answers", path)
+                    pending.extend(a.get("item") for a in given if isinstance(a, dict))
+
+    count(resource.get("item"), "QuestionnaireResponse.item")
+    contained = resource.get("contained")
+    if isinstance(contained, list):
+        if len(contained) > MAX_CONTAINED:
+            raise InvalidInput(
+                [
+                    Issue(
+                        "too-long",
+                        f"the response contains {len(contained)} resources; at most"
+                        f" {MAX_CONTAINED} are taken",
+                        "QuestionnaireResponse.contained",
+                    )
+                ]
+            )
+        for number, inner in enumerate(contained):
+            if isinstance(inner, dict):
+                count(inner.get("item"), f"QuestionnaireResponse.contained[{number}].item")
 
 
 def check_answers(

@@ -216,6 +216,12 @@ MIGRATIONS = (
             "CREATE INDEX drafts_owner ON drafts (owner, updated_at)",
         ),
     ),
+    Migration(
+        7,
+        "the response as sent, when it answered an earlier version of its form than the one"
+        " in effect that decided it (its answers carried over)",
+        ("ALTER TABLE determinations ADD COLUMN submitted TEXT",),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -35,11 +35,12 @@ COLUMNS = (
     "id", "response_key", "response_id", "request_id", "received_at", "questionnaire", "policy",
     "policy_version", "evaluated_at", "outcome", "response", "determination", "claim_response",
     "member", "owner", "state", "priority", "decided_at", "reviewer", "recommendation",
+    "submitted",
 )  # fmt: skip
 HISTORY = "id, questionnaire, evaluated_at"
 AUDIT_COLUMNS = ("id", "at", "request_id", "who", "what", "member")
 ERROR_COLUMNS = ("id", "received_at", "request_id", "questionnaire", "outcome")
-JSON_COLUMNS = {"response", "determination", "claim_response", "recommendation"}
+JSON_COLUMNS = {"response", "determination", "claim_response", "recommendation", "submitted"}
 
 
 def response_key(response: dict[str, Any], owner: str | None) -> str:
@@ -75,6 +76,9 @@ class Record:
     reviewer: str | None = None  # who decided, when a pharmacist did
     # the scorer's determination when it is (or was) only a recommendation
     recommendation: dict[str, Any] | None = None
+    # the response as sent, when it answered an earlier version of its form:
+    # ``response`` is then its answers carried over to the version that decided it
+    submitted: dict[str, Any] | None = None
 
     def row(self) -> tuple[Any, ...]:
         return tuple(

@@ -31,16 +31,16 @@ def old_row(rid: str, subject: str, answers: str) -> tuple[Any, ...]:
     Questionnaire (1.1.0-r2), its determination and ClaimResponse."""
     from datetime import date
 
-    from scoring import Catalog, score_json
+    from scoring import Catalog, score
     from scoring.fhir_outputs import claim_response
     from scoring.fill import fill
     from tests.scoring_cases import base_answers
 
     catalog = Catalog.bundled()
-    response = fill(
-        catalog.packages[QUESTIONNAIRE], base_answers("eocco329", answers), subject=subject
-    )
-    determination = score_json(catalog, response, date(2026, 11, 1))
+    package = catalog.packages[QUESTIONNAIRE]
+    response = fill(package, base_answers("eocco329", answers), subject=subject)
+    # decided under that version, as the previous release did
+    determination = score(package, response, date(2026, 11, 1))
     return (
         rid, f"key-{rid}", None, "r", "2026-11-01T00:00:00+00:00", QUESTIONNAIRE, "eocco329",
         "1.1.0", "2026-11-01", determination.outcome, json.dumps(response),
