@@ -10,7 +10,10 @@ The Questionnaires returned are the union of those named by each input
   medication is (RxNorm or NDC code; the product name where the data has no
   code), for the drug ordered in a policy of several drugs;
 - ``context``: the Questionnaire a stored (pended) request answered, with its
-  answers brought back in the draft — only for the same member.
+  answers brought back in the draft — only for the same member; when a later
+  version of that form is in effect, that version, with the answers that
+  carry over to it (``scoring.carry``), since it is the one that decides the
+  completed request.
 
 Each comes in a ``collection`` Bundle (DTR-QPackageBundle): the Questionnaire
 first, then its one draft QuestionnaireResponse, then each ValueSet it
@@ -37,6 +40,7 @@ from qpackage.draft import History, draft_response
 from qpackage.member import member_key
 from qpackage.parameters import PackageRequest
 from scoring import Catalog
+from scoring.carry import carry_over
 from scoring.fill import earlier_answers
 from scoring.outcome import Issue, operation_outcome
 
@@ -203,8 +207,15 @@ def questionnaire_package(
                 )
             )
         else:
-            chosen = add(catalog.packages[context.questionnaire])
-            chosen.earlier = earlier_answers(context.response)
+            stored = catalog.packages[context.questionnaire]
+            response = context.response
+            in_effect = catalog.in_effect(stored)
+            if in_effect is not stored:
+                # completed now, it is decided under the version in effect: the
+                # form offered is that one, with the answers that carry over
+                response = carry_over(stored, in_effect, response).response
+            chosen = add(in_effect)
+            chosen.earlier = earlier_answers(response)
 
     for position, order in enumerate(request.orders):
         matched = policies_for_order(catalog, order)

@@ -41,6 +41,7 @@ from starlette.concurrency import run_in_threadpool
 from access.identity import Identity
 from qpackage.member import member_key
 from review.request import facts, priority_of
+from scoring.carry import carry_over
 from scoring.outcome import InvalidInput, Issue
 from scoring.response import check_structure, parse_json
 from service.casework import Casework, Draft
@@ -185,8 +186,29 @@ def router(service: Service) -> APIRouter:
         draft = owned(draft_id, caller)
         service.audit(request, f"drafts/{draft_id}", member_key(draft.response.get("subject")))
         return JSONResponse(
-            {**summary(draft), "response": draft.response}, headers={"Cache-Control": "no-store"}
+            {**summary(draft), **in_effect(draft)}, headers={"Cache-Control": "no-store"}
         )
+
+    def in_effect(draft: Draft) -> dict[str, Any]:
+        """The draft on the form that will decide it: a draft begun on a version
+        since replaced reopens on the version in effect, with the answers that
+        carry over (a draft whose answers do not check reopens as it was
+        saved, and the submission says what is wrong)."""
+        saved = {"questionnaire": draft.questionnaire, "response": draft.response}
+        package = service.catalog.packages.get(draft.questionnaire)
+        current = service.catalog.in_effect(package) if package else None
+        if package is None or current is None or current is package:
+            return saved
+        try:
+            moved = carry_over(package, current, draft.response)
+        except InvalidInput:
+            return saved
+        return {
+            "questionnaire": moved.response["questionnaire"],
+            "title": title_of(moved.response["questionnaire"]),
+            "response": moved.response,
+            "answered": {"questionnaire": moved.answered, "notCarried": moved.not_carried},
+        }
 
     @api.delete("/drafts/{draft_id}")
     def delete_draft(draft_id: str, caller: Identity = delete) -> Response:

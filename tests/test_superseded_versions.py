@@ -27,7 +27,7 @@ from scoring.outcome import MAX_ISSUES, InvalidInput, Issue
 from service.app import create_app
 from service.settings import Settings
 from tests.callers import add_user, authorize, sign_in
-from tests.dtr_requests import FHIR
+from tests.dtr_requests import FHIR, ask, the_bundle
 from tests.scoring_cases import AS_OF, base_answers
 
 CASES = Path(__file__).parent / "cases" / "superseded.yaml"
@@ -143,6 +143,25 @@ def test_the_portal_submission_of_an_old_form_is_decided_under_the_version_in_ef
     check_expected(found, TABLE[0], in_effect_canonical(catalog, EOCCO_1_0))
 
 
+def test_a_portal_draft_begun_on_an_earlier_version_reopens_on_the_version_in_effect(
+    client: TestClient, catalog: Catalog
+) -> None:
+    add_user(client.app.state.store, "office-b")  # type: ignore[attr-defined]
+    csrf = sign_in(client, "office-b")
+    draft = old_response(catalog, TABLE[1])
+    draft["status"] = "in-progress"
+    saved = client.post(
+        "/drafts", content=json.dumps(draft), headers={**FHIR, "X-CSRF-Token": csrf}
+    )
+    assert saved.status_code == 201, saved.text
+    reopened = client.get(f"/drafts/{saved.json()['id']}").json()
+    current = in_effect_canonical(catalog, EOCCO_1_0)
+    assert reopened["questionnaire"] == reopened["response"]["questionnaire"] == current
+    assert reopened["answered"]["notCarried"] == TABLE[1]["expect"]["notCarried"]
+    kept = {i["linkId"] for i in _items(reopened["response"]) if "answer" in i}
+    assert "I.A.birth_date" in kept and "I.D.3.platinum_intolerant" not in kept
+
+
 def test_next_question_goes_on_under_the_version_in_effect(
     client: TestClient, catalog: Catalog
 ) -> None:
@@ -161,6 +180,32 @@ def test_next_question_goes_on_under_the_version_in_effect(
     # the report the current form requires is asked; what carried over stays
     assert "I.D.2.documentation" in asked and "I.D.2.kras_mutation" in asked
     assert reply.json()["status"] == "in-progress"
+
+
+def test_a_context_stored_under_an_earlier_version_reopens_on_the_version_in_effect(
+    client: TestClient, catalog: Catalog
+) -> None:
+    """A pended request a previous release stored under 1.0.0: completing it
+    now is decided under the version in effect, so that is the form offered,
+    with the answers that carry over."""
+    store = client.app.state.store  # type: ignore[attr-defined]
+    sent = fill(catalog.packages[EOCCO_1_0], {"birth_date": "1968-04-12"}, subject="Patient/p1")
+    first = client.post("/QuestionnaireResponse/$evaluate", content=json.dumps(sent), headers=FHIR)
+    record = store.get(first.json()["id"])
+    store.save(
+        dataclasses.replace(
+            record, id="stored-1-0", response_key="stored-1-0", questionnaire=EOCCO_1_0,
+            response=sent, submitted=None,
+        )
+    )  # fmt: skip
+    bundle = the_bundle(ask(client, {"name": "context", "valueString": "stored-1-0"}))
+    questionnaire = bundle["entry"][0]["resource"]
+    current = catalog.in_effect(catalog.packages[EOCCO_1_0]).questionnaire
+    assert questionnaire["version"] == current["version"] != "1.0.0-r1"
+    draft = bundle["entry"][1]["resource"]
+    assert draft["questionnaire"] == f"{current['url']}|{current['version']}"
+    answered = {i["linkId"]: i["answer"] for i in _items(draft) if "answer" in i}
+    assert [a["valueDate"] for a in answered["I.A.birth_date"]] == ["1968-04-12"]
 
 
 def test_an_answer_carries_over_only_to_the_same_question(catalog: Catalog) -> None:
