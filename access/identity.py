@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from access.scopes import ROLES, Scope, parse_all, permits
+from access.scopes import PAYER_ROLES, ROLES, Scope, parse_all, permits
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,11 @@ class Identity:
             return f"client {self.id} ({self.name})"
         where = f", {self.owner}" if self.organization else ""
         return f"user {self.id} ({self.role}{where})"
+
+    @property
+    def payer_staff(self) -> bool:
+        """A signed-in person of the payer's staff (a system never is)."""
+        return self.kind == "user" and self.role in PAYER_ROLES
 
     def may(self, resource: str, letter: str) -> bool:
         return permits(self.scopes, self.context, resource, letter)

@@ -8,6 +8,11 @@ it needs (``c`` create, ``r`` read, ``u`` update, ``d`` delete, ``s``
 search); a scope permits it when it names that type (or ``*``) and letter.
 SMART v1 spellings (``.read``, ``.write``, ``.*``) are read as their v2
 equivalents, so an older client still gets what it asks for.
+
+The payer's own work — the review queue and its decisions, the PA metrics,
+the error reports clients send — is a person's, signed in with a payer role
+(``PAYER_ROLES``): scopes alone never open it, since a backend client's
+registration says what the payer let it ask for, not who is behind it.
 """
 
 from __future__ import annotations
@@ -44,6 +49,10 @@ ROLES: dict[str, tuple[str, ...]] = {
         "user/MeasureReport.r",  # the plan's PA metrics (/metrics)
     ),
 }
+# the roles of the payer's own staff: who works the review queue, reads the PA
+# metrics and the error reports (each still needs its role's scope for the
+# interaction); a system is never one of them, whatever its token's scopes
+PAYER_ROLES = frozenset({"pharmacist"})
 # what a DTR client is registered for unless the payer says otherwise
 DTR_CLIENT_SCOPES = (
     "system/Questionnaire.rs",
@@ -78,6 +87,14 @@ def parse(text: str) -> Scope | None:
     context, resource, letters = match.groups()
     letters = _V1.get(letters, letters)
     return Scope(context, resource, letters) if letters else None
+
+
+def is_wildcard(text: str) -> bool:
+    """Whether a scope names every resource type (``system/*.rs``) or every
+    interaction (``system/Questionnaire.*``): more than any client of this
+    service needs, and whatever the service adds later besides."""
+    match = _SCOPE.match(text)
+    return match is not None and "*" in (match[2], match[3])
 
 
 def parse_all(text: str) -> list[Scope]:

@@ -259,7 +259,7 @@ def _accounts(args: argparse.Namespace) -> tuple[Store, Accounts]:
 
 def cmd_clients(args: argparse.Namespace) -> int:
     """Backend clients (SMART Backend Services): register, list, suspend, resume."""
-    from access.scopes import DTR_CLIENT_SCOPES, parse
+    from access.scopes import DTR_CLIENT_SCOPES, is_wildcard, parse
     from access.tokens import Client, load_jwks
 
     store, accounts = _accounts(args)
@@ -279,6 +279,17 @@ def cmd_clients(args: argparse.Namespace) -> int:
             wrong = [s for s in scopes if parse(s) is None or not s.startswith("system/")]
             if wrong:
                 print(f"dtr: not system/ SMART v2 scopes: {', '.join(wrong)}", file=sys.stderr)
+                return 2
+            # a wildcard is every resource type or interaction, those the
+            # service adds later included: only when the payer says so twice
+            wide = [s for s in scopes if is_wildcard(s)]
+            if wide and not args.allow_wildcard:
+                print(
+                    f"dtr: refused: {', '.join(wide)} is a wildcard, more than a DTR client"
+                    " needs; name each resource type and interaction (by default a DTR"
+                    f" client gets {' '.join(DTR_CLIENT_SCOPES)}), or give --allow-wildcard",
+                    file=sys.stderr,
+                )
                 return 2
             client = Client(
                 id=args.id, name=args.name or args.id, scopes=scopes, jwks=jwks,
@@ -506,6 +517,10 @@ def parser() -> argparse.ArgumentParser:
         help="a system/ scope it may be granted (repeat; default: a DTR client's)",
     )
     add_client.add_argument("--organization", help="the organization it acts for")
+    add_client.add_argument(
+        "--allow-wildcard", action="store_true",
+        help="register a wildcard scope (system/*.rs, system/Questionnaire.*) all the same",
+    )  # fmt: skip
     client_actions.add_parser("list", parents=[database], help="the registered clients")
     for action, text in (("suspend", "refuse its token requests"), ("resume", "accept them again")):
         toggle = client_actions.add_parser(action, parents=[database], help=text)

@@ -15,7 +15,9 @@ is per caller, not per address): a bearer token is verified in process, a
 session cookie looked up in the store. Each route then asks
 ``service.requires(resource type, interaction)``: no credential is a 401
 with ``WWW-Authenticate`` and an OperationOutcome, a credential without
-the scope or the role a 403.
+the scope or the role a 403. The payer's own work (review, metrics, error
+reports) asks ``service.requires(..., staff=True)``: a signed-in person with
+a payer role, whatever a token's scopes — a system's token is a 403.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
 from access.identity import Identity
-from access.scopes import DTR_CLIENT_SCOPES, grant
+from access.scopes import DTR_CLIENT_SCOPES, PAYER_ROLES, grant
 from access.tokens import (
     ALGORITHMS,
     InvalidToken,
@@ -51,9 +53,9 @@ SESSION_COOKIE = "dtr_session"
 SIGNIN_COOKIE = "dtr_signin"  # the sign-in form's own CSRF token (double submit)
 TOKEN_PATH = "/auth/token"
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
-# what a backend client may be granted: a DTR client's scopes, and the
-# error reports and PA metrics its payer's own systems read
-SUPPORTED_SCOPES = [*DTR_CLIENT_SCOPES, "system/OperationOutcome.rs", "system/MeasureReport.r"]
+# what a backend client may be granted: a DTR client's scopes (the error
+# reports, the metrics and the review are the payer's staff's, signed in)
+SUPPORTED_SCOPES = list(DTR_CLIENT_SCOPES)
 
 
 class Authenticator:
@@ -99,8 +101,11 @@ class Authenticator:
         return identity
 
 
-def requirement(service: Service, resource: str, letter: str) -> Callable[[Request], Identity]:
-    """A route's dependency: the caller, allowed ``letter`` on ``resource``."""
+def requirement(
+    service: Service, resource: str, letter: str, staff: bool = False
+) -> Callable[[Request], Identity]:
+    """A route's dependency: the caller, allowed ``letter`` on ``resource``;
+    with ``staff``, a signed-in person of the payer's staff as well."""
 
     def check(request: Request) -> Identity:
         identity: Identity | None = getattr(request.state, "identity", None)
@@ -115,6 +120,14 @@ def requirement(service: Service, resource: str, letter: str) -> Callable[[Reque
                 "authentication required: a SMART Backend Services bearer token"
                 " or a signed-in portal session",
                 realm,
+            )
+        if staff and not identity.payer_staff:
+            roles = " or ".join(sorted(PAYER_ROLES))
+            who = f"role {identity.role}" if identity.kind == "user" else "a system's token"
+            raise AccessDenied(
+                403,
+                f"{who} does not allow this: it is the payer's staff's work, for a person"
+                f" signed in with the role {roles}, whatever a token's scopes",
             )
         if not identity.may(resource, letter):
             wanted = f"{identity.context}/{resource}.{letter}"

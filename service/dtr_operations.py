@@ -127,7 +127,12 @@ def router(service: Service) -> APIRouter:
                 )
         return FHIRResponse(operation_outcome(issues))
 
-    @api.get("/questionnaire-errors", dependencies=[service.requires("OperationOutcome", "s")])
+    # every client's reports, in one list: the payer's staff read it (a
+    # signed-in pharmacist), no client, whatever its token's scopes
+    @api.get(
+        "/questionnaire-errors",
+        dependencies=[service.requires("OperationOutcome", "s", staff=True)],
+    )
     def list_errors(questionnaire: str | None = None, limit: int = 100) -> JSONResponse:
         """The error reports DTR clients sent, newest first."""
         reports = store.errors(questionnaire, max(1, min(limit, 1000)))

@@ -81,11 +81,13 @@ class Service:
     # a payer without one decides automatically
     payers: dict[str, PayerConfig] = field(default_factory=dict)
 
-    def requires(self, resource: str, letter: str) -> Any:
-        """A route's dependency: the caller, allowed ``letter`` (c r u d s) on ``resource``."""
+    def requires(self, resource: str, letter: str, *, staff: bool = False) -> Any:
+        """A route's dependency: the caller, allowed ``letter`` (c r u d s) on
+        ``resource``; with ``staff``, only a signed-in person with a payer role
+        (the review, the metrics, the error reports), never a system."""
         from service.auth import requirement  # the auth router builds on this module
 
-        return Depends(requirement(self, resource, letter))
+        return Depends(requirement(self, resource, letter, staff))
 
     def audit(self, request: Request, what: str, member: str | None) -> None:
         """Record a read of a member's data: who (the authenticated caller and

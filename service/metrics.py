@@ -1,6 +1,6 @@
-"""The plan's PA metrics over HTTP, for the payer's staff
-(``MeasureReport`` read: a pharmacist, or a payer system granted
-``system/MeasureReport.r``).
+"""The plan's PA metrics over HTTP, for the payer's staff: a person signed
+in with a payer role (the pharmacist, ``MeasureReport`` read), never a
+system, whatever its token's scopes.
 
 - ``GET /metrics?period=2026-11&format=json|csv``: the report of
   :mod:`review.metrics` for a month, a quarter (``2026-Q4``) or a year
@@ -77,7 +77,7 @@ def _bars(entry: dict[str, Any]) -> list[dict[str, Any]]:
 def router(service: Service) -> APIRouter:
     api = APIRouter()
     casework = Casework(service.store)
-    read_metrics = service.requires("MeasureReport", "r")
+    read_metrics = service.requires("MeasureReport", "r", staff=True)
     templates = Environment(
         loader=PackageLoader("service", "templates"), autoescape=select_autoescape(["html", "j2"])
     )

@@ -13,7 +13,11 @@ pages over :mod:`review.decision`.
   written rationale. The record's determination and ClaimResponse become the
   decision; the action is kept (who, when, what changed, why).
 
-Deciding needs ``ClaimResponse`` update rights: the pharmacist role.
+All of it is the payer's staff's: a person signed in with a payer role
+(the pharmacist), never a system, whatever its token's scopes — a backend
+client registered with ``system/ClaimResponse.rus`` reads no queue and
+decides nothing (403). The queue and a case need ``ClaimResponse`` search
+rights, a decision update rights.
 """
 
 from __future__ import annotations
@@ -65,8 +69,8 @@ def router(service: Service) -> APIRouter:
     api = APIRouter()
     casework = Casework(service.store)
     catalog = service.catalog
-    queue_access = service.requires("ClaimResponse", "s")
-    decide_access = service.requires("ClaimResponse", "u")
+    queue_access = service.requires("ClaimResponse", "s", staff=True)
+    decide_access = service.requires("ClaimResponse", "u", staff=True)
     templates = Environment(
         loader=PackageLoader("service", "templates"), autoescape=select_autoescape(["html", "j2"])
     )
@@ -263,9 +267,11 @@ def router(service: Service) -> APIRouter:
 
     def reviewer(request: Request) -> Identity | Response:
         identity: Identity | None = getattr(request.state, "identity", None)
-        if identity is None or identity.kind != "user":
+        if identity is None:
             return RedirectResponse(f"/signin?next={request.url.path}", 303)
-        if not identity.may("ClaimResponse", "u"):
+        if identity.kind != "user":
+            raise AccessDenied(403, "the review is a signed-in pharmacist's, not a system's")
+        if not identity.payer_staff or not identity.may("ClaimResponse", "u"):
             raise AccessDenied(403, f"role {identity.role} does not review requests")
         return identity
 

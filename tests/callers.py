@@ -32,7 +32,7 @@ KID = "test-key-1"
 PUBLIC_JWK = {**json.loads(jwt.algorithms.ECAlgorithm.to_jwk(KEY.public_key())), "kid": KID}
 JWKS = {"keys": [PUBLIC_JWK]}
 CLIENT_ID = "test-ehr"
-ALL_SCOPES = " ".join([*DTR_CLIENT_SCOPES, "system/OperationOutcome.rs"])
+ALL_SCOPES = " ".join(DTR_CLIENT_SCOPES)
 PASSWORD = "correct horse battery staple"
 
 

@@ -1,6 +1,8 @@
 """Who may call and what they see: SMART Backend Services tokens (issue and
 every rejection), scopes, portal sessions and CSRF, ownership of records,
-401 on every protected route, and the rate limit per caller."""
+401 on every protected route, the payer's own work (review, metrics, error
+reports) closed to every system whatever its scopes, the CLI's refusal of a
+wildcard scope, and the rate limit per caller."""
 
 from __future__ import annotations
 
@@ -580,3 +582,151 @@ def test_records_of_the_previous_release_belong_to_nobody_but_the_payer(
     pharmacist = TestClient(old)
     sign_in(pharmacist, "pat")
     assert pharmacist.get(f"/determinations/{rid}").json()["outcome"] == "approved"
+
+
+# --- the payer's own work: a signed-in pharmacist's, never a system's -----------------------
+
+# every route of the review, the metrics and the error reports (the first
+# test below checks none is missing), with what a pharmacist gets from it
+STAFF_PREFIXES = ("/review", "/metrics", "/questionnaire-errors")
+PEND = {"action": "pend", "request": "the chart notes", "rationale": "More to read first."}
+STAFF_CALLS: list[tuple[str, str, str, int]] = [
+    ("GET", "/review/queue", "", 200),
+    ("GET", "/review/cases/{record_id}", "", 200),
+    ("GET", "/metrics", "?period=2026-11", 200),
+    ("GET", "/metrics", "?period=2026-11&format=csv", 200),
+    ("GET", "/metrics/chart", "?period=2026-11", 200),
+    ("GET", "/questionnaire-errors", "", 200),
+    ("GET", "/review", "", 200),
+    ("GET", "/review/{record_id}", "", 200),
+    ("POST", "/review/cases/{record_id}/decision", "", 200),
+    ("POST", "/review/{record_id}", "", 303),
+]
+# what a backend client could be registered for, and still reads no queue
+SYSTEM_SCOPES = {
+    "review-bot": f"{ALL_SCOPES} system/ClaimResponse.rus system/OperationOutcome.rs"
+    " system/MeasureReport.r",
+    "wildcard": "system/*.*",
+}
+
+
+def staff_call(client: TestClient, method: str, path: str, query: str, csrf: str) -> Any:
+    if method == "GET":
+        return client.get(path + query, follow_redirects=False)
+    if path.startswith("/review/cases/"):
+        headers = {**FHIR, "X-CSRF-Token": csrf}
+        return client.post(path, content=json.dumps(PEND), headers=headers)
+    return client.post(path, data={**PEND, "csrf": csrf}, follow_redirects=False)
+
+
+def catalog_url(catalog: Catalog) -> str:
+    questionnaire = package_for(catalog, "eocco329", "initial").questionnaire
+    return f"{questionnaire['url']}|{questionnaire['version']}"
+
+
+def test_the_staff_calls_cover_every_staff_route(app: Any) -> None:
+    routes = {
+        (method, route.path)
+        for route in api_routes(app.routes)
+        if route.path.startswith(STAFF_PREFIXES)
+        for method in route.methods
+    }
+    assert routes == {(method, path) for method, path, _, _ in STAFF_CALLS}
+
+
+def test_review_metrics_and_error_reports_are_a_signed_in_pharmacists(
+    app: Any, catalog: Catalog
+) -> None:
+    """A backend client registered for ClaimResponse search and update (or
+    for everything) reads no queue, no case, no metrics, no error report and
+    decides nothing; nor does an office. The pharmacist does all of it."""
+    from tests.test_review import request as held_request
+
+    store = app.state.store
+    add_user(store, "ann", "office", "clinic-a")
+    add_user(store, "pat", "pharmacist", None)
+    office, pharmacist = TestClient(app), TestClient(app)
+    office_csrf, pharmacist_csrf = sign_in(office, "ann"), sign_in(pharmacist, "pat")
+    held = []
+    for rid in ("held-1", "held-2"):  # one decided by the API, one by the page
+        created = submit(office, held_request(catalog, 90, rid), **{"X-CSRF-Token": office_csrf})
+        assert created.status_code == 201, created.text
+        held.append(created.json()["id"])
+    queued = pharmacist.get("/review/queue").json()
+    assert {case["id"] for case in queued["cases"]} == set(held)
+
+    # a DTR client still reports errors; reading them is not its business
+    reporter = authorize(TestClient(app), "reporter")
+    report = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "questionnaire", "valueCanonical": catalog_url(catalog)},
+            {"name": "operationOutcome", "resource": {"resourceType": "OperationOutcome",
+             "issue": [{"severity": "error", "code": "processing", "diagnostics": "I.D"}]}},
+        ],
+    }  # fmt: skip
+    logged = reporter.post(
+        "/Questionnaire/$log-questionnaire-errors", content=json.dumps(report), headers=FHIR
+    )
+    assert logged.status_code == 200, logged.text
+
+    refused = {
+        name: authorize(TestClient(app), name, scopes) for name, scopes in SYSTEM_SCOPES.items()
+    }
+    refused["office"] = office
+    for who, client in refused.items():
+        csrf = office_csrf if who == "office" else ""
+        for method, template, query, _ in STAFF_CALLS:
+            path = template.replace("{record_id}", held[0])
+            reply = staff_call(client, method, path, query, csrf)
+            assert reply.status_code == 403, (who, method, path, reply.text)
+            outcome = reply.json()
+            assert outcome["resourceType"] == "OperationOutcome", (who, path)
+            assert outcome["issue"][0]["code"] == "forbidden"
+            assert "Jane Example" not in reply.text and "EX123456" not in reply.text
+    assert (
+        "a system's token"
+        in staff_call(
+            refused["review-bot"], "POST", f"/review/cases/{held[0]}/decision", "", ""
+        ).text
+    )
+    # nothing was decided by any of them
+    assert pharmacist.get("/review/queue").json()["total"] == 2
+
+    for method, template, query, status in STAFF_CALLS:
+        rid = held[1] if template == "/review/{record_id}" and method == "POST" else held[0]
+        reply = staff_call(pharmacist, method, template.replace("{record_id}", rid), query,
+                           pharmacist_csrf)  # fmt: skip
+        assert reply.status_code == status, (method, template, reply.text)
+    assert pharmacist.get("/questionnaire-errors").json()["total"] == 1
+    assert pharmacist.get("/review/queue").json()["total"] == 0  # both decided
+    assert {store.get(rid).reviewer for rid in held} == {"user pat (pharmacist)"}
+
+
+def test_the_cli_refuses_a_wildcard_scope_unless_told(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dtr.cli import main
+
+    jwks = tmp_path / "client.jwks.json"
+    jwks.write_text(json.dumps(JWKS))
+    db = str(tmp_path / "clients.sqlite3")
+
+    def add(client_id: str, *extra: str) -> int:
+        return main(["clients", "add", client_id, "--jwks", str(jwks), "--db", db, *extra])
+
+    for n, scope in enumerate(("system/*.*", "system/*.rs", "system/ClaimResponse.*")):
+        assert add(f"wide-{n}", "--scope", "system/Questionnaire.rs", "--scope", scope) == 2
+        error = capsys.readouterr().err
+        assert f"refused: {scope} is a wildcard" in error and "--allow-wildcard" in error
+    assert main(["clients", "list", "--db", db]) == 0
+    assert capsys.readouterr().out == ""  # none registered
+    assert add("narrow", "--scope", "system/ClaimResponse.rus") == 0
+    assert add("wide", "--scope", "system/*.*", "--allow-wildcard") == 0
+    capsys.readouterr()
+    assert main(["clients", "list", "--db", db]) == 0
+    listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(c["id"], c["scopes"]) for c in listed] == [
+        ("narrow", "system/ClaimResponse.rus"),
+        ("wide", "system/*.*"),
+    ]

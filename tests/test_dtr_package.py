@@ -25,7 +25,7 @@ from scoring import Catalog
 from scoring.fill import fill
 from service.app import create_app
 from service.settings import Settings
-from tests.callers import authorize
+from tests.callers import add_user, authorize, sign_in
 from tests.dtr_requests import FHIR, PACKAGE, ask, canonical, coverage, order
 from tests.scoring_cases import base_answers, folder_catalog, package_for
 
@@ -40,6 +40,15 @@ def make_client(catalog: Catalog, tmp_path: Path) -> TestClient:
     app = create_app(settings, catalog=catalog, clock=lambda: AS_OF, payers={})  # no review
     app.state.service.now = lambda: NOW
     return authorize(TestClient(app))
+
+
+def pharmacist(client: TestClient) -> TestClient:
+    """A pharmacist signed in to the same service as ``client``."""
+    app = client.app
+    add_user(app.state.store, "pat", "pharmacist", None)  # type: ignore[attr-defined]
+    staff = TestClient(app)
+    sign_in(staff, "pat")
+    return staff
 
 
 @pytest.fixture(scope="module")
@@ -459,15 +468,18 @@ def test_log_questionnaire_errors(
     )
     assert reply.status_code == 200, reply.text
     OperationOutcome.model_validate(reply.json())
-    listed = client.get("/questionnaire-errors").json()
+    # the client reports; the payer's pharmacist reads the reports, no client
+    assert client.get("/questionnaire-errors").status_code == 403
+    staff = pharmacist(client)
+    listed = staff.get("/questionnaire-errors").json()
     assert listed["total"] == 1
     assert listed["reports"][0]["questionnaire"] == reference
     assert listed["reports"][0]["outcome"]["issue"][0]["diagnostics"] == "item I.D failed"
-    by_url = client.get(
+    by_url = staff.get(
         "/questionnaire-errors", params={"questionnaire": f"{BASE}/Questionnaire/eocco329-initial"}
     ).json()
     assert by_url["total"] == 1
-    other = client.get(
+    other = staff.get(
         "/questionnaire-errors", params={"questionnaire": f"{BASE}/Questionnaire/eocco329-renewal"}
     ).json()
     assert other["total"] == 0
@@ -493,7 +505,7 @@ def test_log_questionnaire_errors(
         "information",
         "warning",
     ]
-    renewal = client.get(
+    renewal = staff.get(
         "/questionnaire-errors", params={"questionnaire": f"{BASE}/Questionnaire/eocco329-renewal"}
     ).json()["reports"]
     assert len(renewal) == 1 and len(renewal[0]["outcome"]["issue"]) == 2
