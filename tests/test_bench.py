@@ -28,6 +28,7 @@ def _load(name: str) -> ModuleType:
         ("bench_score", ["--rounds", "1", "--responses", "2"], "speed-up over naive"),
         ("bench_verify", ["mn-dhs-cotellic"], "mn-dhs-cotellic"),
         ("bench_dtr", ["--rounds", "5"], "$next-question"),
+        ("bench_oversize", ["--rounds", "1", "--extra", "500"], "refused"),
         ("bench_load", ["--requests", "20", "--clients", "1,4"], "determinations/s"),
     ],
 )
