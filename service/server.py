@@ -1,4 +1,5 @@
-"""Serving the app with uvicorn, plus a header read timeout uvicorn lacks.
+"""Serving the app with uvicorn, plus a header read timeout uvicorn lacks and
+an OperationOutcome for the requests uvicorn refuses before the app sees them.
 
 uvicorn bounds an idle keep-alive connection (``timeout_keep_alive``) but not
 the time a client takes to send a request's headers: a fresh connection that
@@ -14,22 +15,44 @@ timer armed when the connection is made, and again when the first bytes of a
 later request on a keep-alive connection arrive, cancelled once h11 has parsed
 the request's headers. On expiry the connection is closed, with a bare 408 if
 the client had started a request.
+
+A request h11 cannot parse (a NUL byte in a header, a malformed request line
+or header, a bad Content-Length) never reaches the app: uvicorn answers it
+itself with a plain-text ``400 Invalid HTTP request received.`` Every other
+error of the service is an OperationOutcome, so the same protocol answers
+this one as the app would: a 400 ``application/fhir+json`` OperationOutcome,
+with the service's security headers and a request id in the request log.
+What was sent is never echoed or logged (it may carry a name or a member id).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+import uuid
 
 import h11
 import uvicorn
 from fastapi import FastAPI
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from scoring.outcome import Issue, operation_outcome
+from service.app import SECURITY_HEADERS
+from service.http import FHIR_JSON
 from service.settings import Settings
 
+log = logging.getLogger("dtr.service")
+MALFORMED = Issue(
+    "structure",
+    "the request is not valid HTTP/1.1 (its request line or a header is malformed,"
+    " e.g. a control character in a header): nothing was done",
+)
 
-class HeaderTimeoutProtocol(H11Protocol):
-    """uvicorn's h11 protocol with a deadline for each request's headers."""
+
+class ServiceProtocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for each request's headers, and
+    a FHIR answer to a request h11 refuses."""
 
     header_timeout: float = 10.0  # seconds; set per server by ``protocol_class``
 
@@ -95,12 +118,40 @@ class HeaderTimeoutProtocol(H11Protocol):
         # closing flushes the write buffer first; connection_lost follows
         self.transport.close()
 
+    def send_400_response(self, msg: str) -> None:
+        # uvicorn calls this when h11 raises RemoteProtocolError on what the
+        # client sent; its msg is uvicorn's fixed text, not the request's
+        self._cancel_header_timer()
+        rid = uuid.uuid4().hex
+        body = json.dumps(operation_outcome([MALFORMED])).encode()
+        headers = [
+            (b"content-type", FHIR_JSON.encode()),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+            (b"x-request-id", rid.encode()),
+            *((name.lower().encode(), value.encode()) for name, value in SECURITY_HEADERS.items()),
+        ]
+        events = (
+            h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+            h11.Data(data=body),
+            h11.EndOfMessage(),
+        )
+        try:
+            for event in events:
+                self.transport.write(self.conn.send(event) or b"")
+        except h11.LocalProtocolError:
+            # a response of ours was already under way on this connection
+            # (a pipelined request broke mid-reply): nothing more can be said
+            pass
+        log.info("%s (unparsed request) (no route) 400", rid)
+        self.transport.close()
 
-def protocol_class(header_timeout: float) -> type[HeaderTimeoutProtocol]:
+
+def protocol_class(header_timeout: float) -> type[ServiceProtocol]:
     """The protocol with this server's timeout. uvicorn builds protocols from
     a class with fixed arguments, so the setting travels as a class attribute."""
 
-    class Protocol(HeaderTimeoutProtocol):
+    class Protocol(ServiceProtocol):
         pass
 
     Protocol.header_timeout = header_timeout
