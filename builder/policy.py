@@ -613,6 +613,23 @@ def walk(nodes: list[Node]) -> Iterator[Criterion]:
             yield from walk(node.children)
 
 
+def form_criteria(policy: Policy, kind: RequestKind, drug: str | None) -> Iterator[Criterion]:
+    """The policy's criteria one form (request kind, drug) asks: those that
+    apply to the drug, a renewal's ``include: initial`` taking the initial
+    ones — what the builder's request tree holds besides its generated
+    sections. The checks below need it before anything is built."""
+
+    def visit(nodes: list[Node]) -> Iterator[Criterion]:
+        for node in nodes:
+            if isinstance(node, AnyOf):
+                yield from visit(list(node.any_of))
+            elif drug is None or not node.drugs or drug in node.drugs:
+                yield node
+                yield from visit(policy.initial.criteria if node.include else node.children)
+
+    return visit(policy.request(kind).criteria)
+
+
 def expression_variables(expression: str) -> set[str]:
     """The ``%name`` variables an expression reads (strings are not parsed out:
     question names never appear inside FHIRPath string literals here)."""
@@ -769,12 +786,35 @@ def _check_policy(policy: Policy) -> None:
                 if target is None or target.type != "choice":
                     raise ValueError(f"{condition.id}: answer_of must name a choice question")
                 read.add(condition.answer_of)
+    for tree in trees.values():
+        for criterion in walk(tree):
+            document = criterion.documentation
+            if document is not None and document.required and criterion.combine == "or":
+                # met by its own condition OR its children: a document could
+                # guard one path only, and the other would approve without it
+                raise ValueError(
+                    f"{criterion.id}: documentation: a required document cannot guard a"
+                    " criterion with `combine: or` (its children would meet it without the"
+                    " document): put the documentation on the criteria that need it"
+                )
     for kind in REQUEST_KINDS:
         term = policy.authorization.term(kind)
         for branch in term.branches:
             if branch.section not in sections:
                 raise ValueError(
                     f"authorization.{kind}.branches: {branch.section} is no section of the policy"
+                )
+            # the length is read from the section's status in this request's
+            # determination: a section the request does not decide never applies
+            if not any(
+                branch.section == c.id
+                for form_kind, drug in policy.forms()
+                if form_kind == kind
+                for c in form_criteria(policy, kind, drug)
+            ):
+                raise ValueError(
+                    f"authorization.{kind}.branches: {branch.section} is not among the policy's"
+                    f" {kind} criteria, so this length would never apply"
                 )
     if policy.quantity_limits is not None:
         for number, limit in enumerate(policy.quantity_limits.limits):
@@ -783,6 +823,21 @@ def _check_policy(policy: Policy) -> None:
                 check_drugs(where, [limit.drug])
             check_conditions(f"{where}: when", limit.when)
             read.update(c.question for c in limit.when)
+            # unanswerable in a form, the condition is false there and the
+            # limit silently drops out of that form's requests
+            for kind, drug in policy.forms():
+                if drug is not None and limit.drug is not None and drug != limit.drug:
+                    continue
+                asked = {q.name for c in form_criteria(policy, kind, drug) for q in c.questions}
+                for needed in limit.when:
+                    if needed.question not in asked:
+                        form = f"{kind} Questionnaire" + (f" of {drug}" if drug else "")
+                        raise ValueError(
+                            f"{where}: when: {needed.question} is not asked in the {form},"
+                            " so the limit would never apply to it: ask it there too (a renewal"
+                            " criterion with `include: initial` asks the initial questions), or"
+                            " choose the limit by `code` or `drug`"
+                        )
         drug_choices: list[str | None] = [*drug_ids] or [None]
         for drug in drug_choices:
             applicable = [

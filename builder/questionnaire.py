@@ -159,10 +159,16 @@ class PolicyIndex:
 
 
 def applicable_limits(policy: Policy, drug: str | None) -> list[QuantityLimit]:
-    """The quantity limits of one drug's Questionnaires."""
+    """The quantity limits of one drug's Questionnaires (a policy of one drug
+    has one set of forms: a limit naming that drug is among them, as a
+    criterion naming it is)."""
     if policy.quantity_limits is None:
         return []
-    return [lim for lim in policy.quantity_limits.limits if lim.drug is None or lim.drug == drug]
+    return [
+        lim
+        for lim in policy.quantity_limits.limits
+        if drug is None or lim.drug is None or lim.drug == drug
+    ]
 
 
 def product_limits(limits: list[QuantityLimit]) -> list[QuantityLimit]:
@@ -396,10 +402,20 @@ def _expand_criterion(criterion: Criterion, policy: Policy, drug: str | None) ->
             Question(name=name, type="attachment", text=text, required=False),
         ]
         update["documentation"] = None
-        if document.required and criterion.met is not None:
-            # met only with the document attached; without it unknown (pends for it)
-            update["met"] = f"({criterion.met}) and (%{name}.exists() or {{}})"
+        if document.required:
+            # met only with the document attached; without it unknown (pends
+            # for it). A criterion with children and no condition of its own
+            # gets the guard as its own condition, and'ed with its children
+            # (the policy model refuses the document on `combine: or`, where it
+            # would guard one path only)
+            guard = document_guard(criterion)
+            update["met"] = guard if criterion.met is None else f"({criterion.met}) and ({guard})"
     return criterion.model_copy(update=update) if update else criterion
+
+
+def document_guard(criterion: Criterion) -> str:
+    """FHIRPath: true with the criterion's document attached, unknown without it."""
+    return f"%{document_question(criterion)}.exists() or {{}}"
 
 
 def index_policy(policy: Policy, kind: RequestKind, drug: str | None = None) -> PolicyIndex:

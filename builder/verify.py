@@ -42,7 +42,7 @@ from builder.policy import (
     Question,
     walk,
 )
-from builder.questionnaire import BuildError
+from builder.questionnaire import BuildError, document_guard
 from cql_like.gateway import ExpressionSyntaxError, parse_expression
 
 FORBIDDEN_FUNCTIONS = {"today", "now", "timeOfDay"}
@@ -363,7 +363,10 @@ class _Checker:
 def criterion_problems(explorer: Explorer) -> list[str]:
     problems = []
     for criterion in explorer.criteria():
-        if criterion.met is None:
+        if criterion.met is None or criterion.met == document_guard(criterion):
+            # a document required by a criterion with children is its only own
+            # condition: met when attached, unknown until then; never not met,
+            # as the children decide that
             continue
         where = f"{criterion.id}: met"
         result = explorer.met_table(criterion)

@@ -90,6 +90,7 @@ class _Run:
     answered: set[str]
     values: dict[str, Value] = field(default_factory=dict)
     own: dict[str, Value] = field(default_factory=dict)
+    children: dict[str, Value] = field(default_factory=dict)
     review: set[str] = field(default_factory=set)
 
 
@@ -309,6 +310,7 @@ class CompiledRequest:
         )
         own = self._truth(own_name(criterion), run, resource)
         run.own[criterion.id] = own
+        run.children[criterion.id] = joined
         identity = criterion.combine == "and"
         run.variables[own_name(criterion)] = _var(own)
         run.variables[children_name(criterion)] = [identity] if joined == NA else _var(joined)
@@ -422,6 +424,10 @@ class CompiledRequest:
                 link_id = self.link_of.get(name)
                 if link_id and run.enabled.get(link_id) and link_id not in run.answered:
                     questions.append(link_id)
+        if run.children.get(node.id) is True:
+            # its children are met (one of `logic: any` suffices): only its own
+            # condition (a document it needs) is missing, not the other children
+            return
         for child in node.children:
             self._missing(child, run, sections, questions, review)
 

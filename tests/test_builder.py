@@ -240,6 +240,18 @@ def test_mekinist_branches_and_thresholds(policies: dict[str, Policy]) -> None:
     assert items_by_link(renewal)["Renewal.4.lvef_resolved_4_weeks"]["enableBehavior"] == "all"
 
 
+def test_a_limit_naming_a_policys_only_drug_is_in_its_forms(policies: dict[str, Policy]) -> None:
+    """A policy of one drug builds one set of forms; a limit naming that drug
+    (as a criterion may) is in them, never silently left out."""
+    data = policies["eocco329"].model_dump(mode="json", exclude_none=True)
+    data["drugs"][0]["id"] = "copack"
+    data["quantity_limits"]["limits"][0]["drug"] = "copack"
+    policy = Policy.model_validate(data)
+    for kind in ("initial", "renewal"):
+        items = items_by_link(build(policy, kind))
+        assert "QL.requested_quantity" in items, kind
+
+
 def test_choices_are_coded_with_a_system(policies: dict[str, Policy]) -> None:
     """Every answer list is a published ValueSet, referenced url|version, of
     codes with a system; none is inline or contained."""

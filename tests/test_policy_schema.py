@@ -16,6 +16,10 @@ from tests.conftest import load_cases
 EOCCO = next(p for p in bundled_policy_files() if p.name == "eocco329.yaml")
 
 
+def _bundled(name: str) -> Path:
+    return next(p for p in bundled_policy_files() if p.name == name)
+
+
 def _edit(data: Any, dotted: str, value: Any = None, delete: bool = False) -> None:
     *parents, last = dotted.split(".")
     node = data
@@ -30,7 +34,8 @@ def _edit(data: Any, dotted: str, value: Any = None, delete: bool = False) -> No
 
 @pytest.mark.parametrize("case", load_cases("policy_errors.yaml"))
 def test_malformed_policy_is_named(case: dict[str, Any], tmp_path: Path) -> None:
-    data = copy.deepcopy(yaml.safe_load(EOCCO.read_text(encoding="utf-8")))
+    source = _bundled(case.get("policy", EOCCO.name))
+    data = copy.deepcopy(yaml.safe_load(source.read_text(encoding="utf-8")))
     for path, value in (case.get("set") or {}).items():
         _edit(data, path, value)
     if "delete" in case:
@@ -86,3 +91,28 @@ def test_bundled_policies_load(policies) -> None:  # type: ignore[no-untyped-def
     assert (eocco.authorization.initial.months, eocco.authorization.renewal.months) == (6, 12)
     assert eocco.quantity_limits.limits[0].quantity == 66
     assert eocco.quantity_limits.limits[0].period_days == 28
+
+
+def test_length_branch_on_an_initial_section_a_renewal_includes() -> None:
+    """EOCCO329's renewal includes the initial criteria (Renewal.II): I.D is a
+    criterion of a renewal request, so a renewal length branch on it stands."""
+    data = yaml.safe_load(EOCCO.read_text(encoding="utf-8"))
+    data["authorization"]["renewal"]["branches"] = [{"section": "I.D", "months": 6}]
+    policy = parse_policy(yaml.safe_dump(data), "eocco-branch.yaml")
+    assert policy.authorization.renewal.branches[0].section == "I.D"
+
+
+def test_limit_missing_from_one_drugs_form_names_the_drug() -> None:
+    """The constructs fixture without its Betanib renewal asking the initial
+    criteria again: Betanib's limits, chosen by the setting, would vanish
+    from its renewal form."""
+    path = Path(__file__).parent / "policies" / "constructs" / "class-policy.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["renewal"]["criteria"] = [c for c in data["renewal"]["criteria"] if c["id"] != "Continued"]
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(yaml.safe_dump(data), "class-policy.yaml")
+    message = str(caught.value)
+    assert "class-policy.yaml: invalid policy file" in message
+    assert (
+        "QL: limits[1]: when: setting is not asked in the renewal Questionnaire of beta" in message
+    )

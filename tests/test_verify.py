@@ -81,6 +81,14 @@ def test_constructs_fixture_verifies(capsys: pytest.CaptureFixture[str]) -> None
     assert "verified" in capsys.readouterr().out
 
 
+def test_documents_fixture_verifies(capsys: pytest.CaptureFixture[str]) -> None:
+    """Documents required on criteria with children: met only with the
+    document attached, never not met by its absence (its cases:
+    tests/cases/scoring_fixture-branch-document.yaml)."""
+    assert main(["check", "--policies", str(FIXTURES / "documents")]) == 0
+    assert "fixture-branch-document 1.0.0: verified" in capsys.readouterr().out
+
+
 def test_policy_folder_outside_the_package(tmp_path: Path) -> None:
     """A payer's own folder builds, serves and scores with no change to the package."""
     folder = tmp_path / "payer"
