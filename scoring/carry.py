@@ -89,7 +89,9 @@ def carry_over(
         result["item"] = nest(target.questionnaire["item"], moved)
     if not result["item"]:
         del result["item"]
-    ordered = {k: result.pop(k) for k in ("resourceType", "id", "meta") if k in result}
+    ordered: dict[str, Any] = {
+        k: result.pop(k) for k in ("resourceType", "id", "meta") if k in result
+    }
     return CarriedOver(
         response={**ordered, **result},
         answered=canonical_of(source),

@@ -128,6 +128,10 @@ class Determination:
     reviewer: str | None = None
     rationale: str | None = None
     requested: str | None = None
+    # the url|version the response named, when it was an earlier version than
+    # the one in effect, and the linkIds whose answers did not carry over
+    answered: str | None = None
+    not_carried: list[str] = field(default_factory=list)
 
     @property
     def pend_reason(self) -> PendReason | None:
@@ -164,6 +168,11 @@ class Determination:
             "questionnaire": self.questionnaire,
             "evaluatedAt": self.evaluated_at.isoformat(),
             **({"review": self._review_json()} if self.review_state else {}),
+            **(
+                {"answered": {"questionnaire": self.answered, "notCarried": self.not_carried}}
+                if self.answered
+                else {}
+            ),
         }
 
     def _review_json(self) -> dict[str, Any]:
@@ -234,6 +243,8 @@ def from_json(package: CompiledRequest, data: dict[str, Any], subject: Any = Non
         reviewer=review.get("reviewer"),
         rationale=review.get("rationale"),
         requested=review.get("requested"),
+        answered=data.get("answered", {}).get("questionnaire"),
+        not_carried=data.get("answered", {}).get("notCarried", []),
         **_described_by(package),
     )
 

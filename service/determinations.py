@@ -24,7 +24,7 @@ from qpackage.member import member_key
 from review.config import needs_review
 from review.decision import under_review
 from review.request import priority_of
-from scoring import Catalog, score_json
+from scoring import Catalog, receive
 from scoring.determination import Determination, from_json
 from scoring.fhir_outputs import claim_response, coverage_information
 from scoring.notice import notice_context, render_notice, render_notice_pdf
@@ -72,8 +72,10 @@ def router(service: Service) -> APIRouter:
 
     def evaluate(resource: dict[str, Any], rid: str, owner: str | None) -> tuple[Record, bool]:
         priority = priority_of(resource)
-        determination = score_json(catalog, resource, service.clock())
-        package = catalog.resolve(determination.questionnaire)
+        # a new request is decided under the version in effect now, its
+        # answers carried over when it answered an earlier version
+        received_as = receive(catalog, resource, service.clock())
+        determination, package = received_as.determination, received_as.package
         record_id = uuid.uuid4().hex
         received = datetime.now(UTC).isoformat(timespec="seconds")
         payer = service.payers.get(determination.payer_id)
@@ -95,7 +97,7 @@ def router(service: Service) -> APIRouter:
             policy_version=package.policy.policy.version,
             evaluated_at=determination.evaluated_at.isoformat(),
             outcome=determination.outcome,
-            response=dict(resource),
+            response=received_as.response,
             determination=determination.to_json(),
             claim_response=claim_response(determination, record_id),
             member=member_key(resource.get("subject")),
@@ -104,6 +106,7 @@ def router(service: Service) -> APIRouter:
             priority=priority,
             decided_at=None if recommendation else received,
             recommendation=recommendation,
+            submitted=dict(resource) if received_as.carried else None,
         )
         return store.save(record)
 
