@@ -5,7 +5,10 @@ comes from), the member's appeal rights and how to use them, and which of
 the scorer's outcomes are only recommendations until a pharmacist decides.
 
 Notices, the review queue and the metrics read it; nothing of it is written
-in a template. A file that does not fit the model is refused naming the
+in a template. A payer whose law has a licensed professional make every
+decision to authorize less than was requested (California's Knox-Keene Act,
+Medicaid managed care) lists ``modified``: an approval the policy cuts to its
+quantity limit then waits for a pharmacist too. A file that does not fit the model is refused naming the
 file and the field, as a policy file is.
 """
 
@@ -17,10 +20,14 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from review.decision import recommendation_word
+from scoring.determination import Determination
+
 NonEmpty = Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]
 # the scorer's outcomes a payer may send to a pharmacist: a denial, an
-# investigational finding, a criterion the policy leaves to review
-Reviewable = Literal["denied", "investigational", "review"]
+# investigational finding, a criterion the policy leaves to review, an
+# approval for less than was requested (a quantity modified to the limit)
+Reviewable = Literal["denied", "investigational", "review", "modified"]
 
 
 class Strict(BaseModel):
@@ -115,7 +122,8 @@ def load_payers(folder: Path) -> dict[str, PayerConfig]:
     return payers
 
 
-def needs_review(payer: PayerConfig, outcome: str, pend_reason: str | None) -> bool:
-    """Whether the scorer's outcome is only a recommendation for this payer."""
-    key = "review" if pend_reason == "review" else outcome
-    return key in payer.review.outcomes
+def needs_review(payer: PayerConfig, determination: Determination) -> bool:
+    """Whether the scorer's determination is only a recommendation for this
+    payer: its outcome, ``review``, or ``modified`` (an approval whose
+    quantity is cut to the limit) is one the payer lists."""
+    return recommendation_word(determination) in payer.review.outcomes

@@ -2,11 +2,14 @@
 the decision that replaces it.
 
 While a request awaits review it is pended with reason *review*: the
-sections the recommendation rests on are what the pharmacist looks at, and
+sections the recommendation rests on are what the pharmacist looks at (for
+an approval modified to the quantity limit, the limit's section ``QL``), and
 the ClaimResponse and notice say the request is with a pharmacist. The
 pharmacist then approves (the request type's authorization and quantity, as
-an automatic approval would give), denies (citing the sections chosen), or
-pends asking the office for something; each with a written rationale.
+an automatic approval would give: at the limit when the request is above
+it), approves in full (the quantity requested, above the limit), denies
+(citing the sections chosen), or pends asking the office for something;
+each with a written rationale.
 """
 
 from __future__ import annotations
@@ -17,8 +20,18 @@ from typing import Any, Literal
 
 from scoring.determination import Determination
 
-Action = Literal["approve", "deny", "pend"]
-ACTIONS: tuple[Action, ...] = ("approve", "deny", "pend")
+Action = Literal["approve", "approve-in-full", "deny", "pend"]
+ACTIONS: tuple[Action, ...] = ("approve", "approve-in-full", "deny", "pend")
+# the quantity-limit section generated from a policy's quantity_limits
+# (builder.policy.QuantityLimits.id): what a modified approval rests on
+QL_SECTION = "QL"
+
+
+def modified(determination: Determination) -> bool:
+    """Whether the determination approves less than was requested (a
+    quantity cut to the policy's limit): an adverse determination."""
+    quantity = determination.quantity
+    return determination.outcome == "approved" and quantity is not None and quantity.modified
 
 
 def cited(determination: Determination) -> list[str]:
@@ -29,6 +42,7 @@ def cited(determination: Determination) -> list[str]:
         *determination.excluded,
         *determination.unmet,
         *determination.review,
+        *([QL_SECTION] if modified(determination) else []),
     ]:
         if section not in out:
             out.append(section)
@@ -55,10 +69,18 @@ def under_review(recommendation: Determination) -> Determination:
     return replace(recommendation, **changes)
 
 
-def recommended(outcome: str, pend_reason: str | None) -> str:
-    """The recommendation in one word: an outcome, or ``review`` (a criterion
-    the policy leaves to a pharmacist)."""
-    return "review" if pend_reason == "review" else outcome
+def recommended(outcome: str, pend_reason: str | None, cut: bool = False) -> str:
+    """The recommendation in one word: an outcome, ``review`` (a criterion
+    the policy leaves to a pharmacist), or ``modified`` (an approval whose
+    quantity is cut to the limit: ``cut``)."""
+    if pend_reason == "review":
+        return "review"
+    return "modified" if outcome == "approved" and cut else outcome
+
+
+def recommendation_word(determination: Determination) -> str:
+    """A determination's recommendation in one word (see :func:`recommended`)."""
+    return recommended(determination.outcome, determination.pend_reason, modified(determination))
 
 
 def _reviewed(
@@ -73,7 +95,7 @@ def _reviewed(
         base,
         **{**_CLEARED, **changes} if base is recommendation else changes,
         review_state="reviewed",
-        recommended=recommended(recommendation.outcome, recommendation.pend_reason),
+        recommended=recommendation_word(recommendation),
         reviewer=reviewer,
         rationale=rationale,
     )
@@ -103,10 +125,24 @@ def denied(
 
 
 def approved(
-    recommendation: Determination, approval: Determination, rationale: str, reviewer: str
+    recommendation: Determination,
+    approval: Determination,
+    rationale: str,
+    reviewer: str,
+    in_full: bool = False,
 ) -> Determination:
     """The pharmacist's approval (``approval`` carries the authorization and
-    quantity, computed as of the decision)."""
+    quantity, computed as of the decision: at the limit when the request is
+    above it). ``in_full`` approves the quantity requested instead, which
+    only a request above the limit needs."""
+    if in_full:
+        quantity = approval.quantity
+        if quantity is None or not quantity.modified:
+            raise ValueError(
+                "the request is not above the quantity limit: approve it (approve-in-full"
+                " is for a quantity above the limit)"
+            )
+        approval = replace(approval, quantity=replace(quantity, approved=quantity.requested))
     return _reviewed(recommendation, approval, reviewer, rationale)
 
 

@@ -22,9 +22,15 @@ The rules
   outcome is pended (for information, or awaiting a pharmacist) is in no
   share: it is counted as ``undecided`` beside the shares, and in the plan's
   measures.
-- **Approved**: outcome approved (by the scorer or by a pharmacist).
-  **Denied**: outcome denied *or investigational* (an investigational use
-  is not covered: it is a denial to the member).
+- **Approved**: outcome approved (by the scorer or by a pharmacist),
+  including an approval for less than was requested (a quantity modified to
+  the policy's limit): CMS-0057-F counts approved and denied requests and
+  has no third category, and the request is authorized. **Denied**: outcome
+  denied *or investigational* (an investigational use is not covered: it is
+  a denial to the member).
+- **Approved modified** (the plan's own): approvals for less than was
+  requested (``quantity.modified``), counted apart as well, since for the
+  member they are adverse determinations with appeal rights.
 - **Approved after appeal** and **approved after an extended timeframe** are
   ``null``: this service records no appeals and no extensions of a review
   timeframe, so it cannot count them (a zero would claim it did).
@@ -83,6 +89,8 @@ NOTES = [
     " priority received in the period; requests still pended are counted as undecided and"
     " are in no share.",
     "Denied counts denied and investigational determinations.",
+    "Approved includes approvals for less than was requested (a quantity modified to the"
+    " limit); the plan's approvedModified counts them apart.",
     "approvedAfterAppeal is " + NO_APPEALS + ".",
     "approvedAfterExtendedTimeframe is " + NO_EXTENSIONS + ".",
     "Times are hours from receipt to the decision; an automatic decision takes none. A pended"
@@ -187,6 +195,11 @@ def _for_review(record: MetricRecord) -> bool:
     return record.state == "awaiting-review" or record.determination.get("pendReason") == "review"
 
 
+def _modified(record: MetricRecord) -> bool:
+    quantity = record.determination.get("quantity") or {}
+    return record.outcome == "approved" and bool(quantity.get("modified"))
+
+
 def _cited(record: MetricRecord) -> list[str]:
     sections = record.determination.get("sections") or {}
     out: list[str] = []
@@ -227,6 +240,7 @@ def measures(records: Sequence[MetricRecord]) -> dict[str, Any]:
         for section in _cited(r)
     )
     out["plan"] = {
+        "approvedModified": sum(_modified(r) for r in records),
         "pendedForInformation": sum(not _for_review(r) for r in pended),
         "pendedForReview": sum(_for_review(r) for r in pended),
         "reviewTime": _times(reviewed),
@@ -309,6 +323,8 @@ def _rows(period: str, scope: dict[str, Any], entry: dict[str, Any]) -> list[dic
         row(priority, "decision_time_median", "hours", count=times["count"],
             value=times["medianHours"])  # fmt: skip
     plan = entry["plan"]
+    row("", "approved_modified", "requests", count=plan["approvedModified"],
+        note="approved for less than requested; also counted as approved")  # fmt: skip
     row("", "pended_for_information", "requests", count=plan["pendedForInformation"])
     row("", "pended_for_review", "requests", count=plan["pendedForReview"])
     review = plan["reviewTime"]

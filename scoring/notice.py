@@ -9,6 +9,13 @@ when the request is pended, and — from the payer's configuration
 (``policies/payers/*.yaml``), never from a template — the decision deadline,
 the appeal rights and how to reach the payer.
 
+An approval for less than was requested (a quantity cut to the policy's
+limit, by the scorer or a pharmacist) is an adverse determination, and its
+notice is one: it says so, cites the limit's section (``QL``) with the
+policy's text and how the plan reads it, gives the quantity approved against
+the quantity requested, says what can be done next, and gives the appeal
+rights as a denial's notice does.
+
 :func:`render_notice` needs only the :class:`Determination` (the CLI's
 ``dtr score --format text|html``); a :class:`NoticeContext` adds what the
 stored record knows (:func:`notice_context` builds one). Without a payer
@@ -66,6 +73,7 @@ class NoticeContext:
     payer: PayerConfig | None = None
     section_questions: dict[str, list[str]] = field(default_factory=dict)  # section → linkIds
     quantity_question: str | None = None  # linkId of the requested quantity, when asked
+    limit_ruling: str | None = None  # the policy's ruling on its quantity limit
 
 
 def section_questions(package: CompiledRequest) -> dict[str, list[str]]:
@@ -109,6 +117,7 @@ def notice_context(
         payer=payer,
         section_questions=section_questions(package),
         quantity_question=package.link_of.get(REQUESTED_QUANTITY),
+        limit_ruling=limits.ruling if (limits := package.policy.quantity_limits) else None,
     )
 
 
@@ -184,6 +193,7 @@ class Reason:
     text: str  # the policy's text of the section
     limits: list[tuple[str, str]]  # the quantity limit against the quantity requested (QL)
     answers: list[tuple[str, str]]  # (the question, as "text:" or "text?"; the answer given)
+    basis: str | None = None  # how the plan reads the section (the QL ruling)
 
 
 @dataclass(frozen=True)
@@ -248,11 +258,13 @@ def _reason(d: Determination, context: NoticeContext, section: str) -> Reason:
             continue
         label = question if question.rstrip().endswith("?") else f"{question}:"
         answers.append((label, "; ".join(answer_text(v) for v in values)))
+    quantity = section == QL_SECTION
     return Reason(
         section=section,
         text=d.section_text.get(section, ""),
-        limits=_limit_lines(d, requested) if section == QL_SECTION else [],
+        limits=_limit_lines(d, requested) if quantity else [],
         answers=answers,
+        basis=context.limit_ruling if quantity else None,
     )
 
 
@@ -290,6 +302,13 @@ def _groups(d: Determination, context: NoticeContext, kind: str) -> list[ReasonG
             d.unmet,
         ),
         ("review", review_title, review_intro, d.review),
+        (
+            "quantity",
+            "The quantity limit",
+            "The policy covers no more than its quantity limit; the quantity requested is above"
+            " it, so the approval is for the limit.",
+            [QL_SECTION] if kind == "modified" else [],
+        ),
     ]
     return [
         ReasonGroup(kind, title, intro, [_reason(d, context, s) for s in sections])
@@ -381,6 +400,8 @@ def _view(determination: Determination, context: NoticeContext | None) -> dict[s
         "appeal": payer is not None and adverse,
         "reference": context.reference,
         "authorization": d.authorization,
+        # an approval for less than was requested: the quantity approved and requested
+        "cut": d.quantity if kind == "modified" else None,
         "day": day,
     }
 

@@ -80,9 +80,7 @@ def router(service: Service) -> APIRouter:
         received = datetime.now(UTC).isoformat(timespec="seconds")
         payer = service.payers.get(determination.payer_id)
         recommendation = None
-        if payer is not None and needs_review(
-            payer, determination.outcome, determination.pend_reason
-        ):
+        if payer is not None and needs_review(payer, determination):
             # only a recommendation: pended for a pharmacist, who decides
             recommendation = determination.to_json()
             determination = under_review(determination)

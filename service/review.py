@@ -8,9 +8,12 @@ pages over :mod:`review.decision`.
   criterion's status (met, not met, unknown, not applicable) with the
   policy text, attachments, the scorer's recommendation, and the trail of
   everything done to the request.
-- ``POST /review/cases/{id}/decision`` (JSON) and the page's form: approve,
-  deny (choosing the sections) or pend (asking for something), with a
-  written rationale. The record's determination and ClaimResponse become the
+- ``POST /review/cases/{id}/decision`` (JSON) and the page's form: approve
+  (at the quantity limit when the request is above it), approve in full
+  (the quantity requested), deny (choosing the sections) or pend (asking
+  for something), with a written rationale. A recommended approval modified
+  to the limit shows as ``modified`` with the quantity approved of the
+  quantity requested. The record's determination and ClaimResponse become the
   decision; the action is kept (who, when, what changed, why).
 
 All of it is the payer's staff's: a person signed in with a payer role
@@ -34,7 +37,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
 from access.identity import Identity
-from cql_like.engine import CompiledRequest
+from cql_like.engine import CompiledRequest, Evaluation
 from review.decision import ACTIONS, approved, denied, pended, recommended
 from review.request import facts
 from scoring import assess
@@ -65,6 +68,13 @@ def _answer_text(value: Any) -> str:
     return str(value)
 
 
+def _over_limit(
+    package: CompiledRequest, evaluation: Evaluation, answers: dict[str, list[Any]], as_of: date
+) -> dict[str, Any] | None:
+    quantity = approve(package, evaluation, answers, as_of).quantity
+    return quantity.to_json() if quantity is not None and quantity.modified else None
+
+
 def router(service: Service) -> APIRouter:
     api = APIRouter()
     casework = Casework(service.store)
@@ -93,7 +103,9 @@ def router(service: Service) -> APIRouter:
         package = catalog.resolve(record.questionnaire)
         request = facts(record.response)
         scorer = record.recommendation or {}
-        word = recommended(scorer["outcome"], scorer.get("pendReason")) if scorer else None
+        quantity = scorer.get("quantity") or {}
+        cut = bool(quantity.get("modified"))
+        word = recommended(scorer["outcome"], scorer.get("pendReason"), cut) if scorer else None
         return {
             "id": record.id,
             "received": record.received_at,
@@ -106,6 +118,8 @@ def router(service: Service) -> APIRouter:
             "state": record.state,
             "outcome": record.outcome,
             "recommended": word,
+            # a modified approval: what it approves of what was requested
+            "recommendedQuantity": quantity if cut else None,
             "reviewer": record.reviewer,
             "decided": record.decided_at,
             "deadline": deadline(record, package),
@@ -178,6 +192,9 @@ def router(service: Service) -> APIRouter:
             "attachments": attachments,
             "recommendation": record.recommendation,
             "determination": record.determination,
+            # the quantity an approval would give, when the request is above
+            # the limit: the pharmacist may approve it as cut or in full
+            "overLimit": _over_limit(package, evaluation, answers, as_of),
             "trail": sorted(trail, key=lambda t: t["at"]),
             "links": {
                 "notice": f"{service.base}/determinations/{record.id}/notice",
@@ -211,13 +228,14 @@ def router(service: Service) -> APIRouter:
         on = service.clock()
         who = caller.describe()
         try:
-            if action == "approve":
+            if action in ("approve", "approve-in-full"):
                 _, evaluation, answers = assess(package, record.response, on)
                 final = approved(
                     recommendation,
                     approve(package, evaluation, answers, on, subject),
                     rationale,
                     who,
+                    in_full=action == "approve-in-full",
                 )
             elif action == "deny":
                 final = denied(recommendation, reasons, rationale, who, on)

@@ -45,6 +45,7 @@ def record(
     investigational: tuple[str, ...] = (),
     review: tuple[str, ...] = (),
     pend_reason: str | None = None,
+    quantity: tuple[int, int] | None = None,
 ) -> Record:
     """A stored record as the service makes one, with only what the metrics read filled in.
     Instants are given as ``MM-DDTHH`` in 2026 (or in full)."""
@@ -52,7 +53,7 @@ def record(
     def instant(text: str) -> str:
         return text if len(text) > 8 else f"2026-{text}:00:00+00:00"
 
-    determination = {
+    determination: dict[str, Any] = {
         "policy": policy,
         "request": "initial",
         "outcome": outcome,
@@ -65,6 +66,11 @@ def record(
         },
         "pendReason": pend_reason,
     }
+    if quantity is not None:  # (requested, approved)
+        determination["quantity"] = {
+            "requested": quantity[0], "approved": quantity[1], "unit": "capsules and tablets",
+            "periodDays": 28, "modified": quantity[1] < quantity[0],
+        }  # fmt: skip
     return Record(
         id=rid,
         response_key=f"key-{rid}",
@@ -93,13 +99,15 @@ def record(
 STD, EXP, REVIEWED = "standard", "expedited", "reviewed"
 RECORDS = [
     # --- eocco329 (P1): 9 in the period
-    # a1, a2: standard, automatic approvals, 0 h
-    record("a1", P1, "11-02T09", "11-02T09", outcome="approved"),
+    # a1, a2: standard, automatic approvals, 0 h (a1 for the 66 requested: not modified)
+    record("a1", P1, "11-02T09", "11-02T09", outcome="approved", quantity=(66, 66)),
     record("a2", P1, "11-03T10", "11-03T10", outcome="approved"),
     # a3: standard, a pharmacist's denial after 30 h
     record("a3", P1, "11-04T08", "11-05T14", outcome="denied", state=REVIEWED, unmet=("I.A",)),
-    # a4: standard, a pharmacist's approval after 6 h
-    record("a4", P1, "11-06T09", "11-06T15", outcome="approved", state=REVIEWED),
+    # a4: standard, a pharmacist's approval after 6 h, for less than requested (66 of 90):
+    # an approval in CMS's shares, and counted apart as modified in the plan's
+    record("a4", P1, "11-06T09", "11-06T15", outcome="approved", state=REVIEWED,
+           quantity=(90, 66)),
     # a5: standard, the scorer pends for information (decided_at set, yet no decision)
     record("a5", P1, "11-07T09", "11-07T09", outcome="pended", pend_reason="missing-information"),
     # a6: expedited, automatic approval, 0 h
@@ -154,6 +162,7 @@ EOCCO329 = {
         "decisionTime": {"count": 2, "averageHours": 6.0, "medianHours": 6.0},
     },
     "plan": {
+        "approvedModified": 1,  # a4 (a1 approved as requested)
         "pendedForInformation": 1,  # a5
         "pendedForReview": 1,  # a8
         # reviewed a3 30, a4 6, a7 12: mean 48/3 = 16; sorted 6 12 30, median 12
@@ -183,6 +192,7 @@ MEKINIST = {
         "decisionTime": {"count": 1, "averageHours": 0.0, "medianHours": 0.0},
     },
     "plan": {
+        "approvedModified": 0,
         "pendedForInformation": 1,  # b2 (a pharmacist's pend)
         "pendedForReview": 0,
         # reviewed b2 24, b4 6: mean 15, median 15
@@ -213,6 +223,7 @@ ALL = {
         "decisionTime": {"count": 3, "averageHours": 4.0, "medianHours": 0.0},
     },
     "plan": {
+        "approvedModified": 1,  # a4
         "pendedForInformation": 2,  # a5 b2
         "pendedForReview": 1,  # a8
         # 30 6 12 24 6 = 78: mean 15.6; sorted 6 6 12 24 30, median 12
@@ -312,6 +323,8 @@ def test_the_cli_csv_and_json_give_the_same_figures(
     assert figure("all", "standard", "decision_time_average") == ("7", "", "6.0", "hours")
     assert figure("all", "standard", "decision_time_median") == ("7", "", "0.0", "hours")
     assert figure("all", "expedited", "decision_time_average") == ("3", "", "4.0", "hours")
+    assert figure("all", "", "approved_modified") == ("1", "", "", "requests")
+    assert figure(P2, "", "approved_modified") == ("0", "", "", "requests")
     assert figure("all", "", "pended_for_information") == ("2", "", "", "requests")
     assert figure("all", "", "pended_for_review") == ("1", "", "", "requests")
     assert figure("all", "", "review_time_average") == ("5", "", "15.6", "hours")
@@ -396,6 +409,7 @@ def test_the_chart_page_shows_the_numbers(pharmacist: TestClient) -> None:
     assert "Expedited denied: 33.3% (1 of 3)" in page
     assert "15.6 h" in page  # all: time in review, average
     assert "Denials citing section I.A" in page
+    assert "Approved for less than requested (also counted as approved)" in page
     assert "not recorded: this service records no appeals" in page
     assert "no decided request" in page  # the policies without requests
     # without a period: the current month

@@ -24,7 +24,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from review.config import PayerConfig, load_payers
-from review.decision import denied, pended, under_review
+from review.decision import approved, denied, pended, under_review
 from review.request import NPI_SYSTEM, PRIORITY_EXTENSION
 from scoring import Catalog, Determination, assess
 from scoring.fill import fill
@@ -50,6 +50,12 @@ RATIONALE = "90 a month is above the labeled dose of 66 per 28 days."
 
 def reviewed_denial(d: Determination) -> Determination:
     return denied(d, ["QL"], RATIONALE, "pharmacist-7", date(2026, 11, 25))
+
+
+def reviewed_cut(d: Determination) -> Determination:
+    """A pharmacist approves the scorer's approval cut to the limit, as cut (the
+    approval as of the decision: the same here)."""
+    return approved(d, replace(d), "The labeled dose needs no more than 168.", "pharmacist-7")
 
 
 def reviewed_pend(d: Determination) -> Determination:
@@ -133,11 +139,38 @@ CASES = {
         ),
         never=("WHY", "WHAT TO SEND", "pharmacist", "Not answered"),
     ),
+    # a quantity cut to the limit is an adverse determination, automatic or a pharmacist's
     "approved for less than requested": Case(
         "wha-mektovi", "melanoma_step_met", "WHA", {"requested_quantity": 180}, appeal=True,
         says=(
             "DECISION: Approved — for less than was requested",
-            "Quantity approved: 168 tablets per 28 days (180 requested; approved modified",
+            "but for less than the quantity requested: 168 tablets per 28 days, not the 180"
+            " tablets requested.",
+            "This is an adverse determination: a decision against part of the request.",
+            "Quantity approved: 168 tablets per 28 days.\n"
+            "Quantity requested: 180 tablets per 28 days. The 12 tablets above the policy's limit"
+            " are not approved.",
+            "The quantity limit: The policy covers no more than its quantity limit",
+            "      180 requested, limit 168 per 28 days (tablets: Mektovi (binimetinib) 15 mg"
+            " tablets)",
+            "WHAT YOU CAN DO\n  - The approved 168 tablets per 28 days can be filled now.",
+            "the prescriber can send Western Health Advantage information that supports the"
+            " higher quantity",
+            "You, or your prescriber for you, can appeal this decision.",
+        ),
+        never=("pharmacist", "Criteria not met", "Denied"),
+    ),
+    "approved for less than requested by a pharmacist": Case(
+        "wha-mektovi", "melanoma_step_met", "WHA", {"requested_quantity": 180}, step=reviewed_cut,
+        decided=REVIEWED, appeal=True,
+        says=(
+            "DECISION: Approved — for less than was requested",
+            "This is an adverse determination",
+            "This decision was made by a pharmacist's review.",
+            "The pharmacist's reasons: The labeled dose needs no more than 168.",
+            "Quantity requested: 180 tablets per 28 days. The 12 tablets above",
+            "WHAT YOU CAN DO",
+            "  Decided: November 25, 2026, 09:30 UTC",
         ),
     ),
     "awaiting a pharmacist": Case(
@@ -303,6 +336,45 @@ def test_appeal_deadline_and_contact_come_from_the_payer(catalog: Catalog, name:
             assert words not in bare_shown, (fmt, words)
         assert "appeal" not in bare_shown.lower()
         assert "A decision is due" not in bare_shown
+
+
+@pytest.mark.parametrize(
+    "name", ["approved for less than requested", "approved for less than requested by a pharmacist"]
+)
+def test_a_cut_cites_the_limit_and_its_basis(catalog: Catalog, name: str) -> None:
+    """The notice of a quantity cut, in both formats: the limit's section with
+    the policy's words and the plan's reading of them (read from the policy,
+    whatever its current wording), approved against requested with unit and
+    period, what to do next; and, without the payer's configuration, the
+    same cut with no appeal rights made up."""
+    determination, context, package = noticed(catalog, CASES[name])
+    limits = package.policy.quantity_limits
+    assert determination.quantity is not None and determination.quantity.modified
+    assert limits is not None and limits.ruling
+    for fmt in FORMATS:
+        rendered = render_notice(determination, fmt, context)
+        shown = visible(rendered) if fmt == "html" else rendered
+        section = f"Section QL: {limits.text}" if fmt == "html" else f"  - QL: {limits.text}"
+        for words in (
+            section,
+            f"How the plan reads it: {limits.ruling}",
+            "168 tablets per 28 days, not the 180 tablets requested",
+            "This is an adverse determination",
+            "Quantity approved: 168 tablets per 28 days.",
+            "Quantity requested: 180 tablets per 28 days.",
+            "180 requested, limit 168 per 28 days",
+            "information that supports the higher quantity",
+            *(s.deadline for s in PAYERS["WHA"].appeals.steps),
+        ):
+            assert words in shown, (fmt, words)
+        bare = render_notice(determination, fmt, replace(context, payer=None))
+        bare_shown = visible(bare) if fmt == "html" else bare
+        assert "This is an adverse determination" in bare_shown
+        assert "information that supports the higher quantity" in bare_shown
+        assert "appeal" not in bare_shown.lower()
+    page = render_notice(determination, "html", context)
+    assert 'class="decision approved modified"' in page
+    assert '<h2 id="next">What you can do</h2>' in page
 
 
 def test_a_notice_without_context_still_renders(catalog: Catalog) -> None:

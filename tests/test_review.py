@@ -5,6 +5,7 @@ the decision; every step is in the trail."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from datetime import date
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from review.config import load_payers
 from review.request import NPI_SYSTEM, PRIORITY_EXTENSION
 from scoring import Catalog
 from scoring.fill import fill
@@ -24,6 +26,7 @@ from tests.scoring_cases import base_answers, package_for
 
 FHIR = {"content-type": "application/fhir+json"}
 AS_OF = date(2026, 11, 24)
+PAYERS = load_payers(Path(__file__).parents[1] / "policies" / "payers")
 
 
 @pytest.fixture(scope="module")
@@ -205,6 +208,149 @@ def test_the_review_pages(people: People, catalog: Catalog) -> None:
     assert (
         TestClient(people.pharmacist.app).get("/review", follow_redirects=False).status_code == 303
     )
+
+
+def mektovi(catalog: Catalog, quantity: int, rid: str, **change: Any) -> dict[str, Any]:
+    """A WHA Mektovi initial request meeting every criterion at the labeled
+    90 mg a day, for ``quantity`` tablets per 28 days (the limit is 168)."""
+    answers = {**base_answers("wha-mektovi", "melanoma_step_met"), "requested_quantity": quantity}
+    response = fill(package_for(catalog, "wha-mektovi", "initial"), {**answers, **change},
+                    response_id=rid)  # fmt: skip
+    response["subject"] = {"display": "Jane Example", "identifier": {"value": "EX123456"}}
+    return response
+
+
+def visible(page: str) -> str:
+    """An HTML page's text as read: style and tags out, entities decoded, spaces folded."""
+    page = re.sub(r"<style>.*?</style>", " ", page, flags=re.S)
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", page)))
+
+
+def test_a_quantity_cut_waits_for_a_pharmacist(people: People, catalog: Catalog) -> None:
+    """WHA's payer file lists `modified` (Cal. H&S § 1367.01(e)): a request
+    above the limit, which the policy approves cut to 168, is held for a
+    pharmacist instead of being approved; the pharmacist's approval at the
+    limit is an adverse determination with its notice."""
+    created = people.submit(mektovi(catalog, 180, "cut"))
+    assert created.status_code == 201, created.text
+    rid = created.json()["id"]
+    assert created.json()["outcome"] == "queued"  # not approved
+    pending = people.office.get(f"/determinations/{rid}").json()
+    assert (pending["outcome"], pending["pendReason"]) == ("pended", "review")
+    assert pending["sections"]["review"] == ["QL"] and pending["quantity"] is None
+    assert pending["authorization"] is None
+    # within the limit: approved at once
+    within = people.submit(mektovi(catalog, 168, "within")).json()
+    assert within["outcome"] == "complete" and "preAuthRef" in within
+
+    # the queue and the case show a recommended approval for less than requested
+    queued = people.pharmacist.get("/review/queue").json()["cases"]
+    assert [c["id"] for c in queued] == [rid]
+    assert queued[0]["recommended"] == "modified"
+    quantity = queued[0]["recommendedQuantity"]
+    assert (quantity["approved"], quantity["requested"], quantity["unit"]) == (168, 180, "tablets")
+    assert "modified: approve 168 of the 180 tablets requested per 28 days" in visible(
+        people.pharmacist.get("/review").text
+    )
+    case = people.pharmacist.get(f"/review/cases/{rid}").json()
+    assert case["recommendation"]["outcome"] == "approved"
+    assert case["recommendation"]["quantity"]["modified"] is True
+    assert case["overLimit"]["approved"] == 168 and case["overLimit"]["requested"] == 180
+    page = people.pharmacist.get(f"/review/{rid}").text
+    assert "168 of the 180 tablets requested per 28 days" in visible(page)
+    assert 'value="approve-in-full"' in page
+
+    decided = people.decide(rid, action="approve", rationale="The labeled dose needs 168.")
+    assert decided.status_code == 200, decided.text
+    final = decided.json()["determination"]
+    assert final["outcome"] == "approved" and final["quantity"]["modified"] is True
+    assert (final["quantity"]["approved"], final["quantity"]["requested"]) == (168, 180)
+    assert final["review"]["recommended"] == "modified"
+    claim = people.office.get(f"/ClaimResponse/{rid}").json()
+    action = claim["item"][0]["adjudication"][0]["extension"][0]["extension"][0]
+    assert action["valueCodeableConcept"]["coding"][0]["code"] == "A6"  # modified
+    assert claim["outcome"] == "complete" and claim["preAuthRef"] == rid
+
+    # the notice: an adverse determination, in text and HTML
+    text = people.office.get(f"/determinations/{rid}/notice?format=text").text
+    page = visible(people.office.get(f"/determinations/{rid}/notice").text)
+    for shown in (text, page):
+        for words in (
+            "Approved — for less than was requested",
+            "This is an adverse determination",
+            "This decision was made by a pharmacist's review.",
+            "The labeled dose needs 168.",
+            "Quantity approved: 168 tablets per 28 days.",
+            "Quantity requested: 180 tablets per 28 days.",
+            "180 requested, limit 168 per 28 days",
+            "information that supports the higher quantity",
+            "Appeal (grievance) to WHA",
+            "within 180 days of the date of this notice",
+            "Independent Medical Review",
+        ):
+            assert words in shown, words
+
+
+def test_a_pharmacist_approves_a_cut_in_full_or_denies_it(people: People, catalog: Catalog) -> None:
+    full = people.submit(mektovi(catalog, 180, "full")).json()["id"]
+    deny = people.submit(mektovi(catalog, 180, "deny")).json()["id"]
+    decided = people.decide(full, action="approve-in-full", rationale="Dose escalation.")
+    assert decided.status_code == 200, decided.text
+    quantity = decided.json()["determination"]["quantity"]
+    assert (quantity["approved"], quantity["requested"], quantity["modified"]) == (180, 180, False)
+    notice = people.office.get(f"/determinations/{full}/notice?format=text").text
+    assert (
+        "DECISION: Approved\n" in notice and "Quantity approved: 180 tablets per 28 days." in notice
+    )
+    assert "adverse" not in notice and "appeal" not in notice.lower()
+    claim = people.office.get(f"/ClaimResponse/{full}").json()
+    action = claim["item"][0]["adjudication"][0]["extension"][0]["extension"][0]
+    assert action["valueCodeableConcept"]["coding"][0]["code"] == "A1"
+
+    denied = people.decide(deny, action="deny", reasons=["QL"], rationale="Not at this dose.")
+    assert denied.json()["determination"]["sections"]["unmet"] == ["QL"]
+
+    # approve-in-full is for a request above the limit only
+    other = people.submit(
+        mektovi(catalog, 168, "other", melanoma_braf_v600ek=False, melanoma_braf_test=None)
+    ).json()["id"]
+    refused = people.decide(other, action="approve-in-full", rationale="In full.")
+    assert refused.status_code == 400
+    assert "not above the quantity limit" in refused.text
+    assert 'value="approve-in-full"' not in people.pharmacist.get(f"/review/{other}").text
+
+
+def test_a_payer_without_the_rule_cuts_automatically(catalog: Catalog, tmp_path: Path) -> None:
+    """MN-DHS-style configuration on WHA's policy: `modified` not listed, so
+    the cut is automatic — and its notice is still the adverse determination's."""
+    wha = PAYERS["WHA"]
+    rule = wha.review.model_copy(update={"outcomes": ["denied", "investigational", "review"]})
+    app = create_app(
+        Settings(database=str(tmp_path / "no-rule.sqlite3")), catalog=catalog,
+        clock=lambda: AS_OF, payers={"WHA": wha.model_copy(update={"review": rule})},
+    )  # fmt: skip
+    people = People(app)
+    created = people.submit(mektovi(catalog, 180, "automatic"))
+    assert created.status_code == 201, created.text
+    claim = created.json()
+    assert claim["outcome"] == "complete"
+    assert claim["disposition"] == "Approved, quantity modified to the policy's limit"
+    rid = claim["id"]
+    determination = people.office.get(f"/determinations/{rid}").json()
+    assert determination["quantity"]["approved"] == 168 and "review" not in determination
+    assert people.pharmacist.get("/review/queue").json()["total"] == 0
+    text = people.office.get(f"/determinations/{rid}/notice?format=text").text
+    page = visible(people.office.get(f"/determinations/{rid}/notice").text)
+    for shown in (text, page):
+        for words in (
+            "Approved — for less than was requested",
+            "This is an adverse determination",
+            "Quantity requested: 180 tablets per 28 days.",
+            "information that supports the higher quantity",
+            "Appeal (grievance) to WHA",
+        ):
+            assert words in shown, words
+        assert "pharmacist" not in shown
 
 
 def test_a_bad_payer_file_fails_the_check_naming_file_and_field(
