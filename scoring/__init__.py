@@ -32,6 +32,7 @@ from scoring.response import (
     check_structure,
     parse_json,
     questionnaire_of,
+    size_bound,
 )
 
 __all__ = ["Catalog", "Determination", "InvalidInput", "Received", "receive", "score", "score_json"]
@@ -98,6 +99,9 @@ class Catalog:
             for canonical, package in self.packages.items()
             if package.policy in policies
         }
+        # the most items and answers a response to any known form can hold
+        bounds = [size_bound(package) for package in self.packages.values()] or [(0, 0)]
+        self.size_bound = (max(b[0] for b in bounds), max(b[1] for b in bounds))
         self._in_effect = {
             package.questionnaire["url"]: package for package in self.current.values()
         }
@@ -210,7 +214,14 @@ def checked_package(catalog: Catalog, resource: Mapping[str, Any]) -> CompiledRe
         "QuestionnaireResponse"
     ):
         check_structure(resource)  # refuses it, naming what it is
-    package = catalog.resolve(questionnaire_of(resource))
+    try:
+        package = catalog.resolve(questionnaire_of(resource))
+    except InvalidInput:
+        # no form of ours: what else is wrong with it is said first, within
+        # the bound of the largest form
+        check_size(None, resource, catalog.size_bound)
+        check_structure(resource)
+        raise
     check_size(package, resource)
     check_structure(resource)
     return package

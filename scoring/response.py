@@ -280,25 +280,41 @@ def questionnaire_of(resource: Mapping[str, Any]) -> object:
 MAX_CONTAINED = 10
 
 
-def check_size(package: CompiledRequest, resource: Mapping[str, Any]) -> None:
-    """Refuse, before any per-item work, a response larger than its
-    Questionnaire can be answered with: every linkId at most once, one
-    answer each (a multi-select at most one per option), and contained
-    Questionnaires no larger than the form. Counting stops at the first
-    node over the bound, so a response of any size costs at most that many
-    steps here (the body's byte limit bounds the JSON parse before it)."""
+def size_bound(package: CompiledRequest) -> tuple[int, int]:
+    """The most items and answers a response to ``package``'s form can hold:
+    every linkId at most once, one answer each (a multi-select at most one
+    per option)."""
     questions = [spec for spec in package.items.values() if spec.type != "group"]
-    most_items = len(package.items)
-    most_answers = sum(len(spec.options) if spec.repeats else 1 for spec in questions)
-    form = package.questionnaire["url"]
+    return len(package.items), sum(len(s.options) if s.repeats else 1 for s in questions)
+
+
+def check_size(
+    package: CompiledRequest | None,
+    resource: Mapping[str, Any],
+    bound: tuple[int, int] | None = None,
+) -> None:
+    """Refuse, before any per-item work, a response larger than its
+    Questionnaire can be answered with (``size_bound``; contained
+    Questionnaires no larger than the form), or, when it names no form this
+    service knows, larger than ``bound`` (the largest form's). Counting stops
+    at the first node over the bound, so a response of any size costs at
+    most that many steps here (the body's byte limit bounds the JSON parse
+    before it)."""
+    if package is not None:
+        most_items, most_answers = size_bound(package)
+        form = f"its Questionnaire {package.questionnaire['url']}"
+    else:
+        assert bound is not None
+        most_items, most_answers = bound
+        form = "any Questionnaire of this service"
 
     def refuse(what: str, path: str) -> None:
         raise InvalidInput(
             [
                 Issue(
                     "too-long",
-                    f"the response has more {what} than its Questionnaire {form} can be"
-                    f" answered with ({most_items} items, {most_answers} answers): it is refused"
+                    f"the response has more {what} than {form} can be answered with"
+                    f" ({most_items} items, {most_answers} answers): it is refused"
                     " unread",
                     path,
                 )

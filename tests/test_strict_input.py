@@ -115,6 +115,14 @@ def test_items_nested_past_the_limit_are_refused(catalog: Catalog) -> None:
     for _ in range(200):
         deep = {"linkId": "x", "item": [deep]}
     response["item"].append(deep)
+    # more items than the form has: refused before anything walks them
+    assert "more items than its Questionnaire" in refused(catalog, json.dumps(response))
+    # JSON nested past the limit elsewhere (extensions)
+    response = approved(catalog)
+    nested: dict[str, Any] = {"url": "http://example.org/x", "valueString": "x"}
+    for _ in range(200):
+        nested = {"url": "http://example.org/x", "extension": [nested]}
+    response["extension"] = [nested]
     assert "nests more than" in refused(catalog, json.dumps(response))
 
 
