@@ -158,7 +158,7 @@ CASES = {
             " higher quantity",
             "You, or your prescriber for you, can appeal this decision.",
         ),
-        never=("pharmacist", "Criteria not met", "Denied"),
+        never=("This decision was made by a pharmacist's review", "Criteria not met", "Denied"),
     ),
     "approved for less than requested by a pharmacist": Case(
         "wha-mektovi", "melanoma_step_met", "WHA", {"requested_quantity": 180}, step=reviewed_cut,

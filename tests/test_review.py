@@ -350,7 +350,7 @@ def test_a_payer_without_the_rule_cuts_automatically(catalog: Catalog, tmp_path:
             "Appeal (grievance) to WHA",
         ):
             assert words in shown, words
-        assert "pharmacist" not in shown
+        assert "This decision was made by a pharmacist's review" not in shown
 
 
 def test_a_bad_payer_file_fails_the_check_naming_file_and_field(
