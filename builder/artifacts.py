@@ -22,7 +22,7 @@ import yaml
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from builder.checks import check_questionnaire, describe_condition, iter_items
-from builder.policy import AnyOf, AuthorizationTerm, Policy, RequestKind, walk
+from builder.policy import REQUEST_KINDS, AnyOf, AuthorizationTerm, Policy, RequestKind, walk
 from builder.prepopulation import Compiled, PrepopulationError, library_resource, sources
 from builder.questionnaire import build, index_policy, request_tree
 from builder.valuesets import published, value_sets
@@ -243,6 +243,14 @@ def coverage_context(policies: list[Policy]) -> dict[str, Any]:
     for policy in policies:
         identity = policy.policy
         requests = []
+        # the request trees have turned documentation into questions: the
+        # documents a pharmacist reads, by section, from the policy itself
+        to_read = {
+            c.id: c.documentation.document
+            for k in REQUEST_KINDS
+            for c in walk(policy.request(k).criteria)
+            if c.documentation is not None and c.documentation.review
+        }
         forms = [Form(k, d, build(policy, k, d)) for k, d in policy.forms()]
         for form in forms:
             kind, questionnaire = form.kind, form.questionnaire
@@ -266,6 +274,7 @@ def coverage_context(policies: list[Policy]) -> dict[str, Any]:
                         "links": links.get(criterion.id, []),
                         "definition": f" {criterion.combine} ".join(parts),
                         "review": criterion.on_unmet == "review",
+                        "reads": to_read.get(criterion.id),
                         "kind": criterion.kind,
                     }
                 )
@@ -284,6 +293,7 @@ def coverage_context(policies: list[Policy]) -> dict[str, Any]:
                             "links": links.get(condition.id, []),
                             "definition": definition,
                             "review": False,
+                            "reads": None,
                             "kind": "investigational",
                         }
                     )
@@ -312,6 +322,11 @@ def coverage_context(policies: list[Policy]) -> dict[str, Any]:
                     {"deny": "denied over the limit", "modify": "approved modified to the limit"}[
                         policy.quantity_limits.over_limit
                     ]
+                    + (
+                        "; a daily dose above the limit referred to a pharmacist"
+                        if policy.quantity_limits.over_dose == "review"
+                        else ""
+                    )
                     if policy.quantity_limits
                     else None
                 ),

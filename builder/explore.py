@@ -207,6 +207,8 @@ class Explorer:
             points.add(question.min_value)
         if question.max_value is not None:
             points.add(question.max_value)
+        if question.above is not None:
+            points.add(question.above + step)
         if not points:
             points = {question.min_value or 0, (question.min_value or 0) + step}
         if question.max_value is None:
@@ -215,7 +217,9 @@ class Explorer:
             points.add(max(abs(p) for p in points) * 10 + 10)
         lo = question.min_value if question.min_value is not None else float("-inf")
         hi = question.max_value if question.max_value is not None else float("inf")
-        chosen = sorted(p for p in points if lo <= p <= hi)
+        # an answer at or below `above` is a data error (unanswered), not an answer to explore
+        floor = question.above if question.above is not None else float("-inf")
+        chosen = sorted(p for p in points if lo <= p <= hi and p > floor)
         cast = int if question.type == "integer" else float
         return [Value(cast(p), f"{cast(p):g}") for p in chosen]
 

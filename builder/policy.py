@@ -301,6 +301,13 @@ class QuantityLimits(Strict):
         "deny",
         description="A request above the limit is denied, or approved modified to the limit",
     )
+    over_dose: Literal["deny", "review"] | None = Field(
+        None,
+        description="A prescribed daily dose above a `daily_dose` limit is denied, or pended"
+        " for a pharmacist's review (with `over_limit: modify`); a dose is never modified,"
+        " and one of 0 or below pends for the dose. Required with a daily-dose limit (`dtr"
+        " check`); policy versions released before it keep the rules they were built with",
+    )
     ruling: str | None = None
 
     @model_validator(mode="after")
@@ -308,6 +315,17 @@ class QuantityLimits(Strict):
         periods = {limit.period_days for limit in self.limits}
         if len(periods) != 1:
             raise ValueError("all quantity limits of one policy must share one period")
+        if self.over_dose is not None and not any(
+            limit.daily_dose is not None for limit in self.limits
+        ):
+            raise ValueError("over_dose: no limit is a `daily_dose`")
+        if self.over_dose == "review" and self.over_limit != "modify":
+            # QL is one section, denied or reviewed when not met: with
+            # `over_limit: deny` a dose above the limit is denied with it
+            raise ValueError(
+                "over_dose: review needs `over_limit: modify` (with `deny`, QL denies a"
+                " request above the quantity or the dose alike)"
+            )
         return self
 
 
@@ -352,6 +370,11 @@ class Question(Strict):
     unit: str | None = None
     min_value: float | None = None
     max_value: float | None = None
+    above: float | None = Field(
+        None,
+        description="An answer must be greater than this: one at or below it is a data error"
+        " that counts as unanswered (the request pends naming the question), never a refusal",
+    )
     help: str | None = None
     repeats: bool = Field(False, description="A multi-select question (choice only)")
     record_only: bool = Field(
@@ -387,6 +410,11 @@ class Question(Strict):
             raise ValueError("option codes must be unique")
         if self.unit is not None and self.type not in ("integer", "decimal"):
             raise ValueError("only integer and decimal questions have a unit")
+        if self.above is not None and self.type not in ("integer", "decimal"):
+            raise ValueError("only integer and decimal questions have `above`")
+        if self.above is not None and self.min_value is not None:
+            # minValue refuses the response (422); `above` pends it: one rule per question
+            raise ValueError("give `above` or `min_value`, not both")
         if self.repeats and self.type != "choice":
             raise ValueError("only choice questions can repeat (multi-select)")
         if self.record_only and self.required:
@@ -412,10 +440,26 @@ class Question(Strict):
 class Documentation(Strict):
     """A document a criterion needs (a test result, chart notes). When
     ``required``, the criterion is met only with the document attached: a "yes"
-    with nothing attached pends for it, naming it."""
+    with nothing attached pends for it, naming it. When ``review``, what the
+    document says decides, and only a person can read it: a request that would
+    be approved on the criterion pends for a pharmacist's review, naming the
+    document."""
 
     document: NonEmpty
     required: bool = True
+    review: bool = Field(
+        False,
+        description="A pharmacist reads the document before any approval that rests on it",
+    )
+
+    @model_validator(mode="after")
+    def _review_needs_document(self) -> Documentation:
+        if self.review and not self.required:
+            raise ValueError(
+                "review: a document a pharmacist must read needs `required: true` (an approval"
+                " could otherwise rest on the criterion without it)"
+            )
+        return self
 
 
 class Derived(Strict):

@@ -12,7 +12,7 @@ question relevant.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from builder.policy import (
     CAP_SECTION,
@@ -180,8 +180,12 @@ def product_limits(limits: list[QuantityLimit]) -> list[QuantityLimit]:
     return list(seen.values())
 
 
-def quantity_questions(limits: list[QuantityLimit]) -> list[Question]:
-    """The request's product, quantity and daily dose, generated from the limits."""
+def quantity_questions(
+    limits: list[QuantityLimit], dose_above_zero: bool = False
+) -> list[Question]:
+    """The request's product, quantity and daily dose, generated from the limits.
+    ``dose_above_zero``: a dose of 0 or below is a data error that pends (a
+    policy stating ``over_dose``), not a dose of 0 within the limit."""
     period = limits[0].period_days
     units = sorted({limit.unit for limit in limits})
     questions = []
@@ -215,7 +219,9 @@ def quantity_questions(limits: list[QuantityLimit]) -> list[Question]:
                 type="decimal",
                 text=f"Prescribed daily dose ({' or '.join(dose_units)} per day)",
                 unit=f"{dose_units[0]}/d",
-                min_value=0,
+                # a dose of 0 or below: a data error the request pends for, or
+                # (policies built before `over_dose`) refused below 0
+                **({"above": 0} if dose_above_zero else {"min_value": 0}),
             )
         )
     return questions
@@ -272,23 +278,43 @@ def condition_expression(condition: Condition) -> str:
     return f"{answer}.exists() and {answer} {condition.operator} {literal}"
 
 
+def dose_limit_definition(limits: list[QuantityLimit]) -> str | None:
+    """The prescribed daily dose within every daily-dose limit that applies;
+    None when no limit is a daily dose."""
+    several = len(product_limits(limits)) > 1
+    parts = []
+    for limit in limits:
+        if limit.daily_dose is None:
+            continue
+        test = f"%{REQUESTED_DAILY_DOSE} <= {limit.daily_dose.amount:g}"
+        guard = limit_guard(limit, several)
+        parts.append(f"({test})" if guard is None else f"(({guard}) implies ({test}))")
+    return join_terms(parts, "and") if parts else None
+
+
 def quantity_criterion(policy: Policy, limits: list[QuantityLimit]) -> Criterion:
     ql = policy.quantity_limits
     assert ql is not None
-    modify = ql.over_limit == "modify"
+    questions = quantity_questions(limits, dose_above_zero=ql.over_dose is not None)
+    kind: Literal["criterion", "information"] = "criterion"
+    if ql.over_limit == "deny":
+        met = quantity_limit_definition(limits)
+    else:
+        # modified to the limit when over it: the quantity only has to be
+        # known; a dose cannot be modified, so a dose limit still decides
+        # (where the policy says how: `over_dose`)
+        known = " and ".join(f"(%{q.name}.exists() or {{}})" for q in questions if q.is_required)
+        dose = dose_limit_definition(limits) if ql.over_dose is not None else None
+        met = known if dose is None else f"{known} and {dose}"
+        if dose is None:
+            kind = "information"
     return Criterion(
         id=ql.id,
         text=ql.text,
-        kind="information" if modify else "criterion",
-        questions=quantity_questions(limits),
-        # modified to the limit when over it: the quantity only has to be known
-        met=(
-            " and ".join(
-                f"(%{q.name}.exists() or {{}})" for q in quantity_questions(limits) if q.is_required
-            )
-            if modify
-            else quantity_limit_definition(limits)
-        ),
+        kind=kind,
+        questions=questions,
+        met=met,
+        on_unmet="review" if ql.over_dose == "review" else "deny",
         ruling=ql.ruling,
     )
 

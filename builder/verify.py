@@ -74,6 +74,7 @@ _QUESTION_TYPES = {
 def verify_policy(policy: Policy, source: str) -> list[str]:
     """Every problem of a policy file, each as ``FILE: SECTION: FIELD: what``."""
     problems = [f"{source}: {p}" for p in expression_problems(policy)]
+    problems += [f"{source}: {p}" for p in dose_problems(policy)]
     if problems:
         return problems  # the rest would only repeat them
     try:
@@ -92,6 +93,22 @@ def verify_policy(policy: Policy, source: str) -> list[str]:
     for explorer in forms:
         problems += [f"{source}: {p}" for p in explorer.run().problems]
     return problems
+
+
+def dose_problems(policy: Policy) -> list[str]:
+    """A daily-dose limit must say what a dose above it gets: a dose cannot be
+    modified to the limit, and left unsaid (as policies released before
+    ``over_dose`` still build) a dose above it would be approved with a
+    quantity within the limit."""
+    limits = policy.quantity_limits
+    if limits is None or limits.over_dose is not None:
+        return []
+    if not any(limit.daily_dose is not None for limit in limits.limits):
+        return []
+    return [
+        "QL: over_dose: a daily-dose limit must say what a prescribed dose above it gets"
+        " (`over_dose: deny`, or `review` with `over_limit: modify`)"
+    ]
 
 
 # --- 1. expressions ----------------------------------------------------------

@@ -8,6 +8,12 @@ when the criterion's group is disabled by its enableWhen. A criterion that
 does not apply is left out of its parent's ``and``/``or`` (the engine passes
 the operator's identity in its place); a parent whose children all do not
 apply does not apply either.
+
+Two readings happen here rather than in the definitions, as both concern a
+whole request: a number at or below its question's ``above`` bound is a data
+error and counts as unanswered (asked again, like a partial date), and a met
+criterion whose document a pharmacist must read (``documentation.review``)
+stands undecided, for review, when an approval would rest on it.
 """
 
 from __future__ import annotations
@@ -19,11 +25,13 @@ from typing import Any, Literal
 
 from builder.checks import iter_items
 from builder.policy import (
+    REQUEST_KINDS,
     AnyOf,
     Criterion,
     Node,
     Policy,
     RequestKind,
+    document_question,
     walk,
 )
 from builder.questionnaire import (
@@ -81,6 +89,12 @@ class Evaluation:
     derived: dict[str, list[Any]] = field(default_factory=dict)
     limits: dict[str, bool | None] = field(default_factory=dict)
     investigational_truth: dict[str, bool | None] = field(default_factory=dict)
+    # the attachments (linkIds) a pharmacist must read: the documents of the
+    # criteria in ``review`` that are met on them
+    documents: list[str] = field(default_factory=list)
+    # the sections met when those documents say what the answers say (what a
+    # pharmacist's approval rests on: the length of a branch, for one)
+    met_on_documents: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -92,6 +106,16 @@ class _Run:
     own: dict[str, Value] = field(default_factory=dict)
     children: dict[str, Value] = field(default_factory=dict)
     review: set[str] = field(default_factory=set)
+    # met criteria held back for a pharmacist, who must read their document
+    withheld: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class _Findings:
+    unmet: list[str]
+    missing: list[str]
+    missing_questions: list[str]
+    review: list[str]
 
 
 class CompiledRequest:
@@ -144,6 +168,23 @@ class CompiledRequest:
         # exclusions deny like any criterion, but are reported as excluded
         self.exclusions = frozenset(c.id for c in walk(self.tree) if c.kind == "exclusion")
         self.review_sections = {c.id for c in walk(self.tree) if c.on_unmet == "review"}
+        # criterion → its attachment, where a pharmacist must read the document
+        # (the request tree has turned documentation into that question)
+        self.documents_to_read = {
+            c.id: self.link_of[document_question(c)]
+            for k in REQUEST_KINDS
+            for c in walk(policy.request(k).criteria)
+            if c.documentation is not None
+            and c.documentation.review
+            and document_question(c) in self.link_of
+        }
+        # answers at or below these bounds are data errors: unanswered
+        self.floors = {
+            name: info.question.above
+            for name, info in self.index.questions.items()
+            if info.question.above is not None
+        }
+        self._floor_links = {self.link_of[name]: name for name in self.floors}
         self.limits = applicable_limits(policy, drug)
         self.limit_expressions = [
             self.expressions[d.name] for d in self.definitions if d.role == "limit"
@@ -193,10 +234,18 @@ class CompiledRequest:
         (enableWhen never reads it)."""
         variables: dict[str, Any] = {name: [] for name in self._all_names}
         for name, link_id in self.link_of.items():
-            variables[name] = list(answers.get(link_id, []))
+            variables[name] = self._valid(name, answers.get(link_id, []))
         if as_of is not None:
             variables["as_of"] = [as_of.isoformat()]
         return variables
+
+    def _valid(self, name: str, values: list[Any]) -> list[Any]:
+        """The answers that count: a number at or below its question's
+        ``above`` bound is a data error, as if unanswered."""
+        floor = self.floors.get(name)
+        if floor is None:
+            return list(values)
+        return [v for v in values if isinstance(v, int | float) and v > floor]
 
     def enablement(
         self, resource: Mapping[str, Any], variables: Mapping[str, Any]
@@ -232,22 +281,19 @@ class CompiledRequest:
         derived: dict[str, list[Any]] = {}
         for value in self.derived:
             derived[value.name] = variables[value.name] = self._evaluate(value, resource, variables)
-        # a date known only to the year or month is asked again, in full
+        # a date known only to the year or month is asked again, in full; a
+        # number out of its bound (a data error) is asked again
         answered = {
             link
             for link, values in answers.items()
-            if values and not (link in self.date_links and date_span(_first(values)))
+            if values
+            and not (link in self.date_links and date_span(_first(values)))
+            and (link not in self._floor_links or variables[self._floor_links[link]])
         }
+        answer_values = dict(variables)  # before the criteria's results join them
         run = _Run(variables, enabled, answered)
-        top = [self._node(node, True, run, resource) for node in self.tree]
-        outcome = self._join(request_name(self.kind), self.tree, top, "all", run, resource)
-        unmet: list[str] = []
-        missing: list[str] = []
-        missing_questions: list[str] = []
-        review: list[str] = []
-        for node in self.tree:
-            self._cite(node, run, unmet)
-            self._missing(node, run, missing, missing_questions, review)
+        outcome = self._criteria(run, resource)
+        findings = self._findings(run)
         investigational = []
         applies: dict[str, bool | None] = {}
         if self.policy.investigational is not None:
@@ -258,6 +304,23 @@ class CompiledRequest:
                     if applies[condition.id] is True:
                         investigational.append(condition.id)
         limits = {e.name: self._truth_of(e, resource, variables) for e in self.limit_expressions}
+        to_read = frozenset(c for c in self.documents_to_read if run.values.get(c) is True)
+        met_on_documents: frozenset[str] = frozenset()
+        # only a request a pharmacist could approve: one that would be approved,
+        # or is pended for review anyway; a denial, an investigational use or
+        # missing information is decided as before
+        if to_read and not investigational and (outcome is True or findings.review):
+            again = _Run(answer_values, enabled, answered, withheld=to_read)
+            second = self._criteria(again, resource)
+            if outcome is not True or second is not True:
+                # the approval rests on a document a person has to read
+                met_on_documents = frozenset(
+                    name
+                    for name, value in run.values.items()
+                    if value is True and again.values.get(name) is not True
+                )
+                run, outcome = again, second
+                findings = self._findings(run)
         statuses = {
             name: "review" if name in run.review else _STATUS[value]
             for name, value in run.values.items()
@@ -265,16 +328,42 @@ class CompiledRequest:
         return Evaluation(
             outcome_value=None if outcome == NA else outcome,  # type: ignore[arg-type]
             statuses=statuses,
-            # a section cited twice (its own finding, and cited by another) once
-            unmet=list(dict.fromkeys(unmet)),
-            missing=list(dict.fromkeys(missing)),
-            missing_questions=sorted(set(missing_questions), key=list(self.items).index),
+            unmet=findings.unmet,
+            missing=findings.missing,
+            missing_questions=findings.missing_questions,
             investigational=investigational,
             enabled=enabled,
-            review=list(dict.fromkeys(review)),
+            review=findings.review,
             derived=derived,
             limits=limits,
             investigational_truth=applies,
+            documents=[
+                link
+                for section, link in self.documents_to_read.items()
+                if section in run.withheld and section in run.review
+            ],
+            met_on_documents=met_on_documents,
+        )
+
+    def _criteria(self, run: _Run, resource: Mapping[str, Any]) -> Value:
+        """The request's criteria, each node's value kept in ``run``."""
+        top = [self._node(node, True, run, resource) for node in self.tree]
+        return self._join(request_name(self.kind), self.tree, top, "all", run, resource)
+
+    def _findings(self, run: _Run) -> _Findings:
+        unmet: list[str] = []
+        missing: list[str] = []
+        missing_questions: list[str] = []
+        review: list[str] = []
+        for node in self.tree:
+            self._cite(node, run, unmet)
+            self._missing(node, run, missing, missing_questions, review)
+        # a section cited twice (its own finding, and cited by another) once
+        return _Findings(
+            unmet=list(dict.fromkeys(unmet)),
+            missing=list(dict.fromkeys(missing)),
+            missing_questions=sorted(set(missing_questions), key=list(self.items).index),
+            review=list(dict.fromkeys(review)),
         )
 
     def _applicable(self, link_id: str, inherited: bool, run: _Run) -> bool:
@@ -371,6 +460,10 @@ class CompiledRequest:
     def _store(self, name: str, value: Value, run: _Run) -> Value:
         if value is False and name in self.review_sections:
             # not met, but the policy leaves it to a pharmacist: undecided here
+            run.review.add(name)
+            value = None
+        if value is True and name in run.withheld:
+            # met on a document a pharmacist must read first: undecided here
             run.review.add(name)
             value = None
         run.values[name] = value

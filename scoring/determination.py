@@ -8,7 +8,8 @@ Rules, in order (see docs/conformance.md):
    section (an exclusion denies; a request above the quantity limit is denied
    citing ``QL`` unless the policy approves it modified to the limit);
 3. **pended for review** when a criterion the policy leaves to a pharmacist
-   is not met, naming it;
+   is not met, naming it, or when the approval would rest on a document a
+   pharmacist must read, naming the criterion and the document;
 4. **pended for missing information** when any criterion is unknown, listing
    the enabled questions left unanswered — missing information never denies;
 5. **approved** otherwise: authorization from the evaluation date for the
@@ -118,6 +119,8 @@ class Determination:
     drug: str = ""
     subject: dict[str, Any] | None = None
     review: list[str] = field(default_factory=list)
+    # the attachments (linkIds) the pharmacist must read before approving
+    review_documents: list[str] = field(default_factory=list)
     excluded: list[str] = field(default_factory=list)  # exclusions that apply (they deny)
     quantity: ApprovedQuantity | None = None
     criteria_basis: str | None = None  # the payer default, when the policy states no criteria
@@ -155,6 +158,7 @@ class Determination:
             "pendReason": self.pend_reason,
             "quantity": self.quantity.to_json() if self.quantity else None,
             "missingQuestions": list(self.missing_questions),
+            **({"reviewDocuments": list(self.review_documents)} if self.review_documents else {}),
             "authorization": self.authorization.to_json() if self.authorization else None,
             "quantityLimits": [
                 {
@@ -213,6 +217,7 @@ def from_json(package: CompiledRequest, data: dict[str, Any], subject: Any = Non
         missing=data["sections"]["missing"],
         investigational=data["sections"]["investigational"],
         review=data["sections"].get("review", []),
+        review_documents=data.get("reviewDocuments", []),
         excluded=data["sections"].get("excluded", []),
         missing_questions=data["missingQuestions"],
         authorization=authorization,
@@ -266,6 +271,7 @@ def approve(
         found,
         outcome="approved",
         unmet=[], missing=[], investigational=[], review=[], excluded=[], missing_questions=[],
+        review_documents=[],
         authorization=_authorization(package, evaluation, answers, as_of),
         quantity=_approved_quantity(package, answers, limits),
     )  # fmt: skip
@@ -324,6 +330,7 @@ def decide(
         missing=evaluation.missing,
         investigational=evaluation.investigational,
         review=evaluation.review if outcome == "pended" else [],
+        review_documents=evaluation.documents if outcome == "pended" else [],
         missing_questions=evaluation.missing_questions,
         authorization=authorization,
         quantity_limits=[limit for limit, _kept in limits],
@@ -346,7 +353,12 @@ def _authorization(
 ) -> Authorization:
     term = _term(package)
     months, assumed, basis = term.months, term.assumed, term.basis
-    met_branches = [b for b in term.branches if evaluation.statuses.get(b.section) == "met"]
+    # a branch met on a document the pharmacist has read counts as met
+    met_branches = [
+        b
+        for b in term.branches
+        if evaluation.statuses.get(b.section) == "met" or b.section in evaluation.met_on_documents
+    ]
     if met_branches:
         branch = min(met_branches, key=lambda b: b.months)
         months, assumed = branch.months, False

@@ -81,10 +81,11 @@ def run_case(catalog: Catalog, case: dict[str, Any]) -> dict[str, Any]:
 
 def mismatches(expect: dict[str, Any], result: dict[str, Any], as_of: date = AS_OF) -> list[str]:
     """What differs between a case's expectations and the whole determination:
-    outcome, every section list, the missing questions, the authorization
-    dates and the pend reason. A list a case does not state is expected
-    empty; an approval must state its months and end date (the start is the
-    evaluation date); quantities are compared when a case states them."""
+    outcome, every section list, the missing questions, the documents left to
+    a pharmacist to read, the authorization dates and the pend reason. A list
+    a case does not state is expected empty; an approval must state its months
+    and end date (the start is the evaluation date); quantities are compared
+    when a case states them."""
     found = {
         "outcome": result["outcome"],
         "unmet": result["sections"]["unmet"],
@@ -93,6 +94,7 @@ def mismatches(expect: dict[str, Any], result: dict[str, Any], as_of: date = AS_
         "review": result["sections"]["review"],
         "excluded": result["sections"]["excluded"],
         "missingQuestions": result["missingQuestions"],
+        "reviewDocuments": result.get("reviewDocuments", []),
         "pendReason": result["pendReason"],
         "months": (result["authorization"] or {}).get("months"),
         "start": (result["authorization"] or {}).get("start"),
@@ -114,6 +116,7 @@ def mismatches(expect: dict[str, Any], result: dict[str, Any], as_of: date = AS_
         "review": [],
         "excluded": [],
         "missingQuestions": [],
+        "reviewDocuments": [],
         "pendReason": (
             ("review" if expect.get("review") else "missing-information") if pended else None
         ),

@@ -136,20 +136,22 @@ def test_adaptive_and_static_forms_decide_alike(folder: Path, case: dict[str, An
 
 def _forms() -> list[Any]:
     out = []
-    for policy, bases in (
-        ("eocco329", {"initial": "initial_met", "renewal": "renewal_met"}),
-        ("mn-dhs-mekinist", {"initial": "melanoma_met", "renewal": "renewal_met"}),
-        ("mn-dhs-cotellic", {"initial": "initial_met", "renewal": "renewal_met"}),
-        ("wha-mektovi", {"initial": "melanoma_step_met", "renewal": "renewal_met"}),
+    # Cotellic's BRAF result is read by a pharmacist before any approval: its
+    # complete requests end pended for review
+    for policy, bases, outcome in (
+        ("eocco329", {"initial": "initial_met", "renewal": "renewal_met"}, "approved"),
+        ("mn-dhs-mekinist", {"initial": "melanoma_met", "renewal": "renewal_met"}, "approved"),
+        ("mn-dhs-cotellic", {"initial": "initial_met", "renewal": "renewal_met"}, "pended"),
+        ("wha-mektovi", {"initial": "melanoma_step_met", "renewal": "renewal_met"}, "approved"),
     ):
         for request, base in bases.items():
-            out.append(pytest.param(policy, request, base, id=f"{policy}-{request}"))
+            out.append(pytest.param(policy, request, base, outcome, id=f"{policy}-{request}"))
     return out
 
 
-@pytest.mark.parametrize(("policy", "request_kind", "base"), _forms())
+@pytest.mark.parametrize(("policy", "request_kind", "base", "outcome"), _forms())
 def test_round_trip_reaches_completed(
-    folder: Path, policy: str, request_kind: str, base: str
+    folder: Path, policy: str, request_kind: str, base: str, outcome: str
 ) -> None:
     client = client_for(folder, None, AS_OF)
     catalog = client.app.state.catalog  # type: ignore[attr-defined]
@@ -170,7 +172,7 @@ def test_round_trip_reaches_completed(
     assert any(e["url"] == QR_COVERAGE for e in draft["extension"])
     final, rounds = run_adaptive(client, package, base_answers(policy, base))
     assert final["status"] == "completed"
-    assert determination(client, final)["outcome"] == "approved"
+    assert determination(client, final)["outcome"] == outcome
     assert len(rounds) >= 2
 
 
