@@ -98,6 +98,9 @@ def _reviewed(
         recommended=recommendation_word(recommendation),
         reviewer=reviewer,
         rationale=rationale,
+        # the request answered the same form version, whoever decides it
+        answered=recommendation.answered,
+        not_carried=recommendation.not_carried,
     )
 
 

@@ -192,6 +192,11 @@ def router(service: Service) -> APIRouter:
             "attachments": attachments,
             "recommendation": record.recommendation,
             "determination": record.determination,
+            "questionnaire": record.questionnaire,
+            # a response to a superseded version: the version it answered, what
+            # did not carry over, and the response as sent
+            "answered": record.determination.get("answered"),
+            "submitted": record.submitted,
             # the quantity an approval would give, when the request is above
             # the limit: the pharmacist may approve it as cut or in full
             "overLimit": _over_limit(package, evaluation, answers, as_of),
