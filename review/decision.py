@@ -52,7 +52,7 @@ def cited(determination: Determination) -> list[str]:
 # what a decision leaves of the recommendation's findings: none of them
 _CLEARED: dict[str, Any] = {
     "unmet": [], "investigational": [], "excluded": [], "review": [],
-    "missing_questions": [], "authorization": None, "quantity": None,
+    "missing_questions": [], "review_documents": [], "authorization": None, "quantity": None,
 }  # fmt: skip
 
 
@@ -63,6 +63,8 @@ def under_review(recommendation: Determination) -> Determination:
         **_CLEARED,
         "outcome": "pended",
         "review": cited(recommendation) or list(recommendation.missing),
+        # what the pharmacist must read before approving
+        "review_documents": recommendation.review_documents,
         # the office is told a pharmacist is deciding, not what the scorer thought
         "review_state": "awaiting-review",
     }

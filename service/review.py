@@ -49,7 +49,15 @@ from service.casework import Casework, ReviewAction
 from service.http import AccessDenied, Service, not_found, require_json
 from service.store import Record
 
-STATUS_WORDS = {"met": "met", "not-met": "not met", "unknown": "unknown", "NA": "not applicable"}
+STATUS_WORDS = {
+    "met": "met",
+    "not-met": "not met",
+    "unknown": "unknown",
+    "NA": "not applicable",
+    # left to the pharmacist: not met where the policy says so, or met on a
+    # document the pharmacist must read
+    "review": "for review",
+}
 
 
 def _instant(text: str) -> datetime:
