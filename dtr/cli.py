@@ -238,7 +238,11 @@ def _first_user(store: Store, url: str) -> None:
     if accounts.user_count():
         return
     password = generated()
-    accounts.add_user("office", "Office user", "office", "example-practice", password)
+    made = accounts.add_first_user("office", "Office user", "office", "example-practice", password)
+    if made is None:
+        # another instance starting on this store made the first user (and
+        # printed its password) between the count and now
+        return
     print(
         "dtr: first start: made the portal user 'office' (role office, organization"
         f" example-practice).\n     Sign in at {url}/ with user name office and password"

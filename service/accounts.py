@@ -119,6 +119,22 @@ class Accounts:
     def add_user(
         self, username: str, name: str, role: str, organization: str | None, password: str
     ) -> User:
+        user = self._insert_user(username, name, role, organization, password, first=False)
+        if user is None:
+            raise ValueError(f"a user {username!r} exists already")
+        return user
+
+    def add_first_user(
+        self, username: str, name: str, role: str, organization: str | None, password: str
+    ) -> User | None:
+        """The store's first user, or None when it has users already — made
+        meanwhile by another instance starting on the same store, perhaps."""
+        return self._insert_user(username, name, role, organization, password, first=True)
+
+    def _insert_user(
+        self, username: str, name: str, role: str, organization: str | None, password: str,
+        *, first: bool,
+    ) -> User | None:  # fmt: skip
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(sorted(ROLES))}")
         if role == "office" and not organization:
@@ -128,14 +144,18 @@ class Accounts:
         hashed = hash_password(password)
         with self.store.database() as db:
             m = db.mark
-            if db.execute(f"SELECT 1 FROM users WHERE username = {m}", (username,)):
-                raise ValueError(f"a user {username!r} exists already")
-            db.execute(
+            # one statement, so that two callers at once cannot both pass a
+            # check made apart from the insert: the loser inserts nothing (no
+            # unique-key error, on SQLite or PostgreSQL). SQLite needs a WHERE
+            # before ON CONFLICT in an INSERT … SELECT, hence "WHERE true"
+            only_if = " WHERE NOT EXISTS (SELECT 1 FROM users)" if first else " WHERE true"
+            inserted = db.execute(
                 "INSERT INTO users (username, name, role, organization, password_hash, active,"
-                f" created_at) VALUES ({m}, {m}, {m}, {m}, {m}, 1, {m})",
+                f" created_at) SELECT {m}, {m}, {m}, {m}, {m}, 1, {m}{only_if}"
+                " ON CONFLICT (username) DO NOTHING RETURNING username",
                 (username, name, role, organization, hashed, _now()),
             )
-        return User(username, name, role, organization)
+        return User(username, name, role, organization) if inserted else None
 
     def users(self) -> list[User]:
         with self.store.database() as db:

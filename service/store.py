@@ -23,6 +23,7 @@ import hashlib
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -244,6 +245,23 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+def _use_wal(db: sqlite3.Connection, patience: float = 30.0) -> None:
+    """Put the file in WAL mode (it stays so). On a new file this takes a lock
+    SQLite does not wait for (its busy timeout does not apply), so a second
+    instance starting beside the first gets "database is locked": it retries
+    for as long as the busy timeout, and then finds the file in WAL mode."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            busy = exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+            if not busy or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 class SQLiteStore:
     """One file, WAL journal; one connection per server thread, kept open.
 
@@ -263,7 +281,7 @@ class SQLiteStore:
         # threads leaves some waiting seconds while others go ahead
         self._writing = threading.Lock()
         with self._use() as db:
-            db.execute("PRAGMA journal_mode=WAL")
+            _use_wal(db)
             self.migrated = migrate(_SQLiteDatabase(db))
 
     def _connect(self) -> sqlite3.Connection:

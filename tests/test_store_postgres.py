@@ -150,3 +150,32 @@ def test_a_store_of_the_previous_release_migrates_and_serves_its_records(databas
     finally:
         store.close()
     check_served(database)
+
+
+def test_two_servers_start_together_on_one_fresh_database(database: str, tmp_path: Path) -> None:
+    """The first start on PostgreSQL (tests/test_first_start.py): a new
+    database, two `dtr serve` at once, both serving, one first user."""
+    import psycopg
+
+    from tests.test_first_start import check_both_serve
+
+    with psycopg.connect(database, autocommit=True) as db:
+        db.execute("CREATE DATABASE first_start")
+    check_both_serve(database.rsplit("/", 1)[0] + "/first_start", tmp_path)
+
+
+def test_the_first_user_is_made_once_however_many_try(database: str) -> None:
+    import psycopg
+
+    from service.accounts import Accounts
+    from tests.test_first_start import race_for_the_first_user
+
+    with psycopg.connect(database, autocommit=True) as db:
+        db.execute("CREATE DATABASE first_user")
+    stores = [PostgresStore(database.rsplit("/", 1)[0] + "/first_user") for _ in range(4)]
+    try:
+        made = race_for_the_first_user([Accounts(s) for s in stores])
+        assert sorted(u is not None for u in made) == [False, False, False, True]
+    finally:
+        for store in stores:
+            store.close()
