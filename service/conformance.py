@@ -63,7 +63,9 @@ def capability_statement(base: str, software_version: str, started: str) -> dict
                         " or ES384; see /.well-known/smart-configuration) for systems, a"
                         " signed-in session for the portal. Every resource and operation but"
                         " this CapabilityStatement needs one; a caller reads only the"
-                        " requests it (or its organization) submitted."
+                        " requests it (or its organization) submitted. The review, the PA"
+                        " metrics and the error reports are for the payer's pharmacists,"
+                        " signed in: no system's token opens them, whatever its scopes."
                     ),
                 },
                 "resource": [
