@@ -97,7 +97,9 @@ def test_a_modified_approval_says_so_in_the_claim_response_and_notice() -> None:
     notes = [note["text"] for note in claim["processNote"]]
     assert "Quantity approved: 60 tablets per 30 days (requested 90)" in notes
     text = render_notice(determination, "text")
-    assert "Quantity approved: 60 tablets per 30 days (90 requested; approved modified" in text
+    assert "DECISION: Approved — for less than was requested" in text
+    assert "Quantity approved: 60 tablets per 30 days." in text
+    assert "Quantity requested: 90 tablets per 30 days." in text
     assert "Length of authorization: adjuvant therapy is approved for 6 months" in text
 
 

@@ -132,7 +132,7 @@ def test_every_released_version_stays_resolvable() -> None:
     assert released <= archived, "a released Questionnaire is missing from the archive"
 
 
-def test_a_response_to_an_older_build_still_scores() -> None:
+def test_a_response_to_an_older_build_is_decided_under_the_version_in_effect() -> None:
     from datetime import date
 
     from scoring import Catalog, score_json
@@ -145,5 +145,8 @@ def test_a_response_to_an_older_build_still_scores() -> None:
     older = response["questionnaire"].rsplit("|", 1)[0] + "|1.0.0-r1"
     response["questionnaire"] = older
     determination = score_json(catalog, response, date(2026, 11, 24))
+    # the older build still resolves; a new request is decided by the current one
     assert determination.outcome == "approved"
-    assert determination.questionnaire == older
+    assert determination.answered == older
+    current_canonical = f"{current.questionnaire['url']}|{current.questionnaire['version']}"
+    assert determination.questionnaire == current_canonical
