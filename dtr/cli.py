@@ -193,6 +193,15 @@ def cmd_score(args: argparse.Namespace) -> int:
     except InvalidInput as exc:
         print(json.dumps(exc.outcome(), indent=2))
         return 1
+    # which version decided it, on stderr so the output stays the format asked for
+    print(f"dtr: decided under {determination.questionnaire}", file=sys.stderr)
+    if determination.answered:
+        left = ", ".join(determination.not_carried) or "none"
+        print(
+            f"dtr: the response answered {determination.answered}, an earlier version; its"
+            f" answers were carried over to the version in effect (not carried: {left})",
+            file=sys.stderr,
+        )
     if args.format == "json":
         print(json.dumps(determination.to_json(), indent=2))
     elif args.format == "fhir":
