@@ -166,3 +166,33 @@ def sign_in(client: TestClient, username: str, password: str = PASSWORD) -> str:
     token = re.search(r'name="csrf-token" content="([^"]+)"', portal.text)
     assert token, portal.text
     return token[1]
+
+
+class People:
+    """An office user (ann, of clinic-a) who submits and a pharmacist (pat)
+    who reviews, each signed in with a browser session of their own."""
+
+    def __init__(self, app: Any) -> None:
+        store = app.state.store
+        add_user(store, "ann", "office", "clinic-a")
+        add_user(store, "pat", "pharmacist", None)
+        self.office, self.pharmacist = TestClient(app), TestClient(app)
+        self.office_csrf = sign_in(self.office, "ann")
+        self.pharmacist_csrf = sign_in(self.pharmacist, "pat")
+
+    def submit(self, response: dict[str, Any]) -> Any:
+        return self.office.post(
+            "/QuestionnaireResponse/$evaluate",
+            content=json.dumps(response),
+            headers={"content-type": "application/fhir+json", "X-CSRF-Token": self.office_csrf},
+        )
+
+    def decide(self, rid: str, **body: Any) -> Any:
+        return self.pharmacist.post(
+            f"/review/cases/{rid}/decision",
+            content=json.dumps(body),
+            headers={
+                "content-type": "application/fhir+json",
+                "X-CSRF-Token": self.pharmacist_csrf,
+            },
+        )

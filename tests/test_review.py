@@ -21,7 +21,7 @@ from scoring import Catalog
 from scoring.fill import fill
 from service.app import create_app
 from service.settings import Settings
-from tests.callers import add_user, sign_in
+from tests.callers import People
 from tests.scoring_cases import base_answers, package_for
 
 FHIR = {"content-type": "application/fhir+json"}
@@ -32,30 +32,6 @@ PAYERS = load_payers(Path(__file__).parents[1] / "policies" / "payers")
 @pytest.fixture(scope="module")
 def catalog() -> Catalog:
     return Catalog.bundled()
-
-
-class People:
-    def __init__(self, app: Any) -> None:
-        store = app.state.store
-        add_user(store, "ann", "office", "clinic-a")
-        add_user(store, "pat", "pharmacist", None)
-        self.office, self.pharmacist = TestClient(app), TestClient(app)
-        self.office_csrf = sign_in(self.office, "ann")
-        self.pharmacist_csrf = sign_in(self.pharmacist, "pat")
-
-    def submit(self, response: dict[str, Any]) -> Any:
-        return self.office.post(
-            "/QuestionnaireResponse/$evaluate",
-            content=json.dumps(response),
-            headers={**FHIR, "X-CSRF-Token": self.office_csrf},
-        )
-
-    def decide(self, rid: str, **body: Any) -> Any:
-        return self.pharmacist.post(
-            f"/review/cases/{rid}/decision",
-            content=json.dumps(body),
-            headers={**FHIR, "X-CSRF-Token": self.pharmacist_csrf},
-        )
 
 
 @pytest.fixture()

@@ -14,14 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
 from dtr.cli import main
 from scoring import Catalog
 from scoring.fill import fill
 from service.app import create_app
 from service.settings import Settings
-from tests.callers import add_user, sign_in
+from tests.callers import People
 from tests.scoring_cases import base_answers, package_for
 
 FHIR = {"content-type": "application/fhir+json"}
@@ -34,30 +33,12 @@ def catalog() -> Catalog:
     return Catalog.bundled()
 
 
-class Callers:
-    """An office that submits and a pharmacist who reviews, both signed in."""
-
-    def __init__(self, app: Any) -> None:
-        add_user(app.state.store, "ann", "office", "clinic-a")
-        add_user(app.state.store, "pat", "pharmacist", None)
-        self.office, self.pharmacist = TestClient(app), TestClient(app)
-        self.csrf = sign_in(self.office, "ann")
-        sign_in(self.pharmacist, "pat")
-
-    def submit(self, response: dict[str, Any]) -> Any:
-        return self.office.post(
-            "/QuestionnaireResponse/$evaluate",
-            content=json.dumps(response),
-            headers={**FHIR, "X-CSRF-Token": self.csrf},
-        )
-
-
 @pytest.fixture()
-def callers(catalog: Catalog, tmp_path: Path) -> Callers:
+def callers(catalog: Catalog, tmp_path: Path) -> People:
     app = create_app(
         Settings(database=str(tmp_path / "rulings.sqlite3")), catalog=catalog, clock=lambda: AS_OF
     )
-    return Callers(app)
+    return People(app)
 
 
 def cotellic(catalog: Catalog, rid: str, **change: Any) -> dict[str, Any]:
@@ -75,7 +56,7 @@ def mektovi(catalog: Catalog, rid: str, dose: float) -> dict[str, Any]:
 
 
 def test_a_wild_type_report_behind_a_yes_goes_to_a_pharmacist_who_sees_it(
-    callers: Callers, catalog: Catalog
+    callers: People, catalog: Catalog
 ) -> None:
     """MN Cotellic Approval.3: "mutation detected" with a report titled NOT
     DETECTED is not approved; the pharmacist's case names the criterion as
@@ -102,18 +83,13 @@ def test_a_wild_type_report_behind_a_yes_goes_to_a_pharmacist_who_sees_it(
 
 
 def test_the_pharmacist_approves_after_reading_the_report(
-    callers: Callers, catalog: Catalog
+    callers: People, catalog: Catalog
 ) -> None:
     """A detected result is still read first; the pharmacist's approval gives
     the authorization and leaves nothing to read."""
     rid = callers.submit(cotellic(catalog, "detected")).json()["id"]
     assert callers.office.get(f"/determinations/{rid}").json()["pendReason"] == "review"
-    csrf = sign_in(callers.pharmacist, "pat")
-    decided = callers.pharmacist.post(
-        f"/review/cases/{rid}/decision",
-        content=json.dumps({"action": "approve", "rationale": "The report shows V600E."}),
-        headers={**FHIR, "X-CSRF-Token": csrf},
-    )
+    decided = callers.decide(rid, action="approve", rationale="The report shows V600E.")
     assert decided.status_code == 200, decided.text
     found = callers.office.get(f"/determinations/{rid}").json()
     assert found["outcome"] == "approved" and "reviewDocuments" not in found
@@ -130,7 +106,7 @@ def test_the_pharmacist_approves_after_reading_the_report(
     ],
 )
 def test_a_mektovi_dose_above_the_label_or_not_a_dose_is_never_approved(
-    callers: Callers,
+    callers: People,
     catalog: Catalog,
     dose: float,
     outcome: str,

@@ -26,7 +26,7 @@ from scoring.fill import fill
 from scoring.outcome import MAX_ISSUES, InvalidInput, Issue
 from service.app import create_app
 from service.settings import Settings
-from tests.callers import add_user, authorize, sign_in
+from tests.callers import People, add_user, authorize, sign_in
 from tests.dtr_requests import FHIR, ask, the_bundle
 from tests.scoring_cases import AS_OF, base_answers
 
@@ -271,35 +271,27 @@ def test_a_pharmacist_sees_the_version_answered_and_the_response_as_sent(
     """EOCCO's pharmacist reviews a recommended denial of a request that
     answered 1.0.0: the case names both versions and keeps the response as
     sent; the decision keeps saying which version the request answered."""
-    app = create_app(
-        Settings(database=str(tmp_path / "review.sqlite3")), catalog=catalog, clock=lambda: AS_OF
+    people = People(
+        create_app(
+            Settings(database=str(tmp_path / "review.sqlite3")),
+            catalog=catalog,
+            clock=lambda: AS_OF,
+        )
     )
-    add_user(app.state.store, "ann", "office", "clinic-a")
-    add_user(app.state.store, "pat", "pharmacist", None)
-    office, pharmacist = TestClient(app), TestClient(app)
-    office_csrf, pharmacist_csrf = sign_in(office, "ann"), sign_in(pharmacist, "pat")
     answers = {**base_answers("eocco329", "initial_met"), "birth_date": "2008-11-25"}  # 17
     old = catalog.packages[EOCCO_1_0]
     sent = fill(old, {k: v for k, v in answers.items() if k in old.link_of})
-    reply = office.post(
-        "/QuestionnaireResponse/$evaluate",
-        content=json.dumps(sent),
-        headers={**FHIR, "X-CSRF-Token": office_csrf},
-    )
+    reply = people.submit(sent)
     assert reply.status_code == 201, reply.text
     rid = reply.json()["id"]
-    case = pharmacist.get(f"/review/cases/{rid}").json()
+    case = people.pharmacist.get(f"/review/cases/{rid}").json()
     assert case["recommended"] == "denied" and case["state"] == "awaiting-review"
     assert case["answered"]["questionnaire"] == EOCCO_1_0
     assert case["questionnaire"] == in_effect_canonical(catalog, EOCCO_1_0)
     assert case["submitted"] == sent
-    page = pharmacist.get(f"/review/{rid}").text
+    page = people.pharmacist.get(f"/review/{rid}").text
     assert 'id="answered"' in page and EOCCO_1_0 in page
-    decided = pharmacist.post(
-        f"/review/cases/{rid}/decision",
-        content=json.dumps({"action": "approve", "rationale": "18 next week; treat now."}),
-        headers={**FHIR, "X-CSRF-Token": pharmacist_csrf},
-    )
+    decided = people.decide(rid, action="approve", rationale="18 next week; treat now.")
     assert decided.status_code == 200, decided.text
-    found = office.get(f"/determinations/{rid}").json()
+    found = people.office.get(f"/determinations/{rid}").json()
     assert found["outcome"] == "approved" and found["answered"]["questionnaire"] == EOCCO_1_0
