@@ -441,7 +441,7 @@ def office_outcome(determination: Any) -> str:
     """What the office is shown for the scorer's outcome: the payer has a
     pharmacist decide some outcomes (pended for review meanwhile)."""
     payer = payers().get(determination.payer_id)
-    if payer is not None and needs_review(payer, determination.outcome, determination.pend_reason):
+    if payer is not None and needs_review(payer, determination):
         return "pended"
     return str(determination.outcome)
 
