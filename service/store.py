@@ -9,6 +9,10 @@ content) finds the stored record instead of creating a second one, while a
 changed response (a pended one completed later) is a new record and both
 are kept.
 
+The store is written once, in SQL both databases read alike, over a small
+adapter (:class:`Connections`): SQLite's keeps one connection per thread and
+queues writers on an in-process lock; PostgreSQL's is a connection pool.
+
 Each record also keeps the member it is about (the response's subject, as
 :func:`qpackage.member.member_key` spells it), indexed with the policy, so
 the draft response of a renewal can say whether this plan approved the
@@ -149,7 +153,7 @@ def _versions_of(url: str) -> str:
 
 
 class _SQLiteDatabase:
-    """A SQLite connection as the migrations use it."""
+    """A SQLite connection as the store, the migrations and the casework use it."""
 
     mark = "?"
 
@@ -178,8 +182,9 @@ class _SQLiteDatabase:
 
 
 class _PostgresDatabase:
-    """A PostgreSQL connection as the migrations use it; each transaction
-    holds an advisory lock, so instances starting together migrate once."""
+    """A PostgreSQL connection as the store, the migrations and the casework
+    use it; each of its transactions holds an advisory lock, so instances
+    starting together migrate once."""
 
     mark = "%s"
     LOCK = 7_402_311
@@ -212,34 +217,16 @@ class _PostgresDatabase:
         return {str(row[0]) for row in rows}
 
 
-class Store(Protocol):
-    def save(self, record: Record) -> tuple[Record, bool]:
-        """Store ``record``; returns the stored record and whether it is new
-        (an identical response already stored is returned instead)."""
+class Connections(Protocol):
+    """The database adapter under the store: how to get a connection, and
+    how a write of a record is made one at a time."""
+
+    def reading(self) -> AbstractContextManager[Database]:
+        """A connection; each statement commits on its own."""
         ...
 
-    def get(self, record_id: str) -> Record | None: ...
-
-    def approvals(self, member: str, policy: str) -> list[Approval]:
-        """The approvals stored for this member under this policy, oldest first."""
-        ...
-
-    def log_error(self, report: ErrorReport) -> None: ...
-
-    def errors(self, questionnaire: str | None = None, limit: int = 100) -> list[ErrorReport]:
-        """Error reports, newest first (of one Questionnaire url or url|version)."""
-        ...
-
-    def audit(self, entry: AuditEntry) -> None: ...
-
-    def audit_trail(self, member: str | None = None, limit: int = 100) -> list[AuditEntry]:
-        """Reads of members' data (of one member), newest first."""
-        ...
-
-    def count(self) -> int: ...
-
-    def database(self) -> AbstractContextManager[Database]:
-        """A connection as plain SQL sees it (the accounts use it)."""
+    def writing(self) -> AbstractContextManager[Database]:
+        """A connection inside one transaction, committed on leaving."""
         ...
 
     def close(self) -> None: ...
@@ -262,7 +249,7 @@ def _use_wal(db: sqlite3.Connection, patience: float = 30.0) -> None:
             time.sleep(0.05)
 
 
-class SQLiteStore:
+class SQLiteConnections:
     """One file, WAL journal; one connection per server thread, kept open.
 
     Opening a connection per operation cost 1.3 ms of a 3.7 ms request: the
@@ -280,107 +267,32 @@ class SQLiteStore:
         # own wait for its write lock sleeps and retries, which under many
         # threads leaves some waiting seconds while others go ahead
         self._writing = threading.Lock()
-        with self._use() as db:
-            _use_wal(db)
-            self.migrated = migrate(_SQLiteDatabase(db))
+        _use_wal(self._connection())
 
-    def _connect(self) -> sqlite3.Connection:
-        # used by one thread only; closed by close() from whichever thread stops the service
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA busy_timeout = 30000")
-        db.execute("PRAGMA synchronous = FULL")  # committed means on disk
-        return db
-
-    @contextmanager
-    def _use(self) -> Iterator[sqlite3.Connection]:
+    def _connection(self) -> sqlite3.Connection:
         """This thread's connection, opened on first use."""
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
-            db = self._connect()
+            # used by one thread only; closed by close() from whichever thread stops the service
+            db = sqlite3.connect(
+                self.path, timeout=30, isolation_level=None, check_same_thread=False
+            )
+            db.execute("PRAGMA busy_timeout = 30000")
+            db.execute("PRAGMA synchronous = FULL")  # committed means on disk
             self._local.db = db
             with self._lock:
                 self._opened.append(db)
-        yield db
-
-    def save(self, record: Record) -> tuple[Record, bool]:
-        placeholders = ", ".join("?" for _ in COLUMNS)
-        with self._use() as db, self._writing:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                existing = db.execute(
-                    f"SELECT {', '.join(COLUMNS)} FROM determinations WHERE response_key = ?",
-                    (record.response_key,),
-                ).fetchone()
-                if existing is None:
-                    db.execute(
-                        f"INSERT INTO determinations ({', '.join(COLUMNS)}) VALUES ({placeholders})",
-                        record.row(),
-                    )
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-        return (record, True) if existing is None else (Record.from_row(existing), False)
-
-    def get(self, record_id: str) -> Record | None:
-        with self._use() as db:
-            row = db.execute(
-                f"SELECT {', '.join(COLUMNS)} FROM determinations WHERE id = ?", (record_id,)
-            ).fetchone()
-        return Record.from_row(row) if row else None
-
-    def approvals(self, member: str, policy: str) -> list[Approval]:
-        with self._use() as db:
-            rows = db.execute(
-                f"SELECT {HISTORY} FROM determinations WHERE member = ? AND policy = ?"
-                " AND outcome = 'approved' ORDER BY evaluated_at, received_at",
-                (member, policy),
-            ).fetchall()
-        return [Approval(*row) for row in rows]
-
-    def log_error(self, report: ErrorReport) -> None:
-        with self._use() as db:
-            db.execute(
-                f"INSERT INTO questionnaire_errors ({', '.join(ERROR_COLUMNS)})"
-                " VALUES (?, ?, ?, ?, ?)",
-                report.row(),
-            )
-
-    def errors(self, questionnaire: str | None = None, limit: int = 100) -> list[ErrorReport]:
-        query = f"SELECT {', '.join(ERROR_COLUMNS)} FROM questionnaire_errors"
-        args: tuple[Any, ...] = ()
-        if questionnaire:
-            query += " WHERE questionnaire = ? OR questionnaire LIKE ? ESCAPE '\\'"
-            args = (questionnaire, _versions_of(questionnaire))
-        query += " ORDER BY received_at DESC, id DESC LIMIT ?"
-        with self._use() as db:
-            rows = db.execute(query, (*args, limit)).fetchall()
-        return [ErrorReport.from_row(row) for row in rows]
-
-    def audit(self, entry: AuditEntry) -> None:
-        with self._use() as db:
-            db.execute(
-                f"INSERT INTO audit_reads ({', '.join(AUDIT_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?)",
-                tuple(getattr(entry, c) for c in AUDIT_COLUMNS),
-            )
-
-    def audit_trail(self, member: str | None = None, limit: int = 100) -> list[AuditEntry]:
-        query = f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit_reads"
-        args: tuple[Any, ...] = (member,) if member else ()
-        query += " WHERE member = ?" if member else ""
-        query += " ORDER BY at DESC, id DESC LIMIT ?"
-        with self._use() as db:
-            rows = db.execute(query, (*args, limit)).fetchall()
-        return [AuditEntry(*row) for row in rows]
-
-    def count(self) -> int:
-        with self._use() as db:
-            return int(db.execute("SELECT count(*) FROM determinations").fetchone()[0])
+        return db
 
     @contextmanager
-    def database(self) -> Iterator[Database]:
-        with self._use() as db:
-            yield _SQLiteDatabase(db)
+    def reading(self) -> Iterator[Database]:
+        yield _SQLiteDatabase(self._connection())
+
+    @contextmanager
+    def writing(self) -> Iterator[Database]:
+        db = _SQLiteDatabase(self._connection())
+        with self._writing, db.transaction():
+            yield db
 
     def close(self) -> None:
         with self._lock:
@@ -390,9 +302,9 @@ class SQLiteStore:
         self._local = threading.local()
 
 
-class PostgresStore:
-    """The same store on PostgreSQL (``pip install 'dtr-pa[postgres]'``), with
-    a connection pool shared by the server's worker threads."""
+class PostgresConnections:
+    """A PostgreSQL database (``pip install 'dtr-pa[postgres]'``) through a
+    connection pool shared by the server's worker threads."""
 
     def __init__(self, url: str, max_connections: int = 10) -> None:
         # optional dependencies, imported only when a PostgreSQL URL is configured
@@ -400,89 +312,136 @@ class PostgresStore:
 
         self.url = url
         self.pool = ConnectionPool(url, min_size=1, max_size=max_connections, open=True)
-        with self.pool.connection() as db:
-            self.migrated = migrate(_PostgresDatabase(db))
-
-    def save(self, record: Record) -> tuple[Record, bool]:
-        placeholders = ", ".join("%s" for _ in COLUMNS)
-        with self.pool.connection() as db:
-            inserted = db.execute(
-                f"INSERT INTO determinations ({', '.join(COLUMNS)}) VALUES ({placeholders})"
-                " ON CONFLICT (response_key) DO NOTHING RETURNING id",
-                record.row(),
-            ).fetchone()
-            if inserted is not None:
-                return record, True
-            row = db.execute(
-                f"SELECT {', '.join(COLUMNS)} FROM determinations WHERE response_key = %s",
-                (record.response_key,),
-            ).fetchone()
-        return Record.from_row(row), False
-
-    def get(self, record_id: str) -> Record | None:
-        with self.pool.connection() as db:
-            row = db.execute(
-                f"SELECT {', '.join(COLUMNS)} FROM determinations WHERE id = %s", (record_id,)
-            ).fetchone()
-        return Record.from_row(row) if row else None
-
-    def approvals(self, member: str, policy: str) -> list[Approval]:
-        with self.pool.connection() as db:
-            rows = db.execute(
-                f"SELECT {HISTORY} FROM determinations WHERE member = %s AND policy = %s"
-                " AND outcome = 'approved' ORDER BY evaluated_at, received_at",
-                (member, policy),
-            ).fetchall()
-        return [Approval(*row) for row in rows]
-
-    def log_error(self, report: ErrorReport) -> None:
-        with self.pool.connection() as db:
-            db.execute(
-                f"INSERT INTO questionnaire_errors ({', '.join(ERROR_COLUMNS)})"
-                " VALUES (%s, %s, %s, %s, %s)",
-                report.row(),
-            )
-
-    def errors(self, questionnaire: str | None = None, limit: int = 100) -> list[ErrorReport]:
-        query = f"SELECT {', '.join(ERROR_COLUMNS)} FROM questionnaire_errors"
-        args: tuple[Any, ...] = ()
-        if questionnaire:
-            query += " WHERE questionnaire = %s OR questionnaire LIKE %s ESCAPE '\\'"
-            args = (questionnaire, _versions_of(questionnaire))
-        query += " ORDER BY received_at DESC, id DESC LIMIT %s"
-        with self.pool.connection() as db:
-            rows = db.execute(query, (*args, limit)).fetchall()
-        return [ErrorReport.from_row(row) for row in rows]
-
-    def audit(self, entry: AuditEntry) -> None:
-        with self.pool.connection() as db:
-            db.execute(
-                f"INSERT INTO audit_reads ({', '.join(AUDIT_COLUMNS)})"
-                " VALUES (%s, %s, %s, %s, %s, %s)",
-                tuple(getattr(entry, c) for c in AUDIT_COLUMNS),
-            )
-
-    def audit_trail(self, member: str | None = None, limit: int = 100) -> list[AuditEntry]:
-        query = f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit_reads"
-        args: tuple[Any, ...] = (member,) if member else ()
-        query += " WHERE member = %s" if member else ""
-        query += " ORDER BY at DESC, id DESC LIMIT %s"
-        with self.pool.connection() as db:
-            rows = db.execute(query, (*args, limit)).fetchall()
-        return [AuditEntry(*row) for row in rows]
-
-    def count(self) -> int:
-        with self.pool.connection() as db:
-            row = db.execute("SELECT count(*) FROM determinations").fetchone()
-        return int(row[0]) if row else 0
 
     @contextmanager
-    def database(self) -> Iterator[Database]:
+    def reading(self) -> Iterator[Database]:
+        # the pool commits what the connection did when it is given back
         with self.pool.connection() as db:
+            yield _PostgresDatabase(db)
+
+    @contextmanager
+    def writing(self) -> Iterator[Database]:
+        # a plain transaction: PostgreSQL orders concurrent writers itself
+        with self.pool.connection() as db, db.transaction():
             yield _PostgresDatabase(db)
 
     def close(self) -> None:
         self.pool.close()
+
+
+class Store:
+    """The records, error reports and audit trail, in SQL both databases read
+    the same way, over a :class:`Connections` adapter (``SQLiteStore``,
+    ``PostgresStore``)."""
+
+    def __init__(self, connections: Connections) -> None:
+        self.connections = connections
+        with connections.reading() as db:
+            self.migrated = migrate(db)
+
+    def save(self, record: Record) -> tuple[Record, bool]:
+        """Store ``record``; returns the stored record and whether it is new
+        (an identical response already stored is returned instead)."""
+        with self.connections.writing() as db:
+            m = db.mark
+            inserted = db.execute(
+                f"INSERT INTO determinations ({', '.join(COLUMNS)})"
+                f" VALUES ({', '.join([m] * len(COLUMNS))})"
+                " ON CONFLICT (response_key) DO NOTHING RETURNING id",
+                record.row(),
+            )
+            if inserted:
+                return record, True
+            rows = db.execute(
+                f"SELECT {', '.join(COLUMNS)} FROM determinations WHERE response_key = {m}",
+                (record.response_key,),
+            )
+        return Record.from_row(rows[0]), False
+
+    def get(self, record_id: str) -> Record | None:
+        with self.connections.reading() as db:
+            rows = db.execute(
+                f"SELECT {', '.join(COLUMNS)} FROM determinations WHERE id = {db.mark}",
+                (record_id,),
+            )
+        return Record.from_row(rows[0]) if rows else None
+
+    def approvals(self, member: str, policy: str) -> list[Approval]:
+        """The approvals stored for this member under this policy, oldest first."""
+        with self.connections.reading() as db:
+            m = db.mark
+            rows = db.execute(
+                f"SELECT {HISTORY} FROM determinations WHERE member = {m} AND policy = {m}"
+                " AND outcome = 'approved' ORDER BY evaluated_at, received_at",
+                (member, policy),
+            )
+        return [Approval(*row) for row in rows]
+
+    def log_error(self, report: ErrorReport) -> None:
+        with self.connections.reading() as db:
+            db.execute(
+                f"INSERT INTO questionnaire_errors ({', '.join(ERROR_COLUMNS)})"
+                f" VALUES ({', '.join([db.mark] * len(ERROR_COLUMNS))})",
+                report.row(),
+            )
+
+    def errors(self, questionnaire: str | None = None, limit: int = 100) -> list[ErrorReport]:
+        """Error reports, newest first (of one Questionnaire url or url|version)."""
+        with self.connections.reading() as db:
+            m = db.mark
+            query = f"SELECT {', '.join(ERROR_COLUMNS)} FROM questionnaire_errors"
+            args: tuple[Any, ...] = ()
+            if questionnaire:
+                query += f" WHERE questionnaire = {m} OR questionnaire LIKE {m} ESCAPE '\\'"
+                args = (questionnaire, _versions_of(questionnaire))
+            query += f" ORDER BY received_at DESC, id DESC LIMIT {m}"
+            rows = db.execute(query, (*args, limit))
+        return [ErrorReport.from_row(row) for row in rows]
+
+    def audit(self, entry: AuditEntry) -> None:
+        with self.connections.reading() as db:
+            db.execute(
+                f"INSERT INTO audit_reads ({', '.join(AUDIT_COLUMNS)})"
+                f" VALUES ({', '.join([db.mark] * len(AUDIT_COLUMNS))})",
+                tuple(getattr(entry, c) for c in AUDIT_COLUMNS),
+            )
+
+    def audit_trail(self, member: str | None = None, limit: int = 100) -> list[AuditEntry]:
+        """Reads of members' data (of one member), newest first."""
+        with self.connections.reading() as db:
+            m = db.mark
+            query = f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit_reads"
+            args: tuple[Any, ...] = (member,) if member else ()
+            query += f" WHERE member = {m}" if member else ""
+            query += f" ORDER BY at DESC, id DESC LIMIT {m}"
+            rows = db.execute(query, (*args, limit))
+        return [AuditEntry(*row) for row in rows]
+
+    def count(self) -> int:
+        with self.connections.reading() as db:
+            rows = db.execute("SELECT count(*) FROM determinations")
+        return int(rows[0][0])
+
+    def database(self) -> AbstractContextManager[Database]:
+        """A connection as plain SQL sees it (the accounts and the casework use it)."""
+        return self.connections.reading()
+
+    def close(self) -> None:
+        self.connections.close()
+
+
+class SQLiteStore(Store):
+    """The store in one SQLite file (or ``:memory:``)."""
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__(SQLiteConnections(path))
+
+
+class PostgresStore(Store):
+    """The store on PostgreSQL, shared by several service instances."""
+
+    def __init__(self, url: str, max_connections: int = 10) -> None:
+        super().__init__(PostgresConnections(url, max_connections))
 
 
 def open_store(database: str) -> Store:
