@@ -263,7 +263,7 @@ async function main() {
     try {
       value = await library.expressions[name].execute(context);
     } catch (err) {
-      throw new Error(`expression "${name}": ${err?.message ?? err}`);
+      throw new Error(`expression "${name}": ${err?.message ?? err}`, { cause: err });
     }
     results[name] = toJson(value);
   }

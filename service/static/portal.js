@@ -237,7 +237,7 @@
           let elm;
           try {
             elm = JSON.parse(decoded(content.data)).library;
-          } catch (e) {
+          } catch {
             return;
           }
           const name = elm.identifier && elm.identifier.id;
