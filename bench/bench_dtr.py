@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fastapi.testclient import TestClient
 
-from builder.checks import iter_items
-from scoring import Catalog
+from qpackage.catalog import Catalog
+from questionnaires.checks import iter_items
 from scoring.fill import fill
 from service.app import create_app
 from service.settings import Settings

@@ -33,7 +33,7 @@ import httpx2 as httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scoring import Catalog
+from qpackage.catalog import Catalog
 from scoring.fill import fill
 from tests.callers import BackendAuth, register_in
 from tests.scoring_cases import base_answers, package_for

@@ -31,7 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scoring import Catalog, InvalidInput, score_json
+from qpackage.catalog import Catalog, score_json
+from scoring import InvalidInput
 from scoring.fill import fill
 from scoring.response import check_structure
 from tests.scoring_cases import base_answers, package_for

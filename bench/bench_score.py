@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cql_like.engine import CompiledRequest
 from cql_like.gateway import R4, Expression, compile_expression, date_span, plain
-from scoring import Catalog, score
+from qpackage.catalog import Catalog
+from scoring import score
 from scoring.fill import fill
 from scoring.response import check_answers, check_structure
 from tests.scoring_cases import load_scoring_cases, package_for

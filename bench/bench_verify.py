@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from builder.explore import explore_forms
-from builder.loader import bundled_policies
-from builder.verify import criterion_problems, expression_problems
+from builder.verification.explore import explore_forms
+from builder.verification.verify import criterion_problems, expression_problems
+from policies.loader import bundled_policies
 
 
 def timed(policy, memo: bool) -> tuple[float, int]:  # type: ignore[no-untyped-def]

@@ -32,7 +32,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scoring import Catalog, Determination, InvalidInput
+from qpackage.catalog import Catalog
+from scoring import Determination, InvalidInput
 from tests.fuzz_mutations import (
     Base,
     Encoding,

@@ -21,12 +21,14 @@ from typing import Any
 import yaml
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from builder.checks import check_questionnaire, describe_condition, iter_items
-from builder.policy import REQUEST_KINDS, AnyOf, AuthorizationTerm, Policy, RequestKind, walk
 from builder.prepopulation import Compiled, PrepopulationError, library_resource, sources
-from builder.questionnaire import build, index_policy, request_tree
+from builder.questionnaire import build
 from builder.valuesets import published, value_sets
 from cql_like.definitions import library
+from policies.index import index_policy
+from policies.model import REQUEST_KINDS, AnyOf, AuthorizationTerm, Policy, RequestKind, walk
+from policies.tree import request_tree
+from questionnaires.checks import check_questionnaire, describe_condition, iter_items
 
 RELEASED = "released.json"
 # when each url|version was first built: what DTR's ``changedsince`` compares
@@ -153,7 +155,7 @@ def updated_register(
             "the builder now makes different content for "
             + ", ".join(clashes)
             + " from unchanged policies: a change of the builder, not of any policy — bump"
-            " BUILDER_REVISION in builder/questionnaire.py and build again"
+            " BUILDER_REVISION in policies/names.py and build again"
         )
     return dict(sorted(result.items()))
 

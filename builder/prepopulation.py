@@ -36,14 +36,15 @@ import json
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from builder.policy import Coding, EhrSource, Policy, Question, walk
-from builder.questionnaire import index_policy
+from policies.index import index_policy
+from policies.model import Coding, EhrSource, Policy, Question, walk
 
 CQL_FOLDER = "cql"
 ALTERNATIVE_EXPRESSION = (
@@ -215,7 +216,9 @@ def load(policy: Policy, version: str, folders: list[Path]) -> Compiled | None:
     return None
 
 
-def loaded(policies: list[Policy], folders: list[Path], version_of: Any) -> dict[str, Compiled]:
+def loaded(
+    policies: list[Policy], folders: list[Path], version_of: Callable[[Policy], str]
+) -> dict[str, Compiled]:
     """The translations kept in ``folders`` for the policies that need one
     (by policy id); a policy whose translation is missing or stale is left
     out — :func:`builder.artifacts.questionnaires` then refuses it."""

@@ -20,14 +20,10 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from builder.policy import Policy
-from builder.questionnaire import (
-    BuildError,
-    index_policy,
-    questionnaire_version,
-    value_set_id,
-    value_set_url,
-)
+from builder.questionnaire import BuildError
+from policies.index import index_policy
+from policies.model import Policy
+from policies.names import questionnaire_version, value_set_id, value_set_url
 
 # DTR oper-15: a value set of fewer codes than this is expanded in the package
 EXPAND_BELOW = 40

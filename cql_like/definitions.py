@@ -25,21 +25,13 @@ import base64
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from builder.checks import iter_items
-from builder.policy import AnyOf, Criterion, Node, Policy, RequestKind
-from builder.questionnaire import (
-    PolicyIndex,
-    applicable_limits,
-    index_policy,
-    library_id,
-    library_url,
-    limit_guard,
-    product_limits,
-    questionnaire_version,
-    request_tree,
-    within_limit,
-)
-from cql_like.gateway import join_terms, variable
+from cql_like.gateway import variable
+from policies.expressions import join_terms
+from policies.index import PolicyIndex, index_policy
+from policies.model import AnyOf, Criterion, Node, Policy, RequestKind
+from policies.names import library_id, library_url, questionnaire_version
+from policies.tree import applicable_limits, limit_guard, product_limits, request_tree, within_limit
+from questionnaires.checks import iter_items
 
 Role = Literal[
     "criterion", "own", "children", "any_of", "request", "enabled", "applies", "derived", "limit"

@@ -23,24 +23,6 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
 
-from builder.checks import iter_items
-from builder.policy import (
-    REQUEST_KINDS,
-    AnyOf,
-    Criterion,
-    Node,
-    Policy,
-    RequestKind,
-    document_question,
-    walk,
-)
-from builder.questionnaire import (
-    PolicyIndex,
-    applicable_limits,
-    index_policy,
-    reads,
-    request_tree,
-)
 from cql_like.definitions import (
     applies_name,
     children_name,
@@ -51,6 +33,19 @@ from cql_like.definitions import (
     request_name,
 )
 from cql_like.gateway import Expression, Memo, compile_expression, date_span
+from policies.index import PolicyIndex, index_policy, reads
+from policies.model import (
+    REQUEST_KINDS,
+    AnyOf,
+    Criterion,
+    Node,
+    Policy,
+    RequestKind,
+    document_question,
+    walk,
+)
+from policies.tree import applicable_limits, request_tree
+from questionnaires.checks import iter_items
 
 Status = Literal["met", "not-met", "unknown", "not-applicable", "review"]
 NA: Literal["not-applicable"] = "not-applicable"

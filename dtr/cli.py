@@ -24,19 +24,20 @@ from typing import TYPE_CHECKING, Any
 
 from builder import prepopulation
 from builder.artifacts import VersionNotBumped, coverage_markdown, generate, write
-from builder.checks import QuestionnaireError
-from builder.decisions import decision_tables_markdown
-from builder.loader import (
+from builder.prepopulation import Compiled, PrepopulationError
+from builder.questionnaire import BuildError
+from builder.verification.decisions import decision_tables_markdown
+from builder.verification.verify import verify_policy
+from policies.loader import (
     PolicyError,
     bundled_policies,
     bundled_policy_files,
     load_folder,
     load_policy,
 )
-from builder.policy import Policy
-from builder.prepopulation import Compiled, PrepopulationError
-from builder.questionnaire import BuildError, questionnaire_version
-from builder.verify import verify_policy
+from policies.model import Policy
+from policies.names import questionnaire_version
+from questionnaires.checks import QuestionnaireError
 
 if TYPE_CHECKING:  # the service is imported by the commands that need it, when they run
     from service.accounts import Accounts
@@ -177,9 +178,10 @@ def _prepopulation(
 def cmd_score(args: argparse.Namespace) -> int:
     # imported here: `dtr build` must work even while a policy change leaves
     # the scoring package unable to compile
-    from scoring import Catalog, InvalidInput, score_json
+    from qpackage.catalog import Catalog, score_json
+    from review.notice import render_notice
+    from scoring import InvalidInput
     from scoring.fhir_outputs import claim_response
-    from scoring.notice import render_notice
 
     try:
         body = Path(args.response).read_bytes() if args.response != "-" else sys.stdin.buffer.read()
@@ -392,7 +394,7 @@ def cmd_errors(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     """Who read which member's data, when (newest first)."""
-    from qpackage.member import member_key
+    from review.member import member_key
     from service.settings import Settings
     from service.store import open_store
 

@@ -3,6 +3,9 @@
 What a payer's DTR service hands an EHR's DTR client, built from the
 catalog of generated Questionnaires and from what the payer knows:
 
+- :mod:`qpackage.catalog` — every released Questionnaire version, compiled
+  once from the policies and the archive, and a response received against
+  it (found, checked, moved to the version in effect, scored);
 - :mod:`qpackage.parameters` — the operations' input Parameters, checked
   (``$questionnaire-package``, ``$log-questionnaire-errors``, ``$expand``);
 - :mod:`qpackage.package` — which Questionnaires an order, a canonical or a
@@ -10,8 +13,9 @@ catalog of generated Questionnaires and from what the payer knows:
 - :mod:`qpackage.draft` — the draft QuestionnaireResponse of each Bundle,
   with the answers the payer fills itself (its own approvals, the earlier
   answers of a pended request);
-- :mod:`qpackage.member` — how a member is recognised across requests.
+- :mod:`qpackage.adaptive` — the adaptive form's next question.
 
 No HTTP and no database here: the service resolves the stored records a
-request needs and passes them in.
+request needs and passes them in. The catalog alone reads files, the
+released archive, once when it is made.
 """

@@ -31,7 +31,7 @@ from datetime import date
 from typing import Any
 
 from cql_like.engine import CompiledRequest
-from scoring import Catalog, checked_package
+from qpackage.catalog import Catalog, checked_package
 from scoring.carry import carry_over
 from scoring.fill import earlier_answers, nest
 from scoring.outcome import InvalidInput, Issue

@@ -29,8 +29,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from builder.policy import PRIOR_RENEWALS
 from cql_like.engine import CompiledRequest
+from policies.generated import PRIOR_RENEWALS
 from scoring.fill import nest
 
 DTR = "http://hl7.org/fhir/us/davinci-dtr/StructureDefinition"

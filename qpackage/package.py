@@ -31,15 +31,15 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from builder.checks import iter_items
-from builder.policy import NDC, RXNORM, Policy
 from builder.valuesets import EXPAND_BELOW, codings, expanded
 from cql_like.engine import CompiledRequest
+from policies.model import NDC, RXNORM, Policy
 from qpackage.adaptive import adaptive_questionnaire, start, static_url
+from qpackage.catalog import Catalog
 from qpackage.draft import History, draft_response
-from qpackage.member import member_key
 from qpackage.parameters import PackageRequest
-from scoring import Catalog
+from questionnaires.checks import iter_items
+from review.member import member_key
 from scoring.carry import carry_over
 from scoring.fill import earlier_answers
 from scoring.outcome import Issue, operation_outcome

@@ -23,7 +23,7 @@ from scoring.determination import Determination
 Action = Literal["approve", "approve-in-full", "deny", "pend"]
 ACTIONS: tuple[Action, ...] = ("approve", "approve-in-full", "deny", "pend")
 # the quantity-limit section generated from a policy's quantity_limits
-# (builder.policy.QuantityLimits.id): what a modified approval rests on
+# (policies.model.QuantityLimits.id): what a modified approval rests on
 QL_SECTION = "QL"
 
 

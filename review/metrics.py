@@ -73,7 +73,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from builder.policy import Policy
+from policies.model import Policy
 
 PRIORITIES = ("standard", "expedited")
 DECIDED = ("approved", "denied", "investigational")

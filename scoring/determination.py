@@ -26,15 +26,10 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any, Literal
 
-from builder.policy import (
-    PLANNED_MONTHS,
-    REQUESTED_QUANTITY,
-    THERAPY_START,
-    AuthorizationTerm,
-    QuantityLimit,
-)
 from cql_like.definitions import limit_applies_name, limit_within_name
 from cql_like.engine import CompiledRequest, Evaluation
+from policies.generated import PLANNED_MONTHS, REQUESTED_QUANTITY, THERAPY_START
+from policies.model import AuthorizationTerm, QuantityLimit
 
 Outcome = Literal["approved", "denied", "investigational", "pended"]
 PendReason = Literal["review", "missing-information"]

@@ -24,8 +24,8 @@ from typing import Any
 from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 from pydantic import ValidationError
 
-from builder.checks import describe_condition
 from cql_like.engine import CompiledRequest
+from questionnaires.checks import describe_condition
 from scoring.outcome import InvalidInput, Issue
 
 # item type → the answer value[x] it takes

@@ -32,9 +32,9 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cql_like.definitions import library
+from qpackage.catalog import Catalog
 from qpackage.package import library_canonicals, value_set_canonicals
 from review.config import PayerConfig, load_payers
-from scoring import Catalog
 from scoring.outcome import InvalidInput, Issue
 from service import (
     auth,

@@ -19,15 +19,15 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from starlette.concurrency import run_in_threadpool
 
 from access.identity import Identity
+from qpackage.catalog import Catalog, receive
 from qpackage.draft import QR_COVERAGE
-from qpackage.member import member_key
 from review.config import needs_review
 from review.decision import under_review
+from review.member import member_key
+from review.notice import notice_context, render_notice, render_notice_pdf
 from review.request import priority_of
-from scoring import Catalog, receive
 from scoring.determination import Determination, from_json
 from scoring.fhir_outputs import claim_response, coverage_information
-from scoring.notice import notice_context, render_notice, render_notice_pdf
 from scoring.outcome import InvalidInput, Issue
 from scoring.response import parse_json
 from service.http import FHIRResponse, Service, not_found, request_id, require_json

@@ -20,8 +20,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from access.identity import Identity
+from qpackage.catalog import Catalog
 from review.config import PayerConfig
-from scoring import Catalog
 from scoring.outcome import InvalidInput, Issue, operation_outcome
 from service.settings import Settings
 from service.store import AuditEntry, Store

@@ -36,7 +36,7 @@ class Database(Protocol):
 
 def _members(db: Database) -> None:
     """Each stored record's member, from its response's subject."""
-    from qpackage.member import member_key  # the one spelling of a member key
+    from review.member import member_key  # the one spelling of a member key
 
     for rid, response in db.execute("SELECT id, response FROM determinations"):
         member = member_key(json.loads(response).get("subject"))

@@ -39,7 +39,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from access.identity import Identity
-from qpackage.member import member_key
+from review.member import member_key
 from review.request import facts, priority_of
 from scoring.carry import carry_over
 from scoring.outcome import InvalidInput, Issue

@@ -14,7 +14,7 @@ adapter (:class:`Connections`): SQLite's keeps one connection per thread and
 queues writers on an in-process lock; PostgreSQL's is a connection pool.
 
 Each record also keeps the member it is about (the response's subject, as
-:func:`qpackage.member.member_key` spells it), indexed with the policy, so
+:func:`review.member.member_key` spells it), indexed with the policy, so
 the draft response of a renewal can say whether this plan approved the
 drug before. Error reports of DTR clients (``$log-questionnaire-errors``)
 are kept in their own table. The schema is versioned: opening a database

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from builder.loader import bundled_policies
-from builder.policy import Policy
+from policies.loader import bundled_policies
+from policies.model import Policy
 
 CASES = Path(__file__).parent / "cases"
 

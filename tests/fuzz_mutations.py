@@ -25,7 +25,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from scoring import Catalog, Determination, InvalidInput, score_json
+from qpackage.catalog import Catalog, score_json
+from scoring import Determination, InvalidInput
 from scoring.fill import fill
 from tests.scoring_cases import AS_OF, load_scoring_cases, package_for
 

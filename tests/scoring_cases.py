@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from scoring import Catalog, score_json
+from qpackage.catalog import Catalog, score_json
 from scoring.fill import fill
 
 CASES = Path(__file__).parent / "cases"

@@ -31,7 +31,8 @@ def old_row(rid: str, subject: str, answers: str) -> tuple[Any, ...]:
     Questionnaire (1.1.0-r2), its determination and ClaimResponse."""
     from datetime import date
 
-    from scoring import Catalog, score
+    from qpackage.catalog import Catalog
+    from scoring import score
     from scoring.fhir_outputs import claim_response
     from scoring.fill import fill
     from tests.scoring_cases import base_answers

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from scoring import Catalog
+from qpackage.catalog import Catalog
 from scoring.fill import fill
 from service.accounts import Accounts
 from service.app import create_app

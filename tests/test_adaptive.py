@@ -16,11 +16,11 @@ from fastapi.testclient import TestClient
 from fhir.resources.R4B.questionnaire import Questionnaire
 from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 
-from builder.checks import iter_items
 from cql_like.engine import CompiledRequest
 from qpackage.adaptive import SDC_ADAPTIVE
+from qpackage.catalog import Catalog
 from qpackage.draft import QR_COVERAGE
-from scoring import Catalog
+from questionnaires.checks import iter_items
 from scoring.fill import fill
 from service.app import create_app
 from service.settings import Settings

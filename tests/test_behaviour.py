@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 
-from builder.checks import iter_items
-from builder.loader import parse_policy
-from builder.policy import Policy, walk
 from builder.questionnaire import build
-from scoring import Catalog, Determination, InvalidInput, score_json
+from policies.loader import parse_policy
+from policies.model import Policy, walk
+from qpackage.catalog import Catalog, score_json
+from questionnaires.checks import iter_items
+from scoring import Determination, InvalidInput
 from scoring.determination import anniversary
 from scoring.fill import fill
 from tests.scoring_cases import base_answers, folder_catalog, package_for

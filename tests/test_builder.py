@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 from fhir.resources.R4B.questionnaire import Questionnaire
 
-from builder.checks import iter_items, questionnaire_problems
-from builder.loader import bundled_policies, load_folder
-from builder.policy import AnyOf, Node, Policy, RequestKind, expression_variables, walk
-from builder.questionnaire import BUILDER_REVISION, DTR_STD_QUESTIONNAIRE, build
+from builder.questionnaire import DTR_STD_QUESTIONNAIRE, build
 from builder.valuesets import codings, published
+from policies.loader import bundled_policies, load_folder
+from policies.model import AnyOf, Node, Policy, RequestKind, expression_variables, walk
+from policies.names import BUILDER_REVISION
+from questionnaires.checks import iter_items, questionnaire_problems
 from tests.conftest import load_cases
 
 # every Questionnaire of every bundled policy, whatever the policies are

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dtr.cli import main
-from scoring import Catalog
+from qpackage.catalog import Catalog
 from scoring.fill import fill
 from tests.scoring_cases import base_answers, package_for
 

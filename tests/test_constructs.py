@@ -15,10 +15,11 @@ from typing import Any
 import yaml
 from fastapi.testclient import TestClient
 
-from scoring import Catalog, score
+from qpackage.catalog import Catalog
+from review.notice import render_notice
+from scoring import score
 from scoring.fhir_outputs import claim_response
 from scoring.fill import fill
-from scoring.notice import render_notice
 from service.app import create_app
 from service.settings import Settings
 from tests.callers import authorize

@@ -17,9 +17,9 @@ from builder.artifacts import (
     read_register,
     updated_register,
 )
-from builder.loader import bundled_policies
 from builder.prepopulation import cache_path, compile_policy, cql_file, cql_text, loaded, sources
-from builder.questionnaire import questionnaire_version
+from policies.loader import bundled_policies
+from policies.names import questionnaire_version
 
 ROOT = Path(__file__).resolve().parent.parent
 FOLDER = ROOT / "questionnaires"
@@ -50,7 +50,7 @@ def test_coverage_table_matches_a_fresh_build() -> None:
 
 
 def test_decision_tables_match_a_fresh_build() -> None:
-    from builder.decisions import decision_tables_markdown
+    from builder.verification.decisions import decision_tables_markdown
 
     on_disk = (ROOT / "docs" / "decision-tables.md").read_text(encoding="utf-8")
     assert on_disk == decision_tables_markdown(bundled_policies()), (
@@ -113,8 +113,8 @@ def test_every_released_version_stays_resolvable() -> None:
     """Records made under an older version (a builder revision or a policy
     version ago) still open and re-score: the archive holds every released
     Questionnaire, and the catalog resolves each."""
-    from builder.loader import bundled_archive
-    from scoring import Catalog
+    from policies.loader import bundled_archive
+    from qpackage.catalog import Catalog
 
     catalog = Catalog.bundled()
     assert catalog.unresolvable == []
@@ -135,7 +135,7 @@ def test_every_released_version_stays_resolvable() -> None:
 def test_a_response_to_an_older_build_is_decided_under_the_version_in_effect() -> None:
     from datetime import date
 
-    from scoring import Catalog, score_json
+    from qpackage.catalog import Catalog, score_json
     from scoring.fill import fill
     from tests.scoring_cases import base_answers, package_for
 

@@ -18,10 +18,10 @@ from fhir.resources.R4B.parameters import Parameters
 from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 from fhir.resources.R4B.valueset import ValueSet
 
-from builder.checks import iter_items
 from dtr.cli import main
+from qpackage.catalog import Catalog
 from qpackage.draft import INFORMATION_ORIGIN, INTENDED_USE, QR_CONTEXT, QR_COVERAGE
-from scoring import Catalog
+from questionnaires.checks import iter_items
 from scoring.fill import fill
 from service.app import create_app
 from service.settings import Settings

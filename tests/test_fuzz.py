@@ -35,7 +35,8 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
-from scoring import Catalog, Determination
+from qpackage.catalog import Catalog
+from scoring import Determination
 from service.app import create_app
 from service.settings import Settings
 from tests.callers import authorize

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from scoring import Catalog, score_json
+from qpackage.catalog import Catalog, score_json
 from tests.scoring_cases import AS_OF, load_scoring_cases, run_case
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,7 +14,8 @@ import fhirpathpy
 import pytest
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 
-from scoring import Catalog, InvalidInput, score_json
+from qpackage.catalog import Catalog, score_json
+from scoring import InvalidInput
 from scoring.fill import fill
 from tests.scoring_cases import base_answers, package_for
 

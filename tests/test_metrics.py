@@ -15,8 +15,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from dtr.cli import main
+from qpackage.catalog import Catalog
 from review.metrics import parse_period
-from scoring import Catalog
 from service.app import create_app
 from service.settings import Settings
 from service.store import Record, SQLiteStore

@@ -1,4 +1,4 @@
-"""The notice a member and a prescriber's office read (scoring/notice.py), in
+"""The notice a member and a prescriber's office read (review/notice.py), in
 plain text, HTML and PDF: who and what, the decision and who made it, each
 reason with the policy's words and the answers given, what to send, and —
 only from the payer's configuration (policies/payers) — the decision
@@ -23,12 +23,13 @@ from typing import Any, Literal
 import pytest
 from fastapi.testclient import TestClient
 
+from qpackage.catalog import Catalog
 from review.config import PayerConfig, load_payers
 from review.decision import approved, denied, pended, under_review
+from review.notice import NoticeContext, notice_context, render_notice, render_notice_pdf
 from review.request import NPI_SYSTEM, PRIORITY_EXTENSION
-from scoring import Catalog, Determination, assess
+from scoring import Determination, assess
 from scoring.fill import fill
-from scoring.notice import NoticeContext, notice_context, render_notice, render_notice_pdf
 from service.app import create_app
 from service.settings import Settings
 from tests.callers import authorize

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from qpackage.catalog import Catalog
 from review.request import NPI_SYSTEM, PRIORITY_EXTENSION
-from scoring import Catalog
 from scoring.fill import fill
 from service.app import create_app
 from service.settings import Settings

@@ -15,10 +15,11 @@ import pytest
 from fhir.resources.R4B.claimresponse import ClaimResponse
 from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 
-from scoring import Catalog, Determination, score
+from qpackage.catalog import Catalog
+from review.notice import render_notice
+from scoring import Determination, score
 from scoring.fhir_outputs import claim_response, coverage_information
 from scoring.fill import fill
-from scoring.notice import render_notice
 from tests.scoring_cases import base_answers, package_for
 
 AS_OF = date(2026, 11, 24)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from builder.loader import PolicyError, bundled_policy_files, load_policy, parse_policy
+from policies.loader import PolicyError, bundled_policy_files, load_policy, parse_policy
 from tests.conftest import load_cases
 
 EOCCO = next(p for p in bundled_policy_files() if p.name == "eocco329.yaml")

@@ -15,9 +15,9 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from builder.checks import iter_items
 from builder.prepopulation import ALTERNATIVE_EXPRESSION, INITIAL_EXPRESSION, PRESCRIBER
-from scoring import Catalog
+from qpackage.catalog import Catalog
+from questionnaires.checks import iter_items
 from scoring.fill import fill
 from scoring.response import check_answers
 from service.app import create_app
@@ -171,8 +171,8 @@ def test_ehr_record_prefills_and_scores(client: TestClient, case: dict[str, Any]
 def test_every_case_names_a_prefilled_question_of_each_kind() -> None:
     """The cases exercise each source the policy format has: the Patient, a
     Condition, an Observation, a medication and the prescriber's specialty."""
-    from builder.loader import bundled_policies
     from builder.prepopulation import sources
+    from policies.loader import bundled_policies
 
     kinds = {
         source.kind

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from dtr.cli import main
-from scoring import Catalog
+from qpackage.catalog import Catalog
 from scoring.fill import fill
 from service.app import create_app
 from service.settings import Settings

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from scoring import Catalog
+from qpackage.catalog import Catalog
 from tests.scoring_cases import (
     AS_OF,
     case_files,
@@ -38,7 +38,7 @@ def test_every_determination_is_valid_fhir(catalog: Catalog, case: dict[str, Any
     from fhir.resources.R4B.claimresponse import ClaimResponse
     from fhir.resources.R4B.extension import Extension
 
-    from scoring import score_json
+    from qpackage.catalog import score_json
     from scoring.fhir_outputs import claim_response, coverage_information
     from scoring.fill import fill
     from tests.scoring_cases import package_for

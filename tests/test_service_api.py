@@ -17,7 +17,7 @@ from fhir.resources.R4B.operationdefinition import OperationDefinition
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 
-from scoring import Catalog
+from qpackage.catalog import Catalog
 from scoring.fill import fill
 from service.app import create_app
 from service.settings import Settings

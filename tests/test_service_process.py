@@ -18,7 +18,7 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 
-from scoring import Catalog
+from qpackage.catalog import Catalog
 from scoring.fill import fill
 from tests.callers import bearer, register_in
 from tests.scoring_cases import package_for

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from scoring import Catalog
+from qpackage.catalog import Catalog
 from scoring.fill import fill
 from service.app import create_app
 from service.settings import Settings

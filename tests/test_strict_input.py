@@ -17,8 +17,9 @@ import yaml
 from fastapi.testclient import TestClient
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 
-from builder.loader import parse_policy
-from scoring import Catalog, InvalidInput, score, score_json
+from policies.loader import parse_policy
+from qpackage.catalog import Catalog, score_json
+from scoring import InvalidInput, score
 from scoring.fill import fill
 from service.app import create_app
 from service.settings import Settings

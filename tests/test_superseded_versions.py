@@ -20,7 +20,8 @@ from fastapi.testclient import TestClient
 import scoring.response
 from dtr.cli import main
 from qpackage.adaptive import start
-from scoring import Catalog, score
+from qpackage.catalog import Catalog
+from scoring import score
 from scoring.carry import carry_over
 from scoring.fill import fill
 from scoring.outcome import MAX_ISSUES, InvalidInput, Issue

@@ -14,10 +14,10 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from builder.loader import bundled_policy_files, load_policy
-from builder.verify import check_expression, verify_policy
+from builder.verification.verify import check_expression, verify_policy
 from dtr.cli import main
-from scoring import Catalog
+from policies.loader import bundled_policy_files, load_policy
+from qpackage.catalog import Catalog
 from scoring.fill import fill
 from service.app import create_app
 from service.settings import Settings
@@ -51,7 +51,7 @@ def test_policy_that_could_decide_wrongly_is_refused(case: dict[str, Any], tmp_p
 
 def test_a_sound_expression_passes_the_checker() -> None:
     """The checker can say yes: the deliberately right twin of the table above."""
-    from builder.verify import Typ
+    from builder.verification.verify import Typ
 
     types = {"flag": Typ("Boolean"), "as_of": Typ("Date"), "born": Typ("Date")}
     assert check_expression("%flag = false or %born + 18 years <= %as_of", types) == []

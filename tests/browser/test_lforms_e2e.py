@@ -30,9 +30,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from builder.policy import DOCUMENT_PREFIX
+from policies.generated import DOCUMENT_PREFIX
+from qpackage.catalog import Catalog, score_json
 from review.config import PayerConfig, load_payers, needs_review
-from scoring import Catalog, score_json
 from scoring.fill import fill
 from tests.browser.conftest import ROOT, VIEWPORT, Problems, Service
 from tests.scoring_cases import load_scoring_cases, package_for

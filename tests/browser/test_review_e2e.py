@@ -9,8 +9,8 @@ from pathlib import Path
 
 from playwright.sync_api import Browser, expect
 
+from qpackage.catalog import Catalog
 from review.request import NPI_SYSTEM
-from scoring import Catalog
 from scoring.fill import fill
 from service.store import open_store
 from tests.browser.accessibility import assert_accessible

@@ -32,8 +32,8 @@ from typing import Any, Literal
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from builder.policy import REQUESTED_QUANTITY
 from cql_like.engine import CompiledRequest
+from policies.generated import REQUESTED_QUANTITY
 from review.config import Deadline, PayerConfig
 from review.request import RequestFacts, facts
 from scoring.determination import Determination
@@ -53,7 +53,7 @@ HEADLINES = {
 QL_SECTION = "QL"  # the quantity-limit criterion generated from quantity_limits
 
 _ENV = Environment(
-    loader=PackageLoader("scoring", "templates"),
+    loader=PackageLoader("review", "templates"),
     autoescape=select_autoescape(enabled_extensions=("html.j2",), default=False),
     undefined=StrictUndefined,
     trim_blocks=True,

@@ -1,6 +1,6 @@
 """Decision tables: a policy as logic a pharmacist can review, not as code.
 
-For each policy and request type, from :meth:`builder.explore.Explorer.run`:
+For each policy and request type, from :meth:`builder.verification.explore.Explorer.run`:
 the answer paths that lead to approval, and every other outcome grouped by
 the sections it cites, with how many paths reach it and an example of the
 answer that decided it. Rendered with jinja2 into ``docs/decision-tables.md``
@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from builder.artifacts import templates
-from builder.explore import explore_forms
-from builder.policy import Policy
+from builder.verification.explore import explore_forms
+from policies.model import Policy
 
 
 def decision_context(policies: list[Policy]) -> dict[str, Any]:

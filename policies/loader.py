@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from builder.policy import Policy
+from policies.model import Policy
 
 
 class PolicyError(ValueError):

@@ -30,6 +30,12 @@ from pydantic import (
     model_validator,
 )
 
+from policies.generated import (
+    DOCUMENT_PREFIX,
+    GENERATED_QUESTIONS,
+    GENERATED_SECTIONS,
+)
+
 # Section ids: the policy's own numbering (``I.D.3``, ``II.C``), renewal
 # criteria prefixed (``Renewal.IV``), or ids the data file assigns where the
 # policy has none (``Melanoma.2``, ``Exclusion.1``). The quantity limit is ``QL``.
@@ -678,30 +684,6 @@ def expression_variables(expression: str) -> set[str]:
     """The ``%name`` variables an expression reads (strings are not parsed out:
     question names never appear inside FHIRPath string literals here)."""
     return set(_VARIABLE_RE.findall(expression)) - ENGINE_VARIABLES
-
-
-# Questions and sections the builder generates from the policy data; a policy
-# file may read them (``%requested_quantity``) but not define them.
-REQUESTED_PRODUCT = "requested_product"
-REQUESTED_QUANTITY = "requested_quantity"
-REQUESTED_DAILY_DOSE = "requested_daily_dose"
-PLANNED_MONTHS = "planned_months"
-PRIOR_RENEWALS = "prior_renewals"
-THERAPY_START = "therapy_start"
-GENERATED_QUESTIONS = frozenset(
-    {
-        REQUESTED_PRODUCT,
-        REQUESTED_QUANTITY,
-        REQUESTED_DAILY_DOSE,
-        PLANNED_MONTHS,
-        PRIOR_RENEWALS,
-        THERAPY_START,
-    }
-)
-DOCUMENT_PREFIX = "document_"
-TERM_SECTION = "Term"
-CAP_SECTION = "Cap"
-GENERATED_SECTIONS = frozenset({"QL", TERM_SECTION, CAP_SECTION})
 
 
 def document_question(criterion: Criterion) -> str:

@@ -15,7 +15,7 @@ file, the section and the field. It checks, before anything is generated:
    and the scoring (not applicable) — the builder refuses a condition on a
    question the Questionnaire does not ask.
 3. **Each criterion's ``met``**, evaluated over the answer domains of the
-   questions it reads (see :mod:`builder.explore`): it can be met, can be not
+   questions it reads (see :mod:`builder.verification.explore`): it can be met, can be not
    met (an ``information`` criterion excepted), is unknown when those
    questions are unanswered, and a definite value never changes when an
    unanswered question it reads is answered (missing information never
@@ -30,20 +30,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from builder.checks import QuestionnaireError
-from builder.explore import Explorer, explore_forms
-from builder.policy import (
+from builder.questionnaire import BuildError
+from builder.verification.explore import Explorer, explore_forms
+from cql_like.gateway import ExpressionSyntaxError, parse_expression
+from policies.generated import (
     GENERATED_QUESTIONS,
-    REQUEST_KINDS,
     REQUESTED_DAILY_DOSE,
     REQUESTED_PRODUCT,
     REQUESTED_QUANTITY,
-    Policy,
-    Question,
-    walk,
 )
-from builder.questionnaire import BuildError, document_guard
-from cql_like.gateway import ExpressionSyntaxError, parse_expression
+from policies.model import REQUEST_KINDS, Policy, Question, walk
+from policies.tree import document_guard
+from questionnaires.checks import QuestionnaireError
 
 FORBIDDEN_FUNCTIONS = {"today", "now", "timeOfDay"}
 MAX_NESTING = 120  # parse-tree levels; a chain of n and/or terms is about n + 4

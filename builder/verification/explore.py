@@ -1,7 +1,7 @@
 """Exploring a policy's answer space with the real scorer, at build time.
 
-The verifier (:mod:`builder.verify`) and the decision tables
-(:mod:`builder.decisions`) both need to know what a policy decides for the
+The verifier (:mod:`builder.verification.verify`) and the decision tables
+(:mod:`builder.verification.decisions`) both need to know what a policy decides for the
 answers a provider can give. Each question gets a small **answer domain**:
 both truth values; every option of a choice; for numbers, the values just
 below, at and above each constant the policy's expressions and conditions
@@ -43,11 +43,15 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from builder.checks import check_questionnaire
-from builder.policy import Criterion, Policy, Question, RequestKind, walk
-from builder.questionnaire import build, condition_expression, reads
+from builder.questionnaire import build
 from builder.valuesets import published
+from cql_like.definitions import own_name
+from cql_like.engine import CompiledRequest  # the scorer, compiled as the service does
 from cql_like.gateway import Expression, Memo, compile_expression
+from policies.index import reads
+from policies.model import Criterion, Policy, Question, RequestKind, walk
+from policies.tree import condition_expression
+from questionnaires.checks import check_questionnaire
 
 AS_OF = date(2026, 6, 15)
 MAX_EVALUATIONS = 60_000
@@ -112,7 +116,6 @@ class Explorer:
     def __init__(
         self, policy: Policy, kind: RequestKind, drug: str | None, *, memo: bool = True
     ) -> None:
-        from cql_like.engine import CompiledRequest  # the scorer, compiled as the service does
 
         self.policy = policy
         self.kind = kind
@@ -273,8 +276,6 @@ class Explorer:
         and a fixed random sample of ``SAMPLE`` more. A decided value must not
         change when an unanswered question is answered: checked against every
         completion (whole product), or one question at a time (sample)."""
-        from cql_like.definitions import own_name
-
         package = self.package
         name = own_name(criterion) if criterion.children else criterion.id
         expression = package.expressions[name]
@@ -352,8 +353,6 @@ class Explorer:
     def _readers(self, name: str) -> list[tuple[Expression, frozenset[str]]]:
         """Every expression and condition that reads question ``name``, with
         the other questions each also reads."""
-        from cql_like.definitions import own_name
-
         package = self.package
         found: list[tuple[Expression, frozenset[str]]] = []
 
