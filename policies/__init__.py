@@ -2,7 +2,9 @@
 and what it means, below everything that reads it.
 
 - :mod:`policies.model` — the strict pydantic model of a policy file;
-  :mod:`policies.loader` reads YAML into it, naming file and field in errors;
+  :mod:`policies.consistency` — the rules across its fields;
+  :mod:`policies.loader` reads YAML into the model and applies those rules,
+  naming file and field in errors;
 - :mod:`policies.generated` — the questions and sections generated from a
   policy's data, whose names a policy may read but not define;
 - :mod:`policies.tree` — the tree of criteria one request is asked, with the

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from policies.consistency import check_policy
 from policies.model import Policy
 
 
@@ -58,7 +59,7 @@ def parse_policy(text: str, source: str) -> Policy:
     if not isinstance(data, dict):
         raise PolicyError(source, ["the file must hold a mapping of policy fields"])
     try:
-        return Policy.model_validate(data)
+        policy = Policy.model_validate(data)
     except ValidationError as exc:
         problems = []
         seen = set()
@@ -71,6 +72,15 @@ def parse_policy(text: str, source: str) -> Policy:
                 seen.add(line)
                 problems.append(line)
         raise PolicyError(source, problems) from None
+    try:
+        check_policy(policy)
+    except ValueError as exc:
+        # the rules across fields name their section (and field) themselves
+        message = str(exc)
+        raise PolicyError(
+            source, [message if ": " in message else f"(top level): {message}"]
+        ) from None
+    return policy
 
 
 def load_policy(path: str | Path) -> Policy:

@@ -9,6 +9,10 @@ are all derived from this one tree, so a criterion is never written twice.
 
 The models are strict (frozen, ``extra="forbid"``) so a typo in a policy file
 is an error that names the field, not a silently ignored key.
+
+A model checks the shape of each part; the rules across parts (unique ids,
+references that resolve) are :mod:`policies.consistency`'s, which the loader
+applies to every policy it reads.
 """
 
 from __future__ import annotations
@@ -30,11 +34,7 @@ from pydantic import (
     model_validator,
 )
 
-from policies.generated import (
-    DOCUMENT_PREFIX,
-    GENERATED_QUESTIONS,
-    GENERATED_SECTIONS,
-)
+from policies.generated import DOCUMENT_PREFIX
 
 # Section ids: the policy's own numbering (``I.D.3``, ``II.C``), renewal
 # criteria prefixed (``Renewal.IV``), or ids the data file assigns where the
@@ -643,11 +643,6 @@ class Policy(Strict):
     def request(self, kind: RequestKind) -> RequestCriteria:
         return self.initial if kind == "initial" else self.renewal
 
-    @model_validator(mode="after")
-    def _consistent(self) -> Policy:
-        _check_policy(self)
-        return self
-
 
 RequestKind = Literal["initial", "renewal"]
 REQUEST_KINDS: tuple[RequestKind, ...] = ("initial", "renewal")
@@ -689,236 +684,3 @@ def expression_variables(expression: str) -> set[str]:
 def document_question(criterion: Criterion) -> str:
     """The generated attachment question of a criterion's documentation."""
     return DOCUMENT_PREFIX + re.sub(r"[^a-z0-9]+", "_", criterion.id.lower()).strip("_")
-
-
-def _check_policy(policy: Policy) -> None:
-    """Cross-field rules a schema cannot state: unique ids and names, and every
-    reference (``%name``, enable_when, answer_of, drugs, branches) resolving.
-    Each message starts with the section (or part of the file) it is about."""
-    questions: dict[str, Question] = {}
-    sections: set[str] = set(GENERATED_SECTIONS)
-    drug_ids = [d.id for d in policy.drugs if d.id is not None]
-    if len(drug_ids) != len(set(drug_ids)):
-        raise ValueError("drugs: drug ids must be unique")
-    if policy.per_drug and len(drug_ids) != len(policy.drugs):
-        raise ValueError("drugs: a policy of several drugs needs an `id` for each")
-
-    def add_section(section: str) -> None:
-        if section in sections:
-            raise ValueError(f"{section}: section id is used twice (or is a generated one)")
-        sections.add(section)
-
-    def check_drugs(where: str, names: list[str]) -> None:
-        unknown = sorted(set(names) - set(drug_ids))
-        if unknown:
-            raise ValueError(f"{where}: drugs names unknown drug id(s) {unknown}")
-
-    trees = {kind: policy.request(kind).criteria for kind in REQUEST_KINDS}
-    for kind, tree in trees.items():
-        for criterion in walk(tree):
-            if criterion.include == "initial" and kind != "renewal":
-                raise ValueError(
-                    f"{criterion.id}: include: only renewal criteria may include the initial ones"
-                )
-            add_section(criterion.id)
-            check_drugs(criterion.id, criterion.drugs)
-            for question in criterion.questions:
-                where = f"{criterion.id}: questions: {question.name}"
-                if question.name in questions:
-                    raise ValueError(f"{where}: question name is used twice")
-                if question.name in GENERATED_QUESTIONS or question.name.startswith(
-                    DOCUMENT_PREFIX
-                ):
-                    raise ValueError(f"{where}: the name is reserved for a generated question")
-                questions[question.name] = question
-    if policy.investigational:
-        add_section(policy.investigational.id)
-        for condition in policy.investigational.conditions:
-            add_section(condition.id)
-    derived_names = set()
-    for value in policy.derived:
-        if value.name in questions or value.name in derived_names:
-            raise ValueError(f"derived: {value.name}: the name is used twice")
-        derived_names.add(value.name)
-
-    extra_options: dict[str, set[str]] = {}
-    if policy.investigational:
-        for condition in policy.investigational.all_conditions():
-            if condition.answer_of:
-                extra_options.setdefault(condition.answer_of, set()).add(condition.id)
-
-    def option_codes(question: Question) -> set[str]:
-        return {o.key for o in question.options} | extra_options.get(question.name, set())
-
-    def check_conditions(where: str, conditions: list[Condition]) -> None:
-        for condition in conditions:
-            target = questions.get(condition.question)
-            if target is None:
-                raise ValueError(
-                    f"{where}: enable_when names unknown question {condition.question}"
-                )
-            if target.record_only:
-                raise ValueError(
-                    f"{where}: enable_when reads record-only question {condition.question}"
-                )
-            _check_condition_fits(where, condition, target, option_codes(target))
-
-    readable = set(questions) | derived_names | GENERATED_QUESTIONS
-    read: set[str] = set()
-
-    def check_expression(where: str, expression: str | None) -> None:
-        if expression is None:
-            return
-        names = expression_variables(expression)
-        unknown = names - readable
-        if unknown:
-            raise ValueError(f"{where}: reads unknown question(s) {sorted(unknown)}")
-        record_only = sorted(n for n in names if n in questions and questions[n].record_only)
-        if record_only:
-            raise ValueError(f"{where}: reads record-only question(s) {record_only}")
-        read.update(names)
-
-    for value in policy.derived:
-        check_expression(f"derived: {value.name}: expression", value.expression)
-    for tree in trees.values():
-        for criterion in walk(tree):
-            check_expression(f"{criterion.id}: met", criterion.met)
-            check_conditions(f"{criterion.id}: enable_when", criterion.enable_when)
-            check_conditions(
-                f"{criterion.id}: children_enable_when", criterion.children_enable_when
-            )
-            for question in criterion.questions:
-                conditions = question.enable_when
-                check_conditions(f"{criterion.id}: questions: {question.name}", conditions)
-                for source in question.ehr:
-                    if source.answer is not None and source.answer not in option_codes(question):
-                        raise ValueError(
-                            f"{criterion.id}: questions: {question.name}: ehr: answer"
-                            f" {source.answer!r} is not one of its options"
-                        )
-                read.update(c.question for c in conditions)
-            read.update(c.question for c in criterion.enable_when)
-            read.update(c.question for c in criterion.children_enable_when)
-    for tree in trees.values():
-        for criterion in walk(tree):
-            unknown_cited = sorted(set(criterion.cites) - sections)
-            if unknown_cited:
-                raise ValueError(f"{criterion.id}: cites: no such section {unknown_cited}")
-    if policy.investigational:
-        for condition in policy.investigational.all_conditions():
-            check_expression(f"{condition.id}: applies", condition.applies)
-            if condition.answer_of is not None:
-                target = questions.get(condition.answer_of)
-                if target is None or target.type != "choice":
-                    raise ValueError(f"{condition.id}: answer_of must name a choice question")
-                read.add(condition.answer_of)
-    for tree in trees.values():
-        for criterion in walk(tree):
-            document = criterion.documentation
-            if document is not None and document.required and criterion.combine == "or":
-                # met by its own condition OR its children: a document could
-                # guard one path only, and the other would approve without it
-                raise ValueError(
-                    f"{criterion.id}: documentation: a required document cannot guard a"
-                    " criterion with `combine: or` (its children would meet it without the"
-                    " document): put the documentation on the criteria that need it"
-                )
-    for kind in REQUEST_KINDS:
-        term = policy.authorization.term(kind)
-        for branch in term.branches:
-            if branch.section not in sections:
-                raise ValueError(
-                    f"authorization.{kind}.branches: {branch.section} is no section of the policy"
-                )
-            # the length is read from the section's status in this request's
-            # determination: a section the request does not decide never applies
-            if not any(
-                branch.section == c.id
-                for form_kind, drug in policy.forms()
-                if form_kind == kind
-                for c in form_criteria(policy, kind, drug)
-            ):
-                raise ValueError(
-                    f"authorization.{kind}.branches: {branch.section} is not among the policy's"
-                    f" {kind} criteria, so this length would never apply"
-                )
-    if policy.quantity_limits is not None:
-        for number, limit in enumerate(policy.quantity_limits.limits):
-            where = f"QL: limits[{number}]"
-            if limit.drug is not None:
-                check_drugs(where, [limit.drug])
-            check_conditions(f"{where}: when", limit.when)
-            read.update(c.question for c in limit.when)
-            # unanswerable in a form, the condition is false there and the
-            # limit silently drops out of that form's requests
-            for kind, drug in policy.forms():
-                if drug is not None and limit.drug is not None and drug != limit.drug:
-                    continue
-                asked = {q.name for c in form_criteria(policy, kind, drug) for q in c.questions}
-                for needed in limit.when:
-                    if needed.question not in asked:
-                        form = f"{kind} Questionnaire" + (f" of {drug}" if drug else "")
-                        raise ValueError(
-                            f"{where}: when: {needed.question} is not asked in the {form},"
-                            " so the limit would never apply to it: ask it there too (a renewal"
-                            " criterion with `include: initial` asks the initial questions), or"
-                            " choose the limit by `code` or `drug`"
-                        )
-        drug_choices: list[str | None] = [*drug_ids] or [None]
-        for drug in drug_choices:
-            applicable = [
-                lim for lim in policy.quantity_limits.limits if lim.drug is None or lim.drug == drug
-            ]
-            unguarded = [lim for lim in applicable if lim.code is None and not lim.when]
-            if len(applicable) > 1 and unguarded:
-                raise ValueError(
-                    "QL: limits: with several limits for one drug, each needs a product `code`"
-                    " or a `when` condition to be chosen by"
-                )
-    for name, question in questions.items():
-        if name not in read and not question.record_only:
-            raise ValueError(
-                f"{_section_of(policy, name)}: questions: {name}: no criterion, condition or"
-                " derived value reads it (mark it `record_only: true` if it only informs the"
-                " reviewer)"
-            )
-
-
-def _section_of(policy: Policy, name: str) -> str:
-    for kind in REQUEST_KINDS:
-        for criterion in walk(policy.request(kind).criteria):
-            if any(q.name == name for q in criterion.questions):
-                return criterion.id
-    return "?"
-
-
-def _check_condition_fits(
-    where: str, condition: Condition, target: Question, option_codes: set[str]
-) -> None:
-    answer = condition.answer
-    if condition.operator == "exists":
-        if not isinstance(answer, bool):
-            raise ValueError(f"{where}: `exists` takes true or false")
-        return
-    expected: dict[str, tuple[type, ...]] = {
-        "boolean": (bool,),
-        "integer": (int,),
-        "decimal": (int, float),
-        "date": (date,),
-        "string": (str,),
-        "text": (str,),
-        "choice": (str,),
-    }
-    allowed = expected.get(target.type)
-    if allowed is None:
-        raise ValueError(f"{where}: cannot compare the answer of a {target.type} question")
-    if isinstance(answer, bool) and bool not in allowed:
-        raise ValueError(f"{where}: {condition.question} is {target.type}, not boolean")
-    if not isinstance(answer, allowed):
-        raise ValueError(
-            f"{where}: answer {answer!r} does not fit {target.type} question {target.name}"
-        )
-    if target.type in ("boolean", "choice") and condition.operator not in ("=", "!="):
-        raise ValueError(f"{where}: {target.type} answers compare only with = or !=")
-    if target.type == "choice" and answer not in option_codes:
-        raise ValueError(f"{where}: {answer!r} is not an option of {target.name}")
