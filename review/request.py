@@ -17,7 +17,14 @@ from typing import Any
 
 from scoring.outcome import InvalidInput, Issue
 
-PRIORITY_EXTENSION = "https://pa-dtr.example.org/fhir/StructureDefinition/request-priority"
+# the extensions this project publishes: their canonical URLs are fixed, not
+# configuration (a client sends them), named here once; the portal's script
+# is given them by its page
+PUBLISHED = "https://pa-dtr.example.org/fhir/StructureDefinition/"
+PRIORITY_EXTENSION = PUBLISHED + "request-priority"
+# the member's birth date on a draft the portal saves, for a form whose
+# birth-date question is hidden or absent
+BIRTH_DATE_EXTENSION = PUBLISHED + "portal-member-birth-date"
 PRIORITIES = ("standard", "expedited")
 NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
 

@@ -1,7 +1,11 @@
 """The HTTP service: ``create_app`` wires the routers, one per concern —
-FHIR reads (``fhir_reads``), DTR operations (``dtr_operations``), scoring
-and its outputs (``determinations``), the portal (``portal``) — over the
-pure core, with the store, the request log and the error handling.
+sign-in and tokens (``auth``), FHIR reads (``fhir_reads``), DTR operations
+(``dtr_operations``), scoring and its outputs (``determinations``), the
+portal (``portal``), the office's drafts (``office``), the pharmacist's
+review (``pharmacist``), the plan's metrics (``plan_metrics``) — over the
+pure core, with the store, the exception handlers and the middlewares
+(``service.middleware``: request id and log, security headers, errors,
+the caller, the rate limit).
 
 Everything a client gets back is FHIR JSON (``application/fhir+json``), errors
 included: each failure is an OperationOutcome with its status (400 malformed,
@@ -13,17 +17,11 @@ sent), status and duration — never with patient data.
 
 from __future__ import annotations
 
-import logging
-import re
-import time
-import traceback
-import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
 from importlib import metadata, resources
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -41,35 +39,24 @@ from service import (
     determinations,
     dtr_operations,
     fhir_reads,
-    metrics,
     office,
+    pharmacist,
+    plan_metrics,
     portal,
-    review,
 )
 from service.accounts import Accounts
 from service.http import AccessDenied, BodyTooLarge, Service, outcome_response, request_id
 from service.limits import RateLimiter
+from service.middleware import (
+    Errors,
+    Identify,
+    RateLimit,
+    RequestLog,
+    SecurityHeaders,
+    TrailingSlash,
+)
 from service.settings import Settings
 from service.store import Store, open_store
-
-log = logging.getLogger("dtr.service")
-# on every reply: no content sniffing, no referrer leaking a record's URL
-SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
-# on pages (the portal, notices): only this service's own scripts and data;
-# LHC-Forms sets inline styles; the portal frames its own notices, nobody else
-PAGE_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline';"
-        " img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none';"
-        " form-action 'self'; frame-ancestors 'self'"
-    ),
-    "X-Frame-Options": "SAMEORIGIN",
-}
-# a client's X-Request-ID is kept when a machine made it (a UUID, or 16 to 64
-# hex digits): free text there could be a name, and the id is logged
-_REQUEST_ID = re.compile(
-    r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{16,64})$"
-)
 
 
 def today_utc() -> date:
@@ -152,81 +139,30 @@ def create_app(
     static = resources.files("service") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     accounts = Accounts(store)
-    service.authenticator = auth.Authenticator(service, accounts)
-    app.include_router(auth.router(service, accounts))
+    authenticator = auth.Authenticator(service, accounts)
+    app.include_router(auth.router(service, authenticator))
     app.include_router(fhir_reads.router(service, _version()))
     app.include_router(dtr_operations.router(service))
     app.include_router(determinations.router(service))
     app.include_router(portal.router(service))
     app.include_router(office.router(service))
-    app.include_router(review.router(service))
-    app.include_router(metrics.router(service))
-    _handle_errors(app, settings, service.authenticator)
+    app.include_router(pharmacist.router(service))
+    app.include_router(plan_metrics.router(service))
+    _outcomes(app)
+    # the last added runs first: the request id and its log line outermost,
+    # so that every reply (a 429, a 500) has both
+    limiter = RateLimiter(settings.rate_limit, settings.rate_burst) if settings.rate_limit else None
+    app.add_middleware(RateLimit, limiter=limiter)
+    app.add_middleware(Identify, authenticator=authenticator)
+    app.add_middleware(TrailingSlash)
+    app.add_middleware(Errors)
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(RequestLog)
     return app
 
 
-def _logged_path(request: Request) -> str:
-    """The route's template (``/determinations/{record_id}``), never the path
-    sent: a client chooses its ids and segments, and may put a name there."""
-    route = request.scope.get("route")
-    if route is not None:
-        return str(getattr(route, "path", "(route)"))
-    return "/static/…" if request.url.path.startswith("/static/") else "(no route)"
-
-
-def _handle_errors(app: FastAPI, settings: Settings, authenticator: auth.Authenticator) -> None:
-    """The caller, the rate limit, the request log and every error as an
-    OperationOutcome."""
-    limiter = RateLimiter(settings.rate_limit, settings.rate_burst) if settings.rate_limit else None
-
-    @app.middleware("http")
-    async def log_requests(request: Request, call_next: Callable[[Request], Any]) -> Response:
-        given = request.headers.get("x-request-id", "")
-        rid = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
-        request.state.request_id = rid
-        path = request.scope["path"]
-        if len(path) > 1 and path.endswith("/"):
-            request.scope["path"] = path.rstrip("/") or "/"
-        start = time.perf_counter()
-        wait = 0.0
-        try:
-            if not path.startswith("/static/"):
-                # the caller first: the rate limit is per caller, else per address
-                identity = await authenticator.identify(request)
-                if limiter is not None:
-                    address = request.client.host if request.client else "unknown"
-                    wait = limiter.take(identity.key if identity else f"address/{address}")
-            if wait:
-                response: Response = outcome_response(
-                    [Issue("throttled", "too many requests from this client: retry later")], 429
-                )
-                response.headers["Retry-After"] = RateLimiter.retry_after(wait)
-            else:
-                response = await call_next(request)
-        except BodyTooLarge as exc:
-            response = outcome_response(
-                [Issue("too-long", f"the body exceeds the limit of {exc.limit} bytes")], 413
-            )
-        except Exception as exc:
-            # the exception's type and where it was raised, never its message
-            # or values: either may carry patient data (an answer, a birth date)
-            where = "; ".join(
-                f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno} in {frame.name}"
-                for frame in traceback.extract_tb(exc.__traceback__)[-5:]
-            )
-            log.error("request %s failed: %s (%s)", rid, type(exc).__name__, where)
-            response = outcome_response(
-                [Issue("exception", f"internal error; quote request id {rid} to the payer")], 500
-            )
-        response.headers["X-Request-ID"] = rid
-        response.headers.update(SECURITY_HEADERS)
-        if response.headers.get("content-type", "").startswith("text/html"):
-            response.headers.update(PAGE_HEADERS)
-        log.info(
-            "%s %s %s %d %.1fms",
-            rid, request.method, _logged_path(request), response.status_code, (time.perf_counter() - start) * 1e3,
-        )  # fmt: skip
-        return response
+def _outcomes(app: FastAPI) -> None:
+    """Each error a route raises, as an OperationOutcome with its status."""
 
     @app.exception_handler(InvalidInput)
     async def invalid_input(request: Request, exc: InvalidInput) -> Response:

@@ -12,12 +12,15 @@ people, and the check every FHIR route makes.
 
 Each request's caller is found once, before the rate limit (so the limit
 is per caller, not per address): a bearer token is verified in process, a
-session cookie looked up in the store. Each route then asks
-``service.requires(resource type, interaction)``: no credential is a 401
-with ``WWW-Authenticate`` and an OperationOutcome, a credential without
-the scope or the role a 403. The payer's own work (review, metrics, error
-reports) asks ``service.requires(..., staff=True)``: a signed-in person with
-a payer role, whatever a token's scopes — a system's token is a 403.
+session cookie looked up in the store (``service.middleware.Identify``).
+Each route then takes its caller as a typed dependency,
+``Annotated[Identity, requires(service, resource type, interaction)]``: no
+credential is a 401 with ``WWW-Authenticate`` and an OperationOutcome, a
+credential without the scope or the role a 403. The payer's own work
+(review, metrics, error reports) asks ``requires(..., staff=True)``: a
+signed-in person with a payer role, whatever a token's scopes — a system's
+token is a 403. A route open to anyone who may or may not be signed in (a
+page, the sign-out) takes ``Caller``, the caller or None.
 """
 
 from __future__ import annotations
@@ -26,10 +29,10 @@ import hmac
 import secrets
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
@@ -101,14 +104,30 @@ class Authenticator:
         return identity
 
 
-def requirement(
-    service: Service, resource: str, letter: str, staff: bool = False
-) -> Callable[[Request], Identity]:
+async def caller(request: Request) -> Identity | None:
+    """The request's caller as :class:`Authenticator` found it, or None."""
+    identity: Identity | None = getattr(request.state, "identity", None)
+    return identity
+
+
+# a route's caller, signed in or not
+Caller = Annotated[Identity | None, Depends(caller)]
+
+
+def requires(resource: str, letter: str, *, staff: bool = False) -> Any:
+    """The dependency of a route for ``Annotated[Identity, …]``: the caller,
+    allowed ``letter`` (c r u d s) on ``resource``; with ``staff``, only a
+    signed-in person with a payer role (the review, the metrics, the error
+    reports), never a system."""
+    return Depends(requirement(resource, letter, staff))
+
+
+def requirement(resource: str, letter: str, staff: bool = False) -> Callable[..., Identity]:
     """A route's dependency: the caller, allowed ``letter`` on ``resource``;
     with ``staff``, a signed-in person of the payer's staff as well."""
 
-    def check(request: Request) -> Identity:
-        identity: Identity | None = getattr(request.state, "identity", None)
+    def check(request: Request, identity: Caller) -> Identity:
+        service: Service = request.app.state.service
         realm = f'Bearer realm="{service.base}"'
         if identity is None:
             problem = getattr(request.state, "credential_error", None)
@@ -162,8 +181,9 @@ def _oauth_error(exc: OAuthError) -> JSONResponse:
     return JSONResponse(exc.body(), exc.status, headers={"Cache-Control": "no-store"})
 
 
-def router(service: Service, accounts: Accounts) -> APIRouter:
+def router(service: Service, authenticator: Authenticator) -> APIRouter:
     api = APIRouter()
+    accounts = authenticator.accounts
     keys = KeySource()
     templates = Environment(
         loader=PackageLoader("service", "templates"), autoescape=select_autoescape(["html", "j2"])
@@ -189,7 +209,7 @@ def router(service: Service, accounts: Accounts) -> APIRouter:
         )
         if not accounts.first_use(granted.client.id, granted.jti, granted.expires, now):
             raise OAuthError("invalid_client", "this assertion's jti has been used already", 401)
-        return issue(granted, service.authenticator.secret, service.base, now)
+        return issue(granted, authenticator.secret, service.base, now)
 
     @api.post(TOKEN_PATH)
     async def token_endpoint(request: Request) -> JSONResponse:
@@ -254,8 +274,7 @@ def router(service: Service, accounts: Accounts) -> APIRouter:
         return response
 
     @api.post("/signout")
-    async def signout(request: Request) -> Response:
-        identity: Identity | None = getattr(request.state, "identity", None)
+    async def signout(request: Request, identity: Caller) -> Response:
         form = dict(parse_qsl((await service.read_body(request)).decode("utf-8", "replace")))
         cookie = request.cookies.get(SESSION_COOKIE)
         if identity is None or identity.kind != "user" or not cookie:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
@@ -30,8 +30,14 @@ from scoring.determination import Determination, from_json
 from scoring.fhir_outputs import claim_response, coverage_information
 from scoring.outcome import InvalidInput, Issue
 from scoring.response import parse_json
+from service.auth import requires
 from service.http import FHIRResponse, Service, not_found, request_id, require_json
 from service.store import Record, response_key
+
+# the caller of each route, allowed what it does
+Submitter = Annotated[Identity, requires("QuestionnaireResponse", "c")]
+ResponseReader = Annotated[Identity, requires("QuestionnaireResponse", "r")]
+ClaimReader = Annotated[Identity, requires("ClaimResponse", "r")]
 
 
 def response_parameter(parameters: dict[str, Any]) -> dict[str, Any]:
@@ -108,12 +114,8 @@ def router(service: Service) -> APIRouter:
         )
         return store.save(record)
 
-    submit = service.requires("QuestionnaireResponse", "c")
-    read_responses = service.requires("QuestionnaireResponse", "r")
-    read_claims = service.requires("ClaimResponse", "r")
-
     @api.post("/QuestionnaireResponse/$evaluate")
-    async def evaluate_operation(request: Request, caller: Identity = submit) -> FHIRResponse:
+    async def evaluate_operation(request: Request, caller: Submitter) -> FHIRResponse:
         require_json(request)
         body = await service.read_body(request, service.settings.max_response_body)
         resource = parse_json(body)
@@ -143,16 +145,14 @@ def router(service: Service) -> APIRouter:
         return record
 
     @api.get("/ClaimResponse/{record_id}")
-    def read_claim_response(
-        record_id: str, request: Request, caller: Identity = read_claims
-    ) -> FHIRResponse:
+    def read_claim_response(record_id: str, request: Request, caller: ClaimReader) -> FHIRResponse:
         return FHIRResponse(stored(record_id, "ClaimResponse", request, caller).claim_response)
 
     @api.get("/QuestionnaireResponse/{record_id}")
     def read_response(
         record_id: str,
         request: Request,
-        caller: Identity = read_responses,
+        caller: ResponseReader,
     ) -> FHIRResponse:
         """The stored response, carrying the CRD coverage-information of its determination."""
         record = stored(record_id, "QuestionnaireResponse", request, caller)
@@ -166,9 +166,7 @@ def router(service: Service) -> APIRouter:
         return FHIRResponse(response)
 
     @api.get("/determinations/{record_id}")
-    def read_determination(
-        record_id: str, request: Request, caller: Identity = read_claims
-    ) -> JSONResponse:
+    def read_determination(record_id: str, request: Request, caller: ClaimReader) -> JSONResponse:
         record = stored(record_id, "determinations", request, caller)
         base = service.base
         body = {
@@ -184,7 +182,7 @@ def router(service: Service) -> APIRouter:
 
     @api.get("/determinations/{record_id}/notice")
     def read_notice(
-        record_id: str, request: Request, format: str = "html", caller: Identity = read_claims
+        record_id: str, request: Request, caller: ClaimReader, format: str = "html"
     ) -> Response:
         what = f"determinations/{record_id}/notice"
         record = stored(record_id, "determinations", request, caller, what)

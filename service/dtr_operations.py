@@ -11,7 +11,7 @@ member's approvals) and hands both to the pure package builder.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -23,8 +23,13 @@ from qpackage.package import StoredRequest, questionnaire_package
 from qpackage.parameters import error_log, package_request
 from scoring.outcome import Issue, operation_outcome
 from scoring.response import parse_json
+from service.auth import requires
 from service.http import FHIRResponse, Service, not_found, request_id, require_json
 from service.store import ErrorReport
+
+# the caller of each route, allowed what it does
+read_forms = requires("Questionnaire", "r")
+FormReader = Annotated[Identity, read_forms]
 
 
 def router(service: Service) -> APIRouter:
@@ -66,10 +71,8 @@ def router(service: Service) -> APIRouter:
             as_of=service.clock(),
         )
 
-    read_forms = service.requires("Questionnaire", "r")
-
     @api.post("/Questionnaire/$questionnaire-package")
-    async def package_operation(request: Request, caller: Identity = read_forms) -> FHIRResponse:
+    async def package_operation(request: Request, caller: FormReader) -> FHIRResponse:
         require_json(request)
         body = parse_json(await service.read_body(request))
         result = await run_in_threadpool(package, body, service.base, request, caller)
@@ -131,7 +134,7 @@ def router(service: Service) -> APIRouter:
     # signed-in pharmacist), no client, whatever its token's scopes
     @api.get(
         "/questionnaire-errors",
-        dependencies=[service.requires("OperationOutcome", "s", staff=True)],
+        dependencies=[requires("OperationOutcome", "s", staff=True)],
     )
     def list_errors(questionnaire: str | None = None, limit: int = 100) -> JSONResponse:
         """The error reports DTR clients sent, newest first."""

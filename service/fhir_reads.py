@@ -20,6 +20,7 @@ from qpackage.adaptive import SUFFIX, adaptive_questionnaire
 from qpackage.parameters import expand_request
 from scoring.outcome import InvalidInput, Issue
 from scoring.response import parse_json
+from service.auth import requires
 from service.conformance import (
     EVALUATE_DEFINITION,
     capability_statement,
@@ -27,6 +28,9 @@ from service.conformance import (
     searchset,
 )
 from service.http import FHIRResponse, Service, not_found, require_json
+
+# the caller of each route, allowed what it does
+read_value_sets = requires("ValueSet", "r")
 
 
 def _by_canonical(
@@ -51,12 +55,12 @@ def router(service: Service, software_version: str) -> APIRouter:
 
     @api.get(
         f"/OperationDefinition/{EVALUATE_DEFINITION}",
-        dependencies=[service.requires("OperationDefinition", "r")],
+        dependencies=[requires("OperationDefinition", "r")],
     )
     def operation_definition() -> FHIRResponse:
         return FHIRResponse(evaluate_operation_definition(service.base))
 
-    @api.get("/Questionnaire", dependencies=[service.requires("Questionnaire", "s")])
+    @api.get("/Questionnaire", dependencies=[requires("Questionnaire", "s")])
     def search_questionnaires(url: str | None = None, version: str | None = None) -> FHIRResponse:
         base = service.base
         every = [p.questionnaire for p in catalog.packages.values()]
@@ -64,7 +68,7 @@ def router(service: Service, software_version: str) -> APIRouter:
         every += [adaptive_questionnaire(p, base) for p in catalog.packages.values()]
         return FHIRResponse(searchset(_by_canonical(every, url, version), base))
 
-    @api.get("/Questionnaire/{qid}", dependencies=[service.requires("Questionnaire", "r")])
+    @api.get("/Questionnaire/{qid}", dependencies=[requires("Questionnaire", "r")])
     def read_questionnaire(qid: str) -> FHIRResponse:
         if qid in service.questionnaires:
             return FHIRResponse(service.questionnaires[qid])
@@ -74,14 +78,13 @@ def router(service: Service, software_version: str) -> APIRouter:
             return FHIRResponse(adaptive_questionnaire(package, service.base))
         raise not_found("Questionnaire", qid)
 
-    @api.get("/Library/{lid}", dependencies=[service.requires("Library", "r")])
+    @api.get("/Library/{lid}", dependencies=[requires("Library", "r")])
     def read_library(lid: str) -> FHIRResponse:
         if lid not in service.libraries:
             raise not_found("Library", lid)
         return FHIRResponse(service.libraries[lid])
 
     # --- ValueSets ----------------------------------------------------------------
-    read_value_sets = service.requires("ValueSet", "r")
 
     def expansion_of(url: str, version: str | None) -> FHIRResponse:
         if "|" in url:
@@ -103,7 +106,7 @@ def router(service: Service, software_version: str) -> APIRouter:
             raise InvalidInput([Issue("not-found", message)], 404)
         return FHIRResponse(expanded(found[0], service.now()))
 
-    @api.get("/ValueSet", dependencies=[service.requires("ValueSet", "s")])
+    @api.get("/ValueSet", dependencies=[requires("ValueSet", "s")])
     def search_value_sets(url: str | None = None, version: str | None = None) -> FHIRResponse:
         every = list(catalog.value_sets.values())
         return FHIRResponse(searchset(_by_canonical(every, url, version), service.base))

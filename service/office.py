@@ -32,7 +32,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -44,9 +44,15 @@ from review.request import facts, priority_of
 from scoring.carry import carry_over
 from scoring.outcome import InvalidInput, Issue
 from scoring.response import check_structure, parse_json
+from service.auth import requires
 from service.casework import Casework, Draft
 from service.http import AccessDenied, Service, not_found, require_json
 from service.store import Record
+
+# the caller of each route, allowed what it does
+Creator = Annotated[Identity, requires("QuestionnaireResponse", "c")]
+Reader = Annotated[Identity, requires("QuestionnaireResponse", "r")]
+Deleter = Annotated[Identity, requires("QuestionnaireResponse", "d")]
 
 # a FHIR id: what a draft may be named by its response's ``id``
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
@@ -97,9 +103,6 @@ def _now() -> str:
 def router(service: Service) -> APIRouter:
     api = APIRouter()
     casework = Casework(service.store)
-    create = service.requires("QuestionnaireResponse", "c")
-    read = service.requires("QuestionnaireResponse", "r")
-    delete = service.requires("QuestionnaireResponse", "d")
 
     def title_of(canonical: str) -> str:
         package = service.catalog.packages.get(canonical)
@@ -158,7 +161,7 @@ def router(service: Service) -> APIRouter:
         return draft, existing is None
 
     @api.post("/drafts")
-    async def save_draft(request: Request, caller: Identity = create) -> JSONResponse:
+    async def save_draft(request: Request, caller: Creator) -> JSONResponse:
         require_json(request)
         body = await service.read_body(request, service.settings.max_response_body)
         resource = parse_json(body)
@@ -173,7 +176,7 @@ def router(service: Service) -> APIRouter:
         )
 
     @api.get("/drafts")
-    def list_drafts(request: Request, caller: Identity = read) -> JSONResponse:
+    def list_drafts(request: Request, caller: Reader) -> JSONResponse:
         drafts = casework.drafts(caller.owner) if caller.owner else []
         for member in sorted({m for d in drafts if (m := member_key(d.response.get("subject")))}):
             service.audit(request, "drafts", member)
@@ -182,7 +185,7 @@ def router(service: Service) -> APIRouter:
         )
 
     @api.get("/drafts/{draft_id}")
-    def read_draft(draft_id: str, request: Request, caller: Identity = read) -> JSONResponse:
+    def read_draft(draft_id: str, request: Request, caller: Reader) -> JSONResponse:
         draft = owned(draft_id, caller)
         service.audit(request, f"drafts/{draft_id}", member_key(draft.response.get("subject")))
         return JSONResponse(
@@ -211,7 +214,7 @@ def router(service: Service) -> APIRouter:
         }
 
     @api.delete("/drafts/{draft_id}")
-    def delete_draft(draft_id: str, caller: Identity = delete) -> Response:
+    def delete_draft(draft_id: str, caller: Deleter) -> Response:
         owned(draft_id, caller)
         casework.delete_draft(draft_id)
         return Response(status_code=204)
@@ -236,7 +239,7 @@ def router(service: Service) -> APIRouter:
         }
 
     @api.get("/submissions")
-    def submissions(request: Request, caller: Identity = read) -> JSONResponse:
+    def submissions(request: Request, caller: Reader) -> JSONResponse:
         if caller.owner is None and caller.role != "pharmacist":
             records: list[Record] = []
         else:

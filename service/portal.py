@@ -32,7 +32,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from access.identity import Identity
+from review.request import BIRTH_DATE_EXTENSION, PRIORITY_EXTENSION
+from service.auth import Caller
 from service.http import Service
 
 
@@ -44,8 +45,7 @@ def router(service: Service) -> APIRouter:
     static = Path(str(resources.files("service") / "static"))
 
     @api.get("/", response_class=HTMLResponse)
-    def portal(request: Request) -> Response:
-        identity: Identity | None = getattr(request.state, "identity", None)
+    def portal(request: Request, identity: Caller) -> Response:
         if identity is None or identity.kind != "user":
             here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(f"/signin?next={quote(here, safe='')}", 303)
@@ -58,7 +58,12 @@ def router(service: Service) -> APIRouter:
             key=lambda e: e["id"],
         )
         page = templates.get_template("portal.html.j2").render(
-            questionnaires=entries, lforms_ready=lforms_ready, user=identity, csrf=identity.csrf
+            questionnaires=entries,
+            lforms_ready=lforms_ready,
+            user=identity,
+            csrf=identity.csrf,
+            priority_extension=PRIORITY_EXTENSION,
+            birth_date_extension=BIRTH_DATE_EXTENSION,
         )
         return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 

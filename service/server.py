@@ -38,8 +38,8 @@ from fastapi import FastAPI
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from scoring.outcome import Issue, operation_outcome
-from service.app import SECURITY_HEADERS
 from service.http import FHIR_JSON
+from service.middleware import SECURITY_HEADERS
 from service.settings import Settings
 
 log = logging.getLogger("dtr.service")

@@ -18,6 +18,7 @@ from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 
 from qpackage.catalog import Catalog
+from review.request import BIRTH_DATE_EXTENSION, PRIORITY_EXTENSION
 from scoring.fill import fill
 from service.app import create_app
 from service.settings import Settings
@@ -301,6 +302,10 @@ def test_portal_page_is_served(client: TestClient) -> None:
     assert page.status_code == 200
     assert "/static/lforms/webcomponent/main.js" in page.text
     assert "eocco329-initial" in page.text and "mn-dhs-mekinist-renewal" in page.text
+    # the script is given the extensions' canonical URLs, named once in Python
+    assert f'<meta name="priority-extension" content="{PRIORITY_EXTENSION}">' in page.text
+    assert f'<meta name="birth-date-extension" content="{BIRTH_DATE_EXTENSION}">' in page.text
+    assert "example.org" not in client.get("/static/portal.js").text
     assert client.get("/static/portal.js").status_code == 200
 
 

@@ -19,13 +19,15 @@
     "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-preferredTerminologyServer";
   const INITIAL_EXPRESSION =
     "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-initialExpression";
+  // the extensions this project publishes, named once in Python and given
+  // by the page (service/portal.py)
+  const published = (name) => document.querySelector(`meta[name="${name}"]`).content;
   // review/request.py reads the request's priority and prescriber here
-  const PRIORITY_EXTENSION = "https://pa-dtr.example.org/fhir/StructureDefinition/request-priority";
+  const PRIORITY_EXTENSION = published("priority-extension");
   const NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi";
   // a draft keeps the member's birth date here too: a form whose birth-date
   // question is hidden (or that has none) still reopens with it
-  const BIRTH_DATE_EXTENSION =
-    "https://pa-dtr.example.org/fhir/StructureDefinition/portal-member-birth-date";
+  const BIRTH_DATE_EXTENSION = published("birth-date-extension");
   const MEMBER_ID = /^[A-Za-z0-9.-]{1,64}$/;
   const params = new URLSearchParams(location.search);
   // the session's CSRF token: every request that changes something carries it

@@ -28,7 +28,7 @@ from __future__ import annotations
 import hmac
 import uuid
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
@@ -45,9 +45,14 @@ from scoring.determination import approve, from_json
 from scoring.fhir_outputs import claim_response
 from scoring.outcome import InvalidInput, Issue
 from scoring.response import parse_json
+from service.auth import Caller, requires
 from service.casework import Casework, ReviewAction
 from service.http import AccessDenied, Service, not_found, require_json
 from service.store import Record
+
+# the caller of each route, allowed what it does
+QueueReader = Annotated[Identity, requires("ClaimResponse", "s", staff=True)]
+Decider = Annotated[Identity, requires("ClaimResponse", "u", staff=True)]
 
 STATUS_WORDS = {
     "met": "met",
@@ -87,8 +92,6 @@ def router(service: Service) -> APIRouter:
     api = APIRouter()
     casework = Casework(service.store)
     catalog = service.catalog
-    queue_access = service.requires("ClaimResponse", "s", staff=True)
-    decide_access = service.requires("ClaimResponse", "u", staff=True)
     templates = Environment(
         loader=PackageLoader("service", "templates"), autoescape=select_autoescape(["html", "j2"])
     )
@@ -271,20 +274,16 @@ def router(service: Service) -> APIRouter:
     # --- API ---------------------------------------------------------------------------
 
     @api.get("/review/queue")
-    def queue(caller: Identity = queue_access) -> JSONResponse:
+    def queue(caller: QueueReader) -> JSONResponse:
         cases = [summary(r) for r in casework.queue()]
         return JSONResponse({"total": len(cases), "cases": cases})
 
     @api.get("/review/cases/{record_id}")
-    def read_case(
-        record_id: str, request: Request, caller: Identity = queue_access
-    ) -> JSONResponse:
+    def read_case(record_id: str, request: Request, caller: QueueReader) -> JSONResponse:
         return JSONResponse(case(find(record_id), request))
 
     @api.post("/review/cases/{record_id}/decision")
-    async def decision(
-        record_id: str, request: Request, caller: Identity = decide_access
-    ) -> JSONResponse:
+    async def decision(record_id: str, request: Request, caller: Decider) -> JSONResponse:
         require_json(request)
         body = parse_json(await service.read_body(request))
         record = await run_in_threadpool(decide, find(record_id), body, caller)
@@ -296,8 +295,7 @@ def router(service: Service) -> APIRouter:
         html = templates.get_template(name).render(user=caller, csrf=caller.csrf, **values)
         return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
-    def reviewer(request: Request) -> Identity | Response:
-        identity: Identity | None = getattr(request.state, "identity", None)
+    def reviewer(request: Request, identity: Identity | None) -> Identity | Response:
         if identity is None:
             return RedirectResponse(f"/signin?next={request.url.path}", 303)
         if identity.kind != "user":
@@ -307,15 +305,17 @@ def router(service: Service) -> APIRouter:
         return identity
 
     @api.get("/review", response_class=HTMLResponse)
-    def queue_page(request: Request) -> Response:
-        caller = reviewer(request)
+    def queue_page(request: Request, identity: Caller) -> Response:
+        caller = reviewer(request, identity)
         if isinstance(caller, Response):
             return caller
         return page("review_queue.html.j2", caller, cases=[summary(r) for r in casework.queue()])
 
     @api.get("/review/{record_id}", response_class=HTMLResponse)
-    def case_page(record_id: str, request: Request, problem: str | None = None) -> Response:
-        caller = reviewer(request)
+    def case_page(
+        record_id: str, request: Request, identity: Caller, problem: str | None = None
+    ) -> Response:
+        caller = reviewer(request, identity)
         if isinstance(caller, Response):
             return caller
         return page(
@@ -323,8 +323,8 @@ def router(service: Service) -> APIRouter:
         )
 
     @api.post("/review/{record_id}", response_class=HTMLResponse)
-    async def decide_page(record_id: str, request: Request) -> Response:
-        caller = reviewer(request)
+    async def decide_page(record_id: str, request: Request, identity: Caller) -> Response:
+        caller = reviewer(request, identity)
         if isinstance(caller, Response):
             return caller
         pairs = parse_qsl((await service.read_body(request)).decode("utf-8", "replace"))

@@ -15,7 +15,7 @@ are the store's when the report is made (nothing is cached).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -24,6 +24,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from access.identity import Identity
 from review.metrics import Period, metrics, parse_period, to_csv
 from scoring.outcome import InvalidInput, Issue
+from service.auth import requires
 from service.casework import Casework
 from service.http import Service
 
@@ -37,6 +38,9 @@ BARS = (
     ("expedited", "approved", "Expedited approved"),
     ("expedited", "denied", "Expedited denied"),
 )
+
+# the caller of each route, allowed what it does
+MetricsReader = Annotated[Identity, requires("MeasureReport", "r", staff=True)]
 
 
 def _period(text: str | None) -> Period:
@@ -77,7 +81,6 @@ def _bars(entry: dict[str, Any]) -> list[dict[str, Any]]:
 def router(service: Service) -> APIRouter:
     api = APIRouter()
     casework = Casework(service.store)
-    read_metrics = service.requires("MeasureReport", "r", staff=True)
     templates = Environment(
         loader=PackageLoader("service", "templates"), autoescape=select_autoescape(["html", "j2"])
     )
@@ -89,7 +92,7 @@ def router(service: Service) -> APIRouter:
 
     @api.get("/metrics")
     def read_report(
-        period: str | None = None, format: str = "json", caller: Identity = read_metrics
+        caller: MetricsReader, period: str | None = None, format: str = "json"
     ) -> Response:
         if format not in FORMATS:
             raise InvalidInput(
@@ -109,7 +112,7 @@ def router(service: Service) -> APIRouter:
         return JSONResponse(body, headers=NO_STORE)
 
     @api.get("/metrics/chart", response_class=HTMLResponse)
-    def chart(period: str | None = None, caller: Identity = read_metrics) -> Response:
+    def chart(caller: MetricsReader, period: str | None = None) -> Response:
         if period is None:
             period = service.now().strftime("%Y-%m")
         chosen = _period(period)
