@@ -73,7 +73,9 @@ def _logged_path(scope: Scope) -> str:
     return "/static/…" if _static(scope) else "(no route)"
 
 
-class RequestLog:
+class _HttpMiddleware:
+    """A middleware of HTTP requests: anything else (lifespan) passes through."""
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
@@ -81,6 +83,14 @@ class RequestLog:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await self.http(scope, receive, send)
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+class RequestLog(_HttpMiddleware):
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         given = Headers(scope=scope).get("x-request-id", "")
         rid = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = rid
@@ -103,14 +113,8 @@ class RequestLog:
             )  # fmt: skip
 
 
-class SecurityHeaders:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+class SecurityHeaders(_HttpMiddleware):
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -123,14 +127,8 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-class Errors:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+class Errors(_HttpMiddleware):
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
 
         async def watched(message: Message) -> None:
