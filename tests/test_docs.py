@@ -3,8 +3,8 @@ minutes" in docs/policy-format.md, from its own YAML, JSON and commands; the
 example determination in docs/api.md is what `dtr score` prints; every `dtr`
 command in the README and docs/cli.md parses, and its `dtr score` commands
 run; every route the README and the references call is one the service
-serves; and every relative link in the README and docs/ leads to a file (and
-heading) that exists."""
+serves; every relative link in the README and docs/ leads to a file (and
+heading) that exists; and every project path they name exists."""
 
 from __future__ import annotations
 
@@ -166,3 +166,19 @@ def test_every_relative_link_resolves() -> None:
             assert linked.exists(), f"{page.name}: {target}"
             if anchor and linked.suffix == ".md":
                 assert anchor in _anchors(linked), f"{page.name}: {target}"
+
+
+_PROJECT_PATH = re.compile(
+    r"`((?:\.ci|access|bench|builder|cql|cql_like|docs|dtr|examples|policies|qpackage"
+    r"|questionnaires|review|scoring|scripts|service|tests)/[^`\s]*)`"
+)
+NOT_COMMITTED = {"service/static/lforms/"}  # installed by scripts/install-lforms
+
+
+def test_every_project_path_the_docs_name_exists() -> None:
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    for page in pages:
+        for path in _PROJECT_PATH.findall(page.read_text(encoding="utf-8")):
+            if path in NOT_COMMITTED or any(mark in path for mark in "{*…|"):
+                continue  # a pattern, not a path
+            assert (ROOT / path).exists(), f"{page.name}: {path}"
