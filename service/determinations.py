@@ -30,14 +30,22 @@ from scoring.determination import Determination, from_json
 from scoring.fhir_outputs import claim_response, coverage_information
 from scoring.outcome import InvalidInput, Issue
 from scoring.response import parse_json
-from service.auth import requires
-from service.http import FHIRResponse, Service, not_found, request_id, require_json
+from service.auth import requirement, requires
+from service.http import FHIRResponse, Service, request_id, require_json
+from service.ownership import owned_record
 from service.store import Record, response_key
 
 # the caller of each route, allowed what it does
 Submitter = Annotated[Identity, requires("QuestionnaireResponse", "c")]
 ResponseReader = Annotated[Identity, requires("QuestionnaireResponse", "r")]
-ClaimReader = Annotated[Identity, requires("ClaimResponse", "r")]
+# the stored request a path names, if its caller may read it (read audited)
+_READS_CLAIM = requirement("ClaimResponse", "r")
+OwnedClaim = Annotated[Record, owned_record("ClaimResponse", _READS_CLAIM)]
+OwnedDetermination = Annotated[Record, owned_record("determinations", _READS_CLAIM)]
+OwnedNotice = Annotated[Record, owned_record("determinations", _READS_CLAIM, "/notice")]
+OwnedResponse = Annotated[
+    Record, owned_record("QuestionnaireResponse", requirement("QuestionnaireResponse", "r"))
+]
 
 
 def response_parameter(parameters: dict[str, Any]) -> dict[str, Any]:
@@ -133,29 +141,13 @@ def router(service: Service) -> APIRouter:
             record.claim_response, status_code=201 if created else 200, headers=headers
         )
 
-    def stored(
-        record_id: str, kind: str, request: Request, caller: Identity, what: str | None = None
-    ) -> Record:
-        """The record, if the caller may read it (another's is as unknown as
-        one that does not exist), its read audited (who, when, what)."""
-        record = store.get(record_id)
-        if record is None or not caller.reads(record.owner):
-            raise not_found(kind, record_id)
-        service.audit(request, what or f"{kind}/{record_id}", record.member)
-        return record
-
     @api.get("/ClaimResponse/{record_id}")
-    def read_claim_response(record_id: str, request: Request, caller: ClaimReader) -> FHIRResponse:
-        return FHIRResponse(stored(record_id, "ClaimResponse", request, caller).claim_response)
+    def read_claim_response(record: OwnedClaim) -> FHIRResponse:
+        return FHIRResponse(record.claim_response)
 
     @api.get("/QuestionnaireResponse/{record_id}")
-    def read_response(
-        record_id: str,
-        request: Request,
-        caller: ResponseReader,
-    ) -> FHIRResponse:
+    def read_response(record: OwnedResponse) -> FHIRResponse:
         """The stored response, carrying the CRD coverage-information of its determination."""
-        record = stored(record_id, "QuestionnaireResponse", request, caller)
         response = dict(record.response)
         response["id"] = record.id
         determination = stored_determination(catalog, record)
@@ -166,8 +158,7 @@ def router(service: Service) -> APIRouter:
         return FHIRResponse(response)
 
     @api.get("/determinations/{record_id}")
-    def read_determination(record_id: str, request: Request, caller: ClaimReader) -> JSONResponse:
-        record = stored(record_id, "determinations", request, caller)
+    def read_determination(record: OwnedDetermination) -> JSONResponse:
         base = service.base
         body = {
             "id": record.id,
@@ -181,11 +172,7 @@ def router(service: Service) -> APIRouter:
         return JSONResponse(body)
 
     @api.get("/determinations/{record_id}/notice")
-    def read_notice(
-        record_id: str, request: Request, caller: ClaimReader, format: str = "html"
-    ) -> Response:
-        what = f"determinations/{record_id}/notice"
-        record = stored(record_id, "determinations", request, caller, what)
+    def read_notice(record: OwnedNotice, format: str = "html") -> Response:
         determination = stored_determination(catalog, record)
         context = notice_context(
             catalog.resolve(record.questionnaire),

@@ -44,15 +44,18 @@ from review.request import facts, priority_of
 from scoring.carry import carry_over
 from scoring.outcome import InvalidInput, Issue
 from scoring.response import check_structure, parse_json
-from service.auth import requires
+from service.auth import requirement, requires
 from service.casework import Casework, Draft
-from service.http import AccessDenied, Service, not_found, require_json
+from service.http import AccessDenied, Service, require_json
+from service.ownership import owned_draft
 from service.store import Record
 
 # the caller of each route, allowed what it does
 Creator = Annotated[Identity, requires("QuestionnaireResponse", "c")]
 Reader = Annotated[Identity, requires("QuestionnaireResponse", "r")]
-Deleter = Annotated[Identity, requires("QuestionnaireResponse", "d")]
+# the caller's own draft a path names (another's is a 404)
+ReadableDraft = Annotated[Draft, owned_draft(requirement("QuestionnaireResponse", "r"))]
+DeletableDraft = Annotated[Draft, owned_draft(requirement("QuestionnaireResponse", "d"))]
 
 # a FHIR id: what a draft may be named by its response's ``id``
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
@@ -127,13 +130,6 @@ def router(service: Service) -> APIRouter:
             "link": f"/?draft={draft.id}",
         }
 
-    def owned(draft_id: str, caller: Identity) -> Draft:
-        """The caller's draft; another's is as unknown as none."""
-        draft = casework.draft(draft_id)
-        if draft is None or caller.owner is None or draft.owner != caller.owner:
-            raise not_found("drafts", draft_id)
-        return draft
-
     def save(resource: dict[str, Any], canonical: str, caller: Identity) -> tuple[Draft, bool]:
         owner = caller.owner
         assert owner is not None
@@ -185,9 +181,8 @@ def router(service: Service) -> APIRouter:
         )
 
     @api.get("/drafts/{draft_id}")
-    def read_draft(draft_id: str, request: Request, caller: Reader) -> JSONResponse:
-        draft = owned(draft_id, caller)
-        service.audit(request, f"drafts/{draft_id}", member_key(draft.response.get("subject")))
+    def read_draft(draft: ReadableDraft, request: Request) -> JSONResponse:
+        service.audit(request, f"drafts/{draft.id}", member_key(draft.response.get("subject")))
         return JSONResponse(
             {**summary(draft), **in_effect(draft)}, headers={"Cache-Control": "no-store"}
         )
@@ -214,9 +209,8 @@ def router(service: Service) -> APIRouter:
         }
 
     @api.delete("/drafts/{draft_id}")
-    def delete_draft(draft_id: str, caller: Deleter) -> Response:
-        owned(draft_id, caller)
-        casework.delete_draft(draft_id)
+    def delete_draft(draft: DeletableDraft) -> Response:
+        casework.delete_draft(draft.id)
         return Response(status_code=204)
 
     def entry(record: Record) -> dict[str, Any]:
