@@ -31,9 +31,9 @@ from questionnaires.checks import iter_items
 from scoring.fill import fill
 from service.app import create_app
 from service.settings import Settings
-from tests.callers import authorize
-from tests.dtr_requests import FHIR, ask, canonical, order, the_bundle
-from tests.scoring_cases import AS_OF, base_answers, package_for
+from tests.support.callers import authorize
+from tests.support.cases import AS_OF, base_answers, package_for
+from tests.support.dtr_requests import FHIR, ask, canonical, order, the_bundle
 
 
 def _timed(call: Callable[[], Any], rounds: int) -> list[float]:

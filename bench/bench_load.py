@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from qpackage.catalog import Catalog
 from scoring.fill import fill
-from tests.callers import BackendAuth, register_in
-from tests.scoring_cases import base_answers, package_for
+from tests.support.callers import BackendAuth, register_in
+from tests.support.cases import base_answers, package_for
 
 ROOT = Path(__file__).resolve().parent.parent
 FHIR = {"content-type": "application/fhir+json"}

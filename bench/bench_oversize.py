@@ -35,7 +35,7 @@ from qpackage.catalog import Catalog, score_json
 from scoring import InvalidInput
 from scoring.fill import fill
 from scoring.response import check_structure
-from tests.scoring_cases import base_answers, package_for
+from tests.support.cases import base_answers, package_for
 
 AS_OF = date(2026, 11, 24)
 

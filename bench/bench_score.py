@@ -37,7 +37,7 @@ from qpackage.catalog import Catalog
 from scoring import score
 from scoring.fill import fill
 from scoring.response import check_answers, check_structure
-from tests.scoring_cases import load_scoring_cases, package_for
+from tests.support.cases import load_scoring_cases, package_for
 
 AS_OF = date(2026, 11, 24)
 

@@ -1,6 +1,6 @@
 """Fuzz campaign: many mutated responses through ``score_json``, in process.
 
-The mutations of the property-based test (``tests/fuzz_mutations.py``),
+The mutations of the property-based test (``tests/scoring/fuzz_mutations.py``),
 drawn with a plain ``random.Random`` so that a long run is fast: each input is
 a valid response of the clinical case tables, mutated 1-3 times as JSON, then
 sent as a dict, JSON text or (possibly broken) bytes. Checked on each:
@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from qpackage.catalog import Catalog
 from scoring import Determination, InvalidInput
-from tests.fuzz_mutations import (
+from tests.scoring.fuzz_mutations import (
     Base,
     Encoding,
     Failure,

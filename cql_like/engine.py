@@ -321,7 +321,7 @@ class CompiledRequest:
             for name, value in run.values.items()
         }
         return Evaluation(
-            outcome_value=None if outcome == NA else outcome,  # type: ignore[arg-type]
+            outcome_value=None if outcome == NA else outcome,
             statuses=statuses,
             unmet=findings.unmet,
             missing=findings.missing,

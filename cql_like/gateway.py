@@ -180,10 +180,10 @@ def parse_expression(source: str) -> dict[str, Any]:
     parser = FHIRPathParser(tokens)
     parser.removeErrorListeners()
     parser.addErrorListener(Raise())
-    listener = ASTPathListener()
+    listener = ASTPathListener()  # type: ignore[no-untyped-call]
     tree = parser.expression()
     if tokens.LA(1) != Token.EOF:
         left = tokens.LT(1)
         raise ExpressionSyntaxError(f"column {left.column + 1}: unexpected {left.text!r}")
     ParseTreeWalker().walk(listener, tree)
-    return listener.parentStack[0]  # type: ignore[no-any-return]
+    return listener.parentStack[0]

@@ -33,12 +33,14 @@ from playwright.sync_api import (
     Error,
     Page,
     StorageState,
+    ViewportSize,
     expect,
     sync_playwright,
 )
 
 from service.store import open_store
-from tests.callers import PASSWORD, add_user, bearer, register_in
+from tests.support.callers import PASSWORD, add_user, bearer, register_in
+from tests.support.paths import FIXTURES
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -53,7 +55,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 STARTUP_SECONDS = 30
-VIEWPORT = {"width": 1200, "height": 900}
+VIEWPORT: ViewportSize = {"width": 1200, "height": 900}
 # LHC-Forms logs this when no FHIR server context is set; the portal needs none
 KNOWN_MESSAGES = ("LForms.Util.setFHIRContext()",)
 USERNAME = "office"  # the portal user of each test database (organization clinic-a)
@@ -176,7 +178,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 @pytest.fixture(scope="session")
 def fixture_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """The service on a payer's own folder: the constructs fixture policies."""
-    folder = ROOT / "tests" / "policies" / "constructs"
+    folder = FIXTURES / "constructs"
     yield from _serve(tmp_path_factory.mktemp("fixture-service"), "--policies", str(folder))
 
 

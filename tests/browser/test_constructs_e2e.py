@@ -1,5 +1,5 @@
 """LHC-Forms on constructs no bundled policy uses, served from a payer's own
-policy folder (tests/policies/constructs): a multi-select question shown as
+policy folder (tests/fixtures/policies/constructs): a multi-select question shown as
 check boxes, and its export scored like a response built in Python."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import Service
 from tests.browser.test_lforms_e2e import opened, sel
-from tests.scoring_cases import folder_catalog
+from tests.support.cases import folder_catalog
 
 QID = "fixture-class-alpha-initial"
 
@@ -20,7 +20,7 @@ def test_a_multi_select_is_check_boxes_and_its_answers_score(
     portal.fill({"setting": "Metastatic"})
     package = next(
         p
-        for p in folder_catalog("policies/constructs").current.values()
+        for p in folder_catalog("fixtures/policies/constructs").current.values()
         if p.questionnaire["id"] == QID
     )
     link = package.link_of["sites"]

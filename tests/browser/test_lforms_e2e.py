@@ -35,7 +35,7 @@ from qpackage.catalog import Catalog, score_json
 from review.config import PayerConfig, load_payers, needs_review
 from scoring.fill import fill
 from tests.browser.conftest import ROOT, VIEWPORT, Problems, Service
-from tests.scoring_cases import load_scoring_cases, package_for
+from tests.support.cases import bundled_catalog, load_scoring_cases, package_for
 
 # Screenshots go to a temporary folder, so a test run leaves the checkout clean;
 # DTR_SCREENSHOTS=docs/screenshots refreshes the ones the README shows.
@@ -185,7 +185,7 @@ class Form:
 
 @cache
 def catalog() -> Catalog:
-    return Catalog.bundled()
+    return bundled_catalog()
 
 
 @cache

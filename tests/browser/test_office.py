@@ -206,7 +206,8 @@ def test_a_draft_is_kept_taken_up_after_a_reload_and_submitted_once(
     notice = page.locator("#notice")
     expect(notice).to_contain_text("Prior authorization decision")
     expect(notice).to_contain_text(patient.name)
-    assert (notice.bounding_box() or {}).get("height", 0) > 600  # all of it, not a frame
+    box = notice.bounding_box()
+    assert box is not None and box["height"] > 600  # all of it, not a frame
     expect(page.locator("#result iframe, #result pre")).to_have_count(0)
     assert '"outcome"' not in result.inner_text()  # no determination JSON
     expect(page.locator("#link-claim")).to_have_attribute(

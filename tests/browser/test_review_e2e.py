@@ -15,8 +15,8 @@ from scoring.fill import fill
 from service.store import open_store
 from tests.browser.accessibility import assert_accessible
 from tests.browser.conftest import ROOT, VIEWPORT, Problems, Service, submit_sign_in, watched
-from tests.callers import PASSWORD, add_user
-from tests.scoring_cases import base_answers, package_for
+from tests.support.callers import PASSWORD, add_user
+from tests.support.cases import base_answers, bundled_catalog, package_for
 
 
 def over_the_limit(catalog: Catalog, rid: str) -> dict[str, object]:
@@ -38,7 +38,7 @@ def test_a_pharmacist_decides_a_recommended_denial(
     finally:
         store.close()
     status, claim = service.post_fhir(
-        "/QuestionnaireResponse/$evaluate", over_the_limit(Catalog.bundled(), "browser-review")
+        "/QuestionnaireResponse/$evaluate", over_the_limit(bundled_catalog(), "browser-review")
     )
     assert status == 201 and claim["outcome"] == "queued", claim
     rid = claim["id"]

@@ -18,7 +18,7 @@ from tests.browser.conftest import (
     watched,
 )
 from tests.browser.test_lforms_e2e import Portal, load_form
-from tests.callers import PASSWORD
+from tests.support.callers import PASSWORD
 
 QID = "eocco329-initial"
 

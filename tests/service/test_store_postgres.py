@@ -1,0 +1,175 @@
+"""The PostgreSQL store: several service instances sharing one database.
+
+Starts a throw-away PostgreSQL cluster on loopback (Debian's `postgresql`
+package, installed by scripts/test) in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from qpackage.catalog import Catalog
+from scoring.fill import fill
+from service.app import create_app
+from service.settings import Settings
+from service.store import PostgresStore
+from tests.support.callers import authorize
+from tests.support.cases import package_for
+from tests.support.dtr_requests import FHIR
+
+
+def _bin(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    if not found:
+        pytest.fail(
+            f"PostgreSQL's {name} is not installed (apt-get install postgresql)", pytrace=False
+        )
+    return found[-1]
+
+
+def _as_postgres(command: list[str]) -> list[str]:
+    # the server refuses to run as root
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
+@pytest.fixture(scope="module")
+def database() -> Iterator[str]:
+    # not under pytest's tmp_path: its folders are private to root, and the
+    # server runs as the postgres user
+    folder = Path(tempfile.mkdtemp(prefix="dtr-pg-"))
+    data = folder / "data"
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = {"check": True, "stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE}
+    subprocess.run(
+        _as_postgres([_bin("initdb"), "-D", str(data), "-A", "trust", "-U", "dtr"]), **run
+    )  # type: ignore[call-overload]
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+    pg_ctl = _bin("pg_ctl")
+    subprocess.run(
+        _as_postgres(
+            [pg_ctl, "-D", str(data), "-o", options, "-w", "start", "-l", str(folder / "log")]
+        ),
+        **run,
+    )  # type: ignore[call-overload]
+    try:
+        yield f"postgresql://dtr@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(_as_postgres([pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"]), **run)  # type: ignore[call-overload]
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def body(catalog: Catalog, response_id: str) -> str:
+    answers = {"requested_product": "0078-0666", "requested_quantity": 60, "indication": "Melanoma"}
+    return json.dumps(
+        fill(package_for(catalog, "mn-dhs-mekinist", "initial"), answers, response_id=response_id)
+    )
+
+
+def test_two_instances_share_one_store(database: str, catalog: Catalog) -> None:
+    def instance() -> TestClient:
+        settings = Settings(database=database)
+        app = create_app(settings, catalog=catalog, clock=lambda: date(2026, 11, 24))
+        return authorize(TestClient(app))
+
+    first, second = instance(), instance()
+    assert isinstance(first.app.state.store, PostgresStore)  # type: ignore[attr-defined]
+    created = first.post(
+        "/QuestionnaireResponse/$evaluate", content=body(catalog, "pg-1"), headers=FHIR
+    )
+    assert created.status_code == 201, created.text
+    record = created.json()["id"]
+    assert second.get(f"/determinations/{record}").json()["outcome"] == "pended"
+    resent = second.post(
+        "/QuestionnaireResponse/$evaluate", content=body(catalog, "pg-1"), headers=FHIR
+    )
+    assert resent.status_code == 200 and resent.json()["id"] == record
+
+    bodies = [body(catalog, f"pg-many-{n}") for n in range(24)]
+
+    def submit(n: int) -> int:
+        client = first if n % 2 else second
+        return client.post(
+            "/QuestionnaireResponse/$evaluate", content=bodies[n], headers=FHIR
+        ).status_code
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        assert list(pool.map(submit, range(len(bodies)))) == [201] * len(bodies)
+    assert first.app.state.store.count() == len(bodies) + 1  # type: ignore[attr-defined]
+    first.app.state.store.close()  # type: ignore[attr-defined]
+    second.app.state.store.close()  # type: ignore[attr-defined]
+
+
+def test_a_url_opens_the_postgres_store(database: str) -> None:
+    from service.store import open_store
+
+    store = open_store(database)
+    assert isinstance(store, PostgresStore)
+    store.close()
+
+
+def test_a_store_of_the_previous_release_migrates_and_serves_its_records(database: str) -> None:
+    import psycopg
+
+    from tests.service.store_checks import check_served, check_store, write_old_database
+
+    with psycopg.connect(database, autocommit=True) as db:
+        # every table the other tests' instances made: the database as the
+        # previous release left it has the determinations table alone
+        tables = db.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+        ).fetchall()
+        for (table,) in tables:
+            db.execute(f"DROP TABLE {table}")
+        write_old_database(lambda sql, args: db.execute(sql, args) and None, "%s")
+    store = PostgresStore(database)
+    try:
+        check_store(store)
+    finally:
+        store.close()
+    check_served(database)
+
+
+def test_two_servers_start_together_on_one_fresh_database(database: str, tmp_path: Path) -> None:
+    """The first start on PostgreSQL (tests/service/test_first_start.py): a new
+    database, two `dtr serve` at once, both serving, one first user."""
+    import psycopg
+
+    from tests.service.test_first_start import check_both_serve
+
+    with psycopg.connect(database, autocommit=True) as db:
+        db.execute("CREATE DATABASE first_start")
+    check_both_serve(database.rsplit("/", 1)[0] + "/first_start", tmp_path)
+
+
+def test_the_first_user_is_made_once_however_many_try(database: str) -> None:
+    import psycopg
+
+    from service.accounts import Accounts
+    from tests.service.test_first_start import race_for_the_first_user
+
+    with psycopg.connect(database, autocommit=True) as db:
+        db.execute("CREATE DATABASE first_user")
+    stores = [PostgresStore(database.rsplit("/", 1)[0] + "/first_user") for _ in range(4)]
+    try:
+        made = race_for_the_first_user([Accounts(s) for s in stores])
+        assert sorted(u is not None for u in made) == [False, False, False, True]
+    finally:
+        for store in stores:
+            store.close()
