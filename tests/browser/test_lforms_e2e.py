@@ -38,7 +38,7 @@ from tests.browser.conftest import ROOT, VIEWPORT, Problems, Service
 from tests.support.cases import bundled_catalog, load_scoring_cases, package_for
 
 # Screenshots go to a temporary folder, so a test run leaves the checkout clean;
-# DTR_SCREENSHOTS=docs/screenshots refreshes the ones the README shows.
+# DTR_SCREENSHOTS=docs/screenshots refreshes the ones the README and docs/portal.md show.
 SCREENSHOTS_ENV = "DTR_SCREENSHOTS"
 EVALUATE = "/QuestionnaireResponse/$evaluate"
 # determination fields that differ between any two submissions by construction

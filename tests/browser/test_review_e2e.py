@@ -1,6 +1,6 @@
 """The pharmacist's flow in Chromium: sign in, the queue, a case, the
 decision, the notice — each page checked with axe-core — and the pictures
-the README shows (``DTR_SCREENSHOTS=docs/screenshots``)."""
+the README and docs/portal.md show (``DTR_SCREENSHOTS=docs/screenshots``)."""
 
 from __future__ import annotations
 

@@ -153,7 +153,7 @@ def test_a_client_past_the_rate_limit_waits(tmp_path: Path) -> None:
 def test_the_example_backend_client_registered_by_the_cli(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The README's way in: keys made by examples/backend_client.py, the
+    """The way in docs/api.md gives: keys made by examples/backend_client.py, the
     client registered with `dtr clients add`, a token from the running
     server, a read with it."""
     import importlib.util
