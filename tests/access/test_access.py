@@ -18,10 +18,12 @@ from urllib.parse import urlencode
 
 import jwt
 import pytest
+from argon2 import PasswordHasher
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
+from access import passwords
 from qpackage.catalog import Catalog
 from scoring.fill import fill
 from service.accounts import Accounts
@@ -716,3 +718,16 @@ def test_the_cli_refuses_a_wildcard_scope_unless_told(
         ("narrow", "system/ClaimResponse.rus"),
         ("wide", "system/*.*"),
     ]
+
+
+def test_passwords_are_hashed_with_argon2id_at_rfc_9106_cost(
+    product_password_hasher: PasswordHasher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The product's hasher, not the cheap one the other tests use: Argon2id
+    with RFC 9106's second recommended option (64 MiB, 3 passes, 4 lanes)."""
+    monkeypatch.setattr(passwords, "_HASHER", product_password_hasher)
+    hashed = passwords.hash_password("correct horse battery")
+    assert hashed.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+    assert passwords.verify(hashed, "correct horse battery")
+    assert not passwords.verify(hashed, "correct horse battery!")
+    assert not passwords.verify(None, "correct horse battery")
