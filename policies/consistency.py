@@ -38,6 +38,11 @@ def check_policy(policy: Policy) -> None:
     def add_section(section: str) -> None:
         if section in sections:
             raise ValueError(f"{section}: section id is used twice (or is a generated one)")
+        # the generated attachment question is named after the id in lower case
+        # (``document_renewal_iv``), so ids differing only in case would share it
+        twin = next((s for s in sections if s.lower() == section.lower()), None)
+        if twin is not None:
+            raise ValueError(f"{section}: section id differs from {twin} only in case")
         sections.add(section)
 
     def check_drugs(where: str, names: list[str]) -> None:

@@ -38,8 +38,15 @@ from policies.generated import DOCUMENT_PREFIX
 
 # Section ids: the policy's own numbering (``I.D.3``, ``II.C``), renewal
 # criteria prefixed (``Renewal.IV``), or ids the data file assigns where the
-# policy has none (``Melanoma.2``, ``Exclusion.1``). The quantity limit is ``QL``.
-SECTION_ID_PATTERN = r"^[A-Z][A-Za-z]*(\.([A-Z]+|[0-9]+))*$"
+# policy has none (``Melanoma.2``, ``Exclusion.1``, ``Renewal.Indication``):
+# dotted parts, each a capitalised word (roman numerals and letters are words)
+# or a number. The quantity limit is ``QL``. What stays out, and why: a part
+# starting lower-case would read as a question's or a text's linkId
+# (``{section}.{question}``, ``{section}.text``); a hyphen would make an any-of
+# group's linkId (``A-or-B``) ambiguous; spaces and brackets would clash with
+# the definitions named after a section (``"I.D (own)"``, ``"II.C applies"``);
+# an empty part (``Renewal..IV``) names nothing.
+SECTION_ID_PATTERN = r"^[A-Z][A-Za-z]*(\.([A-Z][A-Za-z]*|[0-9]+))*$"
 # Question names are FHIRPath identifiers: scoring definitions refer to an
 # answer as ``%name``.
 QUESTION_NAME_PATTERN = r"^[a-z][a-z0-9_]*$"

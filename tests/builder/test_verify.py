@@ -4,6 +4,7 @@ policies (whatever they are) verify."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import shutil
@@ -80,6 +81,32 @@ def test_approval_an_unanswered_question_could_overturn_is_refused(
 def test_constructs_fixture_verifies(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", "--policies", str(FIXTURES / "constructs")]) == 0
     assert "verified" in capsys.readouterr().out
+
+
+def test_dotted_word_ids_build_and_verify(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Section ids of dotted words (``Renewal.Indication``) verify and build:
+    the linkIds, item codes, the document's question and the definitions are
+    named after them (their cases: tests/cases/scoring_fixture-dotted.yaml)."""
+    assert main(["check", "--policies", str(FIXTURES / "dotted")]) == 0
+    assert "fixture-dotted 1.0.0: verified" in capsys.readouterr().out
+    folder = tmp_path / "payer"
+    shutil.copytree(FIXTURES / "dotted", folder)
+    assert main(["build", "--policies", str(folder)]) == 0
+    built = folder / "questionnaires"
+    renewal = json.loads((built / "Questionnaire-fixture-dotted-renewal.json").read_text())
+    response = next(i for i in renewal["item"] if i["linkId"] == "Renewal.Response")
+    assert response["code"][0]["code"] == "Renewal.Response"
+    assert [i["linkId"] for i in response["item"]] == [
+        "Renewal.Response.no_progression",
+        "Renewal.Response.documentation",
+    ]
+    logic = json.loads((built / "Library-fixture-dotted-initial-logic.json").read_text())
+    text = base64.b64decode(logic["content"][0]["data"]).decode()
+    assert 'define "Initial.Indication.Lung":' in text
+    assert "Initial.Prescriber.Oncologist or Initial.Prescriber.Consulted" in text
+    assert "Initial.Indication.Lung" in (folder / "docs" / "decision-tables.md").read_text()
 
 
 def test_documents_fixture_verifies(capsys: pytest.CaptureFixture[str]) -> None:
