@@ -77,6 +77,12 @@ def build(
     identity = policy.policy
     request = policy.request(kind)
     qid = questionnaire_id(policy, kind, drug)
+    try:
+        items = _items(request_tree(policy, kind, drug), index, [])
+    except BuildError as exc:
+        # in a policy of several drugs or request types a criterion may build
+        # in one form and not in another: say which
+        raise BuildError(f"{qid}: {exc}") from None
     title = f"{identity.title}: {request.title}"
     if drug is not None:
         title = f"{identity.title} — {policy.drug(drug).name}: {request.title}"
@@ -111,7 +117,7 @@ def build(
         **({"date": identity.date_text} if identity.date_text else {}),
         "publisher": identity.payer.name,
         "description": description,
-        "item": _items(request_tree(policy, kind, drug), index, []),
+        "item": items,
     }
     if compiled is not None:
         _prepopulate(questionnaire, policy, index, compiled)

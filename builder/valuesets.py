@@ -23,7 +23,7 @@ from typing import Any
 from builder.questionnaire import BuildError
 from policies.index import index_policy
 from policies.model import Policy
-from policies.names import questionnaire_version, value_set_id, value_set_url
+from policies.names import questionnaire_id, questionnaire_version, value_set_id, value_set_url
 
 # DTR oper-15: a value set of fewer codes than this is expanded in the package
 EXPAND_BELOW = 40
@@ -36,8 +36,10 @@ def value_sets(policy: Policy) -> list[dict[str, Any]]:
     ValueSet; the build refuses a policy whose forms would give one ValueSet
     two contents."""
     found: dict[str, dict[str, Any]] = {}
+    first_form: dict[str, str] = {}  # ValueSet id → the Questionnaire that made it first
     for kind, drug in policy.forms():
         index = index_policy(policy, kind, drug)
+        form = questionnaire_id(policy, kind, drug)
         for name, info in index.questions.items():
             if not info.options:
                 continue
@@ -46,10 +48,11 @@ def value_sets(policy: Policy) -> list[dict[str, Any]]:
             known = found.get(resource["id"])
             if known is not None and known != resource:
                 raise BuildError(
-                    f"{info.section}: question {name} offers different options in different"
-                    " forms; give the options one list"
+                    f"{info.section}: question {name} offers different options in"
+                    f" {first_form[resource['id']]} and {form}; give the options one list"
                 )
             found[resource["id"]] = resource
+            first_form.setdefault(resource["id"], form)
     return [found[key] for key in sorted(found)]
 
 

@@ -21,6 +21,7 @@ from policies.model import (
     form_criteria,
     walk,
 )
+from policies.names import questionnaire_id
 
 
 def check_policy(policy: Policy) -> None:
@@ -194,9 +195,10 @@ def check_policy(policy: Policy) -> None:
                 asked = {q.name for c in form_criteria(policy, kind, drug) for q in c.questions}
                 for needed in limit.when:
                     if needed.question not in asked:
-                        form = f"{kind} Questionnaire" + (f" of {drug}" if drug else "")
+                        form = questionnaire_id(policy, kind, drug)
                         raise ValueError(
-                            f"{where}: when: {needed.question} is not asked in the {form},"
+                            f"{where}: when: {needed.question} is not asked in the {kind}"
+                            f" Questionnaire {form},"
                             " so the limit would never apply to it: ask it there too (a renewal"
                             " criterion with `include: initial` asks the initial questions), or"
                             " choose the limit by `code` or `drug`"
@@ -208,9 +210,14 @@ def check_policy(policy: Policy) -> None:
             ]
             unguarded = [lim for lim in applicable if lim.code is None and not lim.when]
             if len(applicable) > 1 and unguarded:
+                forms = ", ".join(
+                    questionnaire_id(policy, kind, form_drug)
+                    for kind, form_drug in policy.forms()
+                    if form_drug == drug
+                )
                 raise ValueError(
                     "QL: limits: with several limits for one drug, each needs a product `code`"
-                    " or a `when` condition to be chosen by"
+                    f" or a `when` condition to be chosen by (in {forms})"
                 )
     for name, question in questions.items():
         if name not in read and not question.record_only:

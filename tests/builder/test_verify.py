@@ -38,7 +38,9 @@ def test_bundled_policies_verify(path: Path) -> None:
 
 @pytest.mark.cases("verify_errors.yaml")
 def test_policy_that_could_decide_wrongly_is_refused(case: dict[str, Any], tmp_path: Path) -> None:
-    data = copy.deepcopy(yaml.safe_load(EOCCO.read_text(encoding="utf-8")))
+    # the bundled EOCCO329 policy, or a fixture (`fixture`)
+    source = FIXTURES / case["fixture"] if "fixture" in case else EOCCO
+    data = copy.deepcopy(yaml.safe_load(source.read_text(encoding="utf-8")))
     for path, value in case["set"].items():
         edit(data, path, value)
     broken = tmp_path / "broken.yaml"
@@ -65,7 +67,10 @@ def test_silent_drop_policy_is_refused(capsys: pytest.CaptureFixture[str]) -> No
     renewal form does not ask: never dropped silently."""
     assert main(["check", str(FIXTURES / "silent-drop.yaml")]) == 2
     error = capsys.readouterr().err
-    assert "silent-drop.yaml: RenewalMelanoma: enable_when: indication is not asked" in error
+    assert (
+        "silent-drop.yaml: fixture-silent-drop-renewal: RenewalMelanoma: enable_when: indication"
+        " is not asked" in error
+    )
     assert "Traceback" not in error
 
 

@@ -23,7 +23,12 @@ def _bundled(name: str) -> Path:
 
 @pytest.mark.cases("policy_errors.yaml")
 def test_malformed_policy_is_named(case: dict[str, Any], tmp_path: Path) -> None:
-    source = _bundled(case.get("policy", EOCCO.name))
+    # a bundled policy (`policy`, EOCCO329 by default) or a fixture (`fixture`)
+    source = (
+        FIXTURES / case["fixture"]
+        if "fixture" in case
+        else _bundled(case.get("policy", EOCCO.name))
+    )
     data = copy.deepcopy(yaml.safe_load(source.read_text(encoding="utf-8")))
     for path, value in (case.get("set") or {}).items():
         edit(data, path, value)
@@ -103,5 +108,6 @@ def test_limit_missing_from_one_drugs_form_names_the_drug() -> None:
     message = str(caught.value)
     assert "class-policy.yaml: invalid policy file" in message
     assert (
-        "QL: limits[1]: when: setting is not asked in the renewal Questionnaire of beta" in message
+        "QL: limits[1]: when: setting is not asked in the renewal Questionnaire"
+        " fixture-class-beta-renewal" in message
     )
