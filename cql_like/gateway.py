@@ -159,9 +159,10 @@ class ExpressionSyntaxError(ValueError):
 
 
 def parse_expression(source: str) -> dict[str, Any]:
-    """The parse tree of an expression (fhirpathpy's own grammar and AST),
-    refusing what its default parser silently recovers from: a syntax error
-    anywhere, or text left over after a complete expression."""
+    """The parse tree of an expression (fhirpathpy's own grammar and AST, each
+    node with its ``source`` text), refusing what its default parser silently
+    recovers from: a syntax error anywhere, or text left over after a complete
+    expression."""
     from antlr4 import CommonTokenStream, InputStream, Token  # fhirpathpy's own dependency
     from antlr4.error.ErrorListener import ErrorListener
     from antlr4.tree.Tree import ParseTreeWalker
@@ -180,7 +181,18 @@ def parse_expression(source: str) -> dict[str, Any]:
     parser = FHIRPathParser(tokens)
     parser.removeErrorListeners()
     parser.addErrorListener(Raise())
-    listener = ASTPathListener()  # type: ignore[no-untyped-call]
+
+    class Spans(ASTPathListener):
+        """Each node keeps its own text as written (``source``): fhirpathpy
+        records text for a few node types only, with the spaces dropped, and a
+        message about a part of an expression quotes the author's words."""
+
+        def pushNode(self, nodeType, ctx):  # type: ignore[no-untyped-def]
+            super().pushNode(nodeType, ctx)  # type: ignore[no-untyped-call]
+            if ctx.start is not None and ctx.stop is not None:
+                self.parentStack[-1]["source"] = source[ctx.start.start : ctx.stop.stop + 1]
+
+    listener = Spans()  # type: ignore[no-untyped-call]
     tree = parser.expression()
     if tokens.LA(1) != Token.EOF:
         left = tokens.LT(1)

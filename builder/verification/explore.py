@@ -61,6 +61,7 @@ _DURATION = re.compile(r"(\d+)\s*'?(years?|months?|weeks?|days?)'?")
 _NUMBER = re.compile(r"(?<![\w.@'-])(\d+(?:\.\d+)?)(?![\w.-])")
 _DATE = re.compile(r"@(\d{4}-\d{2}-\d{2})")
 ATTACHMENT = {"contentType": "application/pdf", "title": "report.pdf"}
+NOTHING_ANSWERED = "nothing answered"
 
 
 @dataclass(frozen=True)
@@ -323,14 +324,17 @@ class Explorer:
                 other_key = tuple(filling.get(i, k) for i, k in enumerate(key))
                 other = truth(other_key)
                 if other != decided:
-                    given = _describe(names, domains, key) or "nothing answered"
+                    given = _describe(names, domains, key) or NOTHING_ANSWERED
                     filled = ", ".join(
                         f"{names[i]} = {domains[i][c].label}"  # type: ignore[union-attr]
                         for i, c in filling.items()
                     )
                     unstable.append((given, decided, filled, other))
                     break
-            if unstable:
+            # one overturned row is enough, but one with something answered
+            # says more than the empty row (which the verifier reports as
+            # decided when unanswered): look on past that one
+            if any(row[0] != NOTHING_ANSWERED for row in unstable):
                 break
         return MetTable(names, rows, unanswered, unstable)
 

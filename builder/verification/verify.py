@@ -31,16 +31,28 @@ from dataclasses import dataclass
 from typing import Any
 
 from builder.questionnaire import BuildError
-from builder.verification.explore import Explorer, explore_forms
+from builder.verification.explore import NOTHING_ANSWERED, Explorer, explore_forms
 from cql_like.gateway import ExpressionSyntaxError, parse_expression
 from policies.generated import (
+    CAP_SECTION,
     GENERATED_QUESTIONS,
     REQUESTED_DAILY_DOSE,
     REQUESTED_PRODUCT,
     REQUESTED_QUANTITY,
+    TERM_SECTION,
 )
-from policies.model import REQUEST_KINDS, Policy, Question, walk
-from policies.tree import document_guard
+from policies.model import (
+    REQUEST_KINDS,
+    Condition,
+    Criterion,
+    Policy,
+    QuantityLimit,
+    Question,
+    RequestKind,
+    walk,
+)
+from policies.names import questionnaire_id
+from policies.tree import applicable_limits, document_guard, product_limits
 from questionnaires.checks import QuestionnaireError
 
 FORBIDDEN_FUNCTIONS = {"today", "now", "timeOfDay"}
@@ -73,20 +85,20 @@ def verify_policy(policy: Policy, source: str) -> list[str]:
     """Every problem of a policy file, each as ``FILE: SECTION: FIELD: what``."""
     problems = [f"{source}: {p}" for p in expression_problems(policy)]
     problems += [f"{source}: {p}" for p in dose_problems(policy)]
+    problems += [f"{source}: {p}" for p in unit_problems(policy)]
     if problems:
         return problems  # the rest would only repeat them
     try:
         forms = explore_forms(policy)
     except (BuildError, QuestionnaireError, ValueError) as exc:
         return [f"{source}: {exc}"]
-    # a criterion shared by several forms is reported once, naming the forms
-    # where it was found (with the answers each form asks, one form's criterion
-    # may fail where another's does not)
-    found: dict[str, list[str]] = {}
     for explorer in forms:
-        for problem in criterion_problems(explorer):
-            found.setdefault(problem, []).append(explorer.package.questionnaire["id"])
-    problems += [f"{source}: {', '.join(ids)}: {p}" for p, ids in found.items()]
+        # a criterion shared by several forms is reported once
+        problems += [
+            f"{source}: {p}"
+            for p in criterion_problems(explorer)
+            if f"{source}: {p}" not in problems
+        ]
     if problems:
         return problems
     for explorer in forms:
@@ -108,6 +120,92 @@ def dose_problems(policy: Policy) -> list[str]:
         "QL: over_dose: a daily-dose limit must say what a prescribed dose above it gets"
         " (`over_dose: deny`, or `review` with `over_limit: modify`)"
     ]
+
+
+def unit_problems(policy: Policy) -> list[str]:
+    """The limits of one form in one unit: the form asks the quantity as one
+    number of units and the prescribed daily dose in one dose unit, and
+    compares the answer with each limit's number as written, so a limit of
+    2000 mcg a day in a form that asks milligrams would admit a thousand times
+    the dose. Mixed units are refused, naming both limits, rather than
+    converted: the author writes the limits of a form in the unit it asks.
+
+    The quantity's unit may differ between limits the request tells apart by
+    its product (each with its own product ``code``); a daily dose is asked
+    once per form whatever the product, so its unit is one per form."""
+    if policy.quantity_limits is None:
+        return []
+    every = policy.quantity_limits.limits
+    clashes: dict[tuple[int, int, str], list[str]] = {}
+    for drug in dict.fromkeys(drug for _kind, drug in policy.forms()):
+        limits = applicable_limits(policy, drug)
+        forms = [questionnaire_id(policy, kind, drug) for kind in REQUEST_KINDS]
+        dosed = [limit for limit in limits if limit.daily_dose is not None]
+        for field, first, other in [
+            *(("daily_dose: unit", dosed[0], d) for d in dosed[1:]),
+            *(("unit", limits[0], limit) for limit in limits[1:]),
+        ]:
+            if field == "unit" and _told_apart(first, other, limits):
+                continue
+            if _unit(first, field) != _unit(other, field):
+                key = (_index(every, first), _index(every, other), field)
+                clashes.setdefault(key, []).extend(forms)
+    problems = []
+    for (i, j, field), forms in clashes.items():
+        first, other = every[i], every[j]
+        asked = (
+            f"the prescribed daily dose in one unit ({_unit(first, field)}/d)"
+            if field != "unit"
+            else "the quantity as one number of units, with no product to tell the limits apart"
+        )
+        several = len(forms) > 1
+        problems.append(
+            f"QL: {_limit_label(j, other)}: {field}: {_unit(other, field)}, where"
+            f" {_limit_label(i, first)} has {_unit(first, field)}: the form{'s' * several}"
+            f" ({', '.join(forms)}) ask{'s' * (not several)} {asked} and compare"
+            f"{'s' * (not several)} the answer with each limit as written; write both limits"
+            " in one unit" + ("" if field != "unit" else ", or give each product its `code`")
+        )
+    return problems
+
+
+def _limit_label(index: int, limit: QuantityLimit) -> str:
+    """A limit as its author wrote it: its place in the list, its product and
+    what chooses it."""
+    chosen = [f"code {limit.code.code}"] if limit.code is not None else []
+    chosen += [f"drug {limit.drug}"] if limit.drug is not None else []
+    chosen += [f"when {_condition_text(c)}" for c in limit.when]
+    return f"limits[{index}] ({'; '.join([limit.product, *chosen])})"
+
+
+def _condition_text(condition: Condition) -> str:
+    if condition.operator == "exists":
+        return f"{condition.question} {'exists' if condition.answer else 'is unanswered'}"
+    answer = (
+        str(condition.answer).lower() if isinstance(condition.answer, bool) else condition.answer
+    )
+    return f"{condition.question} {condition.operator} {answer}"
+
+
+def _unit(limit: QuantityLimit, field: str) -> str:
+    if field == "unit":
+        return limit.unit
+    assert limit.daily_dose is not None
+    return limit.daily_dose.unit
+
+
+def _told_apart(one: QuantityLimit, other: QuantityLimit, limits: list[QuantityLimit]) -> bool:
+    """The request names which of the two products it is for."""
+    return (
+        len(product_limits(limits)) > 1
+        and one.code is not None
+        and other.code is not None
+        and one.code.code != other.code.code
+    )
+
+
+def _index(limits: list[QuantityLimit], limit: QuantityLimit) -> int:
+    return next(i for i, candidate in enumerate(limits) if candidate is limit)
 
 
 # --- 1. expressions ----------------------------------------------------------
@@ -186,6 +284,11 @@ def check_expression(source: str, types: dict[str, Typ], wanted: str = "Boolean"
     return problems
 
 
+def _written(node: dict[str, Any]) -> str:
+    """A part of an expression as its author wrote it (kept by the parser)."""
+    return str(node.get("source") or node.get("text") or "")
+
+
 def _depth(tree: dict[str, Any]) -> int:
     deepest, stack = 0, [(tree, 1)]
     while stack:
@@ -209,9 +312,9 @@ class _Checker:
         method = getattr(self, f"_{kind}", None)
         if method is not None:
             return method(node, children)  # type: ignore[no-any-return]
-        for child in children:
-            self.infer(child)
-        return ANY if len(children) != 1 else self.infer(children[0])
+        # each child inferred once: a second look would report its problems twice
+        inferred = [self.infer(child) for child in children]
+        return inferred[0] if len(inferred) == 1 else ANY
 
     # terms
     def _LiteralTerm(self, node: dict[str, Any], children: list[Any]) -> Typ:
@@ -301,8 +404,7 @@ class _Checker:
             typ = self.infer(child)
             if typ.name not in ("Boolean", "Any"):
                 self.problems.append(
-                    f"{child.get('text', '')!r} is a {typ.name}, not a truth value, in"
-                    f" `{' '.join(node.get('terminalNodeText', []))}`"
+                    f"{_written(child)!r} is a {typ.name}, not a truth value, in {_written(node)!r}"
                 )
         return Typ("Boolean")
 
@@ -350,7 +452,7 @@ class _Checker:
             if left.name == "Boolean" and operator not in ("=", "!=", "~", "!~", "in"):
                 self.problems.append(f"truth values compare only with = or !=, not {operator}")
             return
-        self.problems.append(f"{node.get('text', '')!r} compares a {left.name} with a {right.name}")
+        self.problems.append(f"{_written(node)!r} compares a {left.name} with a {right.name}")
 
     def _AdditiveExpression(self, node: dict[str, Any], children: list[Any]) -> Typ:
         left, right = (self.infer(c) for c in children)
@@ -361,7 +463,7 @@ class _Checker:
         if left.name == right.name == "String":
             return Typ("String")
         if "Any" not in (left.name, right.name):
-            self.problems.append(f"{node.get('text', '')!r} adds a {right.name} to a {left.name}")
+            self.problems.append(f"{_written(node)!r} adds a {right.name} to a {left.name}")
         return ANY
 
     def _MultiplicativeExpression(self, node: dict[str, Any], children: list[Any]) -> Typ:
@@ -369,7 +471,7 @@ class _Checker:
         if left.name in NUMBER and right.name in NUMBER:
             return Typ("Decimal")
         if "Any" not in (left.name, right.name):
-            self.problems.append(f"{node.get('text', '')!r} multiplies a {left.name}")
+            self.problems.append(f"{_written(node)!r} multiplies a {left.name} by a {right.name}")
         return ANY
 
 
@@ -384,26 +486,110 @@ def criterion_problems(explorer: Explorer) -> list[str]:
             # condition: met when attached, unknown until then; never not met,
             # as the children decide that
             continue
-        where = f"{criterion.id}: met"
         result = explorer.met_table(criterion)
+        said = _Said.of(explorer.policy, explorer.kind, criterion, result)
         values = {value for _assignment, value in result.rows}
         if criterion.kind != "information" and True not in values:
-            problems.append(f"{where}: can never be met over the answers it reads")
+            problems.append(f"{said.where}: {said.never(True)}")
         if criterion.kind != "information" and False not in values:
-            problems.append(
-                f"{where}: can never be not met over the answers it reads ({result.described()})"
-            )
+            problems.append(f"{said.where}: {said.never(False)} ({result.described()})")
         if criterion.kind == "information" and False in values:
-            problems.append(f"{where}: an information criterion must never be not met")
+            problems.append(f"{said.where}: an information criterion must never be not met")
+        unstable = result.unstable
         if result.unanswered is not None:
+            # the same fault seen twice (decided with nothing answered, and
+            # overturned by an answer) is one problem: one message, with the
+            # answer that overturns it
+            overturned = next((u for u in unstable if u[0] == NOTHING_ANSWERED), None)
+            unstable = [u for u in unstable if u is not overturned]
             problems.append(
-                f"{where}: is {str(result.unanswered).lower()} when its questions are unanswered,"
-                " where missing information must leave it unknown"
+                f"{said.where}: {said.unanswered(result.unanswered)}"
+                + (
+                    f", but answering {overturned[2]} makes {said.it} {said.word(overturned[3])}"
+                    if overturned
+                    else ""
+                )
+                + ": missing information must leave it unknown"
             )
-        for row, value, completion, other in result.unstable:
+        for row, value, completion, other in unstable:
             problems.append(
-                f"{where}: decides {str(value).lower()} with {row}, but answering"
-                f" {completion} makes it {str(other).lower()}: missing information must leave"
-                " it unknown"
+                f"{said.where}: {said.decides(value)} with {row}, but answering {completion}"
+                f" makes {said.it} {said.word(other)}: missing information must leave it unknown"
             )
     return problems
+
+
+@dataclass(frozen=True)
+class _Said:
+    """How a problem of a criterion's ``met`` is put to the author: the
+    criterion's own ``met`` by its section and field; a section the builder
+    generates (the quantity limits, the term, the cap) by the data it is
+    generated from, never by an expression the author did not write."""
+
+    where: str
+    it: str = "it"
+    words: tuple[str, str, str] = ("true", "false", "unknown")  # met, not met, unknown
+    why: str = ""  # why missing answers decide, where the data says
+
+    @classmethod
+    def of(cls, policy: Policy, kind: RequestKind, criterion: Criterion, result: Any) -> _Said:
+        if criterion.id == "QL" and policy.quantity_limits is not None:
+            return cls._limits(policy, result.names)
+        if criterion.id in (TERM_SECTION, CAP_SECTION):
+            term = policy.authorization.term(kind)
+            fields = (
+                ["lesser_of_planned"]
+                if criterion.id == TERM_SECTION
+                else [
+                    f"{name}: {value}"
+                    for name, value in (
+                        ("max_renewals", term.max_renewals),
+                        ("max_total_months", term.max_total_months),
+                    )
+                    if value is not None
+                ]
+            )
+            return cls(
+                f"{criterion.id} (generated from authorization: {kind}: {', '.join(fields)})",
+                "the section",
+                ("met", "not met", "unknown"),
+            )
+        return cls(f"{criterion.id}: met")
+
+    @classmethod
+    def _limits(cls, policy: Policy, names: list[str]) -> _Said:
+        assert policy.quantity_limits is not None
+        every = policy.quantity_limits.limits
+        chosen = [(i, limit) for i, limit in enumerate(every) if limit.when]
+        labels = [_limit_label(i, limit) for i, limit in chosen]
+        asked = sorted({c.question for _i, limit in chosen for c in limit.when} & set(names))
+        why = (
+            f" (a limit applies only while its `when` holds, which an unanswered"
+            f" {' or '.join(asked)} never does, so the limit drops out)"
+            if asked
+            else ""
+        )
+        return cls(
+            f"QL: {', '.join(labels)}: when" if labels else "QL: limits",
+            "the request",
+            ("within the limits", "over a limit", "unknown"),
+            why,
+        )
+
+    def word(self, value: bool | None) -> str:
+        return self.words[2] if value is None else self.words[0 if value else 1]
+
+    def never(self, value: bool) -> str:
+        if self.it == "it":
+            return f"can never be {'met' if value else 'not met'} over the answers it reads"
+        return f"{self.it} can never be {self.word(value)}, whatever its questions' answers"
+
+    def unanswered(self, value: bool) -> str:
+        if self.it == "it":
+            return f"is {self.word(value)} when its questions are unanswered"
+        return f"{self.it} is {self.word(value)} with its questions unanswered{self.why}"
+
+    def decides(self, value: bool) -> str:
+        if self.it == "it":
+            return f"decides {self.word(value)}"
+        return f"{self.it} is {self.word(value)}"
