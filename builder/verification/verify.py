@@ -92,13 +92,14 @@ def verify_policy(policy: Policy, source: str) -> list[str]:
         forms = explore_forms(policy)
     except (BuildError, QuestionnaireError, ValueError) as exc:
         return [f"{source}: {exc}"]
+    # a criterion shared by several forms is reported once, naming the forms
+    # where it was found (with the answers each form asks, one form's criterion
+    # may fail where another's does not)
+    found: dict[str, list[str]] = {}
     for explorer in forms:
-        # a criterion shared by several forms is reported once
-        problems += [
-            f"{source}: {p}"
-            for p in criterion_problems(explorer)
-            if f"{source}: {p}" not in problems
-        ]
+        for problem in criterion_problems(explorer):
+            found.setdefault(problem, []).append(explorer.package.questionnaire["id"])
+    problems += [f"{source}: {', '.join(ids)}: {p}" for p, ids in found.items()]
     if problems:
         return problems
     for explorer in forms:
