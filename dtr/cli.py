@@ -27,13 +27,17 @@ from builder.artifacts import VersionNotBumped, coverage_markdown, generate, wri
 from builder.prepopulation import Compiled, PrepopulationError
 from builder.questionnaire import BuildError
 from builder.verification.decisions import decision_tables_markdown
+from builder.verification.examples import example_problems
 from builder.verification.verify import verify_policy
+from policies.examples import examples_file
 from policies.loader import (
     PolicyError,
     bundled_policies,
     bundled_policy_files,
+    load_examples,
     load_folder,
     load_policy,
+    policy_files,
 )
 from policies.model import Policy
 from policies.names import questionnaire_version
@@ -71,7 +75,9 @@ def _selected(args: argparse.Namespace) -> tuple[list[Policy], list[Policy]]:
     return named, sorted([*others, *named], key=lambda p: p.id)
 
 
-def _verified(policies: list[Policy], sources: dict[str, str]) -> None:
+def _verified(policies: list[Policy], sources: dict[str, str]) -> dict[str, str]:
+    """Every policy verified and its worked examples run (refused on any
+    problem); what each policy's examples cover, by policy id."""
     problems = [
         problem
         for policy in policies
@@ -79,6 +85,32 @@ def _verified(policies: list[Policy], sources: dict[str, str]) -> None:
     ]
     if problems:
         raise PolicyError("policy check", problems)
+    covered = {}
+    for policy in policies:
+        found = _examples_checked(policy, sources.get(policy.id))
+        problems += found[0]
+        covered[policy.id] = found[1]
+    if problems:
+        raise PolicyError("policy check", problems)
+    return covered
+
+
+def _examples_checked(policy: Policy, source: str | None) -> tuple[list[str], str]:
+    """The problems of a policy's worked examples (beside its file): each
+    checked against the forms, then run; with what they cover."""
+    found = load_examples(source) if source else None
+    if found is None:
+        beside = examples_file(Path(source)).name if source else "<policy file>.examples.yaml"
+        return [], f"no worked examples ({beside} beside the policy runs them)"
+    path, examples = found
+    problems = example_problems(policy, examples, str(path))
+    if problems:
+        return problems, ""
+    # imported here: only a policy with examples needs the scorer
+    from qpackage.examples import run_examples
+
+    report = run_examples(policy, examples, str(path))
+    return [*report.problems, *report.coverage_problems(str(path))], report.summary()
 
 
 def _sources(args: argparse.Namespace) -> dict[str, str]:
@@ -86,7 +118,7 @@ def _sources(args: argparse.Namespace) -> dict[str, str]:
     for path in getattr(args, "policy", []):
         out[load_policy(path).id] = str(path)
     folder = _folder(args)
-    files = sorted(folder.glob("*.yaml")) if folder else bundled_policy_files()
+    files = policy_files(folder) if folder else bundled_policy_files()
     for path in files:
         out.setdefault(load_policy(path).id, str(path))
     return out
@@ -95,9 +127,10 @@ def _sources(args: argparse.Namespace) -> dict[str, str]:
 def cmd_check(args: argparse.Namespace) -> int:
     policies, _everything = _selected(args)
     started = time.perf_counter()
-    _verified(policies, _sources(args))
+    covered = _verified(policies, _sources(args))
     for policy in policies:
         print(f"{policy.id} {policy.policy.version}: verified")
+        print(f"  {covered[policy.id]}")
     if not _payers_checked(args, policies):
         return 2
     print(f"({time.perf_counter() - started:.1f} s)")

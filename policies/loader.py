@@ -16,6 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from policies.consistency import check_policy
+from policies.examples import Examples, examples_file, is_examples_file
 from policies.model import Policy
 
 
@@ -44,8 +45,7 @@ def _field_path(location: tuple[int | str, ...]) -> str:
     return path or "(top level)"
 
 
-def parse_policy(text: str, source: str) -> Policy:
-    """Parse and validate the YAML text of one policy; ``source`` names it in errors."""
+def _yaml_mapping(text: str, source: str, what: str) -> dict[str, Any]:
     try:
         data: Any = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -57,21 +57,31 @@ def parse_policy(text: str, source: str) -> Policy:
         # PyYAML turns an unquoted date like 2025-13-01 into a ValueError.
         raise PolicyError(source, [f"not valid YAML ({exc})"]) from None
     if not isinstance(data, dict):
-        raise PolicyError(source, ["the file must hold a mapping of policy fields"])
+        raise PolicyError(source, [f"the file must hold a mapping of {what}"])
+    return data
+
+
+def _problems(exc: ValidationError) -> list[str]:
+    problems = []
+    seen = set()
+    for error in exc.errors():
+        message = error["msg"].removeprefix("Value error, ")
+        path = _field_path(error["loc"])
+        # cross-field rules name their section (and field) themselves
+        line = message if path == "(top level)" and ": " in message else f"{path}: {message}"
+        if line not in seen:
+            seen.add(line)
+            problems.append(line)
+    return problems
+
+
+def parse_policy(text: str, source: str) -> Policy:
+    """Parse and validate the YAML text of one policy; ``source`` names it in errors."""
+    data = _yaml_mapping(text, source, "policy fields")
     try:
         policy = Policy.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        seen = set()
-        for error in exc.errors():
-            message = error["msg"].removeprefix("Value error, ")
-            path = _field_path(error["loc"])
-            # cross-field rules name their section (and field) themselves
-            line = message if path == "(top level)" and ": " in message else f"{path}: {message}"
-            if line not in seen:
-                seen.add(line)
-                problems.append(line)
-        raise PolicyError(source, problems) from None
+        raise PolicyError(source, _problems(exc)) from None
     try:
         check_policy(policy)
     except ValueError as exc:
@@ -92,10 +102,64 @@ def load_policy(path: str | Path) -> Policy:
     return parse_policy(text, str(path))
 
 
+def parse_examples(text: str, source: str) -> Examples:
+    """Parse and validate a worked examples file; ``source`` names it in errors."""
+    data = _yaml_mapping(text, source, "worked examples")
+    try:
+        return Examples.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            message = error["msg"].removeprefix("Value error, ")
+            location = error["loc"]
+            if len(location) > 2 and location[0] == "cases" and isinstance(location[1], int):
+                # named by the example, as the author knows it
+                name = _example_name(data, location[1])
+                line = f"example {name!r}: {_field_path(location[2:])}: {message}"
+            else:
+                path = _field_path(location)
+                line = (
+                    message if path == "(top level)" and ": " in message else f"{path}: {message}"
+                )
+            if line not in problems:
+                problems.append(line)
+        raise PolicyError(source, problems) from None
+
+
+def _example_name(data: dict[str, Any], index: int) -> str:
+    cases = data.get("cases")
+    case = cases[index] if isinstance(cases, list) and index < len(cases) else None
+    name = case.get("name") if isinstance(case, dict) else None
+    return str(name) if name else f"cases[{index}]"
+
+
+def load_examples(policy_file: str | Path) -> tuple[Path, Examples] | None:
+    """The worked examples beside a policy file (``<stem>.examples.yaml``),
+    with where they were read; None when it has none."""
+    path = examples_file(Path(policy_file))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise PolicyError(str(path), [f"cannot be read ({exc.strerror})"]) from None
+    return path, parse_examples(text, str(path))
+
+
+def policy_files(folder: Path) -> list[Path]:
+    """The policy files of a folder (``*.yaml``, not the worked examples
+    beside them), in a stable order."""
+    return sorted(p for p in folder.glob("*.yaml") if not is_examples_file(p))
+
+
 def bundled_policy_files() -> list[Path]:
     """The policy files shipped with the package, in a stable order."""
     folder = resources.files("policies")
-    return sorted(Path(str(f)) for f in folder.iterdir() if f.name.endswith(".yaml"))
+    return sorted(
+        Path(str(f))
+        for f in folder.iterdir()
+        if f.name.endswith(".yaml") and not is_examples_file(Path(f.name))
+    )
 
 
 def bundled_policies() -> list[Policy]:
@@ -108,11 +172,12 @@ def bundled_archive() -> Path:
 
 
 def load_folder(folder: str | Path) -> list[Policy]:
-    """Every policy file (``*.yaml``) of a payer's own folder, in a stable order."""
+    """Every policy file (``*.yaml``, not ``*.examples.yaml``) of a payer's
+    own folder, in a stable order."""
     folder = Path(folder)
     if not folder.is_dir():
         raise PolicyError(str(folder), ["is not a folder of policy files"])
-    files = sorted(folder.glob("*.yaml"))
+    files = policy_files(folder)
     if not files:
         raise PolicyError(str(folder), ["holds no policy file (*.yaml)"])
     return [load_policy(path) for path in files]

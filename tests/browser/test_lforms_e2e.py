@@ -5,7 +5,7 @@ same answers filled in Python.
 
 Everything about the forms (linkIds, nesting, which items are conditional, the
 answer options) is read from the Questionnaire the service serves; the answer
-sets come from the clinical case tables (tests/cases/scoring_*.yaml).
+sets come from the policies' worked examples (policies/*.examples.yaml).
 """
 
 from __future__ import annotations
@@ -190,7 +190,7 @@ def catalog() -> Catalog:
 
 @cache
 def scoring_cases() -> dict[tuple[str, str], dict[str, Any]]:
-    """The clinical cases of tests/cases/scoring_*.yaml, by (policy, name)."""
+    """The worked examples (policies/*.examples.yaml and the fixtures'), by (policy, name)."""
     cases = {}
     for param in load_scoring_cases():
         case = param.values[0]
@@ -692,7 +692,7 @@ def test_mekinist_questions_follow_the_indication(page: Page, service: Service) 
 # --- c. the browser's response scores as the Python one ----------------------------
 
 PARITY = [
-    # (Questionnaire, case name in tests/cases/scoring_*.yaml, outcome it must reach)
+    # (Questionnaire, worked example of policies/*.examples.yaml, outcome it must reach)
     ("eocco329-initial", "every initial criterion met", "approved"),
     ("eocco329-initial", "several failures at once, every one cited", "denied"),
     ("eocco329-initial", "investigational with the initial criteria it also fails", "investigational"),

@@ -93,7 +93,7 @@ def test_dotted_word_ids_build_and_verify(
 ) -> None:
     """Section ids of dotted words (``Renewal.Indication``) verify and build:
     the linkIds, item codes, the document's question and the definitions are
-    named after them (their cases: tests/cases/scoring_fixture-dotted.yaml)."""
+    named after them (their cases: tests/fixtures/policies/dotted/dotted-ids.examples.yaml)."""
     assert main(["check", "--policies", str(FIXTURES / "dotted")]) == 0
     assert "fixture-dotted 1.0.0: verified" in capsys.readouterr().out
     folder = tmp_path / "payer"
@@ -117,7 +117,7 @@ def test_dotted_word_ids_build_and_verify(
 def test_documents_fixture_verifies(capsys: pytest.CaptureFixture[str]) -> None:
     """Documents required on criteria with children: met only with the
     document attached, never not met by its absence (its cases:
-    tests/cases/scoring_fixture-branch-document.yaml)."""
+    tests/fixtures/policies/documents/branch-document.examples.yaml)."""
     assert main(["check", "--policies", str(FIXTURES / "documents")]) == 0
     assert "fixture-branch-document 1.0.0: verified" in capsys.readouterr().out
 

@@ -2,8 +2,8 @@
 through the service and the CLI: Cotellic's BRAF result is read by a person
 (the report attached may contradict the "yes"), and WHA Mektovi's daily
 dose above the label goes to review while a dose of 0 or below pends for
-the dose — never a 4xx, never an approval. The case tables
-(tests/cases/scoring_*.yaml) hold the clinical rows; these follow the same
+the dose — never a 4xx, never an approval. The worked examples
+(policies/*.examples.yaml) hold the clinical rows; these follow the same
 requests to the queue, the case view and the CLI."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The constructs no shared policy uses, through the public API, on the
 fixture policies of tests/fixtures/policies/constructs (their clinical cases are the
-case table tests/cases/scoring_fixture-class.yaml): one Questionnaire per drug,
+worked examples tests/fixtures/policies/constructs/class-policy.examples.yaml): one Questionnaire per drug,
 what a short policy text leaves out, the ClaimResponse and notice of a
 modified approval and of a referral for review, and the order selecting a
 drug's Questionnaires."""

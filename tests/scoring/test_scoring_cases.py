@@ -1,4 +1,5 @@
-"""The clinical case tables (tests/cases/scoring_*.yaml) through the public path."""
+"""The worked examples of every policy (policies/*.examples.yaml and the
+fixtures' tests/fixtures/policies/*/*.examples.yaml) through the public path."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from qpackage.catalog import Catalog
 from tests.support.cases import (
     AS_OF,
     case_files,
+    case_folder,
     folder_catalog,
     load_scoring_cases,
     mismatches,
@@ -58,7 +60,8 @@ def test_tables_cover_every_section(catalog: Catalog) -> None:
     """Each policy section is exercised by at least one case; each table is large enough."""
     for path in case_files():
         table = yaml.safe_load(path.read_text(encoding="utf-8"))
-        source = folder_catalog(table["folder"]) if table.get("folder") else catalog
+        folder = case_folder(path)
+        source = folder_catalog(folder) if folder else catalog
         policy = source.policies[table["policy"]]
         exercised = Counter(s for case in table["cases"] for s in case["exercises"])
         sections = {

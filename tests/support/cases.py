@@ -3,13 +3,17 @@
 A table is read once per run (``table``, YAML with the C loader), and only
 when a test that uses it is collected: ``tests/conftest.py`` parametrizes a
 test marked ``@pytest.mark.cases(NAME)`` from here, so importing a test
-module reads no YAML. ``cases("scoring")`` is every clinical table
-(``scoring_*.yaml``), each case given its answers: the table's named answer
-set (``base``) with ``set`` and ``unset`` applied.
+module reads no YAML. ``cases("scoring")`` is every clinical case: the
+worked examples beside each bundled policy (``policies/*.examples.yaml``) and
+beside each fixture policy (``tests/fixtures/policies/*/*.examples.yaml``,
+whose folder the case names as ``folder``), read by the policy loader, each
+case given its answers: the file's named answer set (``base``) with ``set``
+and ``unset`` applied, and its evaluation date (``as_of``).
 
 A clinical case runs as a prescriber's office would send it: the
 Questionnaire built, a QuestionnaireResponse filled, scored, and compared
-with what the case expects."""
+with what the case expects (:func:`qpackage.examples.mismatches`, the
+comparison ``dtr check`` runs)."""
 
 from __future__ import annotations
 
@@ -22,9 +26,13 @@ from typing import Any
 import pytest
 import yaml
 
+from policies.examples import Examples
+from policies.loader import parse_examples
 from qpackage.catalog import Catalog, score_json
+from qpackage.examples import mismatches as example_mismatches
+from qpackage.examples import observed
 from scoring.fill import fill
-from tests.support.paths import CASES, TESTS
+from tests.support.paths import CASES, FIXTURES, ROOT, TESTS
 
 AS_OF = date(2026, 11, 24)
 
@@ -55,27 +63,38 @@ def table(name: str) -> Any:
 
 
 def case_files() -> list[Path]:
-    return sorted(CASES.glob("scoring_*.yaml"))
+    """Every worked examples file: the bundled policies', then the fixtures'."""
+    bundled = sorted((ROOT / "policies").glob("*.examples.yaml"))
+    return [*bundled, *sorted(FIXTURES.glob("*/*.examples.yaml"))]
+
+
+def case_folder(path: Path) -> str | None:
+    """The fixture policy folder of an examples file, relative to tests/
+    (None for a bundled policy's)."""
+    return None if path.parent == ROOT / "policies" else path.parent.relative_to(TESTS).as_posix()
+
+
+@cache
+def examples_of(path: Path) -> Examples:
+    """A worked examples file as the policy loader reads it, once."""
+    return parse_examples(path.read_text(encoding="utf-8"), str(path))
 
 
 @cache
 def _scoring_cases() -> tuple[tuple[str, dict[str, Any]], ...]:
     cases = []
     for path in case_files():
-        source = _read(path.name)
-        for case in source["cases"]:
-            base = case.get("base")
-            answers = {} if base == "none" else dict(source["bases"][base])
-            answers.update(case.get("set") or {})
-            for name in case.get("unset") or []:
-                answers.pop(name, None)
+        examples = examples_of(path)
+        for example in examples.cases:
             case = {
-                **case,
-                "policy": source["policy"],
-                "folder": source.get("folder"),
-                "answers": answers,
+                **example.model_dump(by_alias=True, exclude_unset=True, exclude={"expect"}),
+                "expect": example.expect.stated(),
+                "as_of": examples.as_of_for(example),
+                "policy": examples.policy,
+                "folder": case_folder(path),
+                "answers": examples.answers(example),
             }
-            cases.append((f"{source['policy']}: {case['name']}", case))
+            cases.append((f"{examples.policy}: {example.name}", case))
     return tuple(cases)
 
 
@@ -97,11 +116,12 @@ def cases(name: str) -> list[Any]:
 
 
 def base_answers(policy: str, base: str) -> dict[str, Any]:
-    """A named answer set of a case table (``bases`` in scoring_<policy>.yaml)."""
+    """A named answer set of a policy's worked examples (``bases`` in
+    <policy file>.examples.yaml)."""
     for path in case_files():
-        source = _read(path.name)
-        if source["policy"] == policy:
-            return copy.deepcopy(source["bases"][base])
+        examples = examples_of(path)
+        if examples.policy == policy:
+            return copy.deepcopy(examples.bases[base])
     raise KeyError(f"{policy} {base}")
 
 
@@ -119,60 +139,10 @@ def run_case(catalog: Catalog, case: dict[str, Any]) -> dict[str, Any]:
         catalog = folder_catalog(case["folder"])
     package = package_for(catalog, case["policy"], case["request"], case.get("drug"))
     response = fill(package, case["answers"])
-    determination = score_json(catalog, response, case.get("as_of", AS_OF))
-    result = determination.to_json()
-    result["limits"] = [limit["quantity"] for limit in result["quantityLimits"]]
-    return result
+    return observed(score_json(catalog, response, case.get("as_of", AS_OF)))
 
 
 def mismatches(expect: dict[str, Any], result: dict[str, Any], as_of: date = AS_OF) -> list[str]:
-    """What differs between a case's expectations and the whole determination:
-    outcome, every section list, the missing questions, the documents left to
-    a pharmacist to read, the authorization dates and the pend reason. A list
-    a case does not state is expected empty; an approval must state its months
-    and end date (the start is the evaluation date); quantities are compared
-    when a case states them."""
-    found = {
-        "outcome": result["outcome"],
-        "unmet": result["sections"]["unmet"],
-        "missing": result["sections"]["missing"],
-        "investigational": result["sections"]["investigational"],
-        "review": result["sections"]["review"],
-        "excluded": result["sections"]["excluded"],
-        "missingQuestions": result["missingQuestions"],
-        "reviewDocuments": result.get("reviewDocuments", []),
-        "pendReason": result["pendReason"],
-        "months": (result["authorization"] or {}).get("months"),
-        "start": (result["authorization"] or {}).get("start"),
-        "end": (result["authorization"] or {}).get("end"),
-        # compared only when a case states them
-        "limits": result["limits"],
-        "approvedQuantity": (result.get("quantity") or {}).get("approved"),
-        "requestedQuantity": (result.get("quantity") or {}).get("requested"),
-    }
-    problems = []
-    approved = expect["outcome"] == "approved"
-    if approved and not {"months", "end"} <= expect.keys():
-        problems.append("an approval must state its months and end date")
-    pended = expect["outcome"] == "pended"
-    defaults: dict[str, Any] = {
-        "unmet": [],
-        "missing": [],
-        "investigational": [],
-        "review": [],
-        "excluded": [],
-        "missingQuestions": [],
-        "reviewDocuments": [],
-        "pendReason": (
-            ("review" if expect.get("review") else "missing-information") if pended else None
-        ),
-        "months": None,
-        "start": as_of if approved else None,
-        "end": None,
-    }
-    for key, wanted in {**defaults, **expect}.items():
-        if isinstance(wanted, date):
-            wanted = wanted.isoformat()
-        if found[key] != wanted:
-            problems.append(f"{key}: expected {wanted!r}, got {found[key]!r}")
-    return problems
+    """What differs between a case's expectations and the whole
+    determination: the comparison ``dtr check`` makes of a worked example."""
+    return example_mismatches(expect, result, as_of)
