@@ -1,11 +1,11 @@
 """The HTTP service: ``create_app`` wires the routers, one per concern —
 sign-in and tokens (``auth``), FHIR reads (``fhir_reads``), DTR operations
-(``dtr_operations``), scoring and its outputs (``determinations``), the
-portal (``portal``), the office's drafts (``office``), the pharmacist's
-review (``pharmacist``), the plan's metrics (``plan_metrics``) — over the
-pure core, with the store, the exception handlers and the middlewares
-(``service.middleware``: request id and log, security headers, errors,
-the caller, the rate limit).
+(``dtr_operations``), scoring and its outputs (``determinations``), a
+request's documents (``documents``), the portal (``portal``), the office's
+drafts (``office``), the pharmacist's review (``pharmacist``), the plan's
+metrics (``plan_metrics``) — over the pure core, with the store, the
+exception handlers and the middlewares (``service.middleware``: request id
+and log, security headers, errors, the caller, the rate limit).
 
 Everything a client gets back is FHIR JSON (``application/fhir+json``), errors
 included: each failure is an OperationOutcome with its status (400 malformed,
@@ -37,6 +37,7 @@ from scoring.outcome import InvalidInput, Issue
 from service import (
     auth,
     determinations,
+    documents,
     dtr_operations,
     fhir_reads,
     office,
@@ -144,6 +145,7 @@ def create_app(
     app.include_router(fhir_reads.router(service, _version()))
     app.include_router(dtr_operations.router(service))
     app.include_router(determinations.router(service))
+    app.include_router(documents.router(service))
     app.include_router(portal.router(service))
     app.include_router(office.router(service))
     app.include_router(pharmacist.router(service))

@@ -6,7 +6,8 @@ pages over :mod:`review.decision`.
   the payer's decision deadline (``policies/payers``).
 - ``GET /review/cases/{id}`` and the page ``/review/{id}``: the answers, each
   criterion's status (met, not met, unknown, not applicable) with the
-  policy text, attachments, the scorer's recommendation, and the trail of
+  policy text, attachments (each linked to ``/cases/{id}/documents/…``,
+  :mod:`service.documents`), the scorer's recommendation, and the trail of
   everything done to the request.
 - ``POST /review/cases/{id}/decision`` (JSON) and the page's form: approve
   (at the quantity limit when the request is above it), approve in full
@@ -39,6 +40,7 @@ from starlette.concurrency import run_in_threadpool
 from access.identity import Identity
 from cql_like.engine import CompiledRequest, Evaluation
 from review.decision import ACTIONS, approved, denied, pended, recommended
+from review.documents import documents
 from review.request import facts
 from scoring import assess
 from scoring.determination import approve, from_json
@@ -153,7 +155,6 @@ def router(service: Service) -> APIRouter:
             if section in evaluation.statuses
         ]
         given = []
-        attachments = []
         for info in index.questions.values():
             values = answers.get(info.link_id, [])
             if not values:
@@ -161,17 +162,21 @@ def router(service: Service) -> APIRouter:
             given.append({"linkId": info.link_id, "section": info.section,
                           "question": info.question.text,
                           "answer": "; ".join(_answer_text(v) for v in values)})  # fmt: skip
-            attachments += [
-                {
-                    "question": info.question.text,
-                    "title": v.get("title"),
-                    "contentType": v.get("contentType"),
-                    "url": v.get("url"),
-                    "size": v.get("size") or (len(v.get("data", "")) * 3 // 4 or None),
-                }
-                for v in values
-                if isinstance(v, dict) and ("contentType" in v or "data" in v or "url" in v)
-            ]
+        questions = {info.link_id: info.question.text for info in index.questions.values()}
+        attachments = [
+            {
+                "question": questions.get(d.link_id, d.link_id),
+                "linkId": d.link_id,
+                "title": d.title,
+                "contentType": d.content_type,
+                "size": d.size,
+                # a document the request carries opens here; a url only is the sender's
+                "href": f"/cases/{record.id}/documents/{d.id}" if d.id else None,
+                "inline": d.inline,
+                "url": d.url,
+            }
+            for d in documents(record.response)
+        ]
         service.audit(request, f"review case {record.id}", record.member)
         # submitted first: a stable sort keeps it ahead of what happened in its second
         trail = [
