@@ -10,12 +10,13 @@ was expected and what was decided.
 The **coverage rule**: every criterion of the policy is the cited reason —
 not met (``unmet``, ``excluded``, ``review``) or unknown (``missing``) — in at
 least one example (a criterion decided only by its children is covered
-through them: it is never cited itself); every form has an approved example,
+through them: it is never cited itself); every form has an approved example;
 and every alternative of an any-of (``any_of``, or ``logic: any`` children)
-is met in at least one approved example (or one met but for what a
-pharmacist must read: a policy may send every approval to a pharmacist). So
-a wrong comparison or an inverted test cannot hide behind a criterion no
-example fails, nor an approval path no example takes.
+and every branch with a length of its own is met in at least one approved
+example (or one met but for what a pharmacist must read: a policy may send
+every approval to a pharmacist). So a wrong comparison or an inverted test
+cannot hide behind a criterion no example fails, nor an approval path no
+example takes.
 
 It lives in the package layer because it scores: the builder checks the
 examples against the forms (:mod:`builder.verification.examples`) but does
@@ -136,8 +137,8 @@ class Report:
                 out.append(f"{source}: {path}: no example is approved: add one")
             else:
                 out.append(
-                    f"{source}: {path}: no approved example meets this alternative: add one"
-                    " approved through it"
+                    f"{source}: {path}: no approved example goes through it (an alternative"
+                    " or a branch): add one"
                 )
         return out
 
@@ -165,7 +166,7 @@ def run_examples(policy: Policy, examples: Examples, source: str) -> Report:
         for criterion in walk(form.tree):
             if _decides(criterion) and criterion.id not in report.criteria:
                 report.criteria.append(criterion.id)
-        for path in [_form_path(key), *_alternatives(form.tree)]:
+        for path in [_form_path(key), *_paths(policy, form)]:
             if path not in report.paths:
                 report.paths.append(path)
     for example in examples.cases:
@@ -195,7 +196,7 @@ def run_examples(policy: Policy, examples: Examples, source: str) -> Report:
         if _approvable(found):
             report.approved_through.add(_form_path((example.request, example.drug)))
             report.approved_through.update(
-                p for p in _alternatives(package.tree) if evaluation.statuses.get(p) == "met"
+                p for p in _paths(policy, package) if evaluation.statuses.get(p) == "met"
             )
     return report
 
@@ -226,6 +227,15 @@ def _decides(criterion: Criterion) -> bool:
 def _form_path(key: tuple[str, str | None]) -> str:
     request, drug = key
     return f"the {request} form{f' of {drug}' if drug else ''}"
+
+
+def _paths(policy: Policy, form: CompiledRequest) -> list[str]:
+    """The sections an approval of a form may go through: the alternatives
+    of its any-ofs and the branches with a length of their own."""
+    decided = {c.id for c in walk(form.tree)}
+    branches = [b.section for b in policy.authorization.term(form.kind).branches]
+    paths = _alternatives(form.tree)
+    return [*paths, *(b for b in branches if b in decided and b not in paths)]
 
 
 def _alternatives(nodes: list[Node]) -> list[str]:

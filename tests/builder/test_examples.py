@@ -22,7 +22,6 @@ from tests.support.paths import FIXTURES
 from tests.support.policy_edits import edit
 
 FOLDER = FIXTURES / "examples"
-FILES = {"policy": "worked.yaml", "examples": "worked.examples.yaml"}
 
 
 def test_the_fixture_checks_clean(capsys: pytest.CaptureFixture[str]) -> None:
@@ -37,8 +36,8 @@ def test_the_fixture_checks_clean(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.cases("example_errors.yaml")
 def test_refused(tmp_path: Path, case: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
     folder = tmp_path / "policies"
-    shutil.copytree(FOLDER, folder)
-    path = folder / FILES[case["file"]]
+    shutil.copytree(FIXTURES / case.get("folder", "examples"), folder)
+    path = folder / case["file"]
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     for change in [case, *([case["also"]] if "also" in case else [])]:
         edit(data, change["path"], change["value"])
@@ -52,7 +51,7 @@ def test_build_refuses_a_mismatch(tmp_path: Path, capsys: pytest.CaptureFixture[
     """``dtr build`` runs the examples too, and writes nothing when one fails."""
     folder = tmp_path / "policies"
     shutil.copytree(FOLDER, folder)
-    policy = folder / FILES["policy"]
+    policy = folder / "worked.yaml"
     policy.write_text(
         policy.read_text(encoding="utf-8").replace("%lvef >= 50", "%lvef > 55"), encoding="utf-8"
     )
