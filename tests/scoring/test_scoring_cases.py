@@ -19,6 +19,7 @@ from tests.support.cases import (
     mismatches,
     run_case,
 )
+from tests.support.paths import CASES
 
 
 @pytest.mark.cases("scoring")
@@ -77,3 +78,10 @@ def test_tables_cover_every_section(catalog: Catalog) -> None:
     for path in case_files():
         table = yaml.safe_load(path.read_text(encoding="utf-8"))
         assert len(table["cases"]) >= minimum.get(table["policy"], 10), path.name
+
+
+def test_clinical_cases_live_beside_their_policy() -> None:
+    """A clinical case table left in tests/cases/ would be read by nothing:
+    a policy's cases are its worked examples, beside it."""
+    stray = sorted(p.name for p in CASES.glob("scoring_*.yaml"))
+    assert stray == [], f"move {stray} beside its policy as <policy file>.examples.yaml"
