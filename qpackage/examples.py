@@ -11,9 +11,9 @@ The **coverage rule**: every criterion of the policy is the cited reason —
 not met (``unmet``, ``excluded``, ``review``) or unknown (``missing``) — in at
 least one example (a criterion decided only by its children is covered
 through them: it is never cited itself); every form has an approved example;
-and every alternative of an any-of (``any_of``, or ``logic: any`` children)
-and every branch with a length of its own is met in at least one approved
-example (or one met but for what a pharmacist must read: a policy may send
+and every alternative of an any-of (``any_of``, or ``logic: any`` children),
+every criterion asked only on some answers (``enable_when``) and every
+branch with a length of its own is met in at least one approved example (or one met but for what a pharmacist must read: a policy may send
 every approval to a pharmacist). So a wrong comparison or an inverted test
 cannot hide behind a criterion no example fails, nor an approval path no
 example takes.
@@ -137,8 +137,8 @@ class Report:
                 out.append(f"{source}: {path}: no example is approved: add one")
             else:
                 out.append(
-                    f"{source}: {path}: no approved example goes through it (an alternative"
-                    " or a branch): add one"
+                    f"{source}: {path}: no approved example goes through it (an alternative,"
+                    " a conditional criterion or a branch): add one"
                 )
         return out
 
@@ -231,10 +231,13 @@ def _form_path(key: tuple[str, str | None]) -> str:
 
 def _paths(policy: Policy, form: CompiledRequest) -> list[str]:
     """The sections an approval of a form may go through: the alternatives
-    of its any-ofs and the branches with a length of their own."""
-    decided = {c.id for c in walk(form.tree)}
-    branches = [b.section for b in policy.authorization.term(form.kind).branches]
+    of its any-ofs, the criteria asked only on some answers (``enable_when``)
+    and the branches with a length of their own."""
+    criteria = list(walk(form.tree))
     paths = _alternatives(form.tree)
+    paths += [c.id for c in criteria if c.enable_when and c.id not in paths]
+    decided = {c.id for c in criteria}
+    branches = [b.section for b in policy.authorization.term(form.kind).branches]
     return [*paths, *(b for b in branches if b in decided and b not in paths)]
 
 
