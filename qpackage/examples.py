@@ -195,9 +195,7 @@ def run_examples(policy: Policy, examples: Examples, source: str) -> Report:
             report.cited.update(sections[name])
         if _approvable(found):
             report.approved_through.add(_form_path((example.request, example.drug)))
-            report.approved_through.update(
-                p for p in _paths(policy, package) if evaluation.statuses.get(p) == "met"
-            )
+            report.approved_through.update(_taken(policy, package, evaluation.statuses))
     return report
 
 
@@ -238,7 +236,41 @@ def _paths(policy: Policy, form: CompiledRequest) -> list[str]:
     paths += [c.id for c in criteria if c.enable_when and c.id not in paths]
     decided = {c.id for c in criteria}
     branches = [b.section for b in policy.authorization.term(form.kind).branches]
-    return [*paths, *(b for b in branches if b in decided and b not in paths)]
+    paths += [b for b in branches if b in decided and b not in paths]
+    for criterion in criteria:
+        if criterion.combine == "or" and criterion.children:
+            paths += [f"{criterion.id} {OWN}", f"{criterion.id} {CHILDREN}"]
+    return paths
+
+
+OWN = "by its own condition"
+CHILDREN = "by its criteria"
+
+
+def _taken(policy: Policy, form: CompiledRequest, statuses: Mapping[str, str]) -> set[str]:
+    """The paths of :func:`_paths` an approval went through: a section met;
+    a ``combine: or`` criterion met by its criteria when they are all met
+    (or by the one of them met, for ``logic: any``), else by its own
+    condition."""
+    taken = {p for p in _paths(policy, form) if statuses.get(p) == "met"}
+    for criterion in walk(form.tree):
+        if criterion.combine != "or" or not criterion.children:
+            continue
+        if statuses.get(criterion.id) != "met":
+            continue
+        children = [statuses.get(c.id) for c in _members(criterion.children)]
+        applying = [s for s in children if s != "not-applicable"]
+        if criterion.logic == "any":
+            by_children = "met" in applying
+        else:
+            by_children = bool(applying) and all(s == "met" for s in applying)
+        taken.add(f"{criterion.id} {CHILDREN if by_children else OWN}")
+    return taken
+
+
+def _members(nodes: list[Node]) -> list[Criterion]:
+    """The criteria directly in a list of nodes (an any-of's members too)."""
+    return [m for n in nodes for m in (n.any_of if isinstance(n, AnyOf) else [n])]
 
 
 def _alternatives(nodes: list[Node]) -> list[str]:
