@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Sequence
 from datetime import date
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,7 @@ from policies.loader import (
     load_folder,
     load_policy,
     policy_files,
+    stray_examples,
 )
 from policies.model import Policy
 from policies.names import questionnaire_version
@@ -119,6 +121,9 @@ def _sources(args: argparse.Namespace) -> dict[str, str]:
         out[load_policy(path).id] = str(path)
     folder = _folder(args)
     files = policy_files(folder) if folder else bundled_policy_files()
+    stray = stray_examples(folder or Path(str(resources.files("policies"))))
+    if stray:
+        raise PolicyError("policy check", stray)
     for path in files:
         out.setdefault(load_policy(path).id, str(path))
     return out
@@ -141,8 +146,6 @@ def _payers_checked(args: argparse.Namespace, policies: list[Policy]) -> bool:
     """The payer files beside the policies fit their model; a payer without
     one is named (its decisions are automatic, its notices carry no appeal
     rights)."""
-    from importlib import resources
-
     from review.config import PayerConfigError, load_payers
 
     folder = _folder(args) or Path(str(resources.files("policies")))

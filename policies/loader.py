@@ -16,7 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from policies.consistency import check_policy
-from policies.examples import Examples, examples_file, is_examples_file
+from policies.examples import EXAMPLES_SUFFIX, Examples, examples_file, is_examples_file
 from policies.model import Policy
 
 
@@ -95,6 +95,11 @@ def parse_policy(text: str, source: str) -> Policy:
 
 def load_policy(path: str | Path) -> Policy:
     path = Path(path)
+    if is_examples_file(path):
+        policy = path.name.removesuffix(EXAMPLES_SUFFIX) + ".yaml"
+        raise PolicyError(
+            str(path), [f"holds worked examples, not a policy: name the policy file ({policy})"]
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -144,6 +149,17 @@ def load_examples(policy_file: str | Path) -> tuple[Path, Examples] | None:
     except OSError as exc:
         raise PolicyError(str(path), [f"cannot be read ({exc.strerror})"]) from None
     return path, parse_examples(text, str(path))
+
+
+def stray_examples(folder: Path) -> list[str]:
+    """The worked examples files of a folder with no policy file beside them
+    (a policy renamed or removed): each a problem, since they would run never."""
+    return [
+        f"{path}: worked examples of no policy: there is no"
+        f" {path.name.removesuffix(EXAMPLES_SUFFIX)}.yaml beside it"
+        for path in sorted(folder.glob("*" + EXAMPLES_SUFFIX))
+        if not path.with_name(path.name.removesuffix(EXAMPLES_SUFFIX) + ".yaml").exists()
+    ]
 
 
 def policy_files(folder: Path) -> list[Path]:

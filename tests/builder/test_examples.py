@@ -68,6 +68,29 @@ def test_a_policy_without_examples_is_named(capsys: pytest.CaptureFixture[str]) 
     assert "fixture-no-limit 1.0.0: verified\n  no worked examples (no-limit.examples.yaml" in out
 
 
+def test_examples_without_their_policy_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A policy renamed away from its examples: they would never run again."""
+    folder = tmp_path / "policies"
+    shutil.copytree(FOLDER, folder)
+    (folder / "worked.yaml").rename(folder / "zetanib.yaml")
+    assert main(["check", "--policies", str(folder)]) == 2
+    assert (
+        "worked.examples.yaml: worked examples of no policy: there is no worked.yaml beside it"
+        in capsys.readouterr().err
+    )
+
+
+def test_an_examples_file_named_as_a_policy_is_refused(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["check", str(FOLDER / "worked.examples.yaml")]) == 2
+    assert "holds worked examples, not a policy: name the policy file (worked.yaml)" in (
+        capsys.readouterr().err
+    )
+
+
 @pytest.mark.parametrize("path", bundled_policy_files(), ids=lambda p: p.name)
 def test_bundled_examples_run_clean_and_cover_the_policy(path: Path) -> None:
     """Every bundled policy carries worked examples; each decides as
