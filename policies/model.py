@@ -201,7 +201,20 @@ class Coding(Strict):
     display: NonEmpty | None = None
 
 
-AnswerValue = bool | int | float | str | date
+def _answer_value(value: object) -> object:
+    """An answer compared with (enable_when, a limit's `when`): one message for
+    a value of none of its kinds, where the union would give one per kind."""
+    if isinstance(value, bool | int | float | str | date):
+        return value
+    kind = {list: "a list", dict: "a mapping", type(None): "nothing (null)"}.get(
+        type(value), type(value).__name__
+    )
+    raise ValueError(
+        f"an answer is a truth value, a number, an option's code or a date, not {kind}"
+    )
+
+
+AnswerValue = Annotated[bool | int | float | str | date, BeforeValidator(_answer_value)]
 
 
 EhrKind = Literal["birth_date", "condition", "observation", "medication", "specialty"]

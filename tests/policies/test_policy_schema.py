@@ -43,6 +43,9 @@ def test_malformed_policy_is_named(case: dict[str, Any], tmp_path: Path) -> None
     assert message.startswith(f"{broken}: invalid policy file")
     for expected in case["expect"]:
         assert expected in message
+    problems = message.splitlines()[1:]
+    assert len(problems) == len(set(problems)), "a problem printed more than once"
+    assert "''" not in message
 
 
 def test_yaml_syntax_error_names_line() -> None:
