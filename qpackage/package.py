@@ -6,9 +6,15 @@ The Questionnaires returned are the union of those named by each input
 
 - ``questionnaire`` canonicals: the version given, or the current one for a
   bare url;
-- ``order``s: the current Questionnaires of every policy whose drug the order's
-  medication is (RxNorm or NDC code; the product name where the data has no
-  code), for the drug ordered in a policy of several drugs;
+- ``order``s: the current Questionnaires of every policy of the member's payer
+  whose drug the order's medication is (RxNorm or NDC code; the product name
+  where the data has no code), for the drug ordered in a policy of several
+  drugs. The payer is the one whose payer file lists an identifier
+  (system|value) the Coverage's ``payor`` carries — the reference's own
+  ``identifier``, or the identifiers of the Organization it points to inside
+  the Coverage (``contained``); a display name never decides. A Coverage
+  naming no payer of this service selects nothing, with a warning naming
+  what it sent;
 - ``context``: the Questionnaire a stored (pended) request answered, with its
   answers brought back in the draft — only for the same member; when a later
   version of that form is in effect, that version, with the answers that
@@ -26,7 +32,7 @@ client's prepopulation logic. Anything that matched nothing is a warning in
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -39,6 +45,7 @@ from qpackage.catalog import Catalog
 from qpackage.draft import History, draft_response
 from qpackage.parameters import PackageRequest
 from questionnaires.checks import iter_items
+from review.config import PayerConfig
 from review.member import member_key
 from scoring.carry import carry_over
 from scoring.fill import earlier_answers
@@ -114,6 +121,69 @@ def policies_for_order(catalog: Catalog, order: dict[str, Any]) -> list[tuple[Po
     return found
 
 
+def payor_identifiers(coverage: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The payer identifiers (``system|value``) a Coverage's ``payor`` carries:
+    each reference's own ``identifier``, or the identifiers of the Organization
+    it references inside the Coverage (``#id`` in ``contained``). Also, for the
+    warning when none is known, each payor that carries none, as sent."""
+    contained = {
+        f"#{r.get('id')}": r
+        for r in coverage.get("contained") or []
+        if isinstance(r, dict) and r.get("resourceType") == "Organization" and r.get("id")
+    }
+    found: list[str] = []
+    bare: list[str] = []
+    for payor in coverage.get("payor") or []:
+        if not isinstance(payor, dict):
+            continue
+        identifiers = [payor.get("identifier")]
+        target = contained.get(str(payor.get("reference") or ""))
+        if target is not None:
+            identifiers += target.get("identifier") or []
+        keys = [
+            f"{i['system']}|{i['value']}"
+            for i in identifiers
+            if isinstance(i, dict) and isinstance(i.get("system"), str) and i.get("value")
+        ]
+        found += keys
+        if not keys:
+            named = payor.get("display") or payor.get("reference")
+            bare.append(f"{named!r}" if named else "a payor with nothing in it")
+    return found, bare
+
+
+def member_payers(
+    coverage: dict[str, Any], payers: Mapping[str, PayerConfig]
+) -> tuple[set[str], Issue | None]:
+    """The payers (payer file identifiers) the Coverage names by identifier,
+    and, when it names none of them, the warning saying what it sent."""
+    found, bare = payor_identifiers(coverage)
+    matched = {
+        payer.identifier
+        for payer in payers.values()
+        if any(identifier.key() in found for identifier in payer.identifiers)
+    }
+    if matched:
+        return matched, None
+    if found:
+        why = (
+            f"payor identifier {', '.join(found)} is not that of a payer of this service"
+            if len(found) == 1
+            else f"payor identifiers {', '.join(found)} are not those of a payer of this service"
+        )
+    else:
+        why = (
+            f"payor {', '.join(bare) or '(none)'} carries no identifier, and a name does not"
+            " identify a payer"
+        )
+    return matched, Issue(
+        "not-found",
+        f"coverage: {why}: no Questionnaires are selected for the orders",
+        "Coverage.payor",
+        severity="warning",
+    )
+
+
 def value_set_canonicals(questionnaire: dict[str, Any]) -> list[str]:
     """Every ValueSet a Questionnaire references, once, in document order."""
     seen: dict[str, None] = {}
@@ -138,11 +208,14 @@ def questionnaire_package(
     base: str,
     as_of: date | None = None,
     context: StoredRequest | None = None,
+    payers: Mapping[str, PayerConfig],
     approved: Callable[[str, str], Sequence[str]] = lambda _member, _policy: (),
     released_at: Callable[[str], datetime | None] = lambda _canonical: None,
 ) -> dict[str, Any]:
     """The output Parameters for a checked request.
 
+    ``payers`` are the payer files by identifier: an order selects the forms
+    of the payer the Coverage names by identifier.
     ``context`` is the stored request the ``context`` id names (None when the
     id is unknown); ``approved(member, policy)`` the Questionnaire canonicals
     of that member's approved requests under the policy; ``released_at`` when
@@ -217,8 +290,15 @@ def questionnaire_package(
             chosen = add(in_effect)
             chosen.earlier = earlier_answers(response)
 
-    for position, order in enumerate(request.orders):
-        matched = policies_for_order(catalog, order)
+    member_payer, unknown_payer = member_payers(request.coverage, payers)
+    if unknown_payer is not None and request.orders:
+        issues.append(unknown_payer)
+    for position, order in enumerate(request.orders if unknown_payer is None else []):
+        matched = [
+            (policy, drug)
+            for policy, drug in policies_for_order(catalog, order)
+            if policy.policy.payer.identifier in member_payer
+        ]
         if not matched:
             coded, text = _codings(order)
             what = text or ", ".join(f"{c.get('system')}|{c.get('code')}" for c in coded)

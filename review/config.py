@@ -77,8 +77,24 @@ class ReviewRule(Strict):
     basis: NonEmpty = Field(description="Why: the rule or the payer's choice")
 
 
+class PayerIdentifier(Strict):
+    """An identifier of the payer as a member's Coverage names it
+    (``Coverage.payor``): the system that issues it and the value."""
+
+    system: Annotated[str, StringConstraints(pattern=r"^(https?://|urn:)\S+$")]
+    value: NonEmpty
+
+    def key(self) -> str:
+        return f"{self.system}|{self.value}"
+
+
 class PayerConfig(Strict):
     identifier: NonEmpty = Field(description="The policy files' payer.identifier")
+    identifiers: list[PayerIdentifier] = Field(
+        default_factory=list,
+        description="How a Coverage names this payer (Coverage.payor identifier); the"
+        " package selects this payer's forms for a Coverage naming one of them",
+    )
     name: NonEmpty
     program: NonEmpty = Field(description="Medicaid, commercial HMO, ...")
     contact: Contact
@@ -119,6 +135,18 @@ def load_payers(folder: Path) -> dict[str, PayerConfig]:
                 str(path), [f"identifier: {payer.identifier} is configured twice"]
             )
         payers[payer.identifier] = payer
+    owners: dict[str, str] = {}
+    for payer in payers.values():
+        for identifier in payer.identifiers:
+            other = owners.setdefault(identifier.key(), payer.identifier)
+            if other != payer.identifier:
+                raise PayerConfigError(
+                    str(folder),
+                    [
+                        f"identifiers: {identifier.key()} names both {other} and"
+                        f" {payer.identifier}: a Coverage naming it would select either's forms"
+                    ],
+                )
     return payers
 
 

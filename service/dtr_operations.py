@@ -64,6 +64,7 @@ def router(service: Service) -> APIRouter:
             now=service.now(),
             base=base,
             context=context_of(request.context, http, caller),
+            payers=service.payers,
             approved=lambda member, policy: [
                 a.questionnaire for a in store.approvals(member, policy)
             ],

@@ -5,11 +5,13 @@ response, ValueSets with ``$expand``, and ``$log-questionnaire-errors``."""
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.operationoutcome import OperationOutcome
@@ -21,21 +23,43 @@ from dtr.cli import main
 from qpackage.catalog import Catalog
 from qpackage.draft import INFORMATION_ORIGIN, INTENDED_USE, QR_CONTEXT, QR_COVERAGE
 from questionnaires.checks import iter_items
+from review.config import PayerConfig, ReviewRule, load_payers
 from scoring.fill import fill
 from service.app import create_app
 from service.settings import Settings
 from tests.support.callers import add_user, authorize, sign_in
 from tests.support.cases import AS_OF, base_answers, folder_catalog, package_for
-from tests.support.dtr_requests import FHIR, PACKAGE, ask, canonical, coverage, order
+from tests.support.dtr_requests import (
+    EOCCO,
+    FHIR,
+    MN_DHS,
+    PACKAGE,
+    WHA,
+    ask,
+    canonical,
+    coverage,
+    order,
+)
+from tests.support.paths import PAYER_SETTINGS, ROOT
+
+PAYERS = PAYER_SETTINGS
+POLICIES = ROOT / "policies"
 
 NOW = datetime(2026, 11, 24, 15, 30, tzinfo=UTC)
 BASE = "https://pa-dtr.example.org/fhir"
 NDC_MEKINIST = [{"system": "http://hl7.org/fhir/sid/ndc", "code": "0078-0668-15"}]
 
 
+def automatic(folder: Path) -> dict[str, PayerConfig]:
+    """A folder's payers, each deciding every outcome itself (no review): how
+    a Coverage names them (their identifiers) kept."""
+    rule = ReviewRule(outcomes=[], basis="every outcome decided by the algorithm")
+    return {k: p.model_copy(update={"review": rule}) for k, p in load_payers(folder).items()}
+
+
 def make_client(catalog: Catalog, tmp_path: Path) -> TestClient:
     settings = Settings(database=str(tmp_path / "store.sqlite3"))
-    app = create_app(settings, catalog=catalog, clock=lambda: AS_OF, payers={})  # no review
+    app = create_app(settings, catalog=catalog, clock=lambda: AS_OF, payers=automatic(PAYERS))
     app.state.service.now = lambda: NOW
     return authorize(TestClient(app))
 
@@ -170,7 +194,7 @@ def submit(client: TestClient, response: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_package_by_order_only(client: TestClient, catalog: Catalog) -> None:
-    reply = ask(client, order(NDC_MEKINIST))
+    reply = ask(client, order(NDC_MEKINIST), payor=MN_DHS)
     found = bundles(reply, catalog)
     assert ids(found) == ["mn-dhs-mekinist-initial", "mn-dhs-mekinist-renewal"]
     draft = found[0]["entry"][1]["resource"]
@@ -183,6 +207,105 @@ def test_package_by_order_only(client: TestClient, catalog: Catalog) -> None:
     questionnaire = found[0]["entry"][0]["resource"]
     choices = [i for i, _ in iter_items(questionnaire["item"]) if i["type"] == "choice"]
     assert choices and all("answerOption" not in i and "|" in i["answerValueSet"] for i in choices)
+
+
+# --- the member's payer, by identifier ------------------------------------------------
+
+MEKTOVI = [{"system": "http://hl7.org/fhir/sid/ndc", "code": "70255-010-02"}]
+
+
+@pytest.fixture(scope="module")
+def two_payers(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of two payers with a policy for the same drug each: WHA's
+    Mektovi policy as bundled, and one of EOCCO's (a copy, its prefill left
+    out: it has no translated CQL)."""
+    folder = tmp_path_factory.mktemp("two-payers")
+    (folder / "payers").mkdir()
+    for name in ("WHA.yaml", "EOCCO.yaml"):
+        shutil.copy(PAYERS / name, folder / "payers" / name)
+    wha = POLICIES / "wha-mektovi.yaml"
+    shutil.copy(wha, folder / wha.name)
+    shutil.copytree(ROOT / "questionnaires" / "cql", folder / "questionnaires" / "cql")
+    data = yaml.safe_load(wha.read_text(encoding="utf-8"))
+
+    def without_prefill(node: Any) -> None:
+        if isinstance(node, dict):
+            node.pop("ehr", None)
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, dict | list):
+                without_prefill(child)
+
+    without_prefill(data)
+    data["policy"].pop("number", None)
+    data["policy"]["id"] = "eocco-mektovi"
+    data["policy"]["payer"] = {"name": "Eastern Oregon CCO", "identifier": "EOCCO"}
+    (folder / "eocco-mektovi.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
+    return folder
+
+
+def ask_folder(folder: Path, tmp_path: Path, *parts: dict[str, Any]) -> Any:
+    settings = Settings(database=str(tmp_path / "store.sqlite3"), policies=str(folder))
+    app = create_app(settings, clock=lambda: AS_OF)
+    app.state.service.now = lambda: NOW
+    with authorize(TestClient(app)) as client:
+        body = json.dumps({"resourceType": "Parameters", "parameter": list(parts)})
+        return client.post(PACKAGE, content=body, headers=FHIR)
+
+
+def test_each_payers_member_gets_that_payers_forms(two_payers: Path, tmp_path: Path) -> None:
+    """Two payers cover the ordered drug: the Coverage's payor identifier
+    chooses whose forms, whatever its display name says."""
+    catalog = Catalog.from_folder(two_payers)
+    mixed_up = {**WHA, "display": "Eastern Oregon Coordinated Care Organization"}
+    for payor, expected in [
+        (WHA, ["wha-mektovi-initial", "wha-mektovi-renewal"]),
+        (mixed_up, ["wha-mektovi-initial", "wha-mektovi-renewal"]),
+        (EOCCO, ["eocco-mektovi-initial", "eocco-mektovi-renewal"]),
+    ]:
+        reply = ask_folder(two_payers, tmp_path, coverage(payor=payor), order(MEKTOVI))
+        assert ids(bundles(reply, catalog)) == expected, payor
+        assert [i["severity"] for i in outcome_issues(reply)] == ["information"]
+
+
+def test_payor_named_by_a_contained_organization(two_payers: Path, tmp_path: Path) -> None:
+    """The payor reference points to an Organization in the Coverage: its identifiers decide."""
+    cov = coverage(payor={"reference": "#payer", "display": "the plan"})
+    cov["resource"]["contained"] = [
+        {"resourceType": "Organization", "id": "payer", "identifier": [WHA["identifier"]]}
+    ]
+    reply = ask_folder(two_payers, tmp_path, cov, order(MEKTOVI))
+    assert ids(bundles(reply, Catalog.from_folder(two_payers))) == [
+        "wha-mektovi-initial",
+        "wha-mektovi-renewal",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("payor", "said"),
+    [
+        # a name alone: the one that reads as WHA's gets no form either
+        ({"display": "Western Health Advantage"}, "payor 'Western Health Advantage' carries no"),
+        (
+            {"identifier": {"system": "http://www.naic.org/company-code", "value": "00000"}},
+            "payor identifier http://www.naic.org/company-code|00000 is not that of a payer of",
+        ),
+        # WHA's value under another system is another identifier
+        (
+            {"identifier": {"system": "https://www.eocco.com/fhir/sid/payer-id", "value": "WHA"}},
+            "https://www.eocco.com/fhir/sid/payer-id|WHA is not that of a payer",
+        ),
+    ],
+    ids=["display name only", "unknown identifier", "value under another system"],
+)
+def test_a_payer_not_named_by_identifier_gets_no_forms(
+    two_payers: Path, tmp_path: Path, payor: dict[str, Any], said: str
+) -> None:
+    reply = ask_folder(two_payers, tmp_path, coverage(payor=payor), order(MEKTOVI))
+    assert bundles(reply, Catalog.from_folder(two_payers)) == []
+    (issue,) = outcome_issues(reply)
+    assert issue["severity"] == "warning" and issue["expression"] == ["Coverage.payor"]
+    assert said in issue["diagnostics"]
+    assert "no Questionnaires are selected for the orders" in issue["diagnostics"]
 
 
 def test_package_by_product_name(client: TestClient, catalog: Catalog) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from qpackage.catalog import Catalog
+from review.config import load_payers
 from review.notice import render_notice
 from scoring import score
 from scoring.fhir_outputs import claim_response
@@ -23,8 +24,8 @@ from service.app import create_app
 from service.settings import Settings
 from tests.support.callers import authorize
 from tests.support.cases import base_answers
-from tests.support.dtr_requests import order, package_request
-from tests.support.paths import FIXTURES
+from tests.support.dtr_requests import FIXTURE, order, package_request
+from tests.support.paths import FIXTURE_PAYERS, FIXTURES
 
 FIXTURES = FIXTURES
 
@@ -122,9 +123,10 @@ def test_a_review_pend_says_so_in_the_claim_response_and_notice() -> None:
 def test_the_order_selects_the_drugs_questionnaires(tmp_path: Path) -> None:
     """A class policy: the ordered drug's Questionnaires only, never the other drug's."""
     app = create_app(
-        Settings(database=str(tmp_path / "db.sqlite3"), policies=str(FIXTURES / "constructs"))
+        Settings(database=str(tmp_path / "db.sqlite3"), policies=str(FIXTURES / "constructs")),
+        payers=load_payers(FIXTURE_PAYERS),
     )
-    body = package_request(order([], "Betanib 5 mg"))
+    body = package_request(order([], "Betanib 5 mg"), payor=FIXTURE)
     with authorize(TestClient(app)) as client:
         reply = client.post(
             "/Questionnaire/$questionnaire-package",

@@ -12,8 +12,31 @@ FHIR = {"content-type": "application/fhir+json"}
 PACKAGE = "/Questionnaire/$questionnaire-package"
 
 
-def coverage(member: str = "Patient/p1") -> dict[str, Any]:
-    """The ``coverage`` parameter: the member's Coverage with the plan."""
+# The bundled payers as a member's Coverage names them: the identifier an EHR
+# puts on Coverage.payor (policies/payers/*.yaml `identifiers`) and a name.
+EOCCO = {
+    "identifier": {"system": "https://www.eocco.com/fhir/sid/payer-id", "value": "EOCCO"},
+    "display": "Eastern Oregon Coordinated Care Organization",
+}
+MN_DHS = {
+    "identifier": {"system": "https://mn.gov/dhs/fhir/sid/payer-id", "value": "MHCP"},
+    "display": "Minnesota Health Care Programs",
+}
+WHA = {
+    "identifier": {"system": "https://www.westernhealth.com/fhir/sid/payer-id", "value": "WHA"},
+    "display": "Western Health Advantage",
+}
+# the fixture policies' payer (tests/fixtures/payers/FIXTURE.yaml)
+FIXTURE = {
+    "identifier": {"system": "https://pa-dtr.example.org/fhir/sid/payer-id", "value": "FIXTURE"},
+    "display": "Fixture Health Plan",
+}
+
+
+def coverage(member: str = "Patient/p1", payor: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``coverage`` parameter: the member's Coverage with the plan, the
+    payer named by identifier as an EHR's Coverage names it (EOCCO unless
+    ``payor`` says otherwise)."""
     return {
         "name": "coverage",
         "resource": {
@@ -21,7 +44,7 @@ def coverage(member: str = "Patient/p1") -> dict[str, Any]:
             "id": "cov1",
             "status": "active",
             "beneficiary": {"reference": member},
-            "payor": [{"display": "the plan"}],
+            "payor": [payor or EOCCO],
         },
     }
 
@@ -51,13 +74,21 @@ def canonical(value: str) -> dict[str, Any]:
     return {"name": "questionnaire", "valueCanonical": value}
 
 
-def package_request(*parts: dict[str, Any], member: str = "Patient/p1") -> dict[str, Any]:
-    return {"resourceType": "Parameters", "parameter": [coverage(member), *parts]}
+def package_request(
+    *parts: dict[str, Any], member: str = "Patient/p1", payor: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    return {"resourceType": "Parameters", "parameter": [coverage(member, payor), *parts]}
 
 
-def ask(client: TestClient, *parts: dict[str, Any], member: str = "Patient/p1") -> Any:
-    """POST ``$questionnaire-package`` for the member with these parameters."""
-    body = json.dumps(package_request(*parts, member=member))
+def ask(
+    client: TestClient,
+    *parts: dict[str, Any],
+    member: str = "Patient/p1",
+    payor: dict[str, Any] | None = None,
+) -> Any:
+    """POST ``$questionnaire-package`` for the member (of ``payor``, EOCCO
+    unless said) with these parameters."""
+    body = json.dumps(package_request(*parts, member=member, payor=payor))
     return client.post(PACKAGE, content=body, headers=FHIR)
 
 

@@ -11,3 +11,5 @@ CASES = TESTS / "cases"
 # policy folders a payer might write, for constructs no bundled policy uses
 FIXTURES = TESTS / "fixtures" / "policies"
 PAYER_SETTINGS = ROOT / "policies" / "payers"
+# the payer file of the fixture policies (payer.identifier FIXTURE)
+FIXTURE_PAYERS = TESTS / "fixtures" / "payers"
