@@ -10,10 +10,17 @@ an automatic approval would give: at the limit when the request is above
 it), approves in full (the quantity requested, above the limit), denies
 (citing the sections chosen), or pends asking the office for something;
 each with a written rationale.
+
+A denial cites only what the criteria support: a section not met, unknown
+or left to the pharmacist, an investigational use or an exclusion that
+applies, the quantity limit of a request above it. Citing a section the criteria show met (or not applying) needs an
+explicit override with its reason, kept with the decision and shown on the
+notice apart from the criteria not met.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import date
 from typing import Any, Literal
@@ -53,6 +60,16 @@ def cited(determination: Determination) -> list[str]:
 _CLEARED: dict[str, Any] = {
     "unmet": [], "investigational": [], "excluded": [], "review": [],
     "missing_questions": [], "review_documents": [], "authorization": None, "quantity": None,
+    "overridden": [], "override": None,
+}  # fmt: skip
+# the criteria's statuses a denial may rest on: not met, not known (missing
+# information), or left to the pharmacist's reading
+CITABLE = frozenset({"not-met", "unknown", "review"})
+# each status in the words the case page and a refusal use; ``review`` is left
+# to the pharmacist: not met where the policy says so, or met on a document
+STATUS_WORDS = {
+    "met": "met", "not-met": "not met", "unknown": "unknown",
+    "not-applicable": "not applicable", "review": "for review",
 }  # fmt: skip
 
 
@@ -106,24 +123,81 @@ def _reviewed(
     )
 
 
+class UnsupportedCitation(ValueError):
+    """A denial citing sections the criteria do not support, with no override."""
+
+    def __init__(self, statuses: dict[str, str]) -> None:
+        self.statuses = statuses  # each section cited: its status
+        cited_as = "; ".join(
+            f"{section} is {STATUS_WORDS.get(status, status)}"
+            for section, status in statuses.items()
+        )
+        super().__init__(
+            f"a denial cannot cite a section the criteria do not support: {cited_as}. Cite the"
+            " sections not met, unknown, for review, investigational or excluded, or give an"
+            " override with its reason"
+        )
+
+
+def uncited(
+    recommendation: Determination, reasons: list[str], statuses: Mapping[str, str]
+) -> dict[str, str]:
+    """The sections of ``reasons`` a denial may not rest on, with their
+    status: each is met, or does not apply to the request. A denial rests
+    on a criterion not met, unknown (missing information) or left to the
+    pharmacist (``review``), or on what the recommendation itself rests on:
+    an investigational use or an exclusion that applies, the quantity limit
+    of a request above it (``QL``, met by an approval cut to the limit)."""
+    applies = set(cited(recommendation))
+    return {
+        section: statuses.get(section, "not-applicable")
+        for section in reasons
+        if section not in applies and statuses.get(section) not in CITABLE
+    }
+
+
 def denied(
-    recommendation: Determination, reasons: list[str], rationale: str, reviewer: str, on: date
+    recommendation: Determination,
+    reasons: list[str],
+    rationale: str,
+    reviewer: str,
+    on: date,
+    *,
+    statuses: Mapping[str, str],
+    override: str | None = None,
 ) -> Determination:
-    """The pharmacist's denial, citing the sections chosen (exclusions as exclusions)."""
+    """The pharmacist's denial, citing the sections chosen (exclusions as
+    exclusions). ``statuses`` are the criteria's (as the case shows them):
+    a section they show met or not applying is refused
+    (:class:`UnsupportedCitation`) unless ``override`` says why it is cited;
+    it is then kept apart from the unmet sections, with that reason, and the
+    notice never calls it not met."""
     unknown = [s for s in reasons if s not in recommendation.section_text]
     if not reasons or unknown:
         raise ValueError(
             "choose the policy sections the denial rests on"
             + (f" ({', '.join(unknown)} is not a section of the policy)" if unknown else "")
         )
+    unsupported = uncited(recommendation, reasons, statuses)
+    override = (override or "").strip() or None
+    if unsupported and override is None:
+        raise UnsupportedCitation(unsupported)
+    if override is not None and not unsupported:
+        raise ValueError(
+            "an override is for citing a section the criteria show met or not applying;"
+            " every section cited is supported: leave the override empty"
+        )
     excluded = set(recommendation.excluded)
     investigational = set(recommendation.investigational)
+    supported = [s for s in reasons if s not in unsupported]
     changes: dict[str, Any] = {
         **_CLEARED,
         "outcome": "investigational" if investigational & set(reasons) else "denied",
-        "investigational": [s for s in reasons if s in investigational],
-        "excluded": [s for s in reasons if s in excluded],
-        "unmet": [s for s in reasons if s not in excluded and s not in investigational],
+        "investigational": [s for s in supported if s in investigational],
+        "excluded": [s for s in supported if s in excluded],
+        "unmet": [s for s in supported if s not in excluded and s not in investigational],
+        "overridden": list(unsupported),
+        "override": override,
         "evaluated_at": on,
     }
     return _reviewed(recommendation, recommendation, reviewer, rationale, **changes)

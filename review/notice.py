@@ -303,6 +303,13 @@ def _groups(d: Determination, context: NoticeContext, kind: str) -> list[ReasonG
         ),
         ("review", review_title, review_intro, d.review),
         (
+            "override",
+            "Also cited by the pharmacist",
+            "The answers given meet these parts of the policy, or they do not apply to this"
+            f" request; the pharmacist's decision rests on them as well, because: {d.override}",
+            d.overridden,
+        ),
+        (
             "quantity",
             "The quantity limit",
             "The policy covers no more than its quantity limit; the quantity requested is above"

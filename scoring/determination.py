@@ -126,6 +126,10 @@ class Determination:
     reviewer: str | None = None
     rationale: str | None = None
     requested: str | None = None
+    # a pharmacist's override: sections a decision cites although the
+    # criteria show them met or not applying, and why (never listed as unmet)
+    overridden: list[str] = field(default_factory=list)
+    override: str | None = None
     # the url|version the response named, when it was an earlier version than
     # the one in effect, and the linkIds whose answers did not carry over
     answered: str | None = None
@@ -183,6 +187,11 @@ class Determination:
                 "reviewer": self.reviewer,
                 "rationale": self.rationale,
                 "requested": self.requested,
+                "override": (
+                    {"sections": list(self.overridden), "reason": self.override}
+                    if self.override
+                    else None
+                ),
             }.items()
             if v is not None
         }
@@ -243,6 +252,8 @@ def from_json(package: CompiledRequest, data: dict[str, Any], subject: Any = Non
         reviewer=review.get("reviewer"),
         rationale=review.get("rationale"),
         requested=review.get("requested"),
+        overridden=review.get("override", {}).get("sections", []),
+        override=review.get("override", {}).get("reason"),
         answered=data.get("answered", {}).get("questionnaire"),
         not_carried=data.get("answered", {}).get("notCarried", []),
         **_described_by(package),

@@ -68,6 +68,8 @@ def reasons(determination: Determination) -> list[dict[str, Any]]:
     out = [_reason(determination, s, "Investigational:") for s in determination.investigational]
     out += [_reason(determination, s, "Excluded:") for s in determination.excluded]
     out += [_reason(determination, s, "Not met:") for s in determination.unmet]
+    # cited by a pharmacist although the criteria show it met: never "not met"
+    out += [_reason(determination, s, "Cited by the pharmacist:") for s in determination.overridden]
     out += [_reason(determination, s, "Referred to a pharmacist for") for s in determination.review]
     if determination.outcome == "pended":
         out += [_reason(determination, s, "Missing information for") for s in determination.missing]

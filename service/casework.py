@@ -19,7 +19,7 @@ from service.store import COLUMNS, Record, Store
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM determinations"
 ACTION_COLUMNS = (
     "id", "record_id", "at", "who", "action", "reasons", "rationale", "request",
-    "outcome_before", "outcome_after",
+    "outcome_before", "outcome_after", "override",
 )  # fmt: skip
 DRAFT_COLUMNS = ("id", "owner", "questionnaire", "label", "created_at", "updated_at", "response")
 
@@ -38,6 +38,9 @@ class ReviewAction:
     request: str | None  # what a pend asks the office to send
     outcome_before: str
     outcome_after: str
+    # a denial's override: the sections cited although the criteria show
+    # them met or not applying, and why (None: nothing overridden)
+    override: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,7 @@ class Casework:
                     action.id, action.record_id, action.at, action.who, action.action,
                     json.dumps(action.reasons), action.rationale, action.request,
                     action.outcome_before, action.outcome_after,
+                    json.dumps(action.override) if action.override else None,
                 ),
             )  # fmt: skip
         return True
@@ -104,12 +108,13 @@ class Casework:
                 f" WHERE record_id = {db.mark} ORDER BY at, id",
                 (record_id,),
             )
-        return [
-            ReviewAction(
-                **{**dict(zip(ACTION_COLUMNS, row, strict=True)), "reasons": json.loads(row[5])}
-            )
-            for row in rows
-        ]
+        actions = []
+        for row in rows:
+            values = dict(zip(ACTION_COLUMNS, row, strict=True))
+            values["reasons"] = json.loads(values["reasons"])
+            values["override"] = json.loads(values["override"]) if values["override"] else None
+            actions.append(ReviewAction(**values))
+        return actions
 
     def submissions(self, owner: str | None, limit: int = 100) -> list[Record]:
         """What an owner submitted (None: everyone's, for the payer), newest first."""

@@ -222,6 +222,12 @@ MIGRATIONS = (
         " in effect that decided it (its answers carried over)",
         ("ALTER TABLE determinations ADD COLUMN submitted TEXT",),
     ),
+    Migration(
+        8,
+        "a denial's override: the sections a pharmacist cited although the criteria show them"
+        " met or not applying, and why",
+        ("ALTER TABLE review_actions ADD COLUMN override TEXT",),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

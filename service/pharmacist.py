@@ -15,7 +15,12 @@ pages over :mod:`review.decision`.
   for something), with a written rationale. A recommended approval modified
   to the limit shows as ``modified`` with the quantity approved of the
   quantity requested. The record's determination and ClaimResponse become the
-  decision; the action is kept (who, when, what changed, why).
+  decision; the action is kept (who, when, what changed, why). A denial
+  cites sections the criteria show not met, unknown or for review, or what
+  the recommendation rests on (:func:`review.decision.uncited`); a section
+  they show met or not applying is a 422 naming it and its status, and
+  nothing changes, unless the body's ``override`` gives the reason it is
+  cited anyway (kept in the trail, shown on the notice, never as not met).
 
 All of it is the payer's staff's: a person signed in with a payer role
 (the pharmacist), never a system, whatever its token's scopes — a backend
@@ -39,7 +44,15 @@ from starlette.concurrency import run_in_threadpool
 
 from access.identity import Identity
 from cql_like.engine import CompiledRequest, Evaluation
-from review.decision import ACTIONS, approved, denied, pended, recommended
+from review.decision import (
+    ACTIONS,
+    STATUS_WORDS,
+    UnsupportedCitation,
+    approved,
+    denied,
+    pended,
+    recommended,
+)
 from review.documents import documents
 from review.request import facts
 from scoring import assess
@@ -55,16 +68,6 @@ from service.store import Record
 # the caller of each route, allowed what it does
 QueueReader = Annotated[Identity, requires("ClaimResponse", "s", staff=True)]
 Decider = Annotated[Identity, requires("ClaimResponse", "u", staff=True)]
-
-STATUS_WORDS = {
-    "met": "met",
-    "not-met": "not met",
-    "unknown": "unknown",
-    "NA": "not applicable",
-    # left to the pharmacist: not met where the policy says so, or met on a
-    # document the pharmacist must read
-    "review": "for review",
-}
 
 
 def _instant(text: str) -> datetime:
@@ -147,9 +150,7 @@ def router(service: Service) -> APIRouter:
             {
                 "section": section,
                 "text": text,
-                "status": STATUS_WORDS.get(
-                    str(evaluation.statuses.get(section, "NA")), "not applicable"
-                ),
+                "status": STATUS_WORDS[evaluation.statuses[section]],
             }
             for section, text in index.section_text.items()
             if section in evaluation.statuses
@@ -195,7 +196,13 @@ def router(service: Service) -> APIRouter:
             {
                 "at": a.at,
                 "who": a.who,
-                "what": f"{a.action}: {a.outcome_before} → {a.outcome_after}; {a.rationale}",
+                "what": f"{a.action}: {a.outcome_before} → {a.outcome_after}; {a.rationale}"
+                + (
+                    f"; override: cites {', '.join(a.override['sections'])} against the"
+                    f" criteria's status: {a.override['reason']}"
+                    if a.override
+                    else ""
+                ),
             }
             for a in casework.actions(record.id)
         ]
@@ -204,6 +211,8 @@ def router(service: Service) -> APIRouter:
             "sections": list(index.section_text),
             "sectionText": index.section_text,
             "criteria": criteria,
+            # each section's status in words, for the denial's choices
+            "statusOf": {c["section"]: c["status"] for c in criteria},
             "answers": given,
             "attachments": attachments,
             "recommendation": record.recommendation,
@@ -239,6 +248,11 @@ def router(service: Service) -> APIRouter:
             raise InvalidInput([Issue("required", "a written rationale is required")], 400)
         if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
             raise InvalidInput([Issue("value", "reasons must be a list of policy sections")], 400)
+        override = body.get("override")
+        if override is not None and not isinstance(override, str):
+            raise InvalidInput([Issue("value", "override must be the reason, as text")], 400)
+        if override and action != "deny":
+            raise InvalidInput([Issue("value", "an override is for a denial's sections")], 400)
         if record.state != "awaiting-review" or record.recommendation is None:
             raise InvalidInput(
                 [Issue("business-rule", f"request {record.id} is not awaiting review")], 409
@@ -259,9 +273,16 @@ def router(service: Service) -> APIRouter:
                     in_full=action == "approve-in-full",
                 )
             elif action == "deny":
-                final = denied(recommendation, reasons, rationale, who, on)
+                # the criteria's statuses as the case shows them
+                as_of = date.fromisoformat(record.determination["evaluatedAt"])
+                statuses = assess(package, record.response, as_of)[1].statuses
+                final = denied(recommendation, reasons, rationale, who, on,
+                               statuses=statuses, override=override)  # fmt: skip
             else:
                 final = pended(recommendation, str(body.get("request") or ""), rationale, who, on)
+        except UnsupportedCitation as exc:
+            # nothing changes: the section and its status named
+            raise InvalidInput([Issue("business-rule", str(exc))], 422) from None
         except ValueError as exc:
             raise InvalidInput([Issue("invalid", str(exc))], 400) from None
         at = service.now().isoformat(timespec="milliseconds")
@@ -269,6 +290,8 @@ def router(service: Service) -> APIRouter:
             id=uuid.uuid4().hex, record_id=record.id, at=at, who=who, action=str(action),
             reasons=list(reasons), rationale=rationale.strip(),
             request=final.requested, outcome_before=record.outcome, outcome_after=final.outcome,
+            override={"sections": final.overridden, "reason": final.override}
+            if final.override else None,
         )  # fmt: skip
         if not casework.decide(record, final.to_json(), claim_response(final, record.id), entry):
             raise InvalidInput(
@@ -337,7 +360,8 @@ def router(service: Service) -> APIRouter:
         if not caller.csrf or not hmac.compare_digest(form.get("csrf", ""), caller.csrf):
             raise AccessDenied(403, "the CSRF token is missing or wrong: reload the page")
         body = {"action": form.get("action"), "rationale": form.get("rationale", ""),
-                "reasons": [v for k, v in pairs if k == "reasons"], "request": form.get("request")}  # fmt: skip
+                "reasons": [v for k, v in pairs if k == "reasons"], "request": form.get("request"),
+                "override": form.get("override") or None}  # fmt: skip
         try:
             await run_in_threadpool(decide, find(record_id), body, caller)
         except InvalidInput as exc:

@@ -50,7 +50,9 @@ RATIONALE = "90 a month is above the labeled dose of 66 per 28 days."
 
 
 def reviewed_denial(d: Determination) -> Determination:
-    return denied(d, ["QL"], RATIONALE, "pharmacist-7", date(2026, 11, 25))
+    return denied(
+        d, ["QL"], RATIONALE, "pharmacist-7", date(2026, 11, 25), statuses={"QL": "not-met"}
+    )
 
 
 def reviewed_cut(d: Determination) -> Determination:
