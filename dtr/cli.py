@@ -17,7 +17,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from importlib import resources
 from pathlib import Path
@@ -47,6 +47,7 @@ from questionnaires.checks import QuestionnaireError
 
 if TYPE_CHECKING:  # the service is imported by the commands that need it, when they run
     from service.accounts import Accounts
+    from service.settings import Settings
     from service.store import Store
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -266,37 +267,52 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     app = create_app(settings)
-    _first_user(app.state.store, settings.public_url)
-    print(
-        f"dtr: serving on http://{settings.host}:{settings.port}/ (store: {settings.database})",
-        flush=True,
-    )
-    server.run(app, settings)
+    server.run(app, settings, announce=_announce(settings, _first_user(app.state.store)))
     return 0
 
 
-def _first_user(store: Store, url: str) -> None:
-    """On a store with no users, make one and say how to sign in: an office
-    user of an example practice, with a password made now (never a fixed one)."""
+def _first_user(store: Store) -> str | None:
+    """On a store with no users, make one: an office user of an example
+    practice, with a password made now (never a fixed one). Its password, to
+    be printed once the server listens (the last thing on the screen, set
+    apart from the setup's output), or None when the store had users."""
     from access.passwords import generated
     from service.accounts import Accounts
 
     accounts = Accounts(store)
     if accounts.user_count():
-        return
+        return None
     password = generated()
     made = accounts.add_first_user("office", "Office user", "office", "example-practice", password)
-    if made is None:
-        # another instance starting on this store made the first user (and
-        # printed its password) between the count and now
-        return
-    print(
-        "dtr: first start: made the portal user 'office' (role office, organization"
-        f" example-practice).\n     Sign in at {url}/ with user name office and password"
-        f" {password}\n     (shown once; add users with `dtr users add`, clients with"
-        " `dtr clients add`).",
-        flush=True,
-    )
+    # None: another instance starting on this store made the first user (and
+    # prints its password) between the count and now
+    return password if made is not None else None
+
+
+def _announce(settings: Settings, password: str | None) -> Callable[[str], None]:
+    """What ``dtr serve`` prints once the server listens: where, and on a
+    first start the portal's sign-in, last and set apart."""
+
+    def announce(bound: str) -> None:
+        said = f"dtr: serving on {bound}/ (store: {settings.database})\n"
+        if password is not None:
+            url = settings.base_url.rstrip("/") if settings.base_url else bound
+            rule = "=" * 72
+            said += (
+                f"\n{rule}\n"
+                "  First start: a portal user was made (role office, organization"
+                " example-practice).\n"
+                f"  Sign in at   {url}/\n"
+                "  user name    office\n"
+                f"  password     {password}\n"
+                "  Shown once. Add users with `dtr users add`, clients with `dtr clients add`;\n"
+                "  a forgotten password: `dtr users reset-password office`.\n"
+                f"{rule}\n"
+            )
+        # one write, so that whoever sees the first line sees the rest
+        print(said, end="", flush=True)
+
+    return announce
 
 
 def _accounts(args: argparse.Namespace) -> tuple[Store, Accounts]:
@@ -380,22 +396,41 @@ def _jwks_url_ok(url: str) -> bool:
 
 
 def cmd_users(args: argparse.Namespace) -> int:
-    """Portal users: add, list."""
+    """Portal users: add, list, disable, enable, reset-password."""
     from access.passwords import generated
 
     store, accounts = _accounts(args)
     try:
-        if args.action == "add":
+        if args.action in ("add", "reset-password"):
             password = sys.stdin.readline().rstrip("\n") if args.password_stdin else generated()
-            try:
-                accounts.add_user(args.username, args.name or args.username, args.role,
-                                  args.organization, password)  # fmt: skip
-            except ValueError as exc:
-                print(f"dtr: {exc}", file=sys.stderr)
+            if args.password_stdin and not password:
+                print("dtr: no password on stdin", file=sys.stderr)
                 return 2
-            print(f"dtr: added {args.role} user {args.username}")
+            if args.action == "add":
+                try:
+                    accounts.add_user(args.username, args.name or args.username, args.role,
+                                      args.organization, password)  # fmt: skip
+                except ValueError as exc:
+                    print(f"dtr: {exc}", file=sys.stderr)
+                    return 2
+                print(f"dtr: added {args.role} user {args.username}")
+            elif accounts.reset_password(args.username, password):
+                print(f"dtr: new password for {args.username}; their sessions were ended")
+            else:
+                print(f"dtr: no user {args.username!r}", file=sys.stderr)
+                return 2
             if not args.password_stdin:
                 print(f"dtr: password (shown once): {password}")
+        elif args.action in ("disable", "enable"):
+            if not accounts.set_user_active(args.username, args.action == "enable"):
+                print(f"dtr: no user {args.username!r}", file=sys.stderr)
+                return 2
+            print(
+                f"dtr: user {args.username} "
+                + {"disable": "disabled; their sessions were ended", "enable": "enabled"}[
+                    args.action
+                ]
+            )
         else:
             for u in accounts.users():
                 print(json.dumps({"username": u.username, "name": u.name, "role": u.role,
@@ -590,6 +625,20 @@ def parser() -> argparse.ArgumentParser:
         help="read the password from the first line of stdin (default: make one and print it)",
     )  # fmt: skip
     user_actions.add_parser("list", parents=[database], help="the portal users")
+    for action, text in (
+        ("disable", "refuse the user's sign-in and end their sessions"),
+        ("enable", "allow the user to sign in again"),
+    ):
+        user_actions.add_parser(action, parents=[database], help=text).add_argument("username")
+    reset = user_actions.add_parser(
+        "reset-password", parents=[database],
+        help="a new password (made and printed once, or read from stdin); ends their sessions",
+    )  # fmt: skip
+    reset.add_argument("username")
+    reset.add_argument(
+        "--password-stdin", action="store_true",
+        help="read the password from the first line of stdin (default: make one and print it)",
+    )  # fmt: skip
     users.set_defaults(func=cmd_users)
     return top
 

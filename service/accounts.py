@@ -157,6 +157,33 @@ class Accounts:
             )
         return User(username, name, role, organization) if inserted else None
 
+    def set_user_active(self, username: str, active: bool) -> bool:
+        """Enable or disable a user; False when there is none of that name.
+        A disabled user's sessions end at once (every device signed out)."""
+        with self.store.database() as db:
+            m = db.mark
+            found = db.execute(
+                f"UPDATE users SET active = {m} WHERE username = {m} RETURNING username",
+                (int(active), username),
+            )
+            if found and not active:
+                db.execute(f"DELETE FROM sessions WHERE username = {m}", (username,))
+        return bool(found)
+
+    def reset_password(self, username: str, password: str) -> bool:
+        """A new password; False when there is no user of that name. The
+        user's sessions end (whoever knew the old one is signed out)."""
+        hashed = hash_password(password)
+        with self.store.database() as db:
+            m = db.mark
+            found = db.execute(
+                f"UPDATE users SET password_hash = {m} WHERE username = {m} RETURNING username",
+                (hashed, username),
+            )
+            if found:
+                db.execute(f"DELETE FROM sessions WHERE username = {m}", (username,))
+        return bool(found)
+
     def users(self) -> list[User]:
         with self.store.database() as db:
             rows = db.execute(

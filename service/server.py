@@ -30,7 +30,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import uuid
+from collections.abc import Callable
 
 import h11
 import uvicorn
@@ -158,9 +160,25 @@ def protocol_class(header_timeout: float) -> type[ServiceProtocol]:
     return Protocol
 
 
-def run(app: FastAPI, settings: Settings) -> None:
-    """Serve the app until interrupted, as ``dtr serve`` does."""
-    uvicorn.run(
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling the caller where it listens once it does:
+    with ``--port 0`` only the bound socket knows the port."""
+
+    def __init__(self, config: uvicorn.Config, announce: Callable[[str], None] | None) -> None:
+        super().__init__(config)
+        self.announce = announce
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self.announce is not None and self.servers:
+            host, port = self.servers[0].sockets[0].getsockname()[:2]
+            self.announce(f"http://{f'[{host}]' if ':' in host else host}:{port}")
+
+
+def run(app: FastAPI, settings: Settings, announce: Callable[[str], None] | None = None) -> None:
+    """Serve the app until interrupted, as ``dtr serve`` does; ``announce``
+    gets the URL it listens on once it does."""
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -168,3 +186,4 @@ def run(app: FastAPI, settings: Settings) -> None:
         access_log=False,
         http=protocol_class(settings.header_timeout),
     )
+    _Server(config, announce).run()

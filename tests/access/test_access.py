@@ -731,3 +731,47 @@ def test_passwords_are_hashed_with_argon2id_at_rfc_9106_cost(
     assert passwords.verify(hashed, "correct horse battery")
     assert not passwords.verify(hashed, "correct horse battery!")
     assert not passwords.verify(None, "correct horse battery")
+
+
+def test_the_cli_disables_enables_and_resets_a_portal_user(
+    app: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`dtr users disable | enable | reset-password` on the service's store: a
+    disabled user cannot sign in and their open session ends at once; enabled
+    again, they can; a reset password replaces the old one and ends the
+    session opened with it. An unknown user is exit 2, nothing changed."""
+    from dtr.cli import main
+
+    db = app.state.service.settings.database
+    add_user(app.state.store, "ann")
+
+    def sign_in(password: str) -> TestClient | None:
+        browser = TestClient(app)
+        page = browser.get("/signin")
+        token = page.text.split('name="csrf" value="')[1].split('"')[0]
+        form = {"username": "ann", "password": password, "csrf": token, "next": "/"}
+        signed = browser.post("/signin", content=urlencode(form), headers=FORM,
+                              follow_redirects=False)  # fmt: skip
+        return browser if signed.status_code == 303 else None
+
+    def live(browser: TestClient) -> bool:
+        return browser.get("/Questionnaire/eocco329-initial").status_code == 200
+
+    session = sign_in(PASSWORD)
+    assert session is not None and live(session)
+    assert main(["users", "disable", "ann", "--db", db]) == 0
+    assert "ann disabled" in capsys.readouterr().out
+    assert not live(session) and sign_in(PASSWORD) is None
+    assert main(["users", "enable", "ann", "--db", db]) == 0
+    session = sign_in(PASSWORD)
+    assert session is not None and live(session)
+
+    assert main(["users", "reset-password", "ann", "--db", db]) == 0
+    new = capsys.readouterr().out.split("password (shown once): ")[1].strip()
+    assert not live(session) and sign_in(PASSWORD) is None
+    assert sign_in(new) is not None
+
+    for action in ("disable", "enable", "reset-password"):
+        assert main(["users", action, "nobody", "--db", db]) == 2
+        assert "no user 'nobody'" in capsys.readouterr().err
+    assert [u.username for u in Accounts(app.state.store).users()] == ["ann"]

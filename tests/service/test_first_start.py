@@ -28,7 +28,7 @@ from tests.support.callers import PASSWORD
 from tests.support.paths import ROOT
 from tests.support.server import free_port
 
-FIRST_USER = re.compile(r"made the portal user 'office'.*?password (\S+)", re.DOTALL)
+FIRST_USER = re.compile(r"First start: a portal user was made.*?password +(\S+)", re.DOTALL)
 
 
 @dataclass
@@ -62,7 +62,10 @@ def serving_together(database: str, folder: Path, count: int = 2) -> Iterator[li
                     last = server.err.read_text(errors="replace").strip().splitlines()[-3:]
                     raise AssertionError(f"a server exited ({server.process.returncode}): {last}")
                 try:
-                    if httpx.get(f"{server.url}/metadata", timeout=1).status_code == 200:
+                    # answering, and done saying so (the sign-in is printed
+                    # once the server listens, after "serving on")
+                    answers = httpx.get(f"{server.url}/metadata", timeout=1).status_code == 200
+                    if answers and "dtr: serving on" in server.out.read_text():
                         break
                 except httpx.TransportError:
                     pass

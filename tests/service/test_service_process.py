@@ -273,24 +273,28 @@ def test_the_first_start_makes_a_user_and_says_how_to_sign_in(tmp_path: Path) ->
         assert process.stdout is not None
         process.stdout.close()
 
-    def start() -> tuple[subprocess.Popen[str], str]:
+    def start(last: str) -> tuple[subprocess.Popen[str], str]:
+        """Started, with what it printed up to the line starting ``last``."""
         process = subprocess.Popen(
             command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
         )
         assert process.stdout is not None
         printed = ""
-        while "dtr: serving on" not in printed:
+        while not printed.splitlines() or not printed.splitlines()[-1].startswith(last):
             line = process.stdout.readline()
             assert line, f"the server exited: {printed}"
             printed += line
         return process, printed
 
-    process, printed = start()
+    # the sign-in is the last thing printed, set apart below the rule
+    process, printed = start("  Shown once.")
     url = f"http://127.0.0.1:{port}"
     try:
-        found = re.search(r"user name (\S+) and password (\S+)", printed)
+        assert printed.startswith(f"dtr: serving on {url}/"), printed
+        found = re.search(r"Sign in at +(\S+)\n +user name +(\S+)\n +password +(\S+)", printed)
         assert found, printed
-        username, password = found.groups()
+        sign_in, username, password = found.groups()
+        assert sign_in == f"{url}/"
         with httpx.Client(base_url=url, timeout=10) as browser:
             for _ in range(100):
                 try:
@@ -305,6 +309,9 @@ def test_the_first_start_makes_a_user_and_says_how_to_sign_in(tmp_path: Path) ->
             assert signed.status_code == 200 and "Sign out" in signed.text  # the portal
     finally:
         stop(process)
-    process, printed = start()
+    process, printed = start("dtr: serving on")
+    process.terminate()
+    assert process.stdout is not None
+    printed += process.stdout.read()  # all it said, to its exit
     stop(process)
-    assert "password" not in printed
+    assert "dtr: serving on" in printed and "password" not in printed
