@@ -11,7 +11,7 @@ response, and the id of the ClaimResponse.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
@@ -25,6 +25,7 @@ from review.config import needs_review
 from review.decision import under_review
 from review.member import member_key
 from review.notice import notice_context, render_notice, render_notice_pdf
+from review.overlap import RunningApproval, running_approvals
 from review.request import priority_of
 from scoring.determination import Determination, from_json
 from scoring.fhir_outputs import claim_response, coverage_information
@@ -33,7 +34,7 @@ from scoring.response import parse_json
 from service.auth import requirement, requires
 from service.http import FHIRResponse, Service, request_id, require_json
 from service.ownership import owned_record
-from service.store import Record, response_key
+from service.store import Record, Store, response_key
 
 # the caller of each route, allowed what it does
 Submitter = Annotated[Identity, requires("QuestionnaireResponse", "c")]
@@ -77,6 +78,22 @@ def stored_determination(catalog: Catalog, record: Record) -> Determination:
     """The stored determination as an object, with the texts of its package."""
     package = catalog.resolve(record.questionnaire)
     return from_json(package, record.determination, record.response.get("subject"))
+
+
+def running_for(catalog: Catalog, store: Store, record: Record) -> list[RunningApproval]:
+    """The member's approvals of the same policy running on the day this
+    request arrived (an early renewal, a duplicate); none when the request
+    names no member we can match."""
+    if record.member is None:
+        return []
+    kind = catalog.resolve(record.questionnaire).kind
+    # the day it was decided as of: the service's day of receipt, the day
+    # authorizations are counted from
+    received = date.fromisoformat(record.evaluated_at[:10])
+    # approvals of requests received by then (to the second the store
+    # keeps): a later one is the later request's overlap, not this one's
+    approvals = store.approved_terms(record.member, record.policy, record.received_at)
+    return running_approvals(approvals, received, kind, record.id)
 
 
 def router(service: Service) -> APIRouter:
@@ -169,6 +186,13 @@ def router(service: Service) -> APIRouter:
         if record.outcome == "pended":
             # DTR: $questionnaire-package with this context reopens the request
             body["context"] = record.id
+        running = running_for(catalog, service.store, record)
+        if running:
+            # when and what, not which record: it may be another office's
+            body["runningApprovals"] = [
+                {**{k: v for k, v in r.to_json().items() if k != "id"}, "text": r.sentence()}
+                for r in running
+            ]
         return JSONResponse(body)
 
     @api.get("/determinations/{record_id}/notice")

@@ -62,6 +62,7 @@ from scoring.outcome import InvalidInput, Issue
 from scoring.response import parse_json
 from service.auth import Caller, requires
 from service.casework import Casework, ReviewAction
+from service.determinations import running_for
 from service.http import AccessDenied, Service, not_found, require_json
 from service.store import Record
 
@@ -225,6 +226,15 @@ def router(service: Service) -> APIRouter:
             # the quantity an approval would give, when the request is above
             # the limit: the pharmacist may approve it as cut or in full
             "overLimit": _over_limit(package, evaluation, answers, as_of),
+            # approvals of this policy for this member running when it came in
+            "runningApprovals": [
+                {
+                    **r.to_json(),
+                    "text": r.sentence(),
+                    "case": f"{service.base}/review/{r.record_id}",
+                }
+                for r in running_for(catalog, service.store, record)
+            ],
             "trail": sorted(trail, key=lambda t: t["at"]),
             "links": {
                 "notice": f"{service.base}/determinations/{record.id}/notice",

@@ -377,6 +377,22 @@ class Store:
             )
         return [Approval(*row) for row in rows]
 
+    def approved_terms(
+        self, member: str, policy: str, received_by: str
+    ) -> list[tuple[str, str, dict[str, Any]]]:
+        """This member's approvals under this policy of requests received by
+        ``received_by``, each (record id, questionnaire, determination JSON):
+        its authorization term is in it."""
+        with self.connections.reading() as db:
+            m = db.mark
+            rows = db.execute(
+                "SELECT id, questionnaire, determination FROM determinations"
+                f" WHERE member = {m} AND policy = {m} AND outcome = 'approved'"
+                f" AND received_at <= {m}",
+                (member, policy, received_by),
+            )
+        return [(str(r[0]), str(r[1]), json.loads(r[2])) for r in rows]
+
     def log_error(self, report: ErrorReport) -> None:
         with self.connections.reading() as db:
             db.execute(

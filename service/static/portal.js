@@ -669,6 +669,11 @@
     $("result-member").textContent = m.name
       ? `${m.name} (member ${m.memberId}) · prescriber ${m.prescriber} (NPI ${m.npi})`
       : "";
+    // an approval of the same policy for this member still running: an
+    // early renewal or a duplicate, said before anyone waits on this one
+    const running = d.runningApprovals || [];
+    $("result-running").textContent = running.map((r) => r.text).join(" ");
+    $("result-running").hidden = running.length === 0;
     highlightMissing(inForm ? d.missingQuestions || [] : []);
     const link = $("complete-later");
     if (d.context) {
