@@ -7,14 +7,21 @@ with a wrong password, so the time taken does not tell which names exist.
 from __future__ import annotations
 
 import secrets
+from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 _HASHER = PasswordHasher()
-# verified against when the name is unknown: same work, same answer (no)
-_DUMMY = _HASHER.hash(secrets.token_urlsafe(16))
 MIN_LENGTH = 12
+
+
+@cache
+def _dummy() -> str:
+    """Verified against when the name is unknown: same work, same answer
+    (no). Made at the first such sign-in, not at import: a hash at full cost
+    takes a tenth of a second, which every command would pay."""
+    return _HASHER.hash(secrets.token_urlsafe(16))
 
 
 def hash_password(password: str) -> str:
@@ -25,7 +32,7 @@ def hash_password(password: str) -> str:
 
 def verify(stored: str | None, password: str) -> bool:
     try:
-        return _HASHER.verify(stored or _DUMMY, password) and stored is not None
+        return _HASHER.verify(stored or _dummy(), password) and stored is not None
     except (VerificationError, InvalidHashError):
         return False
 

@@ -24,7 +24,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 import fhirpathpy
@@ -73,9 +73,21 @@ class Expression:
         raise DefinitionError(f'"{self.name}" is not a truth value: {result!r}')
 
 
+@lru_cache(maxsize=8192)
+def _compiled(source: str) -> Any:
+    """fhirpathpy's compiled function for a source text, parsed once: the
+    catalog holds every released version of every form, and most of their
+    definitions are the same text (850 in the bundled catalog, 128 distinct),
+    while parsing with fhirpathpy's ANTLR parser is most of what compiling the
+    catalog costs. A compiled function is made to be called again and again
+    (that is fhirpathpy's reason for ``compile``), so one serves every
+    expression of that text."""
+    return fhirpathpy.compile(source, model=R4)
+
+
 def compile_expression(name: str, source: str) -> Expression:
     try:
-        compiled = fhirpathpy.compile(source, model=R4)
+        compiled = _compiled(source)
     except Exception as exc:
         raise DefinitionError(f'"{name}" does not compile: {source!r}: {exc}') from exc
     return Expression(name=name, source=source, _compiled=compiled)

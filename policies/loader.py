@@ -19,6 +19,10 @@ from policies.consistency import check_policy
 from policies.examples import EXAMPLES_SUFFIX, Examples, examples_file, is_examples_file
 from policies.model import Policy
 
+# libyaml's safe loader (the same constructors, in C); the pure-Python one
+# where PyYAML was built without libyaml
+SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 class PolicyError(ValueError):
     """A policy file that cannot be used, with every problem found in it."""
@@ -47,7 +51,7 @@ def _field_path(location: tuple[int | str, ...]) -> str:
 
 def _yaml_mapping(text: str, source: str, what: str) -> dict[str, Any]:
     try:
-        data: Any = yaml.safe_load(text)
+        data: Any = yaml.load(text, Loader=SAFE_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

@@ -20,6 +20,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from policies.loader import SAFE_LOADER
 from review.decision import recommendation_word
 from scoring.determination import Determination
 
@@ -112,7 +113,7 @@ class PayerConfigError(ValueError):
 
 def load_payer(path: Path) -> PayerConfig:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
     except (OSError, yaml.YAMLError) as exc:
         raise PayerConfigError(str(path), [f"cannot be read: {exc}"]) from None
     try:
