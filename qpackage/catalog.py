@@ -34,6 +34,7 @@ from scoring.response import (
     parse_json,
     questionnaire_of,
     size_bound,
+    unpack_data_urls,
 )
 
 
@@ -225,6 +226,7 @@ def in_effect(
 
 def receive(catalog: Catalog, resource: Mapping[str, Any], as_of: date) -> Received:
     """A new request, decided under the version in effect as of now."""
+    resource = unpack_data_urls(resource)  # kept as FHIR has it: payload and type apart
     package, response, moved = in_effect(catalog, checked_package(catalog, resource), resource)
     determination = assess(package, response, as_of)[0]
     if moved is not None:

@@ -537,6 +537,54 @@ def _date_problem(value: Any) -> str | None:
     return None
 
 
+# RFC 2397's base64 form, as some DTR clients (CSIRO Smart Forms) put a file
+# in Attachment.data: data:<type>[;param=value]*;base64,<payload>
+DATA_URL = re.compile(
+    r"data:(?P<type>[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+)?"
+    r"(?:;[A-Za-z0-9!#$&^_.+-]+=[^;,]*)*;base64,(?P<payload>.*)",
+    re.DOTALL,
+)
+
+
+def unpack_data_urls(resource: Any) -> Any:
+    """The response with each attachment whose ``data`` is a base64 data URL
+    (``data:application/pdf;base64,JVBER…``) rewritten as FHIR has it: the
+    payload in ``data``, the media type in ``contentType`` (unless one is
+    given). Nothing is lost; what is not such a data URL is left for the
+    checks to judge. A copy: the caller's resource is not changed."""
+    if not isinstance(resource, Mapping):
+        return resource
+    items = resource.get("item")
+    if not isinstance(items, list):
+        return resource
+    return {**resource, "item": [_unpacked_item(item) for item in items]}
+
+
+def _unpacked_item(item: Any) -> Any:
+    if not isinstance(item, Mapping):
+        return item
+    out = dict(unpack_data_urls(item))
+    answers = item.get("answer")
+    if isinstance(answers, list):
+        out["answer"] = [_unpacked_answer(a) for a in answers]
+    return out
+
+
+def _unpacked_answer(answer: Any) -> Any:
+    if not isinstance(answer, Mapping):
+        return answer
+    out = dict(unpack_data_urls(answer))  # an answer's nested items
+    value = answer.get("valueAttachment")
+    data = value.get("data") if isinstance(value, Mapping) else None
+    match = DATA_URL.fullmatch(data) if isinstance(data, str) else None
+    if isinstance(value, Mapping) and match:
+        attachment = {**value, "data": match["payload"]}
+        if match["type"] and "contentType" not in value:
+            attachment["contentType"] = match["type"].lower()
+        out["valueAttachment"] = attachment
+    return out
+
+
 def _attachment_problem(value: dict[str, Any]) -> str | None:
     data, url = value.get("data"), value.get("url")
     if data is None and url is None:
@@ -546,6 +594,11 @@ def _attachment_problem(value: dict[str, Any]) -> str | None:
     if data is not None:
         if not isinstance(data, str):
             return "the attachment's data must be base64 text"
+        if data.startswith("data:"):
+            return (
+                "the attachment's data is a data URL that is not base64"
+                " (data:<type>;base64,<payload>): send the file's bytes as base64"
+            )
         try:
             decoded = base64.b64decode(data, validate=True)
         except (binascii.Error, ValueError):

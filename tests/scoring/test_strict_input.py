@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 
 from policies.loader import parse_policy
-from qpackage.catalog import Catalog, score_json
+from qpackage.catalog import Catalog, receive, score_json
 from scoring import InvalidInput, score
 from scoring.fill import fill
 from service.app import create_app
@@ -140,6 +140,31 @@ def test_attachments_carry_something_valid_and_not_too_big(catalog: Catalog) -> 
     assert "the limit is 10 MB" in refused(catalog, json.dumps(response))
     report["data"] = base64.b64encode(b"%PDF" + b"0" * (9 * 1024 * 1024)).decode()
     assert score_json(catalog, json.dumps(response), AS_OF).outcome == "approved"
+
+
+def test_a_file_sent_as_a_data_url_is_taken_as_its_bytes_and_type(catalog: Catalog) -> None:
+    """CSIRO Smart Forms puts a file in Attachment.data as a data URL
+    (``data:application/pdf;base64,…``): it approves like the same bytes sent
+    as FHIR has them, and is kept that way; a data URL that is not base64, or
+    whose payload is not, is refused naming the item."""
+    response = approved(catalog)
+    report = answer_of(response, "I.D.2.documentation")["valueAttachment"]
+    payload = base64.b64encode(b"%PDF-1.4\n").decode()
+    report.pop("contentType")
+    report["data"] = f"data:application/pdf;base64,{payload}"
+    received = receive(catalog, response, AS_OF)
+    assert received.determination.outcome == "approved"
+    kept = answer_of(received.response, "I.D.2.documentation")["valueAttachment"]
+    assert (kept["data"], kept["contentType"]) == (payload, "application/pdf")
+    assert report["data"].startswith("data:")  # the caller's copy is left as it was
+    report["contentType"] = "application/octet-stream"  # a type given is kept
+    kept = answer_of(receive(catalog, response, AS_OF).response, "I.D.2.documentation")
+    assert kept["valueAttachment"]["contentType"] == "application/octet-stream"
+    report["data"] = "data:text/plain,KRAS%20G12D"
+    assert "a data URL that is not base64" in refused(catalog, json.dumps(response))
+    report["data"] = "data:application/pdf;base64,not base64!"
+    problem = refused(catalog, json.dumps(response))
+    assert "I.D.2.documentation" in problem and "base64" in problem.lower()
 
 
 @pytest.fixture()
