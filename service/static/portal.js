@@ -40,6 +40,10 @@
   // submitted: {key, authored} of the last response sent}
   let session = null;
   let busy = false;
+  // the form's answers as they are typed, in this tab's sessionStorage (gone
+  // when the tab closes or the office signs out): a lapsed sign-in loses
+  // nothing, and the work comes back after signing in again
+  const UNSENT = "dtr.portal.unsent";
   window.portalStatus = "idle";
   window.draftStatus = "none";
 
@@ -376,18 +380,26 @@
   }
 
   // source: {canonical} (a new request), {context} (a pended request
-  // reopened) or {draft: saved draft} (a draft taken up again)
+  // reopened), {draft: saved draft} (a draft taken up again) or {restored:
+  // the answers kept in this tab when the sign-in lapsed}
   async function loadForm(source) {
     window.portalStatus = "loading";
     $("error").hidden = true;
     $("submit").disabled = true;
     $("save-draft").disabled = true;
     const m = member();
-    const canonical = source.draft ? source.draft.questionnaire : source.canonical;
-    const fetched = await fetchPackage(m, source.context ? source : { canonical });
+    const restored = source.restored;
+    const context = source.context || (restored && restored.context);
+    const canonical = source.draft
+      ? source.draft.questionnaire
+      : restored
+        ? restored.response.questionnaire
+        : source.canonical;
+    const fetched = await fetchPackage(m, context ? { context } : { canonical });
     loaded = {
       ...fetched,
       birthDates: birthDateQuestions(fetched.questionnaire, fetched.libraries),
+      context,
       depth: new Map(),
       text: new Map(),
     };
@@ -396,11 +408,15 @@
       loaded.text.set(item.linkId, item.text || item.linkId);
     });
     session = {
-      id: source.draft ? source.draft.id : newId(),
-      draftSaved: Boolean(source.draft),
+      id: source.draft ? source.draft.id : restored ? restored.response.id : newId(),
+      draftSaved: Boolean(source.draft) || Boolean(restored && restored.draftSaved),
       submitted: null,
     };
-    const items = source.draft ? source.draft.response.item : loaded.draft.item;
+    const items = source.draft
+      ? source.draft.response.item
+      : restored
+        ? restored.response.item
+        : loaded.draft.item;
     if (!$("birth-date").value) {
       // a reopened request: the birth date it answered before
       const given = loaded.birthDates.map((p) => answerAt(items, p)).find((a) => a && a[0]);
@@ -414,7 +430,7 @@
       // a new request: the address names its form, not an earlier draft or result
       history.replaceState(null, "", `/?q=${encodeURIComponent(q.id)}`);
     }
-    $("reopened").hidden = !source.context;
+    $("reopened").hidden = !context;
     $("draft-note").hidden = !source.draft;
     if (source.draft) {
       $("draft-note").textContent = `Draft saved ${when(source.draft.updated)}: ${source.draft.label}.`;
@@ -470,6 +486,51 @@
     return response;
   }
 
+  // --- a lapsed sign-in ------------------------------------------------------------------
+
+  function keepLocally() {
+    if (!loaded || !session) return;
+    let response;
+    try {
+      response = exportResponse("in-progress");
+    } catch {
+      return; // a field holds an invalid value: the last good answers stay kept
+    }
+    const m = member();
+    if (m.birthDate) response.extension.push({ url: BIRTH_DATE_EXTENSION, valueDate: m.birthDate });
+    sessionStorage.setItem(
+      UNSENT,
+      JSON.stringify({ response, context: loaded.context || null, draftSaved: session.draftSaved }),
+    );
+  }
+
+  function forgetLocally() {
+    sessionStorage.removeItem(UNSENT);
+  }
+
+  // the service answered 401: the answers are kept in the tab, and the way
+  // back (sign in, then this page restores them) is shown by the buttons
+  function sessionEnded() {
+    keepLocally();
+    $("sign-in-again").href = `/signin?next=${encodeURIComponent("/?restore=1")}`;
+    $("session-ended").hidden = false;
+    $("session-ended").scrollIntoView({ block: "nearest" });
+    window.portalStatus = "signed-out";
+  }
+
+  async function restore() {
+    const kept = JSON.parse(sessionStorage.getItem(UNSENT) || "null");
+    if (!kept) {
+      say("Nothing was kept in this tab to restore.");
+      return;
+    }
+    fillIdentity(kept.response);
+    identityValid(false);
+    await loadForm({ restored: kept });
+    history.replaceState(null, "", session.draftSaved ? `/?draft=${encodeURIComponent(session.id)}` : "/");
+    say("Your answers are back: submit when ready.");
+  }
+
   // --- submitting -----------------------------------------------------------------------
 
   function setBusy(on, label) {
@@ -507,6 +568,10 @@
         headers: POST_HEADERS,
         body: JSON.stringify(response),
       });
+      if (reply.status === 401) {
+        sessionEnded();
+        return;
+      }
       const body = await reply.json();
       if (!reply.ok) {
         showError(`The response was refused (${reply.status}):\n${issues(body)}`);
@@ -522,6 +587,7 @@
         session.draftSaved = false;
         $("draft-note").hidden = true;
       }
+      forgetLocally(); // sent: nothing left to restore
       const determination = await call(`/determinations/${body.id}`);
       window.lastDetermination = determination;
       history.replaceState(null, "", `/?result=${encodeURIComponent(body.id)}`);
@@ -557,6 +623,10 @@
       refreshLists();
     } catch (e) {
       window.draftStatus = "error";
+      if (e.status === 401) {
+        sessionEnded();
+        return;
+      }
       throw e;
     } finally {
       setBusy(false);
@@ -799,6 +869,16 @@
     openChosen().catch(failed);
   });
   $("submit").addEventListener("click", () => submit().catch(failed));
+  // kept as typed (a moment after the last change), for a lapsed sign-in
+  let keeping = null;
+  const keepSoon = () => {
+    clearTimeout(keeping);
+    keeping = setTimeout(keepLocally, 500);
+  };
+  $("formContainer").addEventListener("change", keepSoon);
+  $("formContainer").addEventListener("input", keepSoon);
+  // signed out on purpose: nothing of the member's stays in the tab
+  if ($("signout")) $("signout").addEventListener("submit", forgetLocally);
   $("save-draft").addEventListener("click", () => saveDraft().catch(failed));
   $("print").addEventListener("click", () => window.print());
   // another policy: the form on the page is not its form
@@ -859,7 +939,9 @@
     target.scrollIntoView({ block: "start" });
     target.focus({ preventScroll: true });
   }
-  if (params.get("draft")) {
+  if (params.get("restore")) {
+    restore().catch(failed);
+  } else if (params.get("draft")) {
     openDraft(params.get("draft")).catch(failed);
   } else if (params.get("context")) {
     openContext(params.get("context")).catch(failed);

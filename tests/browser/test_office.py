@@ -333,3 +333,49 @@ def test_the_office_pages_pass_the_accessibility_rules(
     finally:
         context.close()
     assert not page_problems.errors, page_problems.errors
+
+
+def test_a_lapsed_sign_in_loses_no_work(
+    page: Page, service: Service, page_problems: Problems
+) -> None:
+    """The sign-in lapses while the office fills the form: Submit sends
+    nothing and says so beside the buttons, with a way to sign in again;
+    after signing in, the answers come back and the request is submitted
+    once."""
+    from tests.browser.conftest import USERNAME, submit_sign_in
+    from tests.support.callers import PASSWORD
+
+    patient = a_patient()
+    form = load_form(service, QID)
+    portal = Portal(page, service, form).open(patient)
+    portal.fill(COMPLETE)
+    before = answered(portal.export())
+    kept = "sessionStorage.getItem('dtr.portal.unsent')"
+    for _ in range(100):  # kept a moment after the last change
+        if page.evaluate(kept) is not None:
+            break
+        page.wait_for_timeout(50)
+    assert page.evaluate(kept) is not None
+
+    page.context.clear_cookies()  # the session is gone, as after its time
+    page.click("#submit")
+    assert settled(page, {"signed-out", "scored", "refused", "error"}) == "signed-out"
+    prompt = page.locator("#session-ended")
+    expect(prompt).to_be_visible()
+    expect(prompt).to_contain_text("nothing was sent")
+
+    prompt.get_by_role("link", name="sign in again").click()
+    submit_sign_in(page, USERNAME, PASSWORD)
+    expect(page).to_have_url(re.compile(r"/(\?draft=[0-9a-f]{32})?$"))
+    restored = Portal(page, service, form).ready()
+    assert answered(restored.export()) == before  # every answer back
+    expect(page.locator("#patient-name")).to_have_value(patient.name)
+    expect(page.locator("#npi")).to_have_value(patient.npi)
+
+    page.click("#submit")
+    assert settled(page, {"scored", "refused", "error"}) == "scored"
+    assert page.evaluate("window.lastDetermination")["outcome"] == "approved"
+    assert len(submissions_of(page, patient)) == 1
+    assert page.evaluate(kept) is None
+    # the refused calls of the lapsed session are what the browser logs for a 401
+    page_problems.errors[:] = [e for e in page_problems.errors if "401" not in e]
