@@ -366,7 +366,43 @@
     }
     $("formContainer").innerHTML = "";
     await LForms.Util.addFormToPage(form, "formContainer", { fhirVersion: "R4" });
+    markPlanAnswers();
   }
+
+  // the answers the payer filled in from its own records (a renewal's earlier
+  // approval) say so beside their question (the note is the stylesheet's,
+  // .plan-answer): the office checks them rather than takes them as its own.
+  // A reopened pended request's draft marks every earlier answer as the
+  // server's too; there the note above the form says where they came from
+  function markPlanAnswers() {
+    planAnswers = new Set();
+    if (loaded.context) return;
+    flatten(loaded.draft.item || [])
+      .filter(([, answers]) =>
+        answers.some((a) =>
+          (a.extension || []).some(
+            (e) =>
+              e.url === INFORMATION_ORIGIN &&
+              (e.extension || []).some((s) => s.url === "source" && s.valueCode === "auto-server"),
+          ),
+        ),
+      )
+      .forEach(([path]) => planAnswers.add(path[path.length - 1]));
+    notePlanAnswers();
+  }
+
+  // again whenever LHC-Forms draws items: a question shown later (its
+  // enableWhen met) gets its note when it appears
+  let planAnswers = new Set();
+  function notePlanAnswers() {
+    planAnswers.forEach((linkId) => {
+      const node = itemElement(linkId);
+      if (node && !node.classList.contains("plan-answer")) node.classList.add("plan-answer");
+    });
+  }
+  new MutationObserver(() => {
+    if (loaded && planAnswers.size) notePlanAnswers();
+  }).observe($("formContainer"), { childList: true, subtree: true });
 
   function clearForm(message) {
     loaded = null;

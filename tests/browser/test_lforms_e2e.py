@@ -792,12 +792,21 @@ def test_a_renewal_shows_this_plans_earlier_approval(page: Page, service: Servic
     portal.answer("started_on_samples", False)
     prior = portal.form.items[portal.form.link_id("prior_plan_approval")]
     expect(page.locator(sel(f"{prior.element_id}|true") + " input")).to_be_checked()
-    # another member's form prefills nothing
+    # said to be the plan's answer, beside the question (shown once enabled)
+    question = portal.item(prior.link_id)
+    expect(question).to_have_class(re.compile(r"\bplan-answer\b"))
+    note = question.locator(".lhc-question").first.evaluate(
+        "node => getComputedStyle(node, '::after').content"
+    )
+    assert "plan's own records" in note
+    # another member's form prefills nothing, and says nothing of the plan
     other = Portal(page, service, load_form(service, "eocco329-renewal")).open(
         replace(PATIENT, member_id="nobody")
     )
     other.answer("started_on_samples", False)
     expect(page.locator(sel(f"{prior.element_id}|true") + " input")).not_to_be_checked()
+    expect(other.item(prior.link_id)).not_to_have_class(re.compile(r"\bplan-answer\b"))
+    assert page.locator("#formContainer .plan-answer").count() == 0
 
 
 # --- d. answers of disabled items -------------------------------------------------
