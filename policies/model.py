@@ -695,6 +695,49 @@ def form_criteria(policy: Policy, kind: RequestKind, drug: str | None) -> Iterat
     return visit(policy.request(kind).criteria)
 
 
+def _asked(
+    policy: Policy, kind: RequestKind, drug: str | None
+) -> Iterator[tuple[Question, str | None]]:
+    """Each question one form asks, with the first condition under which it is
+    asked (``SECTION: field``), None when it is asked on every request."""
+
+    def visit(nodes: list[Node], guard: str | None) -> Iterator[tuple[Question, str | None]]:
+        for node in nodes:
+            if isinstance(node, AnyOf):
+                yield from visit(list(node.any_of), guard)
+                continue
+            if drug is not None and node.drugs and drug not in node.drugs:
+                continue
+            own = guard or (f"{node.id}: enable_when" if node.enable_when else None)
+            for question in node.questions:
+                asked = own or (
+                    f"{node.id}: questions: {question.name}: enable_when"
+                    if question.enable_when
+                    else None
+                )
+                yield question, asked
+            below = own or (
+                f"{node.id}: children_enable_when" if node.children_enable_when else None
+            )
+            yield from visit(policy.initial.criteria if node.include else node.children, below)
+
+    return visit(policy.request(kind).criteria, None)
+
+
+def asked_always(policy: Policy, kind: RequestKind, drug: str | None) -> set[str]:
+    """The questions a form asks on every request, whatever the answers."""
+    return {question.name for question, guard in _asked(policy, kind, drug) if guard is None}
+
+
+def always_why(policy: Policy, kind: RequestKind, drug: str | None, name: str) -> str | None:
+    """The condition under which a form asks a question only on some answers
+    (``SECTION: field``); None when the form does not ask it."""
+    return next(
+        (guard for question, guard in _asked(policy, kind, drug) if question.name == name),
+        None,
+    )
+
+
 def expression_variables(expression: str) -> set[str]:
     """The ``%name`` variables an expression reads (strings are not parsed out:
     question names never appear inside FHIRPath string literals here)."""

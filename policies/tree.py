@@ -108,8 +108,16 @@ def limit_guard(limit: QuantityLimit, several_products: bool) -> str | None:
     parts = []
     if several_products and limit.code is not None:
         parts.append(f"%{REQUESTED_PRODUCT}.code = '{limit.code.code}'")
-    parts.extend(condition_expression(c) for c in limit.when)
+    parts.extend(indication_expression(c) for c in limit.when)
     return " and ".join(f"({p})" for p in parts) if parts else None
+
+
+def indication_expression(condition: Condition) -> str:
+    """A limit's condition, unknown while its question is unanswered: which
+    limit applies is not known yet, so a quantity over it is unknown too (the
+    request pends), where a condition false until answered (as enableWhen is)
+    would drop the limit and let the quantity through."""
+    return f"({condition_expression(condition)}) or (%{condition.question}.empty() and {{}})"
 
 
 def within_limit(limit: QuantityLimit) -> str:

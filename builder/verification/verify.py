@@ -49,6 +49,8 @@ from policies.model import (
     QuantityLimit,
     Question,
     RequestKind,
+    always_why,
+    asked_always,
     walk,
 )
 from policies.names import questionnaire_id
@@ -86,6 +88,7 @@ def verify_policy(policy: Policy, source: str) -> list[str]:
     problems = [f"{source}: {p}" for p in expression_problems(policy)]
     problems += [f"{source}: {p}" for p in dose_problems(policy)]
     problems += [f"{source}: {p}" for p in unit_problems(policy)]
+    problems += [f"{source}: {p}" for p in indication_problems(policy)]
     if problems:
         return problems  # the rest would only repeat them
     try:
@@ -168,6 +171,37 @@ def unit_problems(policy: Policy) -> list[str]:
             " in one unit" + ("" if field != "unit" else ", or give each product its `code`")
         )
     return problems
+
+
+def indication_problems(policy: Policy) -> list[str]:
+    """A limit chosen by an answer (``when``) needs that answer on every
+    request of each form it is in: a limit applies only once its condition
+    is known, so a question its form asks only on some answers (a renewal
+    that asks the indication only when the plan holds no earlier approval)
+    would leave a quantity over that limit pending with nothing to ask — or,
+    read as not applying, approve it over the limit."""
+    if policy.quantity_limits is None:
+        return []
+    every = policy.quantity_limits.limits
+    found: dict[tuple[int, str, str], list[str]] = {}
+    for kind, drug in policy.forms():
+        always = asked_always(policy, kind, drug)
+        for limit in applicable_limits(policy, drug):
+            for condition in limit.when:
+                if condition.question in always:
+                    continue
+                why = always_why(policy, kind, drug, condition.question)
+                if why is None:
+                    continue  # not asked at all: refused with the policy's references
+                key = (_index(every, limit), condition.question, why)
+                found.setdefault(key, []).append(questionnaire_id(policy, kind, drug))
+    return [
+        f"QL: {_limit_label(i, every[i])}: when: {question} is asked in {', '.join(forms)}"
+        f" only on some answers ({why}), so on the others which limit applies is never"
+        " known: ask it on every request of the form, or choose the limit by `code` or"
+        " `drug`"
+        for (i, question, why), forms in found.items()
+    ]
 
 
 def _limit_label(index: int, limit: QuantityLimit) -> str:
