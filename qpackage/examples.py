@@ -31,9 +31,10 @@ from datetime import date
 from typing import Any
 
 from builder.verification.examples import built_forms, form_of
+from builder.verification.paths import approval_paths, taken_paths
 from cql_like.engine import CompiledRequest
 from policies.examples import Examples
-from policies.model import AnyOf, Criterion, Node, Policy, walk
+from policies.model import Criterion, Policy, walk
 from scoring import InvalidInput, assess
 from scoring.determination import Determination
 from scoring.fill import fill
@@ -166,7 +167,7 @@ def run_examples(policy: Policy, examples: Examples, source: str) -> Report:
         for criterion in walk(form.tree):
             if _decides(criterion) and criterion.id not in report.criteria:
                 report.criteria.append(criterion.id)
-        for path in [_form_path(key), *_paths(policy, form)]:
+        for path in [_form_path(key), *approval_paths(policy, form.kind, form.tree)]:
             if path not in report.paths:
                 report.paths.append(path)
     for example in examples.cases:
@@ -195,7 +196,9 @@ def run_examples(policy: Policy, examples: Examples, source: str) -> Report:
             report.cited.update(sections[name])
         if _approvable(found):
             report.approved_through.add(_form_path((example.request, example.drug)))
-            report.approved_through.update(_taken(policy, package, evaluation.statuses))
+            report.approved_through.update(
+                taken_paths(policy, package.kind, package.tree, evaluation.statuses)
+            )
     return report
 
 
@@ -225,67 +228,3 @@ def _decides(criterion: Criterion) -> bool:
 def _form_path(key: tuple[str, str | None]) -> str:
     request, drug = key
     return f"the {request} form{f' of {drug}' if drug else ''}"
-
-
-def _paths(policy: Policy, form: CompiledRequest) -> list[str]:
-    """The sections an approval of a form may go through: the alternatives
-    of its any-ofs, the criteria asked only on some answers (``enable_when``)
-    and the branches with a length of their own."""
-    criteria = list(walk(form.tree))
-    paths = _alternatives(form.tree)
-    paths += [c.id for c in criteria if c.enable_when and c.id not in paths]
-    decided = {c.id for c in criteria}
-    branches = [b.section for b in policy.authorization.term(form.kind).branches]
-    paths += [b for b in branches if b in decided and b not in paths]
-    for criterion in criteria:
-        if criterion.combine == "or" and criterion.children:
-            paths += [f"{criterion.id} {OWN}", f"{criterion.id} {CHILDREN}"]
-    return paths
-
-
-OWN = "by its own condition"
-CHILDREN = "by its criteria"
-
-
-def _taken(policy: Policy, form: CompiledRequest, statuses: Mapping[str, str]) -> set[str]:
-    """The paths of :func:`_paths` an approval went through: a section met;
-    a ``combine: or`` criterion met by its criteria when they are all met
-    (or by the one of them met, for ``logic: any``), else by its own
-    condition."""
-    taken = {p for p in _paths(policy, form) if statuses.get(p) == "met"}
-    for criterion in walk(form.tree):
-        if criterion.combine != "or" or not criterion.children:
-            continue
-        if statuses.get(criterion.id) != "met":
-            continue
-        children = [statuses.get(c.id) for c in _members(criterion.children)]
-        applying = [s for s in children if s != "not-applicable"]
-        if criterion.logic == "any":
-            by_children = "met" in applying
-        else:
-            by_children = bool(applying) and all(s == "met" for s in applying)
-        taken.add(f"{criterion.id} {CHILDREN if by_children else OWN}")
-    return taken
-
-
-def _members(nodes: list[Node]) -> list[Criterion]:
-    """The criteria directly in a list of nodes (an any-of's members too)."""
-    return [m for n in nodes for m in (n.any_of if isinstance(n, AnyOf) else [n])]
-
-
-def _alternatives(nodes: list[Node]) -> list[str]:
-    """The criteria of which one suffices, anywhere in a tree: the members of
-    an any-of and the children of a criterion decided by ``logic: any``."""
-    out: list[str] = []
-
-    def visit(items: list[Node], any_of: bool) -> None:
-        for node in items:
-            if isinstance(node, AnyOf):
-                visit(list(node.any_of), True)
-            else:
-                if any_of:
-                    out.append(node.id)
-                visit(node.children, node.logic == "any")
-
-    visit(nodes, False)
-    return out
