@@ -21,7 +21,7 @@ import datetime as dt
 import re
 from collections.abc import Iterator
 from datetime import date
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -86,6 +86,22 @@ ENGINE_VARIABLES = frozenset({"as_of", "resource", "context", "ucum"})
 
 class Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+
+def _quote() -> Any:
+    """A ``source_quote`` field: an excerpt of the policy's text that `dtr
+    lint` finds in its source text (``source_text``). Left out of every dump
+    (the policy's digest, the archive), so quoting a policy never changes what
+    it builds or its released version."""
+    return Field(
+        None,
+        exclude=True,
+        description="An excerpt of the policy text this part rests on, as the source text"
+        " words it (`dtr lint`)",
+    )
+
+
+Quote = NonEmpty | None
 
 
 class Payer(Strict):
@@ -158,6 +174,7 @@ class BranchTerm(Strict):
     section: SectionId
     months: Annotated[int, Field(gt=0, le=60)]
     basis: str | None = None
+    source_quote: Quote = _quote()
 
 
 class AuthorizationTerm(Strict):
@@ -179,6 +196,7 @@ class AuthorizationTerm(Strict):
     max_total_months: Annotated[int, Field(gt=0)] | None = Field(
         None, description="A cap on the total time on therapy (the start of therapy is asked)"
     )
+    source_quote: Quote = _quote()
 
     @model_validator(mode="after")
     def _assumed_needs_basis(self) -> AuthorizationTerm:
@@ -300,6 +318,7 @@ class QuantityLimit(Strict):
     daily_dose: DailyDose | None = None
     unit: NonEmpty
     period_days: Annotated[int, Field(gt=0)]
+    source_quote: Quote = _quote()
 
     @model_validator(mode="after")
     def _one_limit(self) -> QuantityLimit:
@@ -335,6 +354,7 @@ class QuantityLimits(Strict):
         " check`); policy versions released before it keep the rules they were built with",
     )
     ruling: str | None = None
+    source_quote: Quote = _quote()
 
     @model_validator(mode="after")
     def _period(self) -> QuantityLimits:
@@ -544,6 +564,7 @@ class Criterion(Strict):
         " the policy text it rests on",
     )
     ruling: str | None = Field(None, description="How an ambiguity of the policy text was read")
+    source_quote: Quote = _quote()
 
     @model_validator(mode="after")
     def _decidable(self) -> Criterion:
@@ -594,6 +615,7 @@ class InvestigationalCondition(Strict):
     )
     display: str | None = Field(None, description="The option's label, when not `text`")
     applies: str | None = Field(None, description="FHIRPath: true when the condition applies")
+    source_quote: Quote = _quote()
 
     @model_validator(mode="after")
     def _one_way(self) -> InvestigationalCondition:
@@ -609,6 +631,7 @@ class Investigational(Strict):
     other: InvestigationalCondition | None = Field(
         None, description="The catch-all ('all other conditions'), cited with the list's own id"
     )
+    source_quote: Quote = _quote()
 
     def all_conditions(self) -> list[InvestigationalCondition]:
         return [*self.conditions, *([self.other] if self.other else [])]
@@ -631,6 +654,33 @@ class RequestCriteria(Strict):
         return self
 
 
+class Acknowledged(Strict):
+    """Text of the source's criteria part that no part of the policy quotes, and why."""
+
+    text: NonEmpty = Field(description="An excerpt of the source text, as `source_quote` is")
+    reason: NonEmpty
+
+
+class SourceText(Strict):
+    """The plain-text copy of the policy's own words that `dtr lint` checks the
+    data against, and which part of it holds the criteria."""
+
+    file: NonEmpty = Field(description="The text file, relative to the policy file")
+    criteria_start: NonEmpty = Field(
+        description="An excerpt where the criteria part begins (e.g. its heading)"
+    )
+    criteria_end: NonEmpty | None = Field(
+        None,
+        description="An excerpt where the criteria part ends (the heading after it, not"
+        " linted); the end of the text when left out",
+    )
+    acknowledged: list[Acknowledged] = Field(
+        default_factory=list,
+        description="Text of the criteria part no part of the policy quotes, each with its"
+        " reason",
+    )
+
+
 class Policy(Strict):
     policy: PolicyIdentity
     drugs: Annotated[list[Drug], Field(min_length=1)]
@@ -640,6 +690,12 @@ class Policy(Strict):
     initial: RequestCriteria
     renewal: RequestCriteria
     investigational: Investigational | None = None
+    source_text: SourceText | None = Field(
+        None,
+        exclude=True,
+        description="The policy's own words, kept beside it, that `dtr lint` checks the data"
+        " against; left out of every dump, like `source_quote`",
+    )
 
     @property
     def id(self) -> str:
