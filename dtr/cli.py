@@ -31,6 +31,7 @@ from builder.verification.decisions import decision_tables_markdown
 from builder.verification.examples import example_problems
 from builder.verification.verify import verify_policy
 from policies.examples import examples_file
+from policies.lint import lint
 from policies.loader import (
     PolicyError,
     bundled_policies,
@@ -141,6 +142,39 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 2
     print(f"({time.perf_counter() - started:.1f} s)")
     return 0
+
+
+def cmd_lint(args: argparse.Namespace) -> int:
+    """Each policy's data against its own words (``source_text``): the
+    findings, then what was quoted and acknowledged; 1 on any finding."""
+    policies, _everything = _selected(args)
+    sources = _sources(args)
+    findings = acknowledged = 0
+    for policy in policies:
+        policy_file = Path(sources[policy.id])
+        text, name = "", str(policy_file)
+        if policy.source_text is not None:
+            path = policy_file.parent / policy.source_text.file
+            try:
+                text = path.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise PolicyError(
+                    str(policy_file), [f"source_text.file: {path} cannot be read ({exc.strerror})"]
+                ) from None
+            name = str(path)
+        report = lint(policy, text, name)
+        for finding in report.findings:
+            print(f"{policy_file}: {finding}")
+        print(
+            f"{policy.id}: {report.quotes} quotes, {len(report.acknowledged)} acknowledged,"
+            f" {len(report.findings)} findings"
+        )
+        for quote, reason in report.acknowledged:
+            print(f"  acknowledged {quote!r}: {reason}")
+        findings += len(report.findings)
+        acknowledged += len(report.acknowledged)
+    print(f"{findings} findings, {acknowledged} acknowledged")
+    return 1 if findings else 0
 
 
 def _payers_checked(args: argparse.Namespace, policies: list[Policy]) -> bool:
@@ -534,6 +568,16 @@ def parser() -> argparse.ArgumentParser:
     )
     check.add_argument("policy", nargs="*", help="policy YAML files (default: all of the folder)")
     check.set_defaults(func=cmd_check)
+
+    lint_command = commands.add_parser(
+        "lint",
+        parents=[policies],
+        help="check each policy's data against its own words (source_text, source_quote)",
+    )
+    lint_command.add_argument(
+        "policy", nargs="*", help="policy YAML files (default: all of the folder)"
+    )
+    lint_command.set_defaults(func=cmd_lint)
 
     build = commands.add_parser(
         "build",
