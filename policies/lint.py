@@ -73,7 +73,7 @@ def normalise(text: str) -> str:
     lines = []
     for line in text.translate(_TYPOGRAPHIC).splitlines():
         line = _MARKER.sub("", line.strip())
-        lines.append(_MARKUP.sub(" ", line))
+        lines.append(_MARKUP.sub("", line))
     return re.sub(r"\s+", " ", " ".join(lines).replace("--", "-")).strip()
 
 

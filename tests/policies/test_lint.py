@@ -49,3 +49,13 @@ def test_lint_finds(
         assert line in printed
     for line in case.get("not_prints", []):
         assert line not in printed
+
+
+def test_the_bundled_policies_lint_clean(capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["lint"])
+
+    printed = capsys.readouterr().out
+    assert status == 0, printed
+    # each acknowledgement printed with its reason; none of the bundled
+    # policies leaves a criterion unquoted
+    assert printed.splitlines()[-1] == "0 findings, 3 acknowledged"
