@@ -29,6 +29,7 @@ from builder.prepopulation import Compiled, PrepopulationError
 from builder.questionnaire import BuildError
 from builder.verification.decisions import decision_tables_markdown
 from builder.verification.examples import example_problems
+from builder.verification.routing import exploration_warnings
 from builder.verification.verify import verify_policy
 from policies.examples import examples_file
 from policies.lint import lint
@@ -134,10 +135,17 @@ def _sources(args: argparse.Namespace) -> dict[str, str]:
 def cmd_check(args: argparse.Namespace) -> int:
     policies, _everything = _selected(args)
     started = time.perf_counter()
-    covered = _verified(policies, _sources(args))
+    sources = _sources(args)
+    covered = _verified(policies, sources)
     for policy in policies:
-        print(f"{policy.id} {policy.policy.version}: verified")
+        # what a bound of the exploration left unseen: a warning, not a pass
+        warnings = exploration_warnings(policy, sources.get(policy.id, policy.id))
+        several = "s" * (len(warnings) != 1)
+        status = f"verified where explored ({len(warnings)} warning{several})"
+        print(f"{policy.id} {policy.policy.version}: {status if warnings else 'verified'}")
         print(f"  {covered[policy.id]}")
+        for warning in warnings:
+            print(f"  warning: {warning}")
     if not _payers_checked(args, policies):
         return 2
     print(f"({time.perf_counter() - started:.1f} s)")
@@ -202,7 +210,11 @@ def _payers_checked(args: argparse.Namespace, policies: list[Policy]) -> bool:
 
 def cmd_build(args: argparse.Namespace) -> int:
     policies, everything = _selected(args)
-    _verified(policies, _sources(args))
+    sources = _sources(args)
+    _verified(policies, sources)
+    for policy in policies:
+        for warning in exploration_warnings(policy, sources.get(policy.id, policy.id)):
+            print(f"warning: {warning}")
     folder = _folder(args)
     out = Path(args.out) if args.out else (folder / "questionnaires" if folder else QUESTIONNAIRES)
     docs = Path(args.docs) if args.docs else (folder / "docs" if folder else DOCS)

@@ -30,6 +30,9 @@ monotone between its constants is covered by its boundaries; one that is not
 unanswered at an approval changed together. It is bounded by
 ``MAX_EVALUATIONS`` scorings per form; a form that needs more is reported as
 not fully explored, never as verified.
+
+Each end state keeps its answers and what the scorer made of them: the
+routing checks (:mod:`builder.verification.routing`) change answers there.
 """
 
 from __future__ import annotations
@@ -86,6 +89,8 @@ class Leaf:
     outcome: str
     path: list[tuple[str, str]]  # (linkId, value labels)
     sections: list[str]
+    answers: dict[str, list[Any]] = field(default_factory=dict)  # by linkId
+    evaluation: Any = None  # what the scorer made of them
 
 
 @dataclass
@@ -485,7 +490,7 @@ class Explorer:
                 )
             return
         if outcome == "approved":
-            result.approvals.append(Leaf(outcome, path, []))
+            result.approvals.append(Leaf(outcome, path, [], answers, evaluation))
             self._check_approval(answers, path, result, by_link, evaluation)
             # every other member of a class met on the way must hold up too
             for link, others in classes.items():
@@ -504,7 +509,7 @@ class Explorer:
                     self._check_approval(varied, path, result, by_link, again)
             return
         cited = [*evaluation.investigational, *evaluation.unmet, *evaluation.review]
-        result.others.append(Leaf(outcome, path, cited))
+        result.others.append(Leaf(outcome, path, cited, answers, evaluation))
 
     def _check_approval(
         self,
