@@ -37,8 +37,9 @@ The rules
 - **Time to decision**: from ``received_at`` to ``decided_at`` of each
   decided request, in hours; average (mean) and median, standard and
   expedited apart; ``null`` with no decided request. An automatic decision
-  takes no time (it is made when the request is received). A pended request
-  completed later is a new record, timed from its own receipt.
+  takes no time (it is made when the request is received). The office's
+  reply to a pend joins the same record (``service/replies.py``): one
+  request, timed from its first receipt.
 - **Pended for information**: outcome pended for anything but a
   pharmacist's review — the scorer's pend for missing answers, or a
   pharmacist's pend asking the office for something.
@@ -93,8 +94,8 @@ NOTES = [
     " limit); the plan's approvedModified counts them apart.",
     "approvedAfterAppeal is " + NO_APPEALS + ".",
     "approvedAfterExtendedTimeframe is " + NO_EXTENSIONS + ".",
-    "Times are hours from receipt to the decision; an automatic decision takes none. A pended"
-    " request completed later is a new record, timed from its own receipt.",
+    "Times are hours from receipt to the decision; an automatic decision takes none. A reply"
+    " to a pended request is the same request, counted once and timed from its first receipt.",
     "Time in review is from receipt to the pharmacist's action, for every record a"
     " pharmacist acted on.",
 ]

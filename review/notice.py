@@ -62,6 +62,15 @@ _ENV = Environment(
 
 
 @dataclass(frozen=True)
+class NoticeReply:
+    """The office's reply to a pend, which the notice after it answers."""
+
+    received: str  # ISO instant: the decision deadline runs from it
+    asked: str | None  # what the pharmacist asked for (None: missing answers)
+    asked_at: str | None  # when the request was pended
+
+
+@dataclass(frozen=True)
 class NoticeContext:
     """What the stored record adds to a determination for its notice."""
 
@@ -74,6 +83,7 @@ class NoticeContext:
     section_questions: dict[str, list[str]] = field(default_factory=dict)  # section → linkIds
     quantity_question: str | None = None  # linkId of the requested quantity, when asked
     limit_ruling: str | None = None  # the policy's ruling on its quantity limit
+    reply: NoticeReply | None = None  # the office's last reply to a pend of this request
 
 
 def section_questions(package: CompiledRequest) -> dict[str, list[str]]:
@@ -95,6 +105,7 @@ def notice_context(
     decided: str | None = None,
     payer: PayerConfig | None = None,
     answers: dict[str, list[Any]] | None = None,
+    reply: NoticeReply | None = None,
 ) -> NoticeContext:
     """The context of a stored request: its facts and answers (each coded
     answer with its display, as the Questionnaire offers it), the questions
@@ -118,6 +129,7 @@ def notice_context(
         section_questions=section_questions(package),
         quantity_question=package.link_of.get(REQUESTED_QUANTITY),
         limit_ruling=limits.ruling if (limits := package.policy.quantity_limits) else None,
+        reply=reply,
     )
 
 
@@ -332,10 +344,28 @@ def _deadline(d: Determination, context: NoticeContext, kind: str) -> DecisionDe
     expedited = context.facts is not None and context.facts.priority == "expedited"
     rule: Deadline = payer.deadlines.expedited if expedited else payer.deadlines.standard
     due = None
-    if kind in ("awaiting-review", "review") and context.received:
-        received = datetime.fromisoformat(context.received.replace("Z", "+00:00"))
+    # the clock runs from receipt, and again from the office's reply to a pend
+    start = context.reply.received if context.reply is not None else context.received
+    if kind in ("awaiting-review", "review") and start:
+        received = datetime.fromisoformat(start.replace("Z", "+00:00"))
         due = instant(received + timedelta(hours=rule.hours))
     return DecisionDeadline(rule.text, rule.citation, due, expedited)
+
+
+def _reply_sentence(reply: NoticeReply | None) -> str | None:
+    """What a notice after the office's reply answers, in a sentence."""
+    if reply is None:
+        return None
+    asked = f" of {instant(reply.asked_at)}" if reply.asked_at else ""
+    if reply.asked:
+        return (
+            f"This notice answers your reply of {instant(reply.received)} to the pharmacist's"
+            f" request{asked} for: {reply.asked}"
+        )
+    return (
+        f"This notice answers your reply of {instant(reply.received)} to the questions"
+        f" left unanswered when the request was pended{asked.replace(' of', ' on')}."
+    )
 
 
 def _named(name: str | None, label: str, identifier: str | None) -> str:
@@ -372,6 +402,8 @@ def _facts_rows(d: Determination, context: NoticeContext) -> list[tuple[str, str
         rows.append(("Priority", "Expedited" if f.priority == "expedited" else "Standard"))
     if context.received:
         rows.append(("Received", instant(context.received)))
+    if context.reply is not None:
+        rows.append(("Reply received", instant(context.reply.received)))
     if d.outcome == "pended":
         rows.append(("Decided", "Not yet"))
     else:
@@ -406,6 +438,7 @@ def _view(determination: Determination, context: NoticeContext | None) -> dict[s
         "payer": payer,
         "appeal": payer is not None and adverse,
         "reference": context.reference,
+        "reply": _reply_sentence(context.reply),
         "authorization": d.authorization,
         # an approval for less than was requested: the quantity approved and requested
         "cut": d.quantity if kind == "modified" else None,

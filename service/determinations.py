@@ -11,6 +11,7 @@ response, and the id of the ClaimResponse.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
@@ -24,7 +25,7 @@ from qpackage.draft import QR_COVERAGE
 from review.config import needs_review
 from review.decision import under_review
 from review.member import member_key
-from review.notice import notice_context, render_notice, render_notice_pdf
+from review.notice import NoticeReply, notice_context, render_notice, render_notice_pdf
 from review.overlap import RunningApproval, running_approvals
 from review.request import priority_of
 from scoring.determination import Determination, from_json
@@ -34,6 +35,7 @@ from scoring.response import parse_json
 from service.auth import requirement, requires
 from service.http import FHIRResponse, Service, request_id, require_json
 from service.ownership import owned_record
+from service.replies import Replies, Reply, ReplyRequest, new_documents_refused, reply_parameters
 from service.store import Record, Store, response_key
 
 # the caller of each route, allowed what it does
@@ -74,6 +76,13 @@ def _coverage_reference(response: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def notice_reply(reply: Reply | None) -> NoticeReply | None:
+    """The office's last reply to a pend, as the notice after it names it."""
+    if reply is None:
+        return None
+    return NoticeReply(received=reply.at, asked=reply.asked, asked_at=reply.asked_at)
+
+
 def stored_determination(catalog: Catalog, record: Record) -> Determination:
     """The stored determination as an object, with the texts of its package."""
     package = catalog.resolve(record.questionnaire)
@@ -96,59 +105,157 @@ def running_for(catalog: Catalog, store: Store, record: Record) -> list[RunningA
     return running_approvals(approvals, received, kind, record.id)
 
 
+@dataclass(frozen=True)
+class Scored:
+    """A response decided: its policy, and the record's columns it sets."""
+
+    policy: str
+    changes: dict[str, Any]
+
+
 def router(service: Service) -> APIRouter:
     api = APIRouter()
     store = service.store
     catalog = service.catalog
+    replies = Replies(store)
 
-    def evaluate(resource: dict[str, Any], rid: str, owner: str | None) -> tuple[Record, bool]:
-        priority = priority_of(resource)
-        # a new request is decided under the version in effect now, its
-        # answers carried over when it answered an earlier version
+    def scored(resource: dict[str, Any], record_id: str, received: str, review: bool) -> Scored:
+        """The response decided as any request is: under the version in
+        effect now (its answers carried over when it answered an earlier
+        version), held for a pharmacist when the payer's rule says so or
+        ``review`` asks it (a reply to a pharmacist's pend)."""
         received_as = receive(catalog, resource, service.clock())
         determination, package = received_as.determination, received_as.package
-        record_id = uuid.uuid4().hex
-        received = datetime.now(UTC).isoformat(timespec="seconds")
         payer = service.payers.get(determination.payer_id)
         recommendation = None
-        if payer is not None and needs_review(payer, determination):
+        if review or (payer is not None and needs_review(payer, determination)):
             # only a recommendation: pended for a pharmacist, who decides
             recommendation = determination.to_json()
             determination = under_review(determination)
+        return Scored(
+            policy=package.policy.id,
+            changes={
+                "questionnaire": determination.questionnaire,
+                "policy_version": package.policy.policy.version,
+                "evaluated_at": determination.evaluated_at.isoformat(),
+                "outcome": determination.outcome,
+                "response": received_as.response,
+                "determination": determination.to_json(),
+                "claim_response": claim_response(determination, record_id),
+                "state": "awaiting-review" if recommendation else "automatic",
+                "decided_at": None if recommendation else received,
+                "recommendation": recommendation,
+                "submitted": dict(resource) if received_as.carried else None,
+            },
+        )
+
+    def evaluate(resource: dict[str, Any], rid: str, owner: str | None) -> tuple[Record, bool]:
+        priority = priority_of(resource)
+        record_id = uuid.uuid4().hex
+        received = datetime.now(UTC).isoformat(timespec="seconds")
+        decided = scored(resource, record_id, received, review=False)
         record = Record(
             id=record_id,
             response_key=response_key(resource, owner),
             response_id=resource.get("id"),
             request_id=rid,
             received_at=received,
-            questionnaire=determination.questionnaire,
-            policy=package.policy.id,
-            policy_version=package.policy.policy.version,
-            evaluated_at=determination.evaluated_at.isoformat(),
-            outcome=determination.outcome,
-            response=received_as.response,
-            determination=determination.to_json(),
-            claim_response=claim_response(determination, record_id),
+            policy=decided.policy,
             member=member_key(resource.get("subject")),
             owner=owner,
-            state="awaiting-review" if recommendation else "automatic",
             priority=priority,
-            decided_at=None if recommendation else received,
-            recommendation=recommendation,
-            submitted=dict(resource) if received_as.carried else None,
+            **decided.changes,
         )
         return store.save(record)
+
+    def reply(resource: dict[str, Any], asked: ReplyRequest, rid: str, caller: Identity) -> Record:
+        """The reply joined to the pended request it answers (see
+        :mod:`service.replies`); refused with nothing changed otherwise."""
+        record = store.get(asked.context)
+        if record is None or record.owner is None or record.owner != caller.owner:
+            raise InvalidInput(
+                [Issue("not-found", f"context {asked.context}: no request of yours has that id")],
+                404,
+            )
+        if record.outcome != "pended" or record.state == "awaiting-review":
+            now = (
+                "with a pharmacist, who has asked nothing of you yet"
+                if (record.state == "awaiting-review")
+                else f"decided ({record.outcome})"
+            )
+            raise InvalidInput(
+                [
+                    Issue(
+                        "business-rule",
+                        f"request {record.id} is {now}: a reply answers a pended request;"
+                        " nothing was changed",
+                    )
+                ],
+                409,
+            )
+        priority_of(resource)  # standard or expedited, as any request
+        refused = new_documents_refused(record.response, resource)
+        if refused is not None:
+            raise refused
+        # to the millisecond, as the pharmacist's actions: the trail orders them
+        received = service.now().isoformat(timespec="milliseconds")
+        asked_for = record.determination.get("review", {}).get("requested")
+        pharmacist_pend = record.state == "reviewed"
+        decided = scored(resource, record.id, received, review=pharmacist_pend)
+        member = member_key(resource.get("subject"))
+        if decided.policy != record.policy or member != record.member:
+            what = "policy" if decided.policy != record.policy else "member"
+            raise InvalidInput(
+                [
+                    Issue(
+                        "business-rule",
+                        f"the reply is about another {what} than request {record.id}:"
+                        " send it as a new request; nothing was changed",
+                    )
+                ],
+                422,
+            )
+        entry = Reply(
+            id=uuid.uuid4().hex,
+            record_id=record.id,
+            at=received,
+            who=caller.describe(),
+            request_id=rid,
+            note=asked.note,
+            documents=asked.documents,
+            asked=asked_for if pharmacist_pend else None,
+            asked_at=record.decided_at,
+            response_before=record.response,
+            outcome_before=record.outcome,
+            outcome_after=decided.changes["outcome"],
+            state_after=decided.changes["state"],
+        )
+        if not replies.join(record.id, record.state, decided.changes, entry):
+            raise InvalidInput(
+                [Issue("business-rule", f"request {record.id} changed meanwhile: reload it")], 409
+            )
+        joined = store.get(record.id)
+        assert joined is not None
+        return joined
 
     @api.post("/QuestionnaireResponse/$evaluate")
     async def evaluate_operation(request: Request, caller: Submitter) -> FHIRResponse:
         require_json(request)
         body = await service.read_body(request, service.settings.max_response_body)
         resource = parse_json(body)
+        asked = None
         if resource.get("resourceType") == "Parameters":
-            resource = response_parameter(resource)
-        record, created = await run_in_threadpool(
-            evaluate, resource, request_id(request), caller.owner
-        )
+            parameters = resource
+            resource = response_parameter(parameters)
+            asked = reply_parameters(parameters)
+        if asked is not None:
+            # a reply: the same record, answered anew (200)
+            record = await run_in_threadpool(reply, resource, asked, request_id(request), caller)
+            created = False
+        else:
+            record, created = await run_in_threadpool(
+                evaluate, resource, request_id(request), caller.owner
+            )
         base = service.base
         headers = {
             "Location": f"{base}/ClaimResponse/{record.id}",
@@ -186,6 +293,16 @@ def router(service: Service) -> APIRouter:
         if record.outcome == "pended":
             # DTR: $questionnaire-package with this context reopens the request
             body["context"] = record.id
+        latest = replies.latest(record.id)
+        if latest is not None:
+            # the office's last reply to a pend: the request it answered
+            body["reply"] = {
+                "received": latest.at,
+                "answers": latest.asked,
+                "askedAt": latest.asked_at,
+                "note": latest.note,
+                "documents": len(latest.documents),
+            }
         running = running_for(catalog, service.store, record)
         if running:
             # when and what, not which record: it may be another office's
@@ -205,6 +322,7 @@ def router(service: Service) -> APIRouter:
             received=record.received_at,
             decided=record.decided_at,
             payer=service.payers.get(determination.payer_id),
+            reply=notice_reply(replies.latest(record.id)),
         )
         if format == "text":
             return PlainTextResponse(render_notice(determination, "text", context))

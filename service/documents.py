@@ -40,6 +40,7 @@ from access.identity import Identity
 from review.documents import Document, find
 from service.auth import requirement
 from service.http import AccessDenied, Service, not_found
+from service.replies import Replies, earlier_documents
 
 # A sandboxed document with no origin of its own that may load nothing: no
 # script, no form, no plugin, no request anywhere. Chromium's PDF viewer
@@ -99,7 +100,11 @@ def router(service: Service) -> APIRouter:
         record = service.store.get(record_id)
         if record is None or not caller.reads(record.owner):
             raise not_found("cases", record_id)
-        document = find(record.response, document_id)
+        # a document of the answers, else one a reply to a pend sent (or
+        # one of the answers a reply replaced: the trail keeps them)
+        document = find(record.response, document_id) or find(
+            earlier_documents(Replies(service.store).of(record.id)), document_id
+        )
         if document is None or document.data is None:
             raise not_found(f"cases/{record_id}/documents", document_id)
         name = filename(document, document_id)

@@ -228,6 +228,31 @@ MIGRATIONS = (
         " met or not applying, and why",
         ("ALTER TABLE review_actions ADD COLUMN override TEXT",),
     ),
+    Migration(
+        9,
+        "an office's replies to a pended request, joined to the same record: the note, the"
+        " documents sent, what it answered, and the answers as they were before",
+        (
+            """
+            CREATE TABLE replies (
+                id              TEXT PRIMARY KEY,
+                record_id       TEXT NOT NULL,
+                at              TEXT NOT NULL,
+                who             TEXT NOT NULL,
+                request_id      TEXT NOT NULL,
+                note            TEXT NOT NULL,
+                documents       TEXT NOT NULL,
+                asked           TEXT,
+                asked_at        TEXT,
+                response_before TEXT NOT NULL,
+                outcome_before  TEXT NOT NULL,
+                outcome_after   TEXT NOT NULL,
+                state_after     TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX replies_record ON replies (record_id, at)",
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -64,6 +64,7 @@ from service.auth import Caller, requires
 from service.casework import Casework, ReviewAction
 from service.determinations import running_for
 from service.http import AccessDenied, Service, not_found, require_json
+from service.replies import Replies, earlier_documents
 from service.store import Record
 
 # the caller of each route, allowed what it does
@@ -97,6 +98,7 @@ def _over_limit(
 def router(service: Service) -> APIRouter:
     api = APIRouter()
     casework = Casework(service.store)
+    replies = Replies(service.store)
     catalog = service.catalog
     templates = Environment(
         loader=PackageLoader("service", "templates"), autoescape=select_autoescape(["html", "j2"])
@@ -111,10 +113,15 @@ def router(service: Service) -> APIRouter:
             if record.priority == "expedited"
             else payer.deadlines.standard
         )
-        due = _instant(record.received_at) + timedelta(hours=rule.hours)
+        # the clock runs again from the office's reply to a pend
+        reply = replies.latest(record.id)
+        start = reply.at if reply is not None else record.received_at
+        due = _instant(start) + timedelta(hours=rule.hours)
         left = (due - service.now()).total_seconds()
         return {"due": due.isoformat(timespec="minutes"), "secondsLeft": int(left),
-                "hours": rule.hours, "text": rule.text, "citation": rule.citation}  # fmt: skip
+                "hours": rule.hours, "text": rule.text, "citation": rule.citation,
+                "from": "reply" if reply is not None else "receipt",
+                "start": start}  # fmt: skip
 
     def summary(record: Record) -> dict[str, Any]:
         package = catalog.resolve(record.questionnaire)
@@ -179,6 +186,23 @@ def router(service: Service) -> APIRouter:
             }
             for d in documents(record.response)
         ]
+        sent = replies.of(record.id)
+        for reply in sent:
+            # what each reply sent beside the form (what the pharmacist asked for)
+            attachments += [
+                {
+                    "question": f"Sent with the reply of {reply.at}",
+                    "linkId": d.link_id,
+                    "title": d.title,
+                    "contentType": d.content_type,
+                    "size": d.size,
+                    "href": f"/cases/{record.id}/documents/{d.id}" if d.id else None,
+                    "inline": d.inline,
+                    "url": d.url,
+                }
+                for d in documents(earlier_documents([reply]))
+                if d.link_id.startswith("reply ")
+            ]
         service.audit(request, f"review case {record.id}", record.member)
         # submitted first: a stable sort keeps it ahead of what happened in its second
         trail = [
@@ -206,6 +230,22 @@ def router(service: Service) -> APIRouter:
                 ),
             }
             for a in casework.actions(record.id)
+        ]
+        trail += [
+            {
+                "at": r.at,
+                "who": r.who,
+                "what": f"replied: {r.outcome_before} → {r.outcome_after}"
+                + (f"; answers “{r.asked}”" if r.asked else "")
+                + (f"; note: {r.note}" if r.note else "")
+                + (
+                    f"; {len(r.documents)} document{'s' if len(r.documents) != 1 else ''}"
+                    if r.documents
+                    else ""
+                )
+                + "; the answers before it are kept",
+            }
+            for r in sent
         ]
         return {
             **summary(record),
@@ -236,6 +276,20 @@ def router(service: Service) -> APIRouter:
                 for r in running_for(catalog, service.store, record)
             ],
             "trail": sorted(trail, key=lambda t: t["at"]),
+            # the office's replies to pends: when, what was asked, the note
+            "replies": [
+                {
+                    "at": r.at,
+                    "who": r.who,
+                    "asked": r.asked,
+                    "askedAt": r.asked_at,
+                    "note": r.note,
+                    "documents": len(r.documents),
+                    "outcomeBefore": r.outcome_before,
+                    "outcomeAfter": r.outcome_after,
+                }
+                for r in sent
+            ],
             "links": {
                 "notice": f"{service.base}/determinations/{record.id}/notice",
                 "claimResponse": f"{service.base}/ClaimResponse/{record.id}",

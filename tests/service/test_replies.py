@@ -1,0 +1,239 @@
+"""An office's reply to a pended request joins the same record, through
+``$evaluate`` with the pended request as ``context`` (service/replies.py):
+the answers versioned, the documents and the note kept, a trail entry, back
+in the pharmacist's queue (or scored again when the scorer pended it), the
+deadline run again from the reply's receipt, one request in the metrics.
+A bad reply is refused with an OperationOutcome and changes nothing."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from qpackage.catalog import Catalog
+from review.config import load_payers
+from review.request import NPI_SYSTEM
+from scoring.fill import fill
+from tests.support.callers import People, add_user, sign_in
+from tests.support.cases import base_answers, package_for
+from tests.support.paths import PAYER_SETTINGS
+
+EOCCO = load_payers(PAYER_SETTINGS)["EOCCO"]
+CONSULT = b"%PDF-1.4\n% the oncology consult note\n"
+ASKED = "The oncology consult note."
+# the trail's entries of what was done to a request (not who read it)
+DONE = {"submitted", "replied", "approve", "approve-in-full", "deny", "pend"}
+
+
+def response(catalog: Catalog, rid: str, quantity: int = 90, **change: Any) -> dict[str, Any]:
+    """An EOCCO329 initial request meeting every criterion but (above 66)
+    the quantity; ``change`` sets or (None) leaves out answers."""
+    answers = {**base_answers("eocco329", "initial_met"), "requested_quantity": quantity}
+    for key, value in change.items():
+        if value is None:
+            answers.pop(key)
+        else:
+            answers[key] = value
+    out = fill(package_for(catalog, "eocco329", "initial"), answers, response_id=rid)
+    out["subject"] = {
+        "reference": "Patient/EX123456", "display": "Jane Example", "identifier": {"value": "EX123456"},
+    }  # fmt: skip
+    out["author"] = {
+        "display": "Dr. Sam Sample", "identifier": {"system": NPI_SYSTEM, "value": "1234567893"},
+    }  # fmt: skip
+    return out
+
+
+def pdf(data: bytes = CONSULT, title: str = "consult.pdf") -> dict[str, Any]:
+    return {"contentType": "application/pdf", "title": title,
+            "data": base64.b64encode(data).decode()}  # fmt: skip
+
+
+def reply_body(
+    resource: dict[str, Any], context: str, note: str | None = None, *documents: dict[str, Any]
+) -> dict[str, Any]:
+    parameter: list[dict[str, Any]] = [
+        {"name": "response", "resource": resource},
+        {"name": "context", "valueString": context},
+    ]
+    if note is not None:
+        parameter.append({"name": "note", "valueString": note})
+    parameter += [{"name": "document", "valueAttachment": d} for d in documents]
+    return {"resourceType": "Parameters", "parameter": parameter}
+
+
+def send(client: TestClient, csrf: str, body: dict[str, Any]) -> Any:
+    return client.post(
+        "/QuestionnaireResponse/$evaluate",
+        content=json.dumps(body),
+        headers={"content-type": "application/fhir+json", "X-CSRF-Token": csrf},
+    )
+
+
+def pended_by_pharmacist(people: People, catalog: Catalog, rid: str = "pend-me") -> str:
+    record = people.submit(response(catalog, rid)).json()["id"]
+    asked = people.decide(record, action="pend", rationale="Need the chart.", request=ASKED)
+    assert asked.status_code == 200, asked.text
+    return str(record)
+
+
+def instant(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def test_a_reply_to_a_pharmacists_pend_joins_the_same_case(
+    people: People, catalog: Catalog
+) -> None:
+    record = pended_by_pharmacist(people, catalog)
+    [received] = [s["received"] for s in people.office.get("/submissions").json()["submissions"]]
+    assert people.pharmacist.get("/review/queue").json()["total"] == 0
+
+    # the office answers: the consult note, a note, and a changed answer
+    changed = response(catalog, "pend-me", quantity=66)
+    sent = send(
+        people.office, people.office_csrf,
+        reply_body(changed, record, "Consult note attached; dose lowered to 66.", pdf()),
+    )  # fmt: skip
+    assert sent.status_code == 200, sent.text
+    assert sent.json()["id"] == record  # the same record, no new one
+    assert sent.headers["location"].endswith(f"/ClaimResponse/{record}")
+
+    # back in the pharmacist's queue, pended for review, with the new answers
+    queue = people.pharmacist.get("/review/queue").json()
+    assert [c["id"] for c in queue["cases"]] == [record]
+    now = people.office.get(f"/determinations/{record}").json()
+    assert (now["outcome"], now["review"]["state"]) == ("pended", "awaiting-review")
+    assert now["reply"]["answers"] == ASKED
+
+    case = people.pharmacist.get(f"/review/cases/{record}").json()
+    assert case["state"] == "awaiting-review"
+    assert case["recommended"] == "approved"  # 66 is within the limit: the scorer's view
+    assert any(a["answer"] == "66" for a in case["answers"])
+    # the earlier answers are kept for the trail
+    [reply] = case["replies"]
+    assert (reply["asked"], reply["note"], reply["documents"]) == (
+        ASKED, "Consult note attached; dose lowered to 66.", 1,
+    )  # fmt: skip
+    assert (reply["outcomeBefore"], reply["outcomeAfter"]) == ("pended", "pended")
+    steps = [t["what"] for t in case["trail"]]
+    assert steps[0] == "submitted"
+    entry = next(s for s in steps if s.startswith("replied"))
+    assert f"answers “{ASKED}”" in entry and "the answers before it are kept" in entry
+    assert steps.index(entry) > next(i for i, s in enumerate(steps) if s.startswith("pend:"))
+
+    # the document the reply sent opens from the case, as the answers' do
+    [sent_doc] = [a for a in case["attachments"] if a["question"].startswith("Sent with the reply")]
+    opened = people.pharmacist.get(sent_doc["href"])
+    assert opened.status_code == 200 and opened.content == CONSULT
+    assert opened.headers["content-type"] == "application/pdf"
+
+    # the deadline runs from the reply's receipt, by the payer's rule and its citation
+    deadline = case["deadline"]
+    rule = EOCCO.deadlines.standard
+    assert (deadline["from"], deadline["start"]) == ("reply", reply["at"])
+    assert instant(deadline["due"]) == instant(reply["at"]).replace(
+        second=0, microsecond=0
+    ) + timedelta(hours=rule.hours)
+    assert deadline["citation"] == rule.citation
+    # the first receipt is kept
+    assert case["received"] == received < reply["at"]
+
+    # the notice says what it answers
+    notice = people.office.get(f"/determinations/{record}/notice?format=text").text
+    assert "answers your reply" in notice and ASKED in notice
+
+    # the pharmacist decides the same case
+    decided = people.decide(record, action="approve", rationale="Consult note read.")
+    assert decided.status_code == 200, decided.text
+    assert people.office.get(f"/determinations/{record}").json()["outcome"] == "approved"
+
+    # one request in the metrics, timed from its first receipt
+    period = case["received"][:7]
+    metrics = people.pharmacist.get("/metrics", params={"period": period}).json()
+    assert metrics["all"]["received"] == 1
+    assert metrics["all"]["standard"]["decided"] == 1
+
+
+def test_a_reply_to_the_scorers_pend_is_scored_again(people: People, catalog: Catalog) -> None:
+    first = people.submit(response(catalog, "incomplete", quantity=66, kras_mutation=None))
+    record = first.json()["id"]
+    pended = people.office.get(f"/determinations/{record}").json()
+    assert (pended["outcome"], pended["pendReason"]) == ("pended", "missing-information")
+
+    complete = response(catalog, "incomplete", quantity=66)
+    sent = send(people.office, people.office_csrf, reply_body(complete, record))
+    assert sent.status_code == 200, sent.text
+    assert sent.json()["id"] == record and sent.json()["outcome"] == "complete"
+    now = people.office.get(f"/determinations/{record}").json()
+    assert now["outcome"] == "approved"
+    assert people.pharmacist.get("/review/queue").json()["total"] == 0
+    # a reply to it now: decided
+    again = send(people.office, people.office_csrf, reply_body(complete, record))
+    assert again.status_code == 409
+    # the history lists one request
+    assert [s["id"] for s in people.office.get("/submissions").json()["submissions"]] == [record]
+
+
+def test_a_note_or_document_without_a_context_is_refused(people: People, catalog: Catalog) -> None:
+    body = reply_body(response(catalog, "x"), "unused", "a note")
+    body["parameter"] = [p for p in body["parameter"] if p["name"] != "context"]
+    refused = send(people.office, people.office_csrf, body)
+    assert refused.status_code == 400
+    assert "give its id as 'context'" in refused.text
+    assert people.office.get("/submissions").json()["submissions"] == []
+
+
+@pytest.mark.cases("bad_replies.yaml")
+def test_a_bad_reply_is_refused_and_changes_nothing(
+    people: People, catalog: Catalog, case: dict[str, Any]
+) -> None:
+    target = case["to"]
+    if target == "pended":
+        record = pended_by_pharmacist(people, catalog)
+    elif target == "decided":
+        record = people.submit(response(catalog, "within", quantity=66)).json()["id"]
+    elif target == "with a pharmacist":
+        record = people.submit(response(catalog, "waiting")).json()["id"]
+    else:
+        record = "0" * 32
+    client, csrf = people.office, people.office_csrf
+    if case.get("by") == "another office":
+        add_user(people.office.app.state.store, "bob", "office", "clinic-b")  # type: ignore[attr-defined]
+        client = TestClient(people.office.app)
+        csrf = sign_in(client, "bob")
+    resource = response(catalog, "reply", quantity=66)
+    if "member" in case:
+        resource["subject"] = {"reference": f"Patient/{case['member']}",
+                               "identifier": {"value": case["member"]}}  # fmt: skip
+    documents = []
+    if "document" in case:
+        spec = case["document"]
+        data = base64.b64encode(b"x" * spec["size"]).decode()
+        documents.append({"contentType": spec["contentType"], "title": spec["title"], "data": data})
+        if spec["contentType"] is None:
+            del documents[0]["contentType"]
+
+    def state() -> Any:
+        if target == "unknown":
+            return people.pharmacist.get("/review/queue").json()
+        case_now = people.pharmacist.get(f"/review/cases/{record}").json()
+        return (
+            people.office.get(f"/determinations/{record}").json(),
+            people.pharmacist.get("/review/queue").json(),
+            case_now["replies"],
+            # what was done to it (the reads this check makes left out)
+            [t["what"] for t in case_now["trail"] if t["what"].split(":")[0] in DONE],
+        )
+
+    before = state()
+    refused = send(client, csrf, reply_body(resource, record, "here it is", *documents))
+    assert refused.status_code == case["status"], refused.text
+    outcome = refused.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert case["says"] in outcome["issue"][0]["diagnostics"]
+    assert state() == before
