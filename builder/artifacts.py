@@ -355,6 +355,11 @@ def _term_text(term: AuthorizationTerm) -> str:
         parts.append(f"at most {term.max_renewals} renewals")
     if term.max_total_months is not None:
         parts.append(f"at most {term.max_total_months} months of therapy in all")
+    for cap in term.branch_caps:
+        caps = [f"at most {cap.max_renewals} renewals"] if cap.max_renewals is not None else []
+        if cap.max_total_months is not None:
+            caps.append(f"at most {cap.max_total_months} months of therapy in all")
+        parts.append(f"for {cap.section}, {' and '.join(caps)}")
     return "; ".join(parts)
 
 

@@ -14,7 +14,10 @@ from datetime import date
 from policies.generated import DOCUMENT_PREFIX, GENERATED_QUESTIONS, GENERATED_SECTIONS
 from policies.model import (
     REQUEST_KINDS,
+    BranchCap,
+    BranchTerm,
     Condition,
+    Criterion,
     Policy,
     Question,
     expression_variables,
@@ -163,10 +166,25 @@ def check_policy(policy: Policy) -> None:
                 )
     for kind in REQUEST_KINDS:
         term = policy.authorization.term(kind)
-        for branch in term.branches:
+        for cap in term.branch_caps:
+            where = f"authorization.{kind}.branch_caps: {cap.section}"
+            if cap.section in sections and not _is_branch(policy, cap.section):
+                # a cap holds for the requests taking the branch: the
+                # answers that choose it (its enable_when) say which those are
+                raise ValueError(
+                    f"{where}: not a branch (an alternative of a `logic: any` criterion, asked"
+                    " on the answer that chooses it by its `enable_when`), so which requests"
+                    " the cap holds for is undefined: put the cap on the branch, or on the whole"
+                    f" {kind} request"
+                )
+        named: list[tuple[str, BranchTerm | BranchCap]] = [
+            *(("branches", b) for b in term.branches),
+            *(("branch_caps", c) for c in term.branch_caps),
+        ]
+        for field, branch in named:
             if branch.section not in sections:
                 raise ValueError(
-                    f"authorization.{kind}.branches: {branch.section} is no section of the policy"
+                    f"authorization.{kind}.{field}: {branch.section} is no section of the policy"
                 )
             # the length is read from the section's status in this request's
             # determination: a section the request does not decide never applies
@@ -177,8 +195,9 @@ def check_policy(policy: Policy) -> None:
                 for c in form_criteria(policy, kind, drug)
             ):
                 raise ValueError(
-                    f"authorization.{kind}.branches: {branch.section} is not among the policy's"
-                    f" {kind} criteria, so this length would never apply"
+                    f"authorization.{kind}.{field}: {branch.section} is not among the policy's"
+                    f" {kind} criteria, so this {'length' if field == 'branches' else 'cap'}"
+                    " would never apply"
                 )
     if policy.quantity_limits is not None:
         for number, limit in enumerate(policy.quantity_limits.limits):
@@ -226,6 +245,17 @@ def check_policy(policy: Policy) -> None:
                 " derived value reads it (mark it `record_only: true` if it only informs the"
                 " reviewer)"
             )
+
+
+def _is_branch(policy: Policy, section: str) -> bool:
+    """An alternative of a ``logic: any`` criterion, chosen by its enable_when."""
+    return any(
+        isinstance(child, Criterion) and child.id == section and bool(child.enable_when)
+        for kind in REQUEST_KINDS
+        for parent in walk(policy.request(kind).criteria)
+        if parent.logic == "any"
+        for child in parent.children
+    )
 
 
 def _section_of(policy: Policy, name: str) -> str:

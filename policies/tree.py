@@ -226,10 +226,24 @@ def term_criterion(policy: Policy, kind: RequestKind) -> Criterion | None:
     )
 
 
-def cap_criterion(policy: Policy, kind: RequestKind) -> Criterion | None:
+def cap_criterion(policy: Policy, kind: RequestKind, drug: str | None = None) -> Criterion | None:
+    """The section ``Cap``: the caps on renewals and on the total time on
+    therapy of the whole policy, and those of a branch, which hold only for
+    the requests taking it (unknown while the answers choosing it are)."""
     term = policy.authorization.term(kind)
-    questions, tests, texts = [], [], []
-    if term.max_renewals is not None:
+    tests, texts = _cap_tests(term.max_renewals, term.max_total_months)
+    renewals, months = term.max_renewals is not None, term.max_total_months is not None
+    for cap in term.branch_caps:
+        taken = branch_taken(policy, kind, drug, cap.section)
+        if taken is None:
+            continue  # a branch of another drug's forms
+        own, words = _cap_tests(cap.max_renewals, cap.max_total_months)
+        tests.append(f"({taken}) implies ({' and '.join(f'({t})' for t in own)})")
+        texts.append(f"for {cap.section}, {' and '.join(words)}")
+        renewals = renewals or cap.max_renewals is not None
+        months = months or cap.max_total_months is not None
+    questions = []
+    if renewals:
         questions.append(
             Question(
                 name=PRIOR_RENEWALS,
@@ -238,22 +252,66 @@ def cap_criterion(policy: Policy, kind: RequestKind) -> Criterion | None:
                 min_value=0,
             )
         )
-        tests.append(f"%{PRIOR_RENEWALS} < {term.max_renewals}")
-        texts.append(f"at most {term.max_renewals} renewals")
-    if term.max_total_months is not None:
+    if months:
         questions.append(
             Question(name=THERAPY_START, type="date", text="Date the member started this therapy")
         )
-        tests.append(f"%{THERAPY_START} + {term.max_total_months} months > %as_of")
-        texts.append(f"at most {term.max_total_months} months of therapy in all")
     if not questions:
         return None
     return Criterion(
         id=CAP_SECTION,
-        text=f"Limit on continued therapy: {' and '.join(texts)}",
+        text=f"Limit on continued therapy: {'; '.join(texts)}",
         questions=questions,
         met=" and ".join(f"({t})" for t in tests),
     )
+
+
+def _cap_tests(
+    max_renewals: int | None, max_total_months: int | None
+) -> tuple[list[str], list[str]]:
+    """FHIRPath tests of a cap, and the cap in words."""
+    tests, texts = [], []
+    if max_renewals is not None:
+        tests.append(f"%{PRIOR_RENEWALS} < {max_renewals}")
+        texts.append(f"at most {max_renewals} renewals")
+    if max_total_months is not None:
+        tests.append(f"%{THERAPY_START} + {max_total_months} months > %as_of")
+        texts.append(f"at most {max_total_months} months of therapy in all")
+    return tests, [" and ".join(texts)] if texts else []
+
+
+def branch_taken(policy: Policy, kind: RequestKind, drug: str | None, section: str) -> str | None:
+    """FHIRPath: true when a request of this form takes the branch
+    ``section`` (its group and every group above it enabled), unknown while
+    an answer deciding that is missing; None when the form does not ask the
+    section."""
+
+    def group(conditions: list[Condition], behavior: str) -> list[str]:
+        if not conditions:
+            return []
+        joined = f" {'or' if behavior == 'any' else 'and'} ".join(
+            f"({indication_expression(c)})" for c in conditions
+        )
+        return [joined]
+
+    def visit(nodes: list[Node], above: list[str], inherited: list[Condition]) -> str | None:
+        for node in nodes:
+            if isinstance(node, AnyOf):
+                found = visit(list(node.any_of), [*above, *group(inherited, "all")], [])
+            elif not _applies_to(node, drug):
+                continue
+            else:
+                behavior = node.enable_behavior if node.enable_when else "all"
+                path = [*above, *group([*inherited, *node.enable_when], behavior)]
+                if node.id == section:
+                    return " and ".join(f"({p})" for p in path) if path else "true"
+                source = policy.initial.criteria if node.include else node.children
+                found = visit(source, path, list(node.children_enable_when))
+            if found is not None:
+                return found
+        return None
+
+    return visit(policy.request(kind).criteria, [], [])
 
 
 def request_tree(policy: Policy, kind: RequestKind, drug: str | None = None) -> list[Node]:
@@ -269,7 +327,8 @@ def request_tree(policy: Policy, kind: RequestKind, drug: str | None = None) -> 
         expanded = _expand(node, policy, drug)
         if expanded is not None:
             nodes.append(expanded)
-    nodes.extend(c for c in (cap_criterion(policy, kind), term_criterion(policy, kind)) if c)
+    caps = cap_criterion(policy, kind, drug)
+    nodes.extend(c for c in (caps, term_criterion(policy, kind)) if c)
     return nodes
 
 

@@ -374,10 +374,19 @@ def _authorization(
         months, assumed, basis = int(planned), False, "the planned length of therapy"
     end = anniversary(as_of, months) - timedelta(days=1)
     started = _answer(package, answers, THERAPY_START)
-    if term.max_total_months is not None and started is not None:
-        cap = anniversary(date.fromisoformat(started), term.max_total_months) - timedelta(days=1)
-        if cap < end:
-            end, basis = cap, f"the limit of {term.max_total_months} months of therapy in all"
+    # the caps on therapy time in all: the policy's, and each met branch's
+    caps = [(term.max_total_months, "")] + [
+        (cap.max_total_months, f" for {cap.section}")
+        for cap in term.branch_caps
+        if evaluation.statuses.get(cap.section) == "met"
+        or cap.section in evaluation.met_on_documents
+    ]
+    for total, where in caps:
+        if total is None or started is None:
+            continue
+        cap_end = anniversary(date.fromisoformat(started), total) - timedelta(days=1)
+        if cap_end < end:
+            end, basis = cap_end, f"the limit of {total} months of therapy in all{where}"
     return Authorization(as_of, end, months, assumed, basis)
 
 

@@ -583,6 +583,15 @@ class _Said:
                     )
                     if value is not None
                 ]
+                + [
+                    f"branch_caps: {cap.section}: {name}: {value}"
+                    for cap in term.branch_caps
+                    for name, value in (
+                        ("max_renewals", cap.max_renewals),
+                        ("max_total_months", cap.max_total_months),
+                    )
+                    if value is not None
+                ]
             )
             return cls(
                 f"{criterion.id} (generated from authorization: {kind}: {', '.join(fields)})",

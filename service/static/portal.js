@@ -411,7 +411,6 @@
     $("submit").disabled = true;
     $("save-draft").disabled = true;
     $("reopened").hidden = true;
-    $("reply").hidden = true;
     $("draft-note").hidden = true;
     if (message) say(message);
   }
@@ -468,7 +467,6 @@
       history.replaceState(null, "", `/?q=${encodeURIComponent(q.id)}`);
     }
     $("reopened").hidden = !context;
-    await showReply(context);
     $("draft-note").hidden = !source.draft;
     if (source.draft) {
       $("draft-note").textContent = `Draft saved ${when(source.draft.updated)}: ${source.draft.label}.`;
@@ -477,47 +475,6 @@
     $("save-draft").disabled = false;
     say("");
     window.portalStatus = "ready";
-  }
-
-  // a pended request reopened: what was asked of the office, where the
-  // reply's documents and note are given, and the questions still to answer
-  async function showReply(context) {
-    $("reply").hidden = !context;
-    $("submit").textContent = context ? "Send reply" : "Submit for determination";
-    $("reply-note").value = "";
-    $("reply-documents").value = "";
-    if (!context) return;
-    const d = await call(`/determinations/${encodeURIComponent(context)}`);
-    const asked = (d.review || {}).requested;
-    $("reply-asked").textContent = asked
-      ? `The pharmacist asks for: ${asked}`
-      : "Answer the highlighted questions; attach anything that supports them.";
-    highlightMissing(d.missingQuestions || []);
-  }
-
-  // the reply: the response, the pended request's id, the note and each document
-  async function replyParameters(response) {
-    const parameter = [
-      { name: "response", resource: response },
-      { name: "context", valueString: loaded.context },
-    ];
-    const note = $("reply-note").value.trim();
-    if (note) parameter.push({ name: "note", valueString: note });
-    for (const file of $("reply-documents").files) {
-      const attachment = { title: file.name, data: await base64Of(file) };
-      if (file.type) attachment.contentType = file.type;
-      parameter.push({ name: "document", valueAttachment: attachment });
-    }
-    return { resourceType: "Parameters", parameter };
-  }
-
-  async function base64Of(file) {
-    const bytes = new Uint8Array(await file.arrayBuffer());
-    let text = "";
-    for (let i = 0; i < bytes.length; i += 0x8000) {
-      text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-    }
-    return btoa(text);
   }
 
   function openChosen() {
@@ -616,7 +573,7 @@
     busy = on;
     $("submit").disabled = on || !loaded;
     $("save-draft").disabled = on || !loaded;
-    $("submit").textContent = on && label ? label : loaded && loaded.context ? "Send reply" : "Submit for determination";
+    $("submit").textContent = on && label ? label : "Submit for determination";
     $("submit").setAttribute("aria-busy", on ? "true" : "false");
   }
 
@@ -642,13 +599,10 @@
         session.submitted = { key, authored: response.authored };
       }
       window.lastResponse = response;
-      // a reply to a pended request: the same operation, with the request's
-      // id as context, the note and the documents beside the response
-      const sent = loaded.context ? await replyParameters(response) : response;
       const reply = await fetch("/QuestionnaireResponse/$evaluate", {
         method: "POST",
         headers: POST_HEADERS,
-        body: JSON.stringify(sent),
+        body: JSON.stringify(response),
       });
       if (reply.status === 401) {
         sessionEnded();
@@ -670,11 +624,6 @@
         $("draft-note").hidden = true;
       }
       forgetLocally(); // sent: nothing left to restore
-      if (loaded.context) {
-        // the reply joined the request: the form is no longer a reply to make
-        $("reply-note").value = "";
-        $("reply-documents").value = "";
-      }
       const determination = await call(`/determinations/${body.id}`);
       window.lastDetermination = determination;
       history.replaceState(null, "", `/?result=${encodeURIComponent(body.id)}`);
@@ -833,7 +782,7 @@
     $("result-running").hidden = running.length === 0;
     highlightMissing(inForm ? d.missingQuestions || [] : []);
     const link = $("complete-later");
-    if (d.context && (d.review || {}).state !== "awaiting-review") {
+    if (d.context) {
       link.href = `/?context=${encodeURIComponent(d.context)}`;
       link.hidden = false;
     } else {
@@ -888,7 +837,7 @@
       li.append(element("a", "Notice", { href: `/determinations/${encodeURIComponent(s.id)}/notice`, target: "_blank", rel: "noopener" }));
       if (s.outcome === "pended" && s.pendReason === "missing-information") {
         li.append(" · ");
-        li.append(element("a", (s.review || {}).requested ? "Reply" : "Complete", { href: `/?context=${encodeURIComponent(s.id)}` }));
+        li.append(element("a", "Complete", { href: `/?context=${encodeURIComponent(s.id)}` }));
       }
       list.append(li);
     });
