@@ -1,7 +1,8 @@
 """The payer's configuration, as data beside the policy files
 (``policies/payers/{identifier}.yaml``): who the payer is and how to reach
 it, its decision deadlines (standard and expedited, each with the law it
-comes from), the member's appeal rights and how to use them, and which of
+comes from), the member's appeal rights and how to use them, by when the office sends
+what a pended request lacks and what happens if nothing comes, and which of
 the scorer's outcomes are only recommendations until a pharmacist decides.
 
 Notices, the review queue and the metrics read it; nothing of it is written
@@ -71,6 +72,16 @@ class Appeals(Strict):
     expedited: NonEmpty = Field(description="When and how a faster appeal is possible")
 
 
+class MissingInformation(Strict):
+    """What a notice pended for the office's answers or documents says
+    beside what to send: by when (``days`` from the notice), and what the
+    payer does if nothing comes by then."""
+
+    days: int = Field(gt=0, le=90, description="Days from the notice to send what is asked")
+    if_nothing: NonEmpty = Field(description="What the payer does if nothing comes by then")
+    citation: str | None = Field(None, description="The law or rule, where one sets it")
+
+
 class ReviewRule(Strict):
     outcomes: list[Reviewable] = Field(
         description="Outcomes that are a pharmacist's recommendation, not a decision"
@@ -102,6 +113,9 @@ class PayerConfig(Strict):
     deadlines: Deadlines
     appeals: Appeals
     review: ReviewRule
+    missing_information: MissingInformation | None = Field(
+        None, description="By when a pend's answers or documents are due, and what if not"
+    )
 
 
 class PayerConfigError(ValueError):

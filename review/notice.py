@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
@@ -206,6 +206,10 @@ class Reason:
     limits: list[tuple[str, str]]  # the quantity limit against the quantity requested (QL)
     answers: list[tuple[str, str]]  # (the question, as "text:" or "text?"; the answer given)
     basis: str | None = None  # how the plan reads the section (the QL ruling)
+    # in a one-of group, an alternative of several sections: the first says
+    # so (``lead``), and each is shown within it (``nested``)
+    lead: str | None = None
+    nested: bool = False
 
 
 @dataclass(frozen=True)
@@ -280,6 +284,43 @@ def _reason(d: Determination, context: NoticeContext, section: str) -> Reason:
     )
 
 
+ONE_OF_INTRO = "One of these is required, and none was met."
+EACH_INTRO = "The policy requires each of these, and the answers given do not meet it."
+
+
+def _one_of_groups(d: Determination, context: NoticeContext) -> tuple[list[str], list[ReasonGroup]]:
+    """The unmet sections the policy requires each of, and the groups of
+    them of which one would have been enough: a part of the policy that any
+    one alternative meets, where the denial cites two or more of its
+    alternatives (each alternative one section, or several needed together)."""
+    each = list(d.unmet)
+    groups = []
+    for part in d.one_of:
+        cited = [[s for s in each if s in alternative] for alternative in part.alternatives]
+        cited = [sections for sections in cited if sections]
+        if len(cited) < 2:
+            continue  # one alternative applies: each of its sections is required
+        reasons = []
+        for sections in cited:
+            for index, section in enumerate(sections):
+                together = len(sections) > 1
+                reasons.append(
+                    replace(
+                        _reason(d, context, section),
+                        lead="All of these together:" if together and index == 0 else None,
+                        nested=together,
+                    )
+                )
+            each = [s for s in each if s not in sections]
+        intro = (
+            f"One of these is required (section {part.section}), and none was met."
+            if part.section
+            else ONE_OF_INTRO
+        )
+        groups.append(ReasonGroup("unmet one-of", "Criteria not met", intro, reasons))
+    return each, groups
+
+
 def _groups(d: Determination, context: NoticeContext, kind: str) -> list[ReasonGroup]:
     review_title, review_intro = (
         (
@@ -293,6 +334,7 @@ def _groups(d: Determination, context: NoticeContext, kind: str) -> list[ReasonG
             "The policy leaves these to a pharmacist's review; you will be told the decision.",
         )
     )
+    each, one_of = _one_of_groups(d, context)
     groups = [
         (
             "investigational",
@@ -307,12 +349,7 @@ def _groups(d: Determination, context: NoticeContext, kind: str) -> list[ReasonG
             "The policy does not cover the drug in this situation.",
             d.excluded,
         ),
-        (
-            "unmet",
-            "Criteria not met",
-            "The policy requires each of these, and the answers given do not meet it.",
-            d.unmet,
-        ),
+        ("unmet", "Criteria not met", EACH_INTRO, each),
         ("review", review_title, review_intro, d.review),
         (
             "override",
@@ -329,11 +366,15 @@ def _groups(d: Determination, context: NoticeContext, kind: str) -> list[ReasonG
             [QL_SECTION] if kind == "modified" else [],
         ),
     ]
-    return [
-        ReasonGroup(kind, title, intro, [_reason(d, context, s) for s in sections])
-        for kind, title, intro, sections in groups
-        if sections
-    ]
+    found = []
+    for kind, title, intro, sections in groups:
+        if sections:
+            found.append(
+                ReasonGroup(kind, title, intro, [_reason(d, context, s) for s in sections])
+            )
+        if kind == "unmet":  # then the parts of which no alternative was met
+            found += one_of
+    return found
 
 
 def _deadline(d: Determination, context: NoticeContext, kind: str) -> DecisionDeadline | None:
@@ -350,6 +391,35 @@ def _deadline(d: Determination, context: NoticeContext, kind: str) -> DecisionDe
         received = datetime.fromisoformat(start.replace("Z", "+00:00"))
         due = instant(received + timedelta(hours=rule.hours))
     return DecisionDeadline(rule.text, rule.citation, due, expedited)
+
+
+@dataclass(frozen=True)
+class SendBy:
+    """By when the office sends what a pend asks for, and what happens if
+    nothing comes (the payer's; without its configuration, what the
+    request's state means)."""
+
+    day: str | None
+    if_nothing: str
+    citation: str | None = None
+
+
+def _send_by(d: Determination, context: NoticeContext, kind: str) -> SendBy | None:
+    """For a request waiting for the office (pended for its answers or
+    documents, or for what a pharmacist asks)."""
+    if kind not in ("pended", "reviewed-pend"):
+        return None
+    rule = context.payer.missing_information if context.payer else None
+    if rule is None:
+        return SendBy(
+            None,
+            "Until it comes, the request stays pended: nothing is decided, and the drug is not"
+            " covered under it.",
+        )
+    since = context.decided or context.received
+    noticed = datetime.fromisoformat(since.replace("Z", "+00:00")).date() if since else None
+    due = (noticed or d.evaluated_at) + timedelta(days=rule.days)
+    return SendBy(day(due), rule.if_nothing, rule.citation)
 
 
 def _reply_sentence(reply: NoticeReply | None) -> str | None:
@@ -418,9 +488,17 @@ def _view(determination: Determination, context: NoticeContext | None) -> dict[s
     kind = _kind(d)
     payer = context.payer
     adverse = kind in ("denied", "investigational", "modified")
-    to_send = []
+    to_send: list[str] = []  # questions to answer
+    documents: list[str] = []  # documents to send, by what they are
     if d.outcome == "pended" and kind not in ("awaiting-review", "reviewed-pend"):
-        to_send = [d.question_text[q] for q in d.missing_questions if q in d.question_text]
+        documents = list(
+            dict.fromkeys(d.documents[q] for q in d.missing_questions if q in d.documents)
+        )
+        to_send = [
+            d.question_text[q]
+            for q in d.missing_questions
+            if q in d.question_text and q not in d.documents
+        ]
     unanswered = []
     if d.outcome != "pended":
         unanswered = [d.question_text[q] for q in d.missing_questions if q in d.question_text]
@@ -433,6 +511,8 @@ def _view(determination: Determination, context: NoticeContext | None) -> dict[s
         "rows": _facts_rows(d, context),
         "groups": _groups(d, context, kind),
         "to_send": to_send,
+        "documents": documents,
+        "send_by": _send_by(d, context, kind),
         "unanswered": unanswered,
         "deadline": _deadline(d, context, kind),
         "payer": payer,

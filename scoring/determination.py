@@ -29,10 +29,31 @@ from typing import Any, Literal
 from cql_like.definitions import limit_applies_name, limit_within_name
 from cql_like.engine import CompiledRequest, Evaluation
 from policies.generated import PLANNED_MONTHS, REQUESTED_QUANTITY, THERAPY_START
-from policies.model import AuthorizationTerm, QuantityLimit
+from policies.model import (
+    AnyOf,
+    AuthorizationTerm,
+    Criterion,
+    Node,
+    QuantityLimit,
+    document_question,
+    form_criteria,
+    walk,
+)
 
 Outcome = Literal["approved", "denied", "investigational", "pended"]
 PendReason = Literal["review", "missing-information"]
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """A part of the policy met by any one of its alternatives (an
+    ``any_of``, or ``logic: any`` children): the criterion it belongs to
+    (None for an ``any_of``) and, for each alternative, every section it
+    holds — what a notice needs to say "one of these is required" of the
+    sections a denial cites, rather than "each of these"."""
+
+    section: str | None
+    alternatives: list[list[str]]
 
 
 def anniversary(start: date, months: int) -> date:
@@ -130,10 +151,17 @@ class Determination:
     # criteria show them met or not applying, and why (never listed as unmet)
     overridden: list[str] = field(default_factory=list)
     override: str | None = None
+    # a pharmacist's approval: the sections confirmed ("pass to RPh; approve")
+    confirmed: list[str] = field(default_factory=list)
     # the url|version the response named, when it was an earlier version than
     # the one in effect, and the linkIds whose answers did not carry over
     answered: str | None = None
     not_carried: list[str] = field(default_factory=list)
+    # what a notice says of the policy's shape, from the form (never stored):
+    # its one-of parts, outermost first, and each attachment question with
+    # the document it asks for
+    one_of: list[OneOf] = field(default_factory=list, repr=False)
+    documents: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def pend_reason(self) -> PendReason | None:
@@ -192,6 +220,7 @@ class Determination:
                     if self.override
                     else None
                 ),
+                "confirmed": list(self.confirmed) or None,
             }.items()
             if v is not None
         }
@@ -254,6 +283,7 @@ def from_json(package: CompiledRequest, data: dict[str, Any], subject: Any = Non
         requested=review.get("requested"),
         overridden=review.get("override", {}).get("sections", []),
         override=review.get("override", {}).get("reason"),
+        confirmed=review.get("confirmed", []),
         answered=data.get("answered", {}).get("questionnaire"),
         not_carried=data.get("answered", {}).get("notCarried", []),
         **_described_by(package),
@@ -302,6 +332,56 @@ def _described_by(package: CompiledRequest) -> dict[str, Any]:
         "payer_id": policy.policy.payer.identifier,
         "drug": policy.drug(package.drug).name,
         "criteria_basis": request.basis if request.assumed else None,
+        "one_of": _one_of(package.tree),
+        "documents": _documents(package),
+    }
+
+
+def _one_of(tree: list[Node]) -> list[OneOf]:
+    """Every part of a request's criteria that one alternative meets,
+    outermost first; alternatives nested without a condition of their own
+    (``logic: any`` under ``logic: any``) are alternatives of the outer part."""
+
+    def any_of(node: Node) -> bool:
+        return isinstance(node, AnyOf) or (node.logic == "any" and bool(node.children))
+
+    def alternatives(node: Node) -> list[Node]:
+        members: list[Node] = list(node.any_of) if isinstance(node, AnyOf) else node.children
+        out: list[Node] = []
+        for member in members:
+            nested = isinstance(member, Criterion) and member.met is None and any_of(member)
+            out += alternatives(member) if nested else [member]
+        return out
+
+    found: list[OneOf] = []
+
+    def visit(nodes: list[Node]) -> None:
+        for node in nodes:
+            if any_of(node):
+                section = node.id if isinstance(node, Criterion) else None
+                held = [
+                    list(dict.fromkeys(s for c in walk([member]) for s in (c.id, *c.cites)))
+                    for member in alternatives(node)
+                ]
+                found.append(OneOf(section, held))
+            visit(list(node.any_of) if isinstance(node, AnyOf) else node.children)
+
+    visit(tree)
+    return found
+
+
+def _documents(package: CompiledRequest) -> dict[str, str]:
+    """Each attachment question's linkId, with the document it asks for: a
+    criterion's ``documentation``, or the question's own text."""
+    by_question = {
+        document_question(c): c.documentation.document
+        for c in form_criteria(package.policy, package.kind, package.drug)
+        if c.documentation is not None
+    }
+    return {
+        info.link_id: by_question.get(info.question.name, info.question.text)
+        for info in package.index.questions.values()
+        if info.question.type == "attachment"
     }
 
 

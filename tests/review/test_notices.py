@@ -105,8 +105,49 @@ CASES = {
             "  - Member's date of birth\n"
             "  - Is the medication prescribed in consultation with an oncologist?\n",
             "  Decided: Not yet",
+            # by when (the payer's days from the notice), and what if nothing comes
+            "Send what is asked by December 8, 2026.",
+            PAYERS["EOCCO"].missing_information.if_nothing,  # type: ignore[union-attr]
         ),
-        never=("I.A.birth_date", "I.B.oncologist_consulted", "Denied", "A decision is due by"),
+        never=("I.A.birth_date", "I.B.oncologist_consulted", "Denied", "A decision is due by",
+               "Send this document", "Send these documents"),
+    ),
+    # a document is asked for as a document, never as a question to answer
+    "pended for a document": Case(
+        "eocco329", "initial_met", "EOCCO", unset=("document_i_d_2",), deadline=True,
+        says=(
+            "DECISION: Pended — information missing",
+            "WHAT TO SEND\nSend this document, attached to the form:\n"
+            "  - KRAS mutation test report\n\n"
+            "Send what is asked by December 8, 2026.\n",
+            PAYERS["EOCCO"].missing_information.if_nothing,  # type: ignore[union-attr]
+        ),
+        never=("Answer these questions", "attach it: required for approval", "Denied"),
+    ),
+    # three alternatives of which one would do: one of them, not each of them
+    "denied, no alternative met": Case(
+        "wha-mektovi", "melanoma_step_met", "WHA",
+        {"cotellic_history": "not-tried", "mekinist_history": "not-tried"}, appeal=True,
+        says=(
+            "DECISION: Denied — criteria not met",
+            "Criteria not met: One of these is required (section Melanoma.4), and none was met.\n"
+            "  - Melanoma.4.B: Continuation of prior therapy\n"
+            "      Is this request a continuation of prior therapy (is the member already on"
+            " Mektovi)? No\n"
+            "  - Melanoma.4.A.1: Trial and failure, contraindication, or intolerance to"
+            " Cotellic (cobimetinib)\n",
+            "  - Melanoma.4.A.2: Trial and failure, contraindication, or intolerance to"
+            " Mekinist (trametinib)\n",
+        ),
+        never=("requires each of these", "WHAT TO SEND", "Send what is asked"),
+    ),
+    # a criterion of the one alternative that applies (the melanoma branch) is required
+    "denied within the alternative that applies": Case(
+        "wha-mektovi", "melanoma_step_met", "WHA", {"melanoma_braf_v600ek": False},
+        unset=("melanoma_braf_test",), appeal=True,
+        says=("Criteria not met: The policy requires each of these, and the answers given do not"
+              " meet it.\n  - Melanoma.2: ",),
+        never=("One of these is required",),
     ),
     "excluded": Case(
         "mn-dhs-mekinist", "melanoma_met", "MN-DHS", {"prior_braf_inhibitor_progression": True},
@@ -453,3 +494,58 @@ def test_the_service_serves_the_notice_in_three_formats(catalog: Catalog, tmp_pa
     assert "DECISION: Pended — a pharmacist is reviewing this request" in text
     assert "A decision is due by" in text and PAYERS["EOCCO"].deadlines.standard.citation in text
     assert "90 requested, limit 66 per 28 days" in text
+
+
+NOT_EACH = "The policy requires each of these"
+
+
+@pytest.mark.parametrize(
+    ("name", "shown", "never"),
+    [
+        (
+            "denied, no alternative met",
+            [
+                "Criteria not met",
+                "One of these is required (section Melanoma.4), and none was met.",
+                "Section Melanoma.4.B: Continuation of prior therapy",
+                "Section Melanoma.4.A.2: Trial and failure",
+            ],
+            [NOT_EACH, "What to send"],
+        ),
+        (
+            "pended for a document",
+            [
+                "What to send Send this document, attached to the form: KRAS mutation test report",
+                "Send what is asked by December 8, 2026",
+                PAYERS["EOCCO"].missing_information.if_nothing,  # type: ignore[union-attr]
+            ],
+            ["Answer these questions", "attach it"],
+        ),
+    ],
+)
+def test_what_a_member_reads_in_html_and_pdf(
+    catalog: Catalog, name: str, shown: list[str], never: list[str]
+) -> None:
+    """The words of the text notice, in the HTML page (and so the PDF
+    printed from it): alternatives of which one was needed, a document asked
+    for as a document with the date to send it by and what if it does not
+    come."""
+    determination, context, _ = noticed(catalog, CASES[name])
+    page = visible(render_notice(determination, "html", context))
+    for words in shown:
+        assert words in page, words
+    for words in never:
+        assert words not in page, words
+    assert render_notice_pdf(determination, context).startswith(b"%PDF")
+
+
+def test_a_pend_without_the_payers_days_says_what_the_pend_means(catalog: Catalog) -> None:
+    """Without the payer's configuration (``dtr score --format text``) no date
+    is made up: the notice says what waiting means."""
+    determination, context, _ = noticed(catalog, CASES["pended for a document"])
+    for fmt in FORMATS:
+        rendered = render_notice(determination, fmt, replace(context, payer=None))
+        shown = visible(rendered) if fmt == "html" else rendered
+        assert "Until it comes, the request stays pended: nothing is decided" in shown
+        assert "Send what is asked by" not in shown
+        assert "KRAS mutation test report" in shown
