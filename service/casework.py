@@ -6,12 +6,19 @@ Plain SQL over the store's connection (``Store.database``), the same on
 SQLite and PostgreSQL. A decision replaces the record's current
 determination and ClaimResponse only while the record still awaits review
 (checked in the same statement), so two pharmacists cannot both decide it.
+
+The queue, the pharmacist's decided cases and an office's history are
+searched and paged here (:meth:`Casework.search`): filters on the patient's
+name, the member id, the form (the drug), where the request stands, the day
+received and the reference, and pages by limit and offset with the total
+matching, in an order with the record id last, so it is total.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Any
 
 from service.store import COLUMNS, Record, Store
@@ -41,6 +48,48 @@ class ReviewAction:
     # a denial's override: the sections cited although the criteria show
     # them met or not applying, and why (None: nothing overridden)
     override: dict[str, Any] | None = None
+
+
+# where a request stands, as a filter: the SQL condition of each
+STATUSES = {
+    "approved": "outcome = 'approved'",
+    "denied": "outcome = 'denied'",
+    "investigational": "outcome = 'investigational'",
+    # pended for missing answers or by a pharmacist asking for something
+    "pended": "outcome = 'pended' AND (state IS NULL OR state <> 'awaiting-review')",
+    "in-review": "state = 'awaiting-review'",
+}
+# the orders a list is read in, the record id last so the order is total
+ORDERS = {
+    # the queue: expedited first, then the oldest
+    "queue": "CASE priority WHEN 'expedited' THEN 0 ELSE 1 END, received_at, id",
+    "newest": "received_at DESC, id DESC",
+    "decided": "decided_at DESC, id DESC",
+}
+
+
+@dataclass(frozen=True)
+class Search:
+    """Which records a list shows and which page of them. Text is matched
+    as the store keeps it (casefolded, service/migrations.py ``searched``):
+    ``patient`` anywhere in the name, ``member_id`` and ``reference`` whole;
+    ``questionnaires`` are the forms of the drug asked for (None: any, empty:
+    none); the dates are days received (UTC), both included."""
+
+    patient: str | None = None
+    member_id: str | None = None
+    questionnaires: tuple[str, ...] | None = None
+    status: str | None = None
+    received_from: date | None = None
+    received_to: date | None = None
+    reference: str | None = None
+    limit: int = 25
+    offset: int = 0
+
+
+def _like(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 @dataclass(frozen=True)
@@ -115,6 +164,69 @@ class Casework:
             values["override"] = json.loads(values["override"]) if values["override"] else None
             actions.append(ReviewAction(**values))
         return actions
+
+    def search(
+        self, search: Search, order: str, where: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+    ) -> tuple[list[Record], int]:
+        """A page of the records ``search`` finds among those ``where`` allows
+        (each a condition with ``?`` for its values), and how many it finds
+        in all."""
+        conditions = list(where)
+        if search.patient:
+            conditions.append(("search_patient LIKE ? ESCAPE '\\'", (_like(search.patient),)))
+        if search.member_id:
+            conditions.append(("search_member_id = ?", (search.member_id,)))
+        if search.reference:
+            conditions.append(("reference = ?", (search.reference,)))
+        if search.questionnaires is not None:
+            forms = search.questionnaires or ("",)  # no form: nothing matches
+            conditions.append((f"questionnaire IN ({', '.join('?' * len(forms))})", forms))
+        if search.status:
+            conditions.append((STATUSES[search.status], ()))
+        if search.received_from:
+            conditions.append(("received_at >= ?", (search.received_from.isoformat(),)))
+        if search.received_to:
+            after = search.received_to + timedelta(days=1)
+            conditions.append(("received_at < ?", (after.isoformat(),)))
+        with self.store.database() as db:
+            clause = " AND ".join(f"({c})" for c, _ in conditions) or "1 = 1"
+            clause = clause.replace("?", db.mark)
+            values = tuple(v for _, vs in conditions for v in vs)
+            total = int(
+                db.execute(f"SELECT count(*) FROM determinations WHERE {clause}", values)[0][0]
+            )
+            rows = db.execute(
+                f"{_SELECT} WHERE {clause} ORDER BY {ORDERS[order]}"
+                f" LIMIT {db.mark} OFFSET {db.mark}",
+                (*values, search.limit, search.offset),
+            )
+        return [Record.from_row(row) for row in rows], total
+
+    def later_requests(self, pended: list[Record]) -> dict[str, str]:
+        """Of these pended records, those a later request of the same owner
+        for the same member under the same policy followed (the pend
+        completed by a new request): record id → the later record's id."""
+        members = sorted({r.member for r in pended if r.member and r.outcome == "pended"})
+        if not members:
+            return {}
+        with self.store.database() as db:
+            rows = db.execute(
+                f"SELECT id, member, policy, owner, received_at FROM determinations"
+                f" WHERE member IN ({', '.join([db.mark] * len(members))})"
+                " ORDER BY received_at, id",
+                tuple(members),
+            )
+        later: dict[str, str] = {}
+        for record in pended:
+            if record.outcome != "pended" or record.state == "awaiting-review" or not record.member:
+                continue
+            for rid, member, policy, owner, received in rows:
+                if (member, policy, owner) == (record.member, record.policy, record.owner) and (
+                    received > record.received_at
+                ):
+                    later[record.id] = str(rid)
+                    break
+        return later
 
     def submissions(self, owner: str | None, limit: int = 100) -> list[Record]:
         """What an owner submitted (None: everyone's, for the payer), newest first."""

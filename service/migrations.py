@@ -45,6 +45,39 @@ def _members(db: Database) -> None:
         )
 
 
+def _references(db: Database) -> None:
+    """Each stored record's short reference and the text it is searched by
+    (the patient's name and member id, casefolded)."""
+    from review.reference import candidates
+
+    taken: set[str] = set()
+    for rid, response in db.execute("SELECT id, response FROM determinations ORDER BY id"):
+        reference = next(r for r in candidates(rid) if r not in taken)
+        taken.add(reference)
+        db.execute(
+            f"UPDATE determinations SET reference = {db.mark}, search_patient = {db.mark},"
+            f" search_member_id = {db.mark} WHERE id = {db.mark}",
+            (reference, *search_text(json.loads(response)), rid),
+        )
+
+
+def searched(text: Any) -> str | None:
+    """A name or id as the store searches it: casefolded, spaces collapsed
+    (done here, not by SQL's lower(), which SQLite applies to ASCII only)."""
+    return " ".join(text.casefold().split()) or None if isinstance(text, str) else None
+
+
+def search_text(response: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The patient's name and member id a response is searched by."""
+    subject = response.get("subject")
+    subject = subject if isinstance(subject, dict) else {}
+    identifier = subject.get("identifier")
+    member_id = identifier.get("value") if isinstance(identifier, dict) else None
+    if member_id is None and isinstance(subject.get("reference"), str):
+        member_id = subject["reference"].rsplit("/", 1)[-1]  # as review.request.facts reads it
+    return searched(subject.get("display")), searched(member_id)
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -252,6 +285,19 @@ MIGRATIONS = (
             """,
             "CREATE INDEX replies_record ON replies (record_id, at)",
         ),
+    ),
+    Migration(
+        10,
+        "a short reference number for each record (unique, searchable) and the patient's name"
+        " and member id as the office history and the review queue search them",
+        (
+            "ALTER TABLE determinations ADD COLUMN reference TEXT",
+            "ALTER TABLE determinations ADD COLUMN search_patient TEXT",
+            "ALTER TABLE determinations ADD COLUMN search_member_id TEXT",
+            "CREATE UNIQUE INDEX determinations_reference ON determinations (reference)",
+            "CREATE INDEX determinations_received ON determinations (received_at, id)",
+        ),
+        then=_references,
     ),
 )
 LATEST = MIGRATIONS[-1].version

@@ -18,8 +18,11 @@ and the history shows what the practice sent and where each request stands
   ``DELETE /drafts/{id}`` (``QuestionnaireResponse.d``). Another caller's
   draft is a 404.
 - ``GET /submissions``: what the caller submitted, newest first, each with
-  the member, the form, where it stands and links to its determination,
-  notice and ClaimResponse (a payer's pharmacist sees everyone's).
+  its short reference, the member, the form, where it stands and links to
+  its determination, notice and ClaimResponse (a payer's pharmacist sees
+  everyone's); searched, filtered and paged as :mod:`service.listing`
+  says. A pended request a later request of the same office completed (the
+  same member and policy) says so (``supersededBy``).
 
 A draft belongs to whoever saved it: the office's organization (everyone in
 the practice), or a backend client. Reads of drafts and of the history show
@@ -40,6 +43,7 @@ from starlette.concurrency import run_in_threadpool
 
 from access.identity import Identity
 from review.member import member_key
+from review.reference import shown
 from review.request import facts, priority_of
 from scoring.carry import carry_over
 from scoring.outcome import InvalidInput, Issue
@@ -47,6 +51,7 @@ from scoring.response import check_structure, parse_json
 from service.auth import requirement, requires
 from service.casework import Casework, Draft
 from service.http import AccessDenied, Service, require_json
+from service.listing import page_of, search_of
 from service.ownership import owned_draft
 from service.store import Record
 
@@ -213,11 +218,12 @@ def router(service: Service) -> APIRouter:
         casework.delete_draft(draft.id)
         return Response(status_code=204)
 
-    def entry(record: Record) -> dict[str, Any]:
+    def entry(record: Record, later: str | None = None) -> dict[str, Any]:
         found = facts(record.response)
         base = service.base
         return {
             "id": record.id,
+            "reference": shown(record.reference) if record.reference else None,
             "received": record.received_at,
             "patient": found.member_name,
             "memberId": found.member_id,
@@ -230,19 +236,30 @@ def router(service: Service) -> APIRouter:
             "determination": f"{base}/determinations/{record.id}",
             "notice": f"{base}/determinations/{record.id}/notice",
             "claimResponse": f"{base}/ClaimResponse/{record.id}",
+            # a pend completed by a later request: that request's id
+            "supersededBy": later,
         }
 
     @api.get("/submissions")
     def submissions(request: Request, caller: Reader) -> JSONResponse:
+        params = dict(request.query_params)
+        search = search_of(params, service.catalog)
         if caller.owner is None and caller.role != "pharmacist":
             records: list[Record] = []
+            total = 0
         else:
             # a pharmacist (no owner) reads every record: the payer's view
-            records = casework.submissions(caller.owner)
+            mine = (("owner = ?", (caller.owner,)),) if caller.owner else ()
+            records, total = casework.search(search, "newest", mine)
+        later = casework.later_requests(records)
         for member in sorted({r.member for r in records if r.member}):
             service.audit(request, "submissions", member)
         return JSONResponse(
-            {"submissions": [entry(r) for r in records]}, headers={"Cache-Control": "no-store"}
+            {
+                **page_of("/submissions", params, search, total, len(records)),
+                "submissions": [entry(r, later.get(r.id)) for r in records],
+            },
+            headers={"Cache-Control": "no-store"},
         )
 
     return api

@@ -4,7 +4,14 @@ pages over :mod:`review.decision`.
 - ``GET /review/queue`` and the page ``/review``: every request awaiting a
   pharmacist, expedited first, then oldest, each with the time left against
   the payer's decision deadline (``policies/payers``).
-- ``GET /review/cases/{id}`` and the page ``/review/{id}``: the answers, each
+- ``GET /review/decided`` and ``/review?view=decided``: the cases
+  pharmacists decided, latest first; ``GET /review/pends`` and
+  ``/review?view=pends``: those the signed-in pharmacist pended (asked the
+  office for something). Each list is searched, filtered and paged as
+  :mod:`service.listing` says; every review page has the same navigation
+  (queue, my pends, decided, metrics).
+- ``GET /review/cases/{id}`` and the page ``/review/{id}``: the answers
+  (a coded answer by its option's text, the code beside it), each
   criterion's status (met, not met, unknown, not applicable) with the
   policy text, attachments (each linked to ``/cases/{id}/documents/…``,
   :mod:`service.documents`), the scorer's recommendation, and the trail of
@@ -32,6 +39,7 @@ rights, a decision update rights.
 from __future__ import annotations
 
 import hmac
+import re
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
@@ -47,6 +55,7 @@ from cql_like.engine import CompiledRequest, Evaluation
 from review.decision import (
     ACTIONS,
     STATUS_WORDS,
+    NotConfirmable,
     UnsupportedCitation,
     approved,
     denied,
@@ -54,16 +63,19 @@ from review.decision import (
     recommended,
 )
 from review.documents import documents
+from review.reference import shown
 from review.request import facts
 from scoring import assess
 from scoring.determination import approve, from_json
 from scoring.fhir_outputs import claim_response
 from scoring.outcome import InvalidInput, Issue
 from scoring.response import parse_json
+from service.accounts import Accounts
 from service.auth import Caller, requires
 from service.casework import Casework, ReviewAction
 from service.determinations import running_for
 from service.http import AccessDenied, Service, not_found, require_json
+from service.listing import page_of, search_of
 from service.replies import Replies, earlier_documents
 from service.store import Record
 
@@ -75,6 +87,28 @@ Decider = Annotated[Identity, requires("ClaimResponse", "u", staff=True)]
 def _instant(text: str) -> datetime:
     moment = datetime.fromisoformat(text)
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _answer_parts(value: Any, offered: list[dict[str, Any]]) -> dict[str, str | None]:
+    """An answer as the case shows it: its text and, for a coded answer, the
+    code beside it (the text is the option's display when the answer has none)."""
+    if isinstance(value, dict) and "code" in value:
+        match = next((c for c in offered if c.get("code") == value.get("code")), {})
+        text = value.get("display") or match.get("display") or value["code"]
+        return {"text": str(text), "code": str(value["code"]) if text != value["code"] else None}
+    return {"text": _answer_text(value), "code": None}
+
+
+# a user as the trail and the decision name them (Identity.describe)
+_USER = re.compile(r"^user (\S+) \(")
+
+
+def _when(text: str | None) -> str:
+    """An ISO instant as a person reads it, with its zone: no payer file
+    gives one, so UTC, said plainly."""
+    if not text:
+        return ""
+    return _instant(text).astimezone(UTC).strftime("%-d %b %Y, %H:%M UTC")
 
 
 def _answer_text(value: Any) -> str:
@@ -99,10 +133,20 @@ def router(service: Service) -> APIRouter:
     api = APIRouter()
     casework = Casework(service.store)
     replies = Replies(service.store)
+    accounts = Accounts(service.store)
     catalog = service.catalog
     templates = Environment(
         loader=PackageLoader("service", "templates"), autoescape=select_autoescape(["html", "j2"])
     )
+    templates.filters["when"] = _when
+
+    def named(who: str | None, names: dict[str, str] | None = None) -> str | None:
+        """A user by display name (a system, or a user no longer known, as recorded)."""
+        found = _USER.match(who) if who else None
+        if found is None:
+            return who
+        names = names if names is not None else {u.username: u.name for u in accounts.users()}
+        return names.get(found.group(1), who)
 
     def deadline(record: Record, package: CompiledRequest) -> dict[str, Any] | None:
         payer = service.payers.get(package.policy.policy.payer.identifier)
@@ -132,6 +176,7 @@ def router(service: Service) -> APIRouter:
         word = recommended(scorer["outcome"], scorer.get("pendReason"), cut) if scorer else None
         return {
             "id": record.id,
+            "reference": shown(record.reference) if record.reference else None,
             "received": record.received_at,
             "priority": record.priority,
             "policy": record.policy,
@@ -145,6 +190,7 @@ def router(service: Service) -> APIRouter:
             # a modified approval: what it approves of what was requested
             "recommendedQuantity": quantity if cut else None,
             "reviewer": record.reviewer,
+            "reviewerName": named(record.reviewer),
             "decided": record.decided_at,
             "deadline": deadline(record, package),
         }
@@ -168,9 +214,12 @@ def router(service: Service) -> APIRouter:
             values = answers.get(info.link_id, [])
             if not values:
                 continue
+            offered = package.codings.get(info.link_id, [])
+            parts = [_answer_parts(v, offered) for v in values]
             given.append({"linkId": info.link_id, "section": info.section,
                           "question": info.question.text,
-                          "answer": "; ".join(_answer_text(v) for v in values)})  # fmt: skip
+                          "answer": "; ".join(str(p["text"]) for p in parts),
+                          "values": parts})  # fmt: skip
         questions = {info.link_id: info.question.text for info in index.questions.values()}
         attachments = [
             {
@@ -204,6 +253,7 @@ def router(service: Service) -> APIRouter:
                 if d.link_id.startswith("reply ")
             ]
         service.audit(request, f"review case {record.id}", record.member)
+        names = {u.username: u.name for u in accounts.users()}
         # submitted first: a stable sort keeps it ahead of what happened in its second
         trail = [
             {
@@ -222,6 +272,11 @@ def router(service: Service) -> APIRouter:
                 "at": a.at,
                 "who": a.who,
                 "what": f"{a.action}: {a.outcome_before} → {a.outcome_after}; {a.rationale}"
+                + (
+                    f"; confirms {', '.join(a.reasons)}"
+                    if a.action.startswith("approve") and a.reasons
+                    else ""
+                )
                 + (
                     f"; override: cites {', '.join(a.override['sections'])} against the"
                     f" criteria's status: {a.override['reason']}"
@@ -266,6 +321,9 @@ def router(service: Service) -> APIRouter:
             # the quantity an approval would give, when the request is above
             # the limit: the pharmacist may approve it as cut or in full
             "overLimit": _over_limit(package, evaluation, answers, as_of),
+            # the sections the payer lets a pharmacist approve by confirming
+            # them ("pass to RPh; approve"): an approval may cite them
+            "confirmable": confirmable(package),
             # approvals of this policy for this member running when it came in
             "runningApprovals": [
                 {
@@ -275,7 +333,9 @@ def router(service: Service) -> APIRouter:
                 }
                 for r in running_for(catalog, service.store, record)
             ],
-            "trail": sorted(trail, key=lambda t: t["at"]),
+            "trail": [
+                {**t, "name": named(t["who"], names)} for t in sorted(trail, key=lambda t: t["at"])
+            ],
             # the office's replies to pends: when, what was asked, the note
             "replies": [
                 {
@@ -296,6 +356,17 @@ def router(service: Service) -> APIRouter:
             },
         }
 
+    def confirmable(package: CompiledRequest) -> list[dict[str, str]]:
+        payer = service.payers.get(package.policy.policy.payer.identifier)
+        return [
+            {"section": section, "text": package.index.section_text[section],
+             "confirm": approval.confirm}
+            for approval in (payer.review.approvals if payer else [])
+            if approval.policy == package.policy.id
+            for section in approval.sections
+            if section in package.index.section_text
+        ]  # fmt: skip
+
     def find(record_id: str) -> Record:
         record = service.store.get(record_id)
         if record is None:
@@ -312,6 +383,11 @@ def router(service: Service) -> APIRouter:
             raise InvalidInput([Issue("required", "a written rationale is required")], 400)
         if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
             raise InvalidInput([Issue("value", "reasons must be a list of policy sections")], 400)
+        confirmed = body.get("confirmed", [])
+        if not isinstance(confirmed, list) or not all(isinstance(c, str) for c in confirmed):
+            raise InvalidInput([Issue("value", "confirmed must be a list of policy sections")], 400)
+        if confirmed and action not in ("approve", "approve-in-full"):
+            raise InvalidInput([Issue("value", "confirmed is for an approval's sections")], 400)
         override = body.get("override")
         if override is not None and not isinstance(override, str):
             raise InvalidInput([Issue("value", "override must be the reason, as text")], 400)
@@ -335,6 +411,8 @@ def router(service: Service) -> APIRouter:
                     rationale,
                     who,
                     in_full=action == "approve-in-full",
+                    confirmed=confirmed,
+                    confirmable=[c["section"] for c in confirmable(package)],
                 )
             elif action == "deny":
                 # the criteria's statuses as the case shows them
@@ -344,7 +422,7 @@ def router(service: Service) -> APIRouter:
                                statuses=statuses, override=override)  # fmt: skip
             else:
                 final = pended(recommendation, str(body.get("request") or ""), rationale, who, on)
-        except UnsupportedCitation as exc:
+        except (UnsupportedCitation, NotConfirmable) as exc:
             # nothing changes: the section and its status named
             raise InvalidInput([Issue("business-rule", str(exc))], 422) from None
         except ValueError as exc:
@@ -352,7 +430,8 @@ def router(service: Service) -> APIRouter:
         at = service.now().isoformat(timespec="milliseconds")
         entry = ReviewAction(
             id=uuid.uuid4().hex, record_id=record.id, at=at, who=who, action=str(action),
-            reasons=list(reasons), rationale=rationale.strip(),
+            reasons=list(confirmed if str(action).startswith("approve") else reasons),
+            rationale=rationale.strip(),
             request=final.requested, outcome_before=record.outcome, outcome_after=final.outcome,
             override={"sections": final.overridden, "reason": final.override}
             if final.override else None,
@@ -365,10 +444,49 @@ def router(service: Service) -> APIRouter:
 
     # --- API ---------------------------------------------------------------------------
 
+    # each list of cases: which records, in which order
+    VIEWS = {
+        "queue": ("the queue", "queue"),
+        "decided": ("decided", "decided"),
+        "pends": ("my pends", "decided"),
+    }
+
+    def listed(view: str, request: Request, caller: Identity, page: bool = False) -> dict[str, Any]:
+        """A page of one list of cases, as the query parameters search it
+        (its links to other pages: the API's, or the review page's)."""
+        params = dict(request.query_params)
+        search = search_of(params, catalog)
+        where: tuple[tuple[str, tuple[Any, ...]], ...] = (
+            (("state = 'awaiting-review'", ()),)
+            if view == "queue"
+            else (("state = 'reviewed'", ()),)
+        )
+        if view == "pends":
+            where += (("outcome = 'pended'", ()), ("reviewer = ?", (caller.describe(),)))
+        records, total = casework.search(search, VIEWS[view][1], where)
+        later = casework.later_requests(records)
+        path = "/review/queue" if view == "queue" else f"/review/{view}"
+        also = {"view": view} if page and view != "queue" else {}
+        path = "/review" if page else path
+        for member in sorted({r.member for r in records if r.member}):
+            service.audit(request, f"review {view}", member)
+        return {
+            **page_of(path, params, search, total, len(records), also),
+            "view": view,
+            "cases": [summary(r) | {"supersededBy": later.get(r.id)} for r in records],
+        }
+
     @api.get("/review/queue")
-    def queue(caller: QueueReader) -> JSONResponse:
-        cases = [summary(r) for r in casework.queue()]
-        return JSONResponse({"total": len(cases), "cases": cases})
+    def queue(request: Request, caller: QueueReader) -> JSONResponse:
+        return JSONResponse(listed("queue", request, caller))
+
+    @api.get("/review/decided")
+    def decided(request: Request, caller: QueueReader) -> JSONResponse:
+        return JSONResponse(listed("decided", request, caller))
+
+    @api.get("/review/pends")
+    def my_pends(request: Request, caller: QueueReader) -> JSONResponse:
+        return JSONResponse(listed("pends", request, caller))
 
     @api.get("/review/cases/{record_id}")
     def read_case(record_id: str, request: Request, caller: QueueReader) -> JSONResponse:
@@ -401,7 +519,16 @@ def router(service: Service) -> APIRouter:
         caller = reviewer(request, identity)
         if isinstance(caller, Response):
             return caller
-        return page("review_queue.html.j2", caller, cases=[summary(r) for r in casework.queue()])
+        view = request.query_params.get("view", "queue")
+        if view not in VIEWS:
+            view = "queue"
+        try:
+            found = listed(view, request, caller, page=True)
+        except InvalidInput as exc:
+            problem = "; ".join(i.diagnostics for i in exc.issues)
+            found = {"view": view, "cases": [], "total": 0, "filters": {}, "problem": problem}
+        return page("review_queue.html.j2", caller, listing=found,
+                    filters=dict(request.query_params))  # fmt: skip
 
     @api.get("/review/{record_id}", response_class=HTMLResponse)
     def case_page(
@@ -425,6 +552,7 @@ def router(service: Service) -> APIRouter:
             raise AccessDenied(403, "the CSRF token is missing or wrong: reload the page")
         body = {"action": form.get("action"), "rationale": form.get("rationale", ""),
                 "reasons": [v for k, v in pairs if k == "reasons"], "request": form.get("request"),
+                "confirmed": [v for k, v in pairs if k == "confirmed"],
                 "override": form.get("override") or None}  # fmt: skip
         try:
             await run_in_threadpool(decide, find(record_id), body, caller)

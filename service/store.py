@@ -30,17 +30,18 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from service.migrations import Database, migrate
+from review.reference import candidates
+from service.migrations import Database, migrate, search_text
 
 COLUMNS = (
     "id", "response_key", "response_id", "request_id", "received_at", "questionnaire", "policy",
     "policy_version", "evaluated_at", "outcome", "response", "determination", "claim_response",
     "member", "owner", "state", "priority", "decided_at", "reviewer", "recommendation",
-    "submitted",
+    "submitted", "reference", "search_patient", "search_member_id",
 )  # fmt: skip
 HISTORY = "id, questionnaire, evaluated_at"
 AUDIT_COLUMNS = ("id", "at", "request_id", "who", "what", "member")
@@ -84,6 +85,12 @@ class Record:
     # the response as sent, when it answered an earlier version of its form:
     # ``response`` is then its answers carried over to the version that decided it
     submitted: dict[str, Any] | None = None
+    # the short reference read out on the phone (review/reference.py), given by
+    # the store when the record is saved
+    reference: str | None = None
+    # the patient's name and member id as searched (casefolded), set on saving
+    search_patient: str | None = None
+    search_member_id: str | None = None
 
     def row(self) -> tuple[Any, ...]:
         return tuple(
@@ -341,9 +348,23 @@ class Store:
 
     def save(self, record: Record) -> tuple[Record, bool]:
         """Store ``record``; returns the stored record and whether it is new
-        (an identical response already stored is returned instead)."""
+        (an identical response already stored is returned instead). The
+        record gets its short reference, the first of its candidates no
+        other record has, and the text it is searched by."""
+        patient, member_id = search_text(record.response)
         with self.connections.writing() as db:
             m = db.mark
+            reference = next(
+                r
+                for r in candidates(record.id)
+                if not db.execute(f"SELECT 1 FROM determinations WHERE reference = {m}", (r,))
+            )
+            record = replace(
+                record,
+                reference=reference,
+                search_patient=patient,
+                search_member_id=member_id,
+            )
             inserted = db.execute(
                 f"INSERT INTO determinations ({', '.join(COLUMNS)})"
                 f" VALUES ({', '.join([m] * len(COLUMNS))})"

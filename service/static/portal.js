@@ -411,6 +411,7 @@
     $("submit").disabled = true;
     $("save-draft").disabled = true;
     $("reopened").hidden = true;
+    $("reply").hidden = true;
     $("draft-note").hidden = true;
     if (message) say(message);
   }
@@ -467,6 +468,7 @@
       history.replaceState(null, "", `/?q=${encodeURIComponent(q.id)}`);
     }
     $("reopened").hidden = !context;
+    await showReply(context);
     $("draft-note").hidden = !source.draft;
     if (source.draft) {
       $("draft-note").textContent = `Draft saved ${when(source.draft.updated)}: ${source.draft.label}.`;
@@ -475,6 +477,47 @@
     $("save-draft").disabled = false;
     say("");
     window.portalStatus = "ready";
+  }
+
+  // a pended request reopened: what was asked of the office, where the
+  // reply's documents and note are given, and the questions still to answer
+  async function showReply(context) {
+    $("reply").hidden = !context;
+    $("submit").textContent = context ? "Send reply" : "Submit for determination";
+    $("reply-note").value = "";
+    $("reply-documents").value = "";
+    if (!context) return;
+    const d = await call(`/determinations/${encodeURIComponent(context)}`);
+    const asked = (d.review || {}).requested;
+    $("reply-asked").textContent = asked
+      ? `The pharmacist asks for: ${asked}`
+      : "Answer the highlighted questions; attach anything that supports them.";
+    highlightMissing(d.missingQuestions || []);
+  }
+
+  // the reply: the response, the pended request's id, the note and each document
+  async function replyParameters(response) {
+    const parameter = [
+      { name: "response", resource: response },
+      { name: "context", valueString: loaded.context },
+    ];
+    const note = $("reply-note").value.trim();
+    if (note) parameter.push({ name: "note", valueString: note });
+    for (const file of $("reply-documents").files) {
+      const attachment = { title: file.name, data: await base64Of(file) };
+      if (file.type) attachment.contentType = file.type;
+      parameter.push({ name: "document", valueAttachment: attachment });
+    }
+    return { resourceType: "Parameters", parameter };
+  }
+
+  async function base64Of(file) {
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    let text = "";
+    for (let i = 0; i < bytes.length; i += 0x8000) {
+      text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+    }
+    return btoa(text);
   }
 
   function openChosen() {
@@ -573,11 +616,32 @@
     busy = on;
     $("submit").disabled = on || !loaded;
     $("save-draft").disabled = on || !loaded;
-    $("submit").textContent = on && label ? label : "Submit for determination";
+    $("submit").textContent = on && label ? label : loaded && loaded.context ? "Send reply" : "Submit for determination";
     $("submit").setAttribute("aria-busy", on ? "true" : "false");
   }
 
-  async function submit() {
+  // the questions a submission would pend for, asked of the service before
+  // anything is sent (none when it cannot say: the submission then tells)
+  async function unansweredOf(response) {
+    const checked = await fetch("/submissions/check", {
+      method: "POST",
+      headers: POST_HEADERS,
+      body: JSON.stringify(response),
+    });
+    return checked.ok ? (await checked.json()).unanswered : [];
+  }
+
+  // an incomplete form: listed and highlighted, and the office asked first
+  function askFirst(left) {
+    $("unanswered-list").replaceChildren(...left.map((q) => element("li", q.question)));
+    highlightMissing(left.map((q) => q.linkId));
+    $("unanswered").hidden = false;
+    $("submit-anyway").focus();
+    window.portalStatus = "confirm";
+  }
+
+  // confirmed: the office chose to submit with questions unanswered
+  async function submit(confirmed) {
     if (busy || !loaded) return;
     setBusy(true, "Submitting…");
     try {
@@ -590,6 +654,14 @@
       $("error").hidden = true;
       // submitted as it stands: an incomplete form is pended, not refused
       const response = exportResponse("completed");
+      if (!confirmed) {
+        const left = await unansweredOf(response);
+        if (left.length) {
+          askFirst(left);
+          return;
+        }
+      }
+      $("unanswered").hidden = true;
       // the same answers sent again are the same response (same id, same
       // authored): the service returns the one determination it made
       const key = JSON.stringify({ ...response, authored: null });
@@ -599,10 +671,13 @@
         session.submitted = { key, authored: response.authored };
       }
       window.lastResponse = response;
+      // a reply to a pended request: the same operation, with the request's
+      // id as context, the note and the documents beside the response
+      const sent = loaded.context ? await replyParameters(response) : response;
       const reply = await fetch("/QuestionnaireResponse/$evaluate", {
         method: "POST",
         headers: POST_HEADERS,
-        body: JSON.stringify(response),
+        body: JSON.stringify(sent),
       });
       if (reply.status === 401) {
         sessionEnded();
@@ -624,6 +699,11 @@
         $("draft-note").hidden = true;
       }
       forgetLocally(); // sent: nothing left to restore
+      if (loaded.context) {
+        // the reply joined the request: the form is no longer a reply to make
+        $("reply-note").value = "";
+        $("reply-documents").value = "";
+      }
       const determination = await call(`/determinations/${body.id}`);
       window.lastDetermination = determination;
       history.replaceState(null, "", `/?result=${encodeURIComponent(body.id)}`);
@@ -758,9 +838,18 @@
       .map((s) => s.textContent)
       .join("\n")
       .replace(/(^|[\s,}])(html|body)(?=\s*[{,])/g, "$1.notice-body");
-    const style = element("style", `:host { display: block; } ${css}`);
+    const style = element(
+      "style",
+      `:host { display: block; } ${css} .notice-footer { color: #555; font-size: .85rem; }`,
+    );
     const body = element("div", null, { class: "notice-body" });
     body.append(...[...page.body.childNodes].map((n) => document.importNode(n, true)));
+    // the notice's landmarks are not the page's: one <main> on the page
+    body.querySelectorAll("main, header, footer").forEach((landmark) => {
+      const box = element("div", null, { class: `notice-${landmark.localName}` });
+      box.append(...landmark.childNodes);
+      landmark.replaceWith(box);
+    });
     root.replaceChildren(style, body);
   }
 
@@ -782,7 +871,7 @@
     $("result-running").hidden = running.length === 0;
     highlightMissing(inForm ? d.missingQuestions || [] : []);
     const link = $("complete-later");
-    if (d.context) {
+    if (d.context && (d.review || {}).state !== "awaiting-review") {
       link.href = `/?context=${encodeURIComponent(d.context)}`;
       link.hidden = false;
     } else {
@@ -819,13 +908,23 @@
     $("drafts-empty").hidden = drafts.length > 0;
   }
 
-  function renderHistory(submissions) {
+  // the history's search and page: the query /submissions is read with
+  let historyQuery = "";
+  let historyPages = { next: null, previous: null };
+
+  function renderHistory(found) {
+    const submissions = found.submissions;
     const list = $("history-list");
     list.replaceChildren();
     submissions.forEach((s) => {
       const li = element("li", null, { "data-submission": s.id, class: s.outcome });
       const who = [s.patient, s.memberId ? `member ${s.memberId}` : null].filter(Boolean);
-      li.append(element("strong", plainResult(s, false), { class: "status" }));
+      // a pend a later request answered: not to be completed again
+      const status = s.supersededBy
+        ? "Pended, then answered by a later request"
+        : plainResult(s, false);
+      li.append(element("strong", status, { class: "status" }));
+      if (s.reference) li.append(element("span", ` · reference ${s.reference}`, { class: "reference" }));
       li.append(element("br"));
       li.append(
         element("span", `${who.join(", ") || "no patient named"} · ${s.title} · ${when(s.received)}`),
@@ -835,20 +934,40 @@
       li.append(element("a", "Result", { href: `/?result=${encodeURIComponent(s.id)}` }));
       li.append(" · ");
       li.append(element("a", "Notice", { href: `/determinations/${encodeURIComponent(s.id)}/notice`, target: "_blank", rel: "noopener" }));
-      if (s.outcome === "pended" && s.pendReason === "missing-information") {
+      if (s.outcome === "pended" && s.pendReason === "missing-information" && !s.supersededBy) {
         li.append(" · ");
-        li.append(element("a", "Complete", { href: `/?context=${encodeURIComponent(s.id)}` }));
+        li.append(element("a", (s.review || {}).requested ? "Reply" : "Complete", { href: `/?context=${encodeURIComponent(s.id)}` }));
       }
       list.append(li);
     });
+    const filtered = Object.keys(found.filters || {}).length > 0;
+    $("history-empty").textContent = filtered ? "No submitted request matches the search." : "Nothing submitted yet.";
     $("history-empty").hidden = submissions.length > 0;
+    $("history-count").textContent = submissions.length
+      ? `${found.first}–${found.last} of ${found.total}${filtered ? " matching the search" : ""}`
+      : "";
+    historyPages = { next: found.next, previous: found.previous };
+    $("history-next").hidden = !found.next;
+    $("history-previous").hidden = !found.previous;
+  }
+
+  async function searchHistory(query) {
+    historyQuery = query;
+    try {
+      renderHistory(await call(`/submissions${query ? `?${query}` : ""}`));
+      window.listsStatus = "ready";
+    } catch (e) {
+      $("history-count").textContent = `The search was refused: ${e.message}`;
+      window.listsStatus = "error";
+    }
   }
 
   async function refreshLists() {
     try {
-      const [drafts, submissions] = await Promise.all([call("/drafts"), call("/submissions")]);
+      const query = historyQuery ? `?${historyQuery}` : "";
+      const [drafts, submissions] = await Promise.all([call("/drafts"), call(`/submissions${query}`)]);
       renderDrafts(drafts.drafts);
-      renderHistory(submissions.submissions);
+      renderHistory(submissions);
       window.listsStatus = "ready";
     } catch (e) {
       showError(`The drafts and the history could not be read: ${e.message}`);
@@ -905,6 +1024,20 @@
     openChosen().catch(failed);
   });
   $("submit").addEventListener("click", () => submit().catch(failed));
+  $("submit-anyway").addEventListener("click", () => {
+    $("unanswered").hidden = true;
+    submit(true).catch(failed);
+  });
+  $("answer-first").addEventListener("click", () => {
+    $("unanswered").hidden = true;
+    const first = document.querySelector("#formContainer .missing-question");
+    if (first) {
+      first.scrollIntoView({ block: "center" });
+      const input = first.querySelector("input, textarea, select");
+      if (input) input.focus({ preventScroll: true });
+    }
+    window.portalStatus = "ready";
+  });
   // kept as typed (a moment after the last change), for a lapsed sign-in
   let keeping = null;
   const keepSoon = () => {
@@ -916,6 +1049,28 @@
   // signed out on purpose: nothing of the member's stays in the tab
   if ($("signout")) $("signout").addEventListener("submit", forgetLocally);
   $("save-draft").addEventListener("click", () => saveDraft().catch(failed));
+  // the history searched on the server, a page at a time
+  $("history-search").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const query = new URLSearchParams();
+    new FormData($("history-search")).forEach((value, key) => {
+      if (String(value).trim()) query.set(key, String(value).trim());
+    });
+    window.listsStatus = "loading";
+    searchHistory(query.toString());
+  });
+  $("history-search").addEventListener("reset", () => {
+    window.listsStatus = "loading";
+    searchHistory("");
+  });
+  ["next", "previous"].forEach((which) => {
+    $(`history-${which}`).addEventListener("click", () => {
+      const link = historyPages[which];
+      if (!link) return;
+      window.listsStatus = "loading";
+      searchHistory(link.slice(link.indexOf("?") + 1));
+    });
+  });
   $("print").addEventListener("click", () => window.print());
   // another policy: the form on the page is not its form
   $("questionnaire").addEventListener("change", () => {

@@ -580,6 +580,8 @@ STAFF_PREFIXES = ("/review", "/metrics", "/questionnaire-errors")
 PEND = {"action": "pend", "request": "the chart notes", "rationale": "More to read first."}
 STAFF_CALLS: list[tuple[str, str, str, int]] = [
     ("GET", "/review/queue", "", 200),
+    ("GET", "/review/decided", "", 200),
+    ("GET", "/review/pends", "", 200),
     ("GET", "/review/cases/{record_id}", "", 200),
     ("GET", "/metrics", "?period=2026-11", 200),
     ("GET", "/metrics", "?period=2026-11&format=csv", 200),

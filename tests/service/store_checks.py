@@ -93,6 +93,7 @@ def check_store(store: Store) -> None:
     )
     store.save(new)
     assert [a.id for a in store.approvals("ref:Patient/new", "eocco329")] == ["new"]
+    check_references_and_search(store)
     for n, url in enumerate([QUESTIONNAIRE, "https://x.example/Questionnaire/q_1|1"]):
         store.log_error(
             ErrorReport(f"e{n}", f"2026-11-2{n}T00:00:00", "r", url, {"issue": [{"code": "x"}]})
@@ -102,3 +103,26 @@ def check_store(store: Store) -> None:
     # a LIKE wildcard in a url matches only itself
     assert store.errors("https://x.example/Questionnaire/q%1") == []
     assert [e.id for e in store.errors("https://x.example/Questionnaire/q_1")] == ["e1"]
+
+
+def check_references_and_search(store: Store) -> None:
+    """The old records got a short reference each when migrated, a new one
+    when saved; the casework's search reads them, and the patient's name,
+    in the store's own SQL."""
+    from review.reference import normalize
+    from service.casework import Casework, Search
+
+    references = {}
+    for rid in ("old-approved", "old-denied", "new"):
+        record = store.get(rid)
+        assert record is not None and record.reference is not None
+        assert normalize(record.reference) == record.reference
+        references[rid] = record.reference
+    assert len(set(references.values())) == 3
+    casework = Casework(store)
+    found, total = casework.search(Search(reference=references["old-denied"]), "newest")
+    assert [r.id for r in found] == ["old-denied"] and total == 1
+    # the subject has no name: a name matches nothing, a LIKE wildcard only itself
+    assert casework.search(Search(patient="%"), "newest") == ([], 0)
+    page, total = casework.search(Search(limit=2, offset=1), "newest")
+    assert total == 3 and len(page) == 2
