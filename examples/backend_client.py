@@ -1,13 +1,17 @@
 """A backend client of the service, as a DTR client or practice system would
 be one (SMART Backend Services): make a key pair once, register its public
 JWKS with the payer, then trade a signed assertion for an access token.
+Run it with the project's virtual environment (it needs PyJWT and
+cryptography), from the checkout:
 
-    python examples/backend_client.py keys my-ehr            # my-ehr.key.pem, my-ehr.jwks.json
-    dtr clients add my-ehr --name "My EHR" --jwks my-ehr.jwks.json   # the payer registers it
-    python examples/backend_client.py token my-ehr http://127.0.0.1:8080   # prints a token
+    .venv/bin/python examples/backend_client.py keys my-ehr    # var/my-ehr.key.pem, var/my-ehr.jwks.json
+    .venv/bin/dtr clients add my-ehr --name "My EHR" --jwks var/my-ehr.jwks.json   # the payer registers it
+    .venv/bin/python examples/backend_client.py token my-ehr http://127.0.0.1:8080   # prints a token
 
-The token lives five minutes (``expires_in``); ask for a new one with a new
-assertion when it runs out.
+The keys go to ``var/`` (beside the store, ignored by git), never into the
+checkout's tracked files: the private key is a secret. The token lives five
+minutes (``expires_in``); ask for a new one with a new assertion when it runs
+out.
 """
 
 from __future__ import annotations
@@ -30,24 +34,30 @@ SCOPE = (
 )
 
 
+KEYS = Path("var")  # ignored by git, like the store beside it
+
+
 def make_keys(client_id: str) -> None:
     key = ec.generate_private_key(ec.SECP384R1())
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    Path(f"{client_id}.key.pem").write_bytes(pem)
+    KEYS.mkdir(exist_ok=True)
+    private = KEYS / f"{client_id}.key.pem"
+    private.touch(mode=0o600)
+    private.chmod(0o600)  # readable by its owner alone, before the key is in it
+    private.write_bytes(pem)
     public = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
     jwks = {"keys": [{**public, "kid": f"{client_id}-1", "alg": "ES384", "use": "sig"}]}
-    Path(f"{client_id}.jwks.json").write_text(json.dumps(jwks, indent=2))
-    print(
-        f"wrote {client_id}.key.pem (keep it secret) and {client_id}.jwks.json (give it to the payer)"
-    )
+    public_keys = KEYS / f"{client_id}.jwks.json"
+    public_keys.write_text(json.dumps(jwks, indent=2))
+    print(f"wrote {private} (keep it secret) and {public_keys} (give it to the payer)")
 
 
 def token(client_id: str, base: str) -> str:
     with urllib.request.urlopen(f"{base}/.well-known/smart-configuration") as reply:
         endpoint = json.loads(reply.read())["token_endpoint"]
-    key = serialization.load_pem_private_key(Path(f"{client_id}.key.pem").read_bytes(), None)
+    key = serialization.load_pem_private_key((KEYS / f"{client_id}.key.pem").read_bytes(), None)
     now = int(time.time())
     assertion = jwt.encode(
         {

@@ -33,6 +33,7 @@ import logging
 import socket
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 
 import h11
 import uvicorn
@@ -177,7 +178,17 @@ class _Server(uvicorn.Server):
 
 def run(app: FastAPI, settings: Settings, announce: Callable[[str], None] | None = None) -> None:
     """Serve the app until interrupted, as ``dtr serve`` does; ``announce``
-    gets the URL it listens on once it does."""
+    gets the URL it listens on once it does. With ``--port 0`` and no public
+    URL configured, the public URL (token audience, ``Location``, the token
+    endpoint the SMART configuration names) is the one bound, not port 0."""
+
+    def bound(url: str) -> None:
+        if settings.port == 0 and not settings.base_url:
+            service = app.state.service
+            service.settings = replace(service.settings, base_url=url)
+        if announce is not None:
+            announce(url)
+
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -186,4 +197,4 @@ def run(app: FastAPI, settings: Settings, announce: Callable[[str], None] | None
         access_log=False,
         http=protocol_class(settings.header_timeout),
     )
-    _Server(config, announce).run()
+    _Server(config, bound).run()

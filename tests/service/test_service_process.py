@@ -178,7 +178,7 @@ def test_the_example_backend_client_registered_by_the_cli(
                 "--name",
                 "My EHR",
                 "--jwks",
-                "my-ehr.jwks.json",
+                "var/my-ehr.jwks.json",
                 "--db",
                 db,
             ]
@@ -186,9 +186,11 @@ def test_the_example_backend_client_registered_by_the_cli(
         == 0
     )
     assert (
-        main(["clients", "add", "other", "--jwks", "my-ehr.key.pem", "--db", db]) == 2
+        main(["clients", "add", "other", "--jwks", "var/my-ehr.key.pem", "--db", db]) == 2
     )  # not a JWKS
-    private = json.loads((tmp_path / "my-ehr.jwks.json").read_text())
+    # the private key lies in var/ (ignored by git), readable by its owner alone
+    assert (tmp_path / "var" / "my-ehr.key.pem").stat().st_mode & 0o077 == 0
+    private = json.loads((tmp_path / "var" / "my-ehr.jwks.json").read_text())
     private["keys"][0]["d"] = "secret"
     (tmp_path / "private.json").write_text(json.dumps(private))
     assert main(["clients", "add", "other", "--jwks", "private.json", "--db", db]) == 2
