@@ -23,6 +23,11 @@ file, the section and the field. It checks, before anything is generated:
 4. **The whole request**: exploring the form as a provider fills it, no
    approval is reachable while an enabled, unanswered question could still
    change the outcome, and no request pends with nothing left to ask.
+5. **Routing** (:mod:`builder.verification.routing`), on the end states of
+   that exploration: every question asked can change the determination
+   (unless record-only), and every approval path approves on its own. What
+   a bound left unexplored is a warning (``exploration_warnings``), never a
+   pass.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from typing import Any
 
 from builder.questionnaire import BuildError
 from builder.verification.explore import NOTHING_ANSWERED, Explorer, explore_forms
+from builder.verification.routing import routing
 from cql_like.gateway import ExpressionSyntaxError, parse_expression
 from policies.generated import (
     CAP_SECTION,
@@ -107,6 +113,10 @@ def verify_policy(policy: Policy, source: str) -> list[str]:
         return problems
     for explorer in forms:
         problems += [f"{source}: {p}" for p in explorer.run().problems]
+    if problems:
+        return problems
+    for explorer in forms:
+        problems += [f"{source}: {p}" for p in routing(explorer).problems]
     return problems
 
 
