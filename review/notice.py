@@ -74,7 +74,10 @@ class NoticeReply:
 class NoticeContext:
     """What the stored record adds to a determination for its notice."""
 
-    reference: str | None = None  # the record id: the ClaimResponse's id and preAuthRef
+    # the short reference read out on the phone (review/reference.py), or the
+    # record id where a record has none
+    reference: str | None = None
+    record_id: str | None = None  # the record id: the ClaimResponse's id and preAuthRef
     received: str | None = None  # ISO instant
     decided: str | None = None  # ISO instant; None while no decision is made
     facts: RequestFacts | None = None
@@ -101,6 +104,7 @@ def notice_context(
     response: Mapping[str, Any],
     *,
     reference: str | None = None,
+    record_id: str | None = None,
     received: str | None = None,
     decided: str | None = None,
     payer: PayerConfig | None = None,
@@ -121,6 +125,7 @@ def notice_context(
         request_facts = None
     return NoticeContext(
         reference=reference,
+        record_id=record_id,
         received=received,
         decided=decided,
         facts=request_facts,
@@ -448,6 +453,8 @@ def _facts_rows(d: Determination, context: NoticeContext) -> list[tuple[str, str
     rows: list[tuple[str, str]] = []
     if context.reference:
         rows.append(("Reference number", context.reference))
+    if context.record_id and context.record_id != context.reference:
+        rows.append(("Record", context.record_id))
     f = context.facts
     if f is not None and (f.member_name or f.member_id):
         rows.append(("Member", _named(f.member_name, "member ID", f.member_id)))

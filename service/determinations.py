@@ -27,6 +27,7 @@ from review.decision import under_review
 from review.member import member_key
 from review.notice import NoticeReply, notice_context, render_notice, render_notice_pdf
 from review.overlap import RunningApproval, running_approvals
+from review.reference import shown
 from review.request import priority_of
 from scoring.determination import Determination, from_json
 from scoring.fhir_outputs import claim_response, coverage_information
@@ -289,6 +290,8 @@ def router(service: Service) -> APIRouter:
             **record.determination,
             "claimResponse": f"{base}/ClaimResponse/{record.id}",
             "notice": f"{base}/determinations/{record.id}/notice",
+            # the short reference an office reads out, beside the id
+            "reference": shown(record.reference) if record.reference else None,
         }
         if record.outcome == "pended":
             # DTR: $questionnaire-package with this context reopens the request
@@ -318,7 +321,8 @@ def router(service: Service) -> APIRouter:
         context = notice_context(
             catalog.resolve(record.questionnaire),
             record.response,
-            reference=record.id,
+            reference=shown(record.reference) if record.reference else record.id,
+            record_id=record.id,
             received=record.received_at,
             decided=record.decided_at,
             payer=service.payers.get(determination.payer_id),

@@ -478,7 +478,10 @@ def test_the_service_serves_the_notice_in_three_formats(catalog: Catalog, tmp_pa
     page = client.get(f"/determinations/{rid}/notice")
     assert page.headers["content-type"].startswith("text/html")
     shown = visible(page.text)
-    for words in ("Jane Example (member ID EX123456)", f"Reference number {rid}",
+    # the short reference read out on the phone, the record's id beside it
+    reference = client.get(f"/determinations/{rid}").json()["reference"]
+    for words in ("Jane Example (member ID EX123456)", f"Reference number {reference}",
+                  f"Record {rid}", f"Give the reference number {reference} when you call",
                   "Authorized from November 24, 2026 through May 23, 2027 (6 months).",
                   PAYERS["EOCCO"].contact.instructions):  # fmt: skip
         assert words in shown, words

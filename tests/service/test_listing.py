@@ -168,6 +168,12 @@ def test_each_record_has_a_short_reference_beside_its_id(history: dict[str, Any]
             for other in ALPHABET:
                 if other != plain[place]:
                     assert normalize(plain[:place] + other + plain[place + 1 :]) is None
+    # the determination (the portal's result), the notice and the case show it
+    rid = ids["M1"]
+    shown = listed[rid]["reference"]
+    assert ann.get(f"/determinations/{rid}").json()["reference"] == shown
+    notice = ann.get(f"/determinations/{rid}/notice").text
+    assert shown in notice and rid in notice
     # Crockford's readings of look-alikes: O is 0, I and L are 1
     plain = listed[ids["M1"]]["reference"].replace("-", "")
     looks = plain.replace("0", "o").replace("1", "l")
