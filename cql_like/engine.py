@@ -163,6 +163,8 @@ class CompiledRequest:
         # exclusions deny like any criterion, but are reported as excluded
         self.exclusions = frozenset(c.id for c in walk(self.tree) if c.kind == "exclusion")
         self.review_sections = {c.id for c in walk(self.tree) if c.on_unmet == "review"}
+        # the steps of a routing chain: not met, they send the request on
+        self.routes = frozenset(c.id for c in walk(self.tree) if c.kind == "route")
         # criterion → its attachment, where a pharmacist must read the document
         # (the request tree has turned documentation into that question)
         self.documents_to_read = {
@@ -468,17 +470,31 @@ class CompiledRequest:
     # --- reasons ------------------------------------------------------------
 
     def _cite(self, node: Node, run: _Run, unmet: list[str]) -> None:
-        """Every section that is not met, down to the criteria that failed."""
+        """Every section that is not met, down to the criteria that failed; a
+        step of a routing chain only when nothing it routes to applies."""
         if run.values.get(node_name(node)) is not False:
             return
         if isinstance(node, AnyOf):
-            for option in node.any_of:
+            for option in self._deciding(node.any_of, run):
                 self._cite(option, run, unmet)
             return
-        if not node.children or run.own.get(node.id) is False:
+        routed_on = node.routes_on and run.children.get(node.id, NA) != NA
+        if not routed_on and (not node.children or run.own.get(node.id) is False):
             unmet.extend([node.id, *node.cites])
-        for child in node.children:
+        children = self._deciding(node.children, run) if node.logic == "any" else node.children
+        for child in children:
             self._cite(child, run, unmet)
+
+    def _deciding(self, options: list[Criterion] | list[Node], run: _Run) -> list[Node]:
+        """The alternatives of an any-group that decided it: a route (a step
+        of a routing chain, "emergency? no") only sends the request on to the
+        alternatives its answer enables, so while an alternative that is no
+        route applies, that one decides and the routes are no reason."""
+        onward = any(
+            node_name(option) not in self.routes and run.values.get(node_name(option), NA) != NA
+            for option in options
+        )
+        return [o for o in options if not (onward and node_name(o) in self.routes)]
 
     def _missing(
         self,
@@ -502,9 +518,15 @@ class CompiledRequest:
             review.extend([node.id, *node.cites])
             return
         own_unknown = run.own.get(node.id, value) is None if node.met else False
-        if value is None and node.combine == "or" and run.own.get(node.id) is False:
+        if (
+            value is None
+            and node.combine == "or"
+            and run.own.get(node.id) is False
+            and not node.routes_on
+        ):
             # its own condition failed, so its children must decide: the reason
-            # they are asked (EOCCO329 Renewal.II: started on samples)
+            # they are asked (EOCCO329 Renewal.II: started on samples); a route
+            # answered no is no reason, and none of its questions is missing
             sections.append(node.id)
         if own_unknown:
             sections.append(node.id)

@@ -551,10 +551,12 @@ class Criterion(Strict):
 
     id: SectionId
     text: NonEmpty
-    kind: Literal["criterion", "exclusion", "attestation", "information"] = Field(
+    kind: Literal["criterion", "exclusion", "attestation", "information", "route"] = Field(
         "criterion",
         description="`information`: gathers what a determination needs; unknown until"
-        " answered, never unmet",
+        " answered, never unmet. `route`: a yes/no step of a routing chain (emergency? →"
+        " continuation? → ...): met, it approves its way; not met, it only sends the request"
+        " on, and the criteria it sends it to are cited in its place",
     )
     questions: list[Question] = Field(default_factory=list)
     met: str | None = None
@@ -594,7 +596,31 @@ class Criterion(Strict):
             raise ValueError(f"criterion {self.id}: `include` and `children` exclude each other")
         if self.combine == "or" and self.met is None:
             raise ValueError(f"criterion {self.id}: `combine: or` needs a `met` expression")
+        if self.kind == "route" and self.met is None:
+            raise ValueError(f"criterion {self.id}: `kind: route` needs its own `met`")
+        if self.logic == "all":
+            _check_routes(self.children)
         return self
+
+    @property
+    def routes_on(self) -> bool:
+        """A route whose own condition, not met, sends the request on to its
+        children (``combine: or``)."""
+        return self.kind == "route" and self.combine == "or" and bool(self.children or self.include)
+
+
+def _check_routes(nodes: list[Node]) -> None:
+    """A route not met sends the request on to another way of approving it:
+    an alternative beside it (an any-group) or its own children (``combine:
+    or``). Among criteria that must all be met it would send it nowhere, and
+    a denial would cite no reason for it."""
+    for node in nodes:
+        if isinstance(node, Criterion) and node.kind == "route" and not node.routes_on:
+            raise ValueError(
+                f"criterion {node.id}: `kind: route` sends a request on only as an alternative"
+                " (in `any_of` or among `logic: any` children) or to its own children"
+                " (`combine: or`), not among criteria that must all be met"
+            )
 
 
 class AnyOf(Strict):
@@ -671,6 +697,7 @@ class RequestCriteria(Strict):
     def _assumed_needs_basis(self) -> RequestCriteria:
         if self.assumed and not self.basis:
             raise ValueError("assumed criteria must say their basis")
+        _check_routes(self.criteria)
         return self
 
 

@@ -1,0 +1,89 @@
+"""The office replies to a pharmacist's pend in Chromium, and the same case
+comes back to the pharmacist: the office submits from the portal, the
+pharmacist pends it asking for a document, the office opens the reply view
+from its history (what was asked, a file input, a note), attaches the
+document and sends the reply; the pharmacist's queue holds the same case,
+whose page lists the document and the reply in its trail."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import Browser, Page, expect
+
+from tests.browser.conftest import VIEWPORT, Problems, Service, submit_sign_in, watched
+from tests.browser.test_lforms_e2e import Portal, load_form, settled
+from tests.browser.test_office import COMPLETE, QID, a_patient, lists_ready, submissions_of
+from tests.browser.test_review_e2e import pharmacist
+from tests.support.callers import PASSWORD
+
+ASKED = "The oncology consult note."
+CONSULT = b"%PDF-1.4\n% the oncology consult note\n%%EOF\n"
+
+
+def test_the_office_replies_to_a_pend_and_the_case_returns_to_the_queue(
+    page: Page, browser: Browser, service: Service, page_problems: Problems
+) -> None:
+    pharmacist(service)
+    patient = a_patient()
+    form = load_form(service, QID)
+    portal = Portal(page, service, form).open(patient)
+    portal.fill({**COMPLETE, "requested_quantity": 90})  # above the limit: a pharmacist's
+    first = portal.submit()
+    rid = first["id"]
+    assert (first["outcome"], first["review"]["state"]) == ("pended", "awaiting-review")
+
+    # the pharmacist pends it, asking for the consult note
+    context = browser.new_context(viewport=VIEWPORT)
+    context.set_default_timeout(10_000)
+    try:
+        review = watched(context, page_problems)
+        review.goto(f"{service.url}/review/{rid}")
+        submit_sign_in(review, "pharmacist", PASSWORD)
+        expect(review).to_have_url(f"{service.url}/review/{rid}")
+        review.get_by_label("Pend: ask the office for something").check()
+        review.fill("#request", ASKED)
+        review.fill("#rationale", "The chart must show the dose escalation.")
+        review.click("#decide button[type=submit]")
+        expect(review.locator("#decided")).to_contain_text("pended")
+
+        # the office: its history offers a reply to the pend
+        page.goto(f"{service.url}/")
+        lists_ready(page)
+        entry = page.locator(f'#history-list [data-submission="{rid}"]')
+        expect(entry).to_contain_text(f"the pharmacist asks for {ASKED}")
+        entry.get_by_role("link", name="Reply").click()
+        Portal(page, service, form).ready()
+        expect(page.locator("#reply")).to_be_visible()
+        expect(page.locator("#reply-asked")).to_have_text(f"The pharmacist asks for: {ASKED}")
+        expect(page.locator("#submit")).to_have_text("Send reply")
+        page.set_input_files(
+            "#reply-documents",
+            files=[{"name": "consult.pdf", "mimeType": "application/pdf", "buffer": CONSULT}],
+        )
+        page.fill("#reply-note", "The consult note is attached.")
+        page.click("#submit")
+        assert settled(page, {"scored", "refused", "error"}) == "scored", page.locator(
+            "#error"
+        ).text_content()
+        answered = page.evaluate("window.lastDetermination")
+        assert answered["id"] == rid  # the same case, no new request
+        assert answered["review"]["state"] == "awaiting-review"
+        assert answered["reply"]["answers"] == ASKED
+        expect(page.locator("#outcome")).to_have_text(re.compile("a pharmacist is reviewing"))
+
+        # the pharmacist's queue holds the same case again, with the document
+        review.goto(f"{service.url}/review")
+        review.locator(f'a[href="/review/{rid}"]').first.click()
+        expect(review).to_have_url(f"{service.url}/review/{rid}")
+        expect(review.locator("#attachments")).to_contain_text("consult.pdf")
+        expect(review.locator("#trail")).to_contain_text(f"answers “{ASKED}”")
+        opened = context.request.get(
+            f"{service.url}"
+            + str(review.get_by_role("link", name="consult.pdf").get_attribute("href"))
+        )
+        assert opened.status == 200 and opened.body() == CONSULT
+    finally:
+        context.close()
+    # one request in the office's history
+    assert [s["id"] for s in submissions_of(page, patient)] == [rid]
