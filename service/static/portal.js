@@ -861,6 +861,10 @@
     $("outcome").dataset.outcome = d.outcome;
     $("result-heading").textContent = `Result: ${HEADLINES[d.outcome] || d.outcome}`;
     const m = member();
+    // the short reference an office reads out on the phone, the record's id beside it
+    $("result-reference-number").textContent = d.reference || "";
+    $("result-record").textContent = d.id;
+    $("result-reference").hidden = !d.reference;
     $("result-member").textContent = m.name
       ? `${m.name} (member ${m.memberId}) · prescriber ${m.prescriber} (NPI ${m.npi})`
       : "";
