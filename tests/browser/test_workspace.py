@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, ViewportSize, expect
 
 from tests.browser.accessibility import assert_accessible
 from tests.browser.conftest import VIEWPORT, Problems, Service, submit_sign_in, watched
@@ -16,7 +16,7 @@ from tests.browser.test_review_e2e import over_the_limit, pharmacist
 from tests.support.callers import PASSWORD
 from tests.support.cases import bundled_catalog
 
-NARROW = {"width": 360, "height": 740}
+NARROW: ViewportSize = {"width": 360, "height": 740}
 
 
 def request_for(service: Service, member: str, name: str, rid: str) -> dict[str, Any]:
