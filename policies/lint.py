@@ -370,15 +370,13 @@ class Quoted:
     where: str  # section and field, e.g. "I.A: source_quote"
     quote: str | None
     data: list[Amount]
-    required: bool = True
 
 
 def quoted_parts(policy: Policy) -> list[Quoted]:
     """Every part of the data that quotes, or must quote, the source text:
     each criterion (once, however many forms ask it) and investigational use
-    must; the lengths of authorization and quantity limits may."""
+    must (a renewal's ``include: initial`` quotes nothing twice); the lengths of authorization and quantity limits may."""
     parts = []
-    seen: set[str] = set()
     for kind in REQUEST_KINDS:
         term = policy.authorization.term(kind)
         if term.source_quote:
@@ -408,10 +406,6 @@ def quoted_parts(policy: Policy) -> list[Quoted]:
                 )
     for kind in REQUEST_KINDS:
         for criterion in walk(policy.request(kind).criteria):
-            key = f"{kind}: {criterion.id}"
-            if key in seen:
-                continue
-            seen.add(key)
             parts.append(
                 Quoted(
                     f"{kind}: {criterion.id}: source_quote",
@@ -460,10 +454,10 @@ def lint(policy: Policy, text: str, source_name: str) -> Report:
     covered: list[tuple[int, int]] = []
     for part in quoted_parts(policy):
         if not part.quote:
-            if part.required:
-                report.findings.append(
-                    f"{part.where}: missing: each criterion quotes the text it rests on"
-                )
+            report.findings.append(
+                f"{part.where}: missing: every criterion and investigational use quotes the"
+                " text it rests on"
+            )
             continue
         report.quotes += 1
         spans = source.find(part.quote)
