@@ -374,8 +374,9 @@ class Quoted:
 
 def quoted_parts(policy: Policy) -> list[Quoted]:
     """Every part of the data that quotes, or must quote, the source text:
-    each criterion (once, however many forms ask it) and investigational use
-    must (a renewal's ``include: initial`` quotes nothing twice); the lengths of authorization and quantity limits may."""
+    each criterion and investigational use must (a renewal's ``include:
+    initial`` quotes nothing twice); the lengths of authorization, their
+    branches and caps, and the quantity limits may."""
     parts = []
     for kind in REQUEST_KINDS:
         term = policy.authorization.term(kind)
@@ -383,6 +384,18 @@ def quoted_parts(policy: Policy) -> list[Quoted]:
             parts.append(
                 Quoted(f"authorization.{kind}: source_quote", term.source_quote, _term_data(term))
             )
+        for cap in term.branch_caps:
+            if cap.source_quote:
+                data = _stated(cap.max_total_months, "months") if cap.max_total_months else []
+                if cap.max_renewals is not None:
+                    data += _stated(cap.max_renewals, "renewals")
+                parts.append(
+                    Quoted(
+                        f"authorization.{kind}: branch_caps: {cap.section}: source_quote",
+                        cap.source_quote,
+                        data,
+                    )
+                )
         for branch in term.branches:
             if branch.source_quote:
                 parts.append(

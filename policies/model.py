@@ -184,6 +184,7 @@ class BranchCap(Strict):
     section: SectionId = Field(description="The branch: an alternative of a `logic: any`")
     max_renewals: Annotated[int, Field(ge=0)] | None = None
     max_total_months: Annotated[int, Field(gt=0)] | None = None
+    source_quote: Quote = _quote()
 
     @model_validator(mode="after")
     def _caps_something(self) -> BranchCap:
