@@ -724,8 +724,7 @@ class SourceText(Strict):
     )
     acknowledged: list[Acknowledged] = Field(
         default_factory=list,
-        description="Text of the criteria part no part of the policy quotes, each with its"
-        " reason",
+        description="Text of the criteria part no part of the policy quotes, each with its reason",
     )
 
 
