@@ -266,6 +266,30 @@ def router(service: Service) -> APIRouter:
             record.claim_response, status_code=201 if created else 200, headers=headers
         )
 
+    def unanswered(resource: dict[str, Any]) -> list[dict[str, str]]:
+        """The questions whose answers the request would pend for, each with
+        its text; none when it would not pend for missing answers."""
+        determination = receive(catalog, resource, service.clock()).determination
+        if determination.outcome != "pended" or determination.pend_reason != "missing-information":
+            return []
+        return [
+            {"linkId": link, "question": determination.question_text.get(link, link)}
+            for link in determination.missing_questions
+        ]
+
+    @api.post("/submissions/check")
+    async def check_submission(request: Request, caller: Submitter) -> JSONResponse:
+        """What a submission would leave unanswered, before it is made: the
+        portal asks the office whether to submit anyway (the request would
+        pend) or answer first. Nothing is stored, nothing decided is told."""
+        require_json(request)
+        body = await service.read_body(request, service.settings.max_response_body)
+        resource = parse_json(body)
+        if resource.get("resourceType") == "Parameters":
+            resource = response_parameter(resource)
+        questions = await run_in_threadpool(unanswered, resource)
+        return JSONResponse({"unanswered": questions}, headers={"Cache-Control": "no-store"})
+
     @api.get("/ClaimResponse/{record_id}")
     def read_claim_response(record: OwnedClaim) -> FHIRResponse:
         return FHIRResponse(record.claim_response)

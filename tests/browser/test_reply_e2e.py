@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, FilePayload, Page, expect
 
 from tests.browser.conftest import VIEWPORT, Problems, Service, submit_sign_in, watched
 from tests.browser.test_lforms_e2e import Portal, load_form, settled
@@ -57,10 +57,10 @@ def test_the_office_replies_to_a_pend_and_the_case_returns_to_the_queue(
         expect(page.locator("#reply")).to_be_visible()
         expect(page.locator("#reply-asked")).to_have_text(f"The pharmacist asks for: {ASKED}")
         expect(page.locator("#submit")).to_have_text("Send reply")
-        page.set_input_files(
-            "#reply-documents",
-            files=[{"name": "consult.pdf", "mimeType": "application/pdf", "buffer": CONSULT}],
-        )
+        consult: FilePayload = {
+            "name": "consult.pdf", "mimeType": "application/pdf", "buffer": CONSULT,
+        }  # fmt: skip
+        page.set_input_files("#reply-documents", files=[consult])
         page.fill("#reply-note", "The consult note is attached.")
         page.click("#submit")
         assert settled(page, {"scored", "refused", "error"}) == "scored", page.locator(
@@ -87,3 +87,44 @@ def test_the_office_replies_to_a_pend_and_the_case_returns_to_the_queue(
         context.close()
     # one request in the office's history
     assert [s["id"] for s in submissions_of(page, patient)] == [rid]
+
+
+def test_an_incomplete_form_asks_before_it_is_pended(page: Page, service: Service) -> None:
+    """Submit on a form that would pend for a missing answer lists the
+    question and asks first; nothing is sent until the office submits
+    anyway; the pended request reopens with the question still highlighted."""
+    patient = a_patient()
+    form = load_form(service, QID)
+    portal = Portal(page, service, form).open(patient)
+    missing = form.link_id("combination_therapy")
+    portal.fill({k: v for k, v in COMPLETE.items() if k != "combination_therapy"})
+
+    page.click("#submit")
+    assert settled(page, {"scored", "refused", "error", "confirm"}) == "confirm"
+    ask = page.locator("#unanswered")
+    expect(ask).to_be_visible()
+    expect(ask).to_contain_text("These questions are unanswered — submit anyway?")
+    expect(page.locator("#unanswered-list li")).to_have_text([form.items[missing].text])
+    expect(portal.item(missing)).to_have_class(re.compile(r"\bmissing-question\b"))
+    assert submissions_of(page, patient) == []  # nothing sent
+
+    # answer them first: the question to answer has the focus
+    page.click("#answer-first")
+    expect(ask).to_be_hidden()
+    assert page.evaluate("window.portalStatus") == "ready"
+    assert submissions_of(page, patient) == []
+
+    # submitted anyway: pended for that question
+    page.click("#submit")
+    assert settled(page, {"scored", "refused", "error", "confirm"}) == "confirm"
+    page.click("#submit-anyway")
+    assert settled(page, {"scored", "refused", "error"}) == "scored"
+    pended = page.evaluate("window.lastDetermination")
+    assert (pended["outcome"], pended["missingQuestions"]) == ("pended", [missing])
+    assert len(submissions_of(page, patient)) == 1
+
+    # reopened to answer it: the question is still highlighted
+    page.click("#complete-later")
+    Portal(page, service, form).ready()
+    expect(page.locator("#reply")).to_be_visible()
+    expect(portal.item(missing)).to_have_class(re.compile(r"\bmissing-question\b"))
