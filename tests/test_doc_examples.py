@@ -7,7 +7,7 @@ directory: a reader's checkout as far as the examples reach — copies of
 (``DTR_POLICIES`` points at the copy, so ``dtr build`` writes there and never
 into the checkout), ``.venv`` linked, ``dtr`` on the PATH as after
 ``source .venv/bin/activate``. How the placeholders are bound is in
-docs/testing.md ("The documentation's examples"); in short:
+docs/testing.md ("The shell examples run as written"); in short:
 
 - ``http://127.0.0.1:8080`` (and ``$B``) is the test's server;
 - the blocks marked ``setup`` (docs/api.md: the backend client ``my-ehr``
