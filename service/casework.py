@@ -107,15 +107,6 @@ class Casework:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def queue(self) -> list[Record]:
-        """Requests awaiting a pharmacist: expedited first, then oldest."""
-        with self.store.database() as db:
-            rows = db.execute(
-                f"{_SELECT} WHERE state = 'awaiting-review'"
-                " ORDER BY CASE priority WHEN 'expedited' THEN 0 ELSE 1 END, received_at, id"
-            )
-        return [Record.from_row(row) for row in rows]
-
     def decide(
         self,
         record: Record,
@@ -227,21 +218,6 @@ class Casework:
                     later[record.id] = str(rid)
                     break
         return later
-
-    def submissions(self, owner: str | None, limit: int = 100) -> list[Record]:
-        """What an owner submitted (None: everyone's, for the payer), newest first."""
-        with self.store.database() as db:
-            if owner is None:
-                rows = db.execute(
-                    f"{_SELECT} ORDER BY received_at DESC, id DESC LIMIT {db.mark}", (limit,)
-                )
-            else:
-                rows = db.execute(
-                    f"{_SELECT} WHERE owner = {db.mark} ORDER BY received_at DESC, id DESC"
-                    f" LIMIT {db.mark}",
-                    (owner, limit),
-                )
-        return [Record.from_row(row) for row in rows]
 
     def received_between(self, start: str, end: str) -> list[Record]:
         """Every record received in [start, end) (ISO instants), for the metrics."""
