@@ -173,3 +173,42 @@ def test_the_first_user_is_made_once_however_many_try(database: str) -> None:
     finally:
         for store in stores:
             store.close()
+
+
+def test_a_reply_joins_its_record_on_postgres(database: str, catalog: Catalog) -> None:
+    """A backend client's reply to the scorer's pend (``$evaluate`` with the
+    request as context, a note and a document): the same record, seen by
+    another instance with the reply's receipt and note."""
+    import base64
+
+    def instance() -> TestClient:
+        settings = Settings(database=database)
+        app = create_app(settings, catalog=catalog, clock=lambda: date(2026, 11, 24))
+        return authorize(TestClient(app))
+
+    first, second = instance(), instance()
+    created = first.post(
+        "/QuestionnaireResponse/$evaluate", content=body(catalog, "pg-reply"), headers=FHIR
+    )
+    record = created.json()["id"]
+    assert second.get(f"/determinations/{record}").json()["outcome"] == "pended"
+    stored = first.app.state.store.count()  # type: ignore[attr-defined]
+    document = {"contentType": "application/pdf", "title": "chart.pdf",
+                "data": base64.b64encode(b"%PDF-1.4\n").decode()}  # fmt: skip
+    reply = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "response", "resource": json.loads(body(catalog, "pg-reply"))},
+            {"name": "context", "valueString": record},
+            {"name": "note", "valueString": "The chart is attached."},
+            {"name": "document", "valueAttachment": document},
+        ],
+    }
+    sent = second.post("/QuestionnaireResponse/$evaluate", content=json.dumps(reply), headers=FHIR)
+    assert sent.status_code == 200 and sent.json()["id"] == record, sent.text
+    seen = first.get(f"/determinations/{record}").json()
+    assert seen["reply"]["note"] == "The chart is attached." and seen["reply"]["documents"] == 1
+    # no new record
+    assert first.app.state.store.count() == stored  # type: ignore[attr-defined]
+    first.app.state.store.close()  # type: ignore[attr-defined]
+    second.app.state.store.close()  # type: ignore[attr-defined]
