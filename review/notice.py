@@ -87,6 +87,8 @@ class NoticeContext:
     quantity_question: str | None = None  # linkId of the requested quantity, when asked
     limit_ruling: str | None = None  # the policy's ruling on its quantity limit
     reply: NoticeReply | None = None  # the office's last reply to a pend of this request
+    # where the office replies to a pend of this request (the portal's reply view)
+    reply_url: str | None = None
 
 
 def section_questions(package: CompiledRequest) -> dict[str, list[str]]:
@@ -110,6 +112,7 @@ def notice_context(
     payer: PayerConfig | None = None,
     answers: dict[str, list[Any]] | None = None,
     reply: NoticeReply | None = None,
+    reply_url: str | None = None,
 ) -> NoticeContext:
     """The context of a stored request: its facts and answers (each coded
     answer with its display, as the Questionnaire offers it), the questions
@@ -135,6 +138,7 @@ def notice_context(
         quantity_question=package.link_of.get(REQUESTED_QUANTITY),
         limit_ruling=limits.ruling if (limits := package.policy.quantity_limits) else None,
         reply=reply,
+        reply_url=reply_url,
     )
 
 
@@ -526,6 +530,8 @@ def _view(determination: Determination, context: NoticeContext | None) -> dict[s
         "appeal": payer is not None and adverse,
         "reference": context.reference,
         "reply": _reply_sentence(context.reply),
+        # a pend the office answers: where it replies
+        "reply_url": context.reply_url if kind in ("pended", "reviewed-pend") else None,
         "authorization": d.authorization,
         # an approval for less than was requested: the quantity approved and requested
         "cut": d.quantity if kind == "modified" else None,

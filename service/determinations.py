@@ -351,6 +351,7 @@ def router(service: Service) -> APIRouter:
             decided=record.decided_at,
             payer=service.payers.get(determination.payer_id),
             reply=notice_reply(replies.latest(record.id)),
+            reply_url=f"{service.base}/?context={record.id}",
         )
         if format == "text":
             return PlainTextResponse(render_notice(determination, "text", context))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -91,6 +92,11 @@ def test_a_reply_to_a_pharmacists_pend_joins_the_same_case(
 ) -> None:
     record = pended_by_pharmacist(people, catalog)
     [received] = [s["received"] for s in people.office.get("/submissions").json()["submissions"]]
+    # the pend's notice says where to reply: the portal's reply view of the same case
+    asking = people.office.get(f"/determinations/{record}/notice?format=text").text
+    assert re.search(
+        rf"Send it as a reply to this request, on the same case: \S+/\?context={record}\n", asking
+    )
     assert people.pharmacist.get("/review/queue").json()["total"] == 0
 
     # the office answers: the consult note, a note, and a changed answer
