@@ -11,7 +11,15 @@ import re
 
 from playwright.sync_api import Browser, FilePayload, Page, expect
 
-from tests.browser.conftest import VIEWPORT, Problems, Service, submit_sign_in, watched
+from tests.browser.accessibility import assert_accessible
+from tests.browser.conftest import (
+    VIEWPORT,
+    Problems,
+    Service,
+    Sessions,
+    submit_sign_in,
+    watched,
+)
 from tests.browser.test_lforms_e2e import Portal, load_form, settled
 from tests.browser.test_office import COMPLETE, QID, a_patient, lists_ready, submissions_of
 from tests.browser.test_review_e2e import pharmacist
@@ -89,10 +97,27 @@ def test_the_office_replies_to_a_pend_and_the_case_returns_to_the_queue(
     assert [s["id"] for s in submissions_of(page, patient)] == [rid]
 
 
-def test_an_incomplete_form_asks_before_it_is_pended(page: Page, service: Service) -> None:
+def test_an_incomplete_form_asks_before_it_is_pended(
+    browser: Browser, sessions: Sessions, service: Service, page_problems: Problems
+) -> None:
     """Submit on a form that would pend for a missing answer lists the
     question and asks first; nothing is sent until the office submits
-    anyway; the pended request reopens with the question still highlighted."""
+    anyway; the pended request reopens as a reply with the question still
+    highlighted. The question asked and the reply view pass axe-core (this
+    context bypasses the page's CSP to inject it)."""
+    context = browser.new_context(
+        viewport=VIEWPORT, storage_state=sessions.state(service), bypass_csp=True
+    )
+    context.set_default_timeout(10_000)
+    try:
+        page = watched(context, page_problems)
+        check_unanswered(page, service)
+    finally:
+        context.close()
+    assert not page_problems.errors, page_problems.errors
+
+
+def check_unanswered(page: Page, service: Service) -> None:
     patient = a_patient()
     form = load_form(service, QID)
     portal = Portal(page, service, form).open(patient)
@@ -105,6 +130,7 @@ def test_an_incomplete_form_asks_before_it_is_pended(page: Page, service: Servic
     expect(ask).to_be_visible()
     expect(ask).to_contain_text("These questions are unanswered — submit anyway?")
     expect(page.locator("#unanswered-list li")).to_have_text([form.items[missing].text])
+    assert_accessible(page, "the question whether to submit anyway")
     expect(portal.item(missing)).to_have_class(re.compile(r"\bmissing-question\b"))
     assert submissions_of(page, patient) == []  # nothing sent
 
@@ -128,3 +154,4 @@ def test_an_incomplete_form_asks_before_it_is_pended(page: Page, service: Servic
     Portal(page, service, form).ready()
     expect(page.locator("#reply")).to_be_visible()
     expect(portal.item(missing)).to_have_class(re.compile(r"\bmissing-question\b"))
+    assert_accessible(page, "the reply view")
