@@ -133,7 +133,7 @@ def _sources(args: argparse.Namespace) -> dict[str, str]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    policies, _everything = _selected(args)
+    policies, everything = _selected(args)
     started = time.perf_counter()
     sources = _sources(args)
     covered = _verified(policies, sources)
@@ -146,7 +146,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"  {covered[policy.id]}")
         for warning in warnings:
             print(f"  warning: {warning}")
-    if not _payers_checked(args, policies):
+    if not _payers_checked(args, policies, everything):
         return 2
     print(f"({time.perf_counter() - started:.1f} s)")
     return 0
@@ -185,11 +185,15 @@ def cmd_lint(args: argparse.Namespace) -> int:
     return 1 if findings else 0
 
 
-def _payers_checked(args: argparse.Namespace, policies: list[Policy]) -> bool:
-    """The payer files beside the policies fit their model; a payer without
-    one is named (its decisions are automatic, its notices carry no appeal
-    rights)."""
-    from review.config import PayerConfigError, load_payers
+def _payers_checked(
+    args: argparse.Namespace, policies: list[Policy], everything: list[Policy]
+) -> bool:
+    """The payer files beside the policies fit their model, and the sections
+    they let a pharmacist approve are criteria of the folder's policies; a
+    payer without one is named (its decisions are automatic, its notices
+    carry no appeal rights)."""
+    from policies.model import REQUEST_KINDS, walk
+    from review.config import PayerConfigError, approval_problems, load_payers
 
     folder = _folder(args) or Path(str(resources.files("policies")))
     try:
@@ -197,6 +201,17 @@ def _payers_checked(args: argparse.Namespace, policies: list[Policy]) -> bool:
     except PayerConfigError as exc:
         print(f"dtr: {exc}", file=sys.stderr)
         return False
+    for identifier, payer in sorted(payers.items()):
+        criteria = {
+            p.id: {c.id for kind in REQUEST_KINDS for c in walk(p.request(kind).criteria)}
+            for p in everything
+            if p.policy.payer.identifier == identifier
+        }
+        problems = approval_problems(payer, criteria)
+        if problems:
+            print(f"dtr: {PayerConfigError(str(folder / 'payers' / f'{identifier}.yaml'), problems)}",
+                  file=sys.stderr)  # fmt: skip
+            return False
     for identifier in sorted({p.policy.payer.identifier for p in policies}):
         if identifier in payers:
             print(

@@ -15,6 +15,7 @@ file and the field, as a policy file is.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -82,11 +83,30 @@ class MissingInformation(Strict):
     citation: str | None = Field(None, description="The law or rule, where one sets it")
 
 
+class PharmacistApproval(Strict):
+    """Sections of one policy a pharmacist approves on confirming them — the
+    policy's "pass to RPh; approve" when X is confirmed: a request denied
+    on them alone waits for a pharmacist, who may approve it citing them."""
+
+    policy: NonEmpty = Field(description="The policy's id")
+    sections: list[NonEmpty] = Field(min_length=1, description="Its criteria a pharmacist confirms")
+    confirm: NonEmpty = Field(description="What the pharmacist confirms, in plain words")
+    basis: NonEmpty = Field(description="Where the policy or the payer says so")
+
+
 class ReviewRule(Strict):
     outcomes: list[Reviewable] = Field(
         description="Outcomes that are a pharmacist's recommendation, not a decision"
     )
     basis: NonEmpty = Field(description="Why: the rule or the payer's choice")
+    approvals: list[PharmacistApproval] = Field(
+        default_factory=list,
+        description="Sections a pharmacist may approve on confirming them (pass to RPh; approve)",
+    )
+
+    def confirmable(self, policy: str) -> list[str]:
+        """The sections of ``policy`` a pharmacist may approve by confirming them."""
+        return [s for a in self.approvals if a.policy == policy for s in a.sections]
 
 
 class PayerIdentifier(Strict):
@@ -168,5 +188,42 @@ def load_payers(folder: Path) -> dict[str, PayerConfig]:
 def needs_review(payer: PayerConfig, determination: Determination) -> bool:
     """Whether the scorer's determination is only a recommendation for this
     payer: its outcome, ``review``, or ``modified`` (an approval whose
-    quantity is cut to the limit) is one the payer lists."""
-    return recommendation_word(determination) in payer.review.outcomes
+    quantity is cut to the limit) is one the payer lists; or a denial
+    resting only on sections a pharmacist may approve by confirming them."""
+    return recommendation_word(determination) in payer.review.outcomes or bool(
+        for_confirmation(payer, determination)
+    )
+
+
+def for_confirmation(payer: PayerConfig, determination: Determination) -> list[str]:
+    """The sections a denial rests on when a pharmacist may approve every
+    one of them by confirming it (none otherwise): the request goes to a
+    pharmacist, who approves when they are confirmed."""
+    confirmable = payer.review.confirmable(determination.policy)
+    if (
+        determination.outcome != "denied"
+        or determination.excluded
+        or not determination.unmet
+        or not set(determination.unmet) <= set(confirmable)
+    ):
+        return []
+    return list(determination.unmet)
+
+
+def approval_problems(payer: PayerConfig, sections: Mapping[str, Collection[str]]) -> list[str]:
+    """What is wrong with the payer's pharmacist approvals against the
+    policies (``sections``: each policy id's criteria): a policy or a section
+    that does not exist would let no pharmacist approve anything."""
+    problems = []
+    for number, approval in enumerate(payer.review.approvals):
+        where = f"review.approvals[{number}]"
+        known = sections.get(approval.policy)
+        if known is None:
+            problems.append(f"{where}.policy: no policy {approval.policy} of this payer")
+            continue
+        problems += [
+            f"{where}.sections: {section} is no criterion of {approval.policy}"
+            for section in approval.sections
+            if section not in known
+        ]
+    return problems

@@ -9,7 +9,10 @@ pharmacist then approves (the request type's authorization and quantity, as
 an automatic approval would give: at the limit when the request is above
 it), approves in full (the quantity requested, above the limit), denies
 (citing the sections chosen), or pends asking the office for something;
-each with a written rationale.
+each with a written rationale. Where the payer lets a pharmacist approve
+named sections by confirming them ("pass to RPh; approve",
+``review.approvals`` of its file), a request denied on them alone waits for
+a pharmacist, and an approval may cite the sections confirmed.
 
 A denial cites only what the criteria support: a section not met, unknown
 or left to the pharmacist, an investigational use or an exclusion that
@@ -20,7 +23,7 @@ notice apart from the criteria not met.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import date
 from typing import Any, Literal
@@ -60,7 +63,7 @@ def cited(determination: Determination) -> list[str]:
 _CLEARED: dict[str, Any] = {
     "unmet": [], "investigational": [], "excluded": [], "review": [],
     "missing_questions": [], "review_documents": [], "authorization": None, "quantity": None,
-    "overridden": [], "override": None,
+    "overridden": [], "override": None, "confirmed": [],
 }  # fmt: skip
 # the criteria's statuses a denial may rest on: not met, not known (missing
 # information), or left to the pharmacist's reading
@@ -203,17 +206,39 @@ def denied(
     return _reviewed(recommendation, recommendation, reviewer, rationale, **changes)
 
 
+class NotConfirmable(ValueError):
+    """An approval confirming sections the payer does not let a pharmacist
+    approve by confirming them."""
+
+    def __init__(self, sections: list[str], confirmable: Collection[str]) -> None:
+        self.sections = sections
+        allowed = ", ".join(confirmable) or "none of this policy's"
+        super().__init__(
+            f"an approval can confirm only the sections the payer lets a pharmacist approve"
+            f" (its review.approvals: {allowed}), not {', '.join(sections)}"
+        )
+
+
 def approved(
     recommendation: Determination,
     approval: Determination,
     rationale: str,
     reviewer: str,
     in_full: bool = False,
+    confirmed: Sequence[str] = (),
+    confirmable: Collection[str] = (),
 ) -> Determination:
     """The pharmacist's approval (``approval`` carries the authorization and
     quantity, computed as of the decision: at the limit when the request is
     above it). ``in_full`` approves the quantity requested instead, which
-    only a request above the limit needs."""
+    only a request above the limit needs. ``confirmed``: the sections the
+    pharmacist confirmed ("pass to RPh; approve" when X is confirmed), each
+    one the payer lets a pharmacist approve (``confirmable``), or
+    :class:`NotConfirmable`; the approval cites them."""
+    confirmed = list(dict.fromkeys(confirmed))
+    refused = [s for s in confirmed if s not in confirmable]
+    if refused:
+        raise NotConfirmable(refused, confirmable)
     if in_full:
         quantity = approval.quantity
         if quantity is None or not quantity.modified:
@@ -222,7 +247,7 @@ def approved(
                 " is for a quantity above the limit)"
             )
         approval = replace(approval, quantity=replace(quantity, approved=quantity.requested))
-    return _reviewed(recommendation, approval, reviewer, rationale)
+    return _reviewed(recommendation, approval, reviewer, rationale, confirmed=confirmed)
 
 
 def pended(

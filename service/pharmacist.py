@@ -55,6 +55,7 @@ from cql_like.engine import CompiledRequest, Evaluation
 from review.decision import (
     ACTIONS,
     STATUS_WORDS,
+    NotConfirmable,
     UnsupportedCitation,
     approved,
     denied,
@@ -272,6 +273,11 @@ def router(service: Service) -> APIRouter:
                 "who": a.who,
                 "what": f"{a.action}: {a.outcome_before} → {a.outcome_after}; {a.rationale}"
                 + (
+                    f"; confirms {', '.join(a.reasons)}"
+                    if a.action.startswith("approve") and a.reasons
+                    else ""
+                )
+                + (
                     f"; override: cites {', '.join(a.override['sections'])} against the"
                     f" criteria's status: {a.override['reason']}"
                     if a.override
@@ -315,6 +321,9 @@ def router(service: Service) -> APIRouter:
             # the quantity an approval would give, when the request is above
             # the limit: the pharmacist may approve it as cut or in full
             "overLimit": _over_limit(package, evaluation, answers, as_of),
+            # the sections the payer lets a pharmacist approve by confirming
+            # them ("pass to RPh; approve"): an approval may cite them
+            "confirmable": confirmable(package),
             # approvals of this policy for this member running when it came in
             "runningApprovals": [
                 {
@@ -347,6 +356,17 @@ def router(service: Service) -> APIRouter:
             },
         }
 
+    def confirmable(package: CompiledRequest) -> list[dict[str, str]]:
+        payer = service.payers.get(package.policy.policy.payer.identifier)
+        return [
+            {"section": section, "text": package.index.section_text[section],
+             "confirm": approval.confirm}
+            for approval in (payer.review.approvals if payer else [])
+            if approval.policy == package.policy.id
+            for section in approval.sections
+            if section in package.index.section_text
+        ]  # fmt: skip
+
     def find(record_id: str) -> Record:
         record = service.store.get(record_id)
         if record is None:
@@ -363,6 +383,11 @@ def router(service: Service) -> APIRouter:
             raise InvalidInput([Issue("required", "a written rationale is required")], 400)
         if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
             raise InvalidInput([Issue("value", "reasons must be a list of policy sections")], 400)
+        confirmed = body.get("confirmed", [])
+        if not isinstance(confirmed, list) or not all(isinstance(c, str) for c in confirmed):
+            raise InvalidInput([Issue("value", "confirmed must be a list of policy sections")], 400)
+        if confirmed and action not in ("approve", "approve-in-full"):
+            raise InvalidInput([Issue("value", "confirmed is for an approval's sections")], 400)
         override = body.get("override")
         if override is not None and not isinstance(override, str):
             raise InvalidInput([Issue("value", "override must be the reason, as text")], 400)
@@ -386,6 +411,8 @@ def router(service: Service) -> APIRouter:
                     rationale,
                     who,
                     in_full=action == "approve-in-full",
+                    confirmed=confirmed,
+                    confirmable=[c["section"] for c in confirmable(package)],
                 )
             elif action == "deny":
                 # the criteria's statuses as the case shows them
@@ -395,7 +422,7 @@ def router(service: Service) -> APIRouter:
                                statuses=statuses, override=override)  # fmt: skip
             else:
                 final = pended(recommendation, str(body.get("request") or ""), rationale, who, on)
-        except UnsupportedCitation as exc:
+        except (UnsupportedCitation, NotConfirmable) as exc:
             # nothing changes: the section and its status named
             raise InvalidInput([Issue("business-rule", str(exc))], 422) from None
         except ValueError as exc:
@@ -403,7 +430,8 @@ def router(service: Service) -> APIRouter:
         at = service.now().isoformat(timespec="milliseconds")
         entry = ReviewAction(
             id=uuid.uuid4().hex, record_id=record.id, at=at, who=who, action=str(action),
-            reasons=list(reasons), rationale=rationale.strip(),
+            reasons=list(confirmed if str(action).startswith("approve") else reasons),
+            rationale=rationale.strip(),
             request=final.requested, outcome_before=record.outcome, outcome_after=final.outcome,
             override={"sections": final.overridden, "reason": final.override}
             if final.override else None,
@@ -524,6 +552,7 @@ def router(service: Service) -> APIRouter:
             raise AccessDenied(403, "the CSRF token is missing or wrong: reload the page")
         body = {"action": form.get("action"), "rationale": form.get("rationale", ""),
                 "reasons": [v for k, v in pairs if k == "reasons"], "request": form.get("request"),
+                "confirmed": [v for k, v in pairs if k == "confirmed"],
                 "override": form.get("override") or None}  # fmt: skip
         try:
             await run_in_threadpool(decide, find(record_id), body, caller)
