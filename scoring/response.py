@@ -551,29 +551,35 @@ def unpack_data_urls(resource: Any) -> Any:
     (``data:application/pdf;base64,JVBER…``) rewritten as FHIR has it: the
     payload in ``data``, the media type in ``contentType`` (unless one is
     given). Nothing is lost; what is not such a data URL is left for the
-    checks to judge. A copy: the caller's resource is not changed."""
-    if not isinstance(resource, Mapping):
+    checks to judge. A copy: the caller's resource is not changed. Nothing
+    deeper than ``MAX_DEPTH`` items is looked at: the structure check refuses
+    such a response, and the walk stays bounded whatever is sent."""
+    return _unpacked(resource, 0)
+
+
+def _unpacked(resource: Any, depth: int) -> Any:
+    if not isinstance(resource, Mapping) or depth > MAX_DEPTH:
         return resource
     items = resource.get("item")
     if not isinstance(items, list):
         return resource
-    return {**resource, "item": [_unpacked_item(item) for item in items]}
+    return {**resource, "item": [_unpacked_item(item, depth + 1) for item in items]}
 
 
-def _unpacked_item(item: Any) -> Any:
+def _unpacked_item(item: Any, depth: int) -> Any:
     if not isinstance(item, Mapping):
         return item
-    out = dict(unpack_data_urls(item))
+    out = dict(_unpacked(item, depth))
     answers = item.get("answer")
     if isinstance(answers, list):
-        out["answer"] = [_unpacked_answer(a) for a in answers]
+        out["answer"] = [_unpacked_answer(a, depth + 1) for a in answers]
     return out
 
 
-def _unpacked_answer(answer: Any) -> Any:
+def _unpacked_answer(answer: Any, depth: int) -> Any:
     if not isinstance(answer, Mapping):
         return answer
-    out = dict(unpack_data_urls(answer))  # an answer's nested items
+    out = dict(_unpacked(answer, depth))  # an answer's nested items
     value = answer.get("valueAttachment")
     data = value.get("data") if isinstance(value, Mapping) else None
     match = DATA_URL.fullmatch(data) if isinstance(data, str) else None
