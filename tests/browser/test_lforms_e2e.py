@@ -42,7 +42,9 @@ from tests.support.cases import bundled_catalog, load_scoring_cases, package_for
 SCREENSHOTS_ENV = "DTR_SCREENSHOTS"
 EVALUATE = "/QuestionnaireResponse/$evaluate"
 # determination fields that differ between any two submissions by construction
-PER_RECORD = {"id", "claimResponse", "notice", "context"}
+# what the service adds to a stored determination of its own: the record's
+# links and reference, and another approval of the member still running
+PER_RECORD = {"id", "claimResponse", "notice", "context", "reference", "runningApprovals"}
 QUESTION_TYPES_SKIPPED = {"group", "display"}
 # how the portal's result begins, by outcome
 IN_WORDS = {
