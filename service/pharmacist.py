@@ -62,7 +62,7 @@ from review.decision import (
     pended,
     recommended,
 )
-from review.documents import documents
+from review.documents import Document, documents
 from review.reference import shown
 from review.request import facts
 from scoring import assess
@@ -221,9 +221,10 @@ def router(service: Service) -> APIRouter:
                           "answer": "; ".join(str(p["text"]) for p in parts),
                           "values": parts})  # fmt: skip
         questions = {info.link_id: info.question.text for info in index.questions.values()}
-        attachments = [
-            {
-                "question": questions.get(d.link_id, d.link_id),
+
+        def listed(d: Document, question: str) -> dict[str, Any]:
+            return {
+                "question": question,
                 "linkId": d.link_id,
                 "title": d.title,
                 "contentType": d.content_type,
@@ -233,22 +234,15 @@ def router(service: Service) -> APIRouter:
                 "inline": d.inline,
                 "url": d.url,
             }
-            for d in documents(record.response)
+
+        attachments = [
+            listed(d, questions.get(d.link_id, d.link_id)) for d in documents(record.response)
         ]
         sent = replies.of(record.id)
         for reply in sent:
             # what each reply sent beside the form (what the pharmacist asked for)
             attachments += [
-                {
-                    "question": f"Sent with the reply of {reply.at}",
-                    "linkId": d.link_id,
-                    "title": d.title,
-                    "contentType": d.content_type,
-                    "size": d.size,
-                    "href": f"/cases/{record.id}/documents/{d.id}" if d.id else None,
-                    "inline": d.inline,
-                    "url": d.url,
-                }
+                listed(d, f"Sent with the reply of {reply.at}")
                 for d in documents(earlier_documents([reply]))
                 if d.link_id.startswith("reply ")
             ]
