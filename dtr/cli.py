@@ -32,6 +32,7 @@ from builder.verification.examples import example_problems
 from builder.verification.routing import exploration_warnings
 from builder.verification.verify import verify_policy
 from policies.examples import examples_file
+from policies.lint import Report as LintReport
 from policies.lint import lint
 from policies.loader import (
     PolicyError,
@@ -144,12 +145,39 @@ def cmd_check(args: argparse.Namespace) -> int:
         status = f"verified where explored ({len(warnings)} warning{several})"
         print(f"{policy.id} {policy.policy.version}: {status if warnings else 'verified'}")
         print(f"  {covered[policy.id]}")
+        # what dtr lint would say, counted: the acknowledgements are the
+        # policy's words the data chose not to quote, each with its reason
+        print(f"  lint: {_lint_counts(_linted(policy, Path(sources[policy.id])))} (dtr lint)")
         for warning in warnings:
             print(f"  warning: {warning}")
     if not _payers_checked(args, policies, everything):
         return 2
     print(f"({time.perf_counter() - started:.1f} s)")
     return 0
+
+
+def _linted(policy: Policy, policy_file: Path) -> LintReport:
+    """A policy's lint report against the source text it names (none named:
+    every criterion's quote is a finding)."""
+    text, name = "", str(policy_file)
+    if policy.source_text is not None:
+        path = policy_file.parent / policy.source_text.file
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise PolicyError(
+                str(policy_file), [f"source_text.file: {path} cannot be read ({exc.strerror})"]
+            ) from None
+        name = str(path)
+    return lint(policy, text, name)
+
+
+def _lint_counts(report: LintReport) -> str:
+    findings = len(report.findings)
+    return (
+        f"{report.quotes} quote{'s' * (report.quotes != 1)}, {len(report.acknowledged)}"
+        f" acknowledged, {findings} finding{'s' * (findings != 1)}"
+    )
 
 
 def cmd_lint(args: argparse.Namespace) -> int:
@@ -160,23 +188,10 @@ def cmd_lint(args: argparse.Namespace) -> int:
     findings = acknowledged = 0
     for policy in policies:
         policy_file = Path(sources[policy.id])
-        text, name = "", str(policy_file)
-        if policy.source_text is not None:
-            path = policy_file.parent / policy.source_text.file
-            try:
-                text = path.read_text(encoding="utf-8")
-            except OSError as exc:
-                raise PolicyError(
-                    str(policy_file), [f"source_text.file: {path} cannot be read ({exc.strerror})"]
-                ) from None
-            name = str(path)
-        report = lint(policy, text, name)
+        report = _linted(policy, policy_file)
         for finding in report.findings:
             print(f"{policy_file}: {finding}")
-        print(
-            f"{policy.id}: {report.quotes} quotes, {len(report.acknowledged)} acknowledged,"
-            f" {len(report.findings)} findings"
-        )
+        print(f"{policy.id}: {_lint_counts(report)}")
         for quote, reason in report.acknowledged:
             print(f"  acknowledged {quote!r}: {reason}")
         findings += len(report.findings)

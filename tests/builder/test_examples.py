@@ -27,9 +27,11 @@ FOLDER = FIXTURES / "examples"
 def test_the_fixture_checks_clean(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", "--policies", str(FOLDER)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[:2] == [
+    assert out[:3] == [
         "fixture-examples 1.0.0: verified",
         "  worked examples: 11 run, 11 as expected; criteria cited 4/4; approval paths taken 2/2",
+        # the fixture names no source text, so its criterion's quote is a finding
+        "  lint: 0 quotes, 0 acknowledged, 1 finding (dtr lint)",
     ]
 
 
