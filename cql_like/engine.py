@@ -67,6 +67,7 @@ class ItemSpec:
     min_value: float | None
     max_value: float | None
     repeats: bool = False
+    format: str | None = None  # a code's format the answer is checked against (icd-10-cm)
 
 
 @dataclass(frozen=True)
@@ -219,6 +220,11 @@ class CompiledRequest:
                 min_value=_bound(extensions.get("minValue")),
                 max_value=_bound(extensions.get("maxValue")),
                 repeats=bool(item.get("repeats")),
+                format=(
+                    self.index.questions[names[link_id]].question.format
+                    if link_id in names
+                    else None
+                ),
             )
             self._collect(item.get("item", []), link_id, names)
 

@@ -443,6 +443,12 @@ class Question(Strict):
         " that counts as unanswered (the request pends naming the question), never a refusal",
     )
     help: str | None = None
+    format: Literal["icd-10-cm"] | None = Field(
+        None,
+        description="The answer is a code, its format checked when a response is received:"
+        " `icd-10-cm` (string questions); a malformed code is refused as input, never a"
+        " denial",
+    )
     repeats: bool = Field(False, description="A multi-select question (choice only)")
     record_only: bool = Field(
         False, description="Captured for the reviewer; no criterion reads it, it decides nothing"
@@ -477,6 +483,8 @@ class Question(Strict):
             raise ValueError("option codes must be unique")
         if self.unit is not None and self.type not in ("integer", "decimal"):
             raise ValueError("only integer and decimal questions have a unit")
+        if self.format is not None and self.type != "string":
+            raise ValueError(f"a {self.type} question cannot have a `format` (string only)")
         if self.above is not None and self.type not in ("integer", "decimal"):
             raise ValueError("only integer and decimal questions have `above`")
         if self.above is not None and self.min_value is not None:
@@ -588,9 +596,21 @@ class Criterion(Strict):
     )
     ruling: str | None = Field(None, description="How an ambiguity of the policy text was read")
     source_quote: Quote = _quote()
+    unquoted: NonEmpty | None = Field(
+        None,
+        exclude=True,
+        description="Instead of `source_quote`, why no words of the policy text state this"
+        " criterion (one the file adds by its ruling, a default the text leaves unsaid):"
+        " `dtr lint` lists it with the acknowledgements",
+    )
 
     @model_validator(mode="after")
     def _decidable(self) -> Criterion:
+        if self.unquoted is not None and self.source_quote is not None:
+            raise ValueError(
+                f"criterion {self.id}: `unquoted` says why no text is quoted: not with a"
+                " `source_quote`"
+            )
         if self.met is None and not self.children and self.include is None:
             raise ValueError(f"criterion {self.id} has neither `met` nor children")
         if self.include is not None and self.children:

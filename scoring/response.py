@@ -620,6 +620,14 @@ def _attachment_problem(value: dict[str, Any]) -> str | None:
     return None
 
 
+# An ICD-10-CM code as CMS gives its format: 3 to 7 characters, the first a
+# letter, the second a digit, the rest letters or digits, a dot after the
+# third when there are more (claims often leave the dot out). Letters in
+# either case, as EHRs send them. Only the format: whether the code exists
+# in this year's code set is the reviewer's to see.
+ICD_10_CM = re.compile(r"[A-Za-z][0-9][A-Za-z0-9](\.?[A-Za-z0-9]{1,4})?")
+
+
 def _answer_value(spec: Any, answer: Any, here: str, issues: list[Issue]) -> Any:
     link_id = spec.link_id
     expected = VALUE_KEY.get(spec.type, f"an answer to a {spec.type} item")
@@ -658,6 +666,17 @@ def _answer_value(spec: Any, answer: Any, here: str, issues: list[Issue]) -> Any
             )
             return None
         return {"system": pair[0], "code": pair[1]}
+    if spec.format == "icd-10-cm" and not ICD_10_CM.fullmatch(value):
+        issues.append(
+            Issue(
+                "value",
+                f"item {link_id}: {value!r} is not an ICD-10-CM code (a letter, a digit, a letter"
+                " or digit, then up to four letters or digits after an optional dot: C56.9,"
+                " C569, S72.001A)",
+                here,
+            )
+        )
+        return None
     if spec.type == "attachment":
         problem = _attachment_problem(value)
         if problem:
