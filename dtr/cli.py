@@ -146,8 +146,14 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"{policy.id} {policy.policy.version}: {status if warnings else 'verified'}")
         print(f"  {covered[policy.id]}")
         # what dtr lint would say, counted: the acknowledgements are the
-        # policy's words the data chose not to quote, each with its reason
-        print(f"  lint: {_lint_counts(_linted(policy, Path(sources[policy.id])))} (dtr lint)")
+        # policy's words the data chose not to quote, each with its reason.
+        # A source text that cannot be read is dtr lint's to refuse, not the
+        # check's: the policy still decides as verified.
+        try:
+            counts = _lint_counts(_linted(policy, Path(sources[policy.id])))
+        except PolicyError as exc:
+            counts = f"not run: {'; '.join(exc.problems)}"
+        print(f"  lint: {counts} (dtr lint)")
         for warning in warnings:
             print(f"  warning: {warning}")
     if not _payers_checked(args, policies, everything):
@@ -196,7 +202,7 @@ def cmd_lint(args: argparse.Namespace) -> int:
             print(f"  acknowledged {quote!r}: {reason}")
         findings += len(report.findings)
         acknowledged += len(report.acknowledged)
-    print(f"{findings} findings, {acknowledged} acknowledged")
+    print(f"{findings} finding{'s' * (findings != 1)}, {acknowledged} acknowledged")
     return 1 if findings else 0
 
 
