@@ -368,6 +368,14 @@ def _groups(d: Determination, context: NoticeContext, kind: str) -> list[ReasonG
             d.overridden,
         ),
         (
+            "confirmed",
+            "Confirmed by the pharmacist",
+            "The policy lets a pharmacist approve a request when these parts of it are"
+            " confirmed; the answers given did not show them, and the pharmacist confirmed"
+            " them from what was sent.",
+            d.confirmed,
+        ),
+        (
             "quantity",
             "The quantity limit",
             "The policy covers no more than its quantity limit; the quantity requested is above"

@@ -255,11 +255,13 @@ CASES = {
         "eocco329", "initial_met", "EOCCO", step=reviewed_pend, decided=REVIEWED, deadline=True,
         says=(
             "DECISION: Pended — the pharmacist needs more information",
-            "This decision was made by a pharmacist's review.",
+            # not yet a decision: the notice never says one was made
+            "A pharmacist reviewed this request and needs more information before deciding.",
             "The pharmacist's reasons: The report sent is unreadable.",
             "WHAT TO SEND\nThe pharmacist asks for: The KRAS report signed by the lab",
+            "  Decided: Not yet",
         ),
-        never=("Answer these questions",),
+        never=("Answer these questions", "This decision was made"),
     ),
 }  # fmt: skip
 

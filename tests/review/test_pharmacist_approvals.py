@@ -96,6 +96,13 @@ def test_a_pharmacist_approves_confirming_the_section(people: People) -> None:
     assert final["review"]["recommended"] == "denied"
     steps = [t["what"] for t in people.pharmacist.get(f"/review/cases/{rid}").json()["trail"]]
     assert "approve: pended → approved; NCCN category 2A for this use.; confirms Funded" in steps
+    # the member's notice says what the pharmacist confirmed, in the policy's words
+    notice = people.office.get(f"/determinations/{rid}/notice?format=text").text
+    assert "This decision was made by a pharmacist's review." in notice
+    confirmed = notice.split("Confirmed by the pharmacist:", 1)[1]
+    assert "Funded: The use is an FDA-approved indication or supported by the compendia" in (
+        confirmed
+    )
 
 
 def test_the_review_page_approves_confirming_the_section(people: People) -> None:
