@@ -618,8 +618,8 @@ class _Said:
         labels = [_limit_label(i, limit) for i, limit in chosen]
         asked = sorted({c.question for _i, limit in chosen for c in limit.when} & set(names))
         why = (
-            f" (a limit applies only while its `when` holds, which an unanswered"
-            f" {' or '.join(asked)} never does, so the limit drops out)"
+            f" (its `when` reads {' and '.join(asked)}: while that is unanswered, whether"
+            f" the limit applies is unknown, and so is a quantity above it)"
             if asked
             else ""
         )
