@@ -1,6 +1,6 @@
 """FHIR reads: the CapabilityStatement, OperationDefinitions, Questionnaires,
 the scoring Libraries (for transparency), and the published ValueSets with
-``$expand``.
+``$expand``, open to anyone (they hold no patient data).
 
 A read by id gives the current version; a search by ``url`` (``url|version``
 accepted) finds every released version, so records made under an older one
@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request
 
 from builder.valuesets import expanded
 from qpackage.adaptive import SUFFIX, adaptive_questionnaire
+from qpackage.package import served
 from qpackage.parameters import expand_request
 from scoring.outcome import InvalidInput, Issue
 from scoring.response import parse_json
@@ -29,8 +30,10 @@ from service.conformance import (
 )
 from service.http import FHIRResponse, Service, not_found, require_json
 
-# the caller of each route, allowed what it does
-read_value_sets = requires("ValueSet", "r")
+# The policies' ValueSets hold no patient data: anyone may read and expand
+# them (each address rate-limited as every caller is), so a renderer that
+# resolves an answerValueSet through the Questionnaire's terminology server
+# (LHC-Forms does, for every one) loads the answer lists without a token.
 
 
 def _by_canonical(
@@ -63,7 +66,7 @@ def router(service: Service, software_version: str) -> APIRouter:
     @api.get("/Questionnaire", dependencies=[requires("Questionnaire", "s")])
     def search_questionnaires(url: str | None = None, version: str | None = None) -> FHIRResponse:
         base = service.base
-        every = [p.questionnaire for p in catalog.packages.values()]
+        every = [served(p.questionnaire, base) for p in catalog.packages.values()]
         # each form's adaptive variant (its url + "-adaptive"), made on request
         every += [adaptive_questionnaire(p, base) for p in catalog.packages.values()]
         return FHIRResponse(searchset(_by_canonical(every, url, version), base))
@@ -71,7 +74,7 @@ def router(service: Service, software_version: str) -> APIRouter:
     @api.get("/Questionnaire/{qid}", dependencies=[requires("Questionnaire", "r")])
     def read_questionnaire(qid: str) -> FHIRResponse:
         if qid in service.questionnaires:
-            return FHIRResponse(service.questionnaires[qid])
+            return FHIRResponse(served(service.questionnaires[qid], service.base))
         static = service.questionnaires.get(qid.removesuffix(SUFFIX))
         if qid.endswith(SUFFIX) and static is not None:
             package = catalog.current[f"{static['url']}|{static['version']}"]
@@ -106,30 +109,30 @@ def router(service: Service, software_version: str) -> APIRouter:
             raise InvalidInput([Issue("not-found", message)], 404)
         return FHIRResponse(expanded(found[0], service.now()))
 
-    @api.get("/ValueSet", dependencies=[requires("ValueSet", "s")])
+    @api.get("/ValueSet")
     def search_value_sets(url: str | None = None, version: str | None = None) -> FHIRResponse:
         every = list(catalog.value_sets.values())
         return FHIRResponse(searchset(_by_canonical(every, url, version), service.base))
 
-    @api.get("/ValueSet/$expand", dependencies=[read_value_sets])
+    @api.get("/ValueSet/$expand")
     def expand_get(url: str | None = None, valueSetVersion: str | None = None) -> FHIRResponse:
         if not url:
             raise InvalidInput([Issue("required", "ValueSet/$expand needs a 'url'")], 400)
         return expansion_of(url, valueSetVersion)
 
-    @api.post("/ValueSet/$expand", dependencies=[read_value_sets])
+    @api.post("/ValueSet/$expand")
     async def expand_post(request: Request) -> FHIRResponse:
         require_json(request)
         url, version = expand_request(parse_json(await service.read_body(request)))
         return expansion_of(url, version)
 
-    @api.get("/ValueSet/{vid}/$expand", dependencies=[read_value_sets])
+    @api.get("/ValueSet/{vid}/$expand")
     def expand_instance(vid: str) -> FHIRResponse:
         if vid not in service.value_sets:
             raise not_found("ValueSet", vid)
         return FHIRResponse(expanded(service.value_sets[vid], service.now()))
 
-    @api.get("/ValueSet/{vid}", dependencies=[read_value_sets])
+    @api.get("/ValueSet/{vid}")
     def read_value_set(vid: str) -> FHIRResponse:
         if vid not in service.value_sets:
             raise not_found("ValueSet", vid)

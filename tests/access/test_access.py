@@ -48,7 +48,12 @@ FORM = {"content-type": "application/x-www-form-urlencoded"}
 TOKEN_URL = "http://127.0.0.1:8080/auth/token"
 # open to anyone: the server's conformance and how to authenticate, the
 # sign-in itself, and the portal page (which sends a stranger to sign in)
-OPEN = {"/metadata", "/.well-known/smart-configuration", "/auth/token", "/signin", "/signout"}
+# and the policies' ValueSets, which hold no patient data (a renderer
+# expands an answer list through the Questionnaire's terminology server)
+OPEN = {
+    "/metadata", "/.well-known/smart-configuration", "/auth/token", "/signin", "/signout",
+    "/ValueSet", "/ValueSet/$expand", "/ValueSet/{vid}/$expand", "/ValueSet/{vid}",
+}  # fmt: skip
 # pages: a stranger is sent to sign in
 PAGES = {"/", "/review", "/review/{record_id}"}
 
@@ -310,7 +315,36 @@ def test_a_scope_too_narrow_is_403(app: Any, catalog: Catalog) -> None:
     assert refused.status_code == 403
     assert 'error="insufficient_scope"' in refused.headers["www-authenticate"]
     assert "system/QuestionnaireResponse.c" in refused.json()["issue"][0]["diagnostics"]
-    assert reader.get("/ValueSet").status_code == 403
+    assert reader.get("/Library/eocco329-prepopulation").status_code == 403
+
+
+def test_the_value_sets_are_open_to_anyone(anonymous: TestClient) -> None:
+    """The policies' answer lists hold no patient data: read and expanded
+    without a token, as a renderer does through the Questionnaire's
+    terminology server; an unknown one is a 404 OperationOutcome."""
+    read = anonymous.get("/ValueSet/eocco329-diagnosis")
+    assert read.status_code == 200, read.text
+    url = read.json()["url"]
+    expanded = anonymous.get("/ValueSet/$expand", params={"url": url})
+    assert expanded.status_code == 200, expanded.text
+    assert expanded.json()["expansion"]["contains"]
+    posted = anonymous.post(
+        "/ValueSet/$expand",
+        content=json.dumps(
+            {"resourceType": "Parameters", "parameter": [{"name": "url", "valueUri": url}]}
+        ),
+        headers=FHIR,
+    )
+    assert posted.status_code == 200, posted.text
+    unknown = anonymous.get("/ValueSet/$expand", params={"url": url + "-none"})
+    assert unknown.status_code == 404
+    assert unknown.json()["resourceType"] == "OperationOutcome"
+    # a body past the limit is refused before it is read, naming the limit
+    oversize = anonymous.post(
+        "/ValueSet/$expand", content=b"{" + b" " * 2_000_000 + b"}", headers=FHIR
+    )
+    assert oversize.status_code == 413, oversize.text
+    assert oversize.json()["resourceType"] == "OperationOutcome"
 
 
 # --- ownership ----------------------------------------------------------------------
