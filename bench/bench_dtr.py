@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         while response["status"] != "completed":
             asked = [
                 i["linkId"]
-                for i, _ in iter_items(response["contained"][0]["item"])
+                for i, _ in iter_items(response["contained"][0].get("item", []))
                 if i["type"] != "group"
             ]
             response["item"] = fill(package, {k: by_link[k] for k in asked if k in by_link})["item"]

@@ -13,8 +13,13 @@ template) and compiled to ELM by the CQL-to-ELM translator
   ``application/elm+json``; the Questionnaire names it with ``cqf-library``
   ``url|version`` and declares the ``launchContext`` it reads (``patient``;
   ``user`` — the prescriber's PractitionerRole — when a specialty is asked);
-- each prefilled item's ``initialExpression`` is ``"{Library}"."{question}"``
-  in ``text/cql``, with the DTR ``alternativeExpression`` holding its ELM.
+- the Library declares a ``dataRequirement`` per retrieve (type, the codes
+  it filters on, the elements it reads) and its parameters (the prescriber's
+  PractitionerRole in, each question's definition out), so a client that
+  fetches only what a Library declares fetches what the CQL reads;
+- each prefilled item's ``initialExpression`` is the question's definition
+  by name, ``text/cql-identifier``, with the Library's canonical in
+  ``reference`` and the DTR ``alternativeExpression`` holding its ELM.
 
 The translation is kept in ``questionnaires/cql/{policy}-{version}.json``
 with the SHA-256 of the CQL it came from, so the Questionnaires are built
@@ -298,6 +303,8 @@ def library_resource(policy: Policy, compiled: Compiled) -> dict[str, Any]:
             "Answers to the questions of this policy's Questionnaires that an EHR holds"
             " (CQL over FHIR 4.0.1, with its ELM), for a DTR client to prefill."
         ),
+        "parameter": library_parameters(policy),
+        "dataRequirement": data_requirements(policy),
         "content": [
             {"contentType": "text/cql", "data": data(compiled.cql)},
             {
@@ -306,6 +313,80 @@ def library_resource(policy: Policy, compiled: Compiled) -> dict[str, Any]:
             },
         ],
     }
+
+
+# What each kind of EHR source retrieves, and the elements its CQL reads:
+# (resource type, the element its codes filter, the elements read). A DTR
+# client that fetches only what a Library declares (as the HL7 reference
+# client does) fetches exactly these.
+_RETRIEVES: dict[str, list[tuple[str, str | None, list[str]]]] = {
+    "condition": [("Condition", "code", ["code", "verificationStatus"])],
+    "observation": [("Observation", "code", ["code", "status", "value"])],
+    "medication": [
+        ("MedicationRequest", "medication", ["medication", "status"]),
+        ("MedicationStatement", "medication", ["medication", "status"]),
+    ],
+}
+# A question's answer type → the FHIR type of its CQL definition's result.
+_RESULT_TYPES = {"date": "date", "boolean": "boolean", "choice": "Coding"}
+
+
+def _coding(coding: Coding) -> dict[str, str]:
+    return {
+        "system": coding.system,
+        "code": coding.code,
+        **({"display": coding.display} if coding.display else {}),
+    }
+
+
+def data_requirements(policy: Policy) -> list[dict[str, Any]]:
+    """One FHIR DataRequirement per retrieve of the prepopulation CQL (the
+    Patient, then each source's records, with the codes it filters on and the
+    elements it reads), in the order the CQL retrieves them."""
+    reads_birth_date = any(s.kind == "birth_date" for q in sources(policy).values() for s in q.ehr)
+    found: list[dict[str, Any]] = [
+        {"type": "Patient", **({"mustSupport": ["birthDate"]} if reads_birth_date else {})}
+    ]
+    for question in sources(policy).values():
+        for source in question.ehr:
+            for kind, path, read in _RETRIEVES.get(source.kind, []):
+                requirement: dict[str, Any] = {"type": kind, "mustSupport": read}
+                if path is not None:
+                    requirement["codeFilter"] = [
+                        {"path": path, "code": [_coding(c) for c in source.codes]}
+                    ]
+                found.append(requirement)
+    return found
+
+
+def library_parameters(policy: Policy) -> list[dict[str, Any]]:
+    """The Library's parameters: the prescriber's PractitionerRole it reads
+    (the launch context ``user``), and each question's definition as an
+    output, typed."""
+    found: list[dict[str, Any]] = []
+    if asks_specialty(policy):
+        found.append(
+            {
+                "name": PRESCRIBER,
+                "use": "in",
+                "min": 0,
+                "max": "1",
+                "documentation": "The prescriber: the DTR launch context 'user'",
+                "type": "PractitionerRole",
+            }
+        )
+    for name, question in sources(policy).items():
+        found.append(
+            {
+                "name": name,
+                "use": "out",
+                "min": 0,
+                "max": "1",
+                "documentation": question.text,
+                "type": _RESULT_TYPES[question.type],
+            }
+        )
+    return found
 
 
 def questionnaire_extensions(policy: Policy, compiled: Compiled) -> list[dict[str, Any]]:
@@ -326,17 +407,25 @@ def questionnaire_extensions(policy: Policy, compiled: Compiled) -> list[dict[st
         }
         for code, kind, description in contexts
     ]
-    library_url = f"{policy.policy.canonical_base}/Library/{library_id(policy)}"
-    extensions.append({"url": CQF_LIBRARY, "valueCanonical": f"{library_url}|{compiled.version}"})
+    extensions.append({"url": CQF_LIBRARY, "valueCanonical": library_canonical(policy, compiled)})
     return extensions
 
 
-def initial_expression(compiled: Compiled, question: str) -> dict[str, Any]:
+def library_canonical(policy: Policy, compiled: Compiled) -> str:
+    return f"{policy.policy.canonical_base}/Library/{library_id(policy)}|{compiled.version}"
+
+
+def initial_expression(policy: Policy, compiled: Compiled, question: str) -> dict[str, Any]:
+    """The question's definition by name (``text/cql-identifier``, the
+    Library in ``reference``: DTR's SHOULD for a bare reference, and what
+    clients that split ``Library.define`` or take a lone name resolve), with
+    its ELM as the DTR ``alternativeExpression``."""
     return {
         "url": INITIAL_EXPRESSION,
         "valueExpression": {
-            "language": "text/cql",
-            "expression": f'"{compiled.name}"."{question}"',
+            "language": "text/cql-identifier",
+            "expression": question,
+            "reference": library_canonical(policy, compiled),
             "extension": [
                 {
                     "url": ALTERNATIVE_EXPRESSION,

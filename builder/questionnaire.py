@@ -62,6 +62,12 @@ _ANSWER_KEY = {
     "choice": "answerCoding",
 }
 _FHIR_TYPE = {"text": "text", "choice": "choice"}
+# The terminology-server extension under both urls renderers read: the core
+# one DTR 2.2.0's must-support slice names, and SDC's.
+TERMINOLOGY_SERVERS = (
+    "http://hl7.org/fhir/StructureDefinition/preferredTerminologyServer",
+    "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-preferredTerminologyServer",
+)
 
 
 def build(
@@ -119,6 +125,14 @@ def build(
         "description": description,
         "item": items,
     }
+    if any("answerValueSet" in item for item, _ in iter_items(items)):
+        # where a renderer expands each answerValueSet (LHC-Forms resolves
+        # every one through it): the payer's FHIR base, as released; the
+        # service names its own public base when it serves the form
+        # (qpackage.package.served)
+        questionnaire["extension"] += [
+            {"url": url, "valueUrl": identity.canonical_base} for url in TERMINOLOGY_SERVERS
+        ]
     if compiled is not None:
         _prepopulate(questionnaire, policy, index, compiled)
     return questionnaire
@@ -142,7 +156,7 @@ def _prepopulate(
     for item in items:
         item["extension"] = [
             *item.get("extension", []),
-            initial_expression(compiled, names[item["linkId"]]),
+            initial_expression(policy, compiled, names[item["linkId"]]),
         ]
 
 

@@ -28,7 +28,7 @@ from typing import Any, Literal
 from cql_like.gateway import variable
 from policies.expressions import join_terms
 from policies.index import PolicyIndex, index_policy
-from policies.model import AnyOf, Criterion, Node, Policy, RequestKind
+from policies.model import AnyOf, Criterion, Node, Policy, RequestKind, expression_variables
 from policies.names import library_id, library_url, questionnaire_version
 from policies.tree import applicable_limits, limit_guard, product_limits, request_tree, within_limit
 from questionnaires.checks import iter_items
@@ -207,14 +207,24 @@ def library_text(
         f"// {questionnaire['title']}",
         "// FHIRPath definitions, CQL-style. Evaluate with the FHIR R4 model;",
         "// %as_of is the evaluation date; %name is the list of answers to the",
-        "// item below; a definition's name is also the variable of its result.",
+        "// item below (empty for a name declared absent: not asked on this form);",
+        "// a definition's name is also the variable of its result.",
         f"library \"{library_id(policy, kind, drug)}\" version '{questionnaire_version(policy)}'",
         "",
     ]
     for name, info in index.questions.items():
         lines.append(f"answer {name}: '{info.link_id}'")
+    written = definitions(policy, kind, questionnaire, drug)
+    # a name a definition reads that this form never asks (an investigational
+    # condition worded for both request types reads the other form's
+    # question): declared, so an evaluator is told it is always empty here
+    # instead of meeting an undefined variable
+    known = set(index.questions) | {d.name for d in written}
+    read = set().union(*(expression_variables(d.expression) for d in written))
+    for name in sorted(read - known):
+        lines.append(f"absent {name}")
     lines.append("")
-    for definition in definitions(policy, kind, questionnaire, drug):
+    for definition in written:
         lines.append(f'define "{definition.name}": {definition.expression}')
     return "\n".join(lines) + "\n"
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from builder import prepopulation
-from builder.artifacts import VersionNotBumped, coverage_markdown, generate, write
+from builder.artifacts import VersionNotBumped, archived, coverage_markdown, generate, write
 from builder.prepopulation import Compiled, PrepopulationError
 from builder.questionnaire import BuildError
 from builder.verification.decisions import decision_tables_markdown
@@ -256,6 +256,12 @@ def cmd_build(args: argparse.Namespace) -> int:
     docs = Path(args.docs) if args.docs else (folder / "docs" if folder else DOCS)
     out.mkdir(parents=True, exist_ok=True)
     compiled, translated = _prepopulation(policies, [out, QUESTIONNAIRES])
+    # the archive's older policy versions are rebuilt by today's builder when
+    # the service starts (their records still open and re-score): their CQL
+    # is translated for today's revision too
+    translated += _prepopulation(_older_versions(archived(out), everything), [out, QUESTIONNAIRES])[
+        1
+    ]
     written = [*translated, *write(out, generate(policies, compiled), policies)]
     docs.mkdir(parents=True, exist_ok=True)
     coverage = docs / "coverage.md"
@@ -265,6 +271,21 @@ def cmd_build(args: argparse.Namespace) -> int:
     for path in [*written, coverage, tables]:
         print(f"wrote {path}")
     return 0
+
+
+def _older_versions(archive: Path, current: list[Policy]) -> list[Policy]:
+    """The archived policy versions that are not a current policy's version
+    (a snapshot that no longer loads is left out: the catalog names it)."""
+    versions = {(p.id, p.policy.version) for p in current}
+    older = []
+    for path in sorted(archive.glob("policy-*.yaml")):
+        try:
+            snapshot = load_policy(path)
+        except PolicyError:
+            continue
+        if (snapshot.id, snapshot.policy.version) not in versions:
+            older.append(snapshot)
+    return older
 
 
 def _prepopulation(

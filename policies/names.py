@@ -16,7 +16,7 @@ from policies.model import (
 # Bump when what the builder emits changes for an unchanged policy version:
 # the Questionnaire version is ``{policy version}-r{BUILDER_REVISION}``, and a
 # canonical url|version must never name two different contents.
-BUILDER_REVISION = 3
+BUILDER_REVISION = 4
 
 
 def record_only_url(policy: Policy) -> str:

@@ -17,10 +17,13 @@ prescriber can fix everything at once. When nothing is missing, the response
 is ``completed``.
 
 The contained Questionnaire keeps the static form's linkIds, groups, codes
-and answer lists (``answerValueSet``), without ``enableWhen`` (DTR forbids it
-in an adaptive form: the server decides what appears); so the completed
+and answer lists (``answerValueSet``), and an ``enableWhen`` only where every
+question it reads is asked too (the server decides what appears; a client
+can still hide what a changed answer no longer enables); it is
+``derivedFrom`` the static form and the adaptive one, so the completed
 response is a response to the static form as well, and ``$evaluate`` scores
-it through ``derivedFrom``.
+it through ``derivedFrom``. The draft holds only what is already answered:
+the client's first ``$next-question`` brings the first questions.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from qpackage.catalog import Catalog, checked_package
 from scoring.carry import carry_over
 from scoring.fill import earlier_answers, nest
 from scoring.outcome import InvalidInput, Issue
-from scoring.response import check_answers
+from scoring.response import ADAPTIVE_SUFFIX, check_answers
 
 SDC_ADAPTIVE = (
     "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-questionnaireAdaptive"
@@ -45,7 +48,7 @@ DTR_Q_ADAPT_SEARCH = f"{DTR}/dtr-questionnaire-adapt-search"
 DTR_Q_ADAPT = f"{DTR}/dtr-questionnaire-adapt"
 DTR_QR_ADAPT = f"{DTR}/dtr-questionnaireresponse-adapt"
 DERIVATION = "http://hl7.org/fhir/StructureDefinition/questionnaire-derivationType"
-SUFFIX = "-adaptive"
+SUFFIX = ADAPTIVE_SUFFIX
 CONTAINED_ID = "adaptive"
 
 
@@ -88,17 +91,20 @@ def adaptive_questionnaire(package: CompiledRequest, base: str) -> dict[str, Any
 
 def _asked_items(items: list[dict[str, Any]], asked: set[str]) -> list[dict[str, Any]]:
     """The static items that were asked, in the static order and nesting
-    (their groups with them), without enableWhen."""
+    (their groups with them)."""
     out = []
     for item in items:
         children = _asked_items(item.get("item", []), asked)
         if item["linkId"] not in asked and not children:
             continue
-        kept = {
-            key: value
-            for key, value in item.items()
-            if key not in ("enableWhen", "enableBehavior", "item")
-        }
+        # an enableWhen stays where every question it reads is asked too: a
+        # client then hides what an answer changed here no longer enables,
+        # as the server would on the next step; one reading a question not
+        # asked would hide the item for good
+        conditions = item.get("enableWhen", [])
+        keeps = bool(conditions) and all(c["question"] in asked for c in conditions)
+        dropped = ("item",) if keeps else ("enableWhen", "enableBehavior", "item")
+        kept = {key: value for key, value in item.items() if key not in dropped}
         if item["type"] == "group":
             if not children:
                 continue
@@ -128,10 +134,12 @@ def contained_questionnaire(package: CompiledRequest, asked: set[str], base: str
         "url": adaptive_url(static["url"]),
         "version": static["version"],
         "title": static["title"],
-        "derivedFrom": [_canonical(static)],
+        # the static form whose items it asks, and the adaptive form it is
+        "derivedFrom": [_canonical(static), f"{adaptive_url(static['url'])}|{static['version']}"],
         "status": static["status"],
         "subjectType": ["Patient"],
-        "item": _asked_items(static["item"], asked),
+        # none asked yet (a draft): no item element, as FHIR has no empty arrays
+        **({"item": items} if (items := _asked_items(static["item"], asked)) else {}),
     }
 
 
@@ -185,11 +193,17 @@ def start(
     package: CompiledRequest, draft: dict[str, Any], as_of: date, base: str
 ) -> dict[str, Any]:
     """The adaptive draft: the static draft (its links to coverage and order,
-    its prefilled answers) with the first questions in a contained
-    Questionnaire."""
-    prefilled = set(earlier_answers(draft))
-    response = dict(draft)
-    return step(package, response, prefilled, as_of, base)
+    its prefilled answers) with a contained Questionnaire holding only what
+    is already answered. The client's first ``$next-question`` brings the
+    first questions: a draft that held them unanswered would come back from
+    it with nothing new, and a client looping on new questions stops there."""
+    result = step(package, dict(draft), set(), as_of, base)
+    if result["status"] != "completed":
+        # the prefilled answers the step kept (one to a question the others
+        # disable is dropped)
+        held = set(earlier_answers(result)) & set(package.items)
+        result["contained"] = [contained_questionnaire(package, held, base)]
+    return result
 
 
 def next_question(catalog: Catalog, body: dict[str, Any], as_of: date, base: str) -> dict[str, Any]:

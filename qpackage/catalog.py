@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from builder.artifacts import archived, questionnaires, read_release_times
-from builder.prepopulation import library_resource, load, sources
+from builder.prepopulation import INITIAL_EXPRESSION, library_resource, load, sources
 from builder.valuesets import inline_options, value_sets
 from cql_like.engine import CompiledRequest
 from policies.loader import PolicyError, bundled_archive, bundled_policies, load_folder, load_policy
@@ -36,6 +36,22 @@ from scoring.response import (
     size_bound,
     unpack_data_urls,
 )
+
+
+def _without_prefill(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Items without their ``initialExpression``: how a client may prefill
+    an answer (the CQL reference's form changed between builds) is not what
+    a response to the item is."""
+    out = []
+    for item in items:
+        item = dict(item)
+        kept = [e for e in item.pop("extension", []) if e.get("url") != INITIAL_EXPRESSION]
+        if kept:
+            item["extension"] = kept
+        if "item" in item:
+            item["item"] = _without_prefill(item["item"])
+        out.append(item)
+    return out
 
 
 class Catalog:
@@ -127,8 +143,8 @@ class Catalog:
             if (
                 built["url"] == released["url"]
                 and built["version"].rsplit("-r", 1)[0] == policy_version
-                and inline_options(built["item"], self.value_sets)
-                == inline_options(released["item"], self.value_sets)
+                and _without_prefill(inline_options(built["item"], self.value_sets))
+                == _without_prefill(inline_options(released["item"], self.value_sets))
             ):
                 alias = copy.copy(package)
                 alias.questionnaire = released

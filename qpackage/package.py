@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from builder.questionnaire import TERMINOLOGY_SERVERS
 from builder.valuesets import EXPAND_BELOW, codings, expanded
 from cql_like.engine import CompiledRequest
 from policies.model import NDC, RXNORM, Policy
@@ -425,6 +426,23 @@ def _unpackaged_libraries(
     ]
 
 
+def served(questionnaire: dict[str, Any], base: str) -> dict[str, Any]:
+    """The Questionnaire as this service serves it: its terminology server
+    (``preferredTerminologyServer``, both urls) is the service's own public
+    base, where its ValueSets are read and expanded, not the payer's base it
+    was released with; everything else as released."""
+    extensions = questionnaire.get("extension", [])
+    if not any(e.get("url") in TERMINOLOGY_SERVERS for e in extensions):
+        return questionnaire
+    return {
+        **questionnaire,
+        "extension": [
+            {**e, "valueUrl": base} if e.get("url") in TERMINOLOGY_SERVERS else e
+            for e in extensions
+        ],
+    }
+
+
 def _bundle(
     questionnaire: dict[str, Any],
     draft: dict[str, Any],
@@ -442,7 +460,7 @@ def _bundle(
     entries = [
         {
             "fullUrl": full_url(questionnaire) if current else f"urn:uuid:{uuid.uuid4()}",
-            "resource": questionnaire,
+            "resource": served(questionnaire, base),
         },
         {"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": draft},
     ]

@@ -239,6 +239,10 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return path
 
 
+# An adaptive form's url: its static form's, with this suffix.
+ADAPTIVE_SUFFIX = "-adaptive"
+
+
 def questionnaire_of(resource: Mapping[str, Any]) -> object:
     """The canonical of the Questionnaire a response answers: its
     ``questionnaire``, or — for an adaptive form, whose ``questionnaire`` is
@@ -260,19 +264,28 @@ def questionnaire_of(resource: Mapping[str, Any]) -> object:
         raise InvalidInput(
             [Issue("not-found", f"no contained Questionnaire {reference} in the response", where)]
         )
-    derived = contained[0].get("derivedFrom")
-    if not isinstance(derived, list) or len(derived) != 1 or not isinstance(derived[0], str):
+    given_from = contained[0].get("derivedFrom")
+    derived = given_from if isinstance(given_from, list) else []
+    # the static form whose items it asks, and (DTR asks for it too) the
+    # adaptive form's own canonical, which names no items
+    static = [
+        d
+        for d in derived
+        if isinstance(d, str) and not d.split("|")[0].endswith(ADAPTIVE_SUFFIX)
+    ]
+    if len(static) != 1 or len(derived) > 2:
         raise InvalidInput(
             [
                 Issue(
                     "required",
                     f"the contained Questionnaire {reference} must name the form it is derived"
-                    " from (derivedFrom: one url|version)",
+                    " from (derivedFrom: the static form's url|version, and the adaptive"
+                    " form's)",
                     "QuestionnaireResponse.contained.derivedFrom",
                 )
             ]
         )
-    return derived[0]
+    return static[0]
 
 
 # A client may contain a few resources of its own (an author, a

@@ -258,7 +258,10 @@
               expression.path === "birthDate" &&
               (source.name === "Patient" || expression.scope === "Patient")
             ) {
+              // as a form released up to -r3 names it ("Library"."define"),
+              // and as later ones do (text/cql-identifier: the define alone)
               found.add(`"${name}"."${def.name}"`);
+              found.add(def.name);
             }
           });
         });
@@ -329,7 +332,8 @@
     const copy = structuredClone(questionnaire);
     const readOnly = new Set(birthDates.map((path) => path[path.length - 1]));
     const isCql = (e) =>
-      e.url.endsWith("initialExpression") && e.valueExpression.language === "text/cql";
+      e.url.endsWith("initialExpression") &&
+      ["text/cql", "text/cql-identifier"].includes(e.valueExpression.language);
     copy.extension = (copy.extension || []).filter(
       (e) => !e.url.endsWith("launchContext") && !e.url.endsWith("cqf-library"),
     );

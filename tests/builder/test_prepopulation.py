@@ -7,6 +7,7 @@ and the response scored."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from typing import Any
 
@@ -80,6 +81,9 @@ def prefilled(questionnaire: dict[str, Any], results: dict[str, Any]) -> dict[st
     """Each item's initialExpression answered, as a DTR client fills it: by
     question name, the value an answer would carry (None: left empty)."""
     found = {}
+    (library_canonical,) = (
+        e["valueCanonical"] for e in questionnaire["extension"] if e["url"].endswith("cqf-library")
+    )
     for item, _ in iter_items(questionnaire["item"]):
         expression = next(
             (
@@ -91,13 +95,17 @@ def prefilled(questionnaire: dict[str, Any], results: dict[str, Any]) -> dict[st
         )
         if expression is None:
             continue
-        assert expression["language"] == "text/cql"
-        library, name = (part.strip('"') for part in expression["expression"].split("."))
+        # the definition by name, the Library by its canonical (DTR's
+        # text/cql-identifier), as the reference client resolves a lone name
+        assert expression["language"] == "text/cql-identifier"
+        name = expression["expression"]
+        assert re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name), name  # needs no quoting
+        assert expression["reference"] == library_canonical
         # the DTR alternativeExpression: the same expression, as ELM
         (alternative,) = expression["extension"]
         assert alternative["url"] == ALTERNATIVE_EXPRESSION
         elm = json.loads(alternative["valueExpression"]["expression"])
-        assert (elm["type"], elm["libraryName"], elm["name"]) == ("ExpressionRef", library, name)
+        assert (elm["type"], elm["name"]) == ("ExpressionRef", name)
         found[name] = results[name]
     return found
 
@@ -130,7 +138,12 @@ def test_ehr_record_prefills_and_scores(client: TestClient, case: dict[str, Any]
     )
     if role is not None:
         assert "user" in contexts
-    results = run_elm(libraries, main, case["record"], role)
+    # as the HL7 reference client does: fetched from the EHR is only what the
+    # Library's dataRequirement names (the Patient, then each type retrieved)
+    declared = {d["type"] for library in libraries for d in library.get("dataRequirement", [])}
+    assert "Patient" in declared
+    fetched = [r for r in case["record"] if r["resourceType"] in declared]
+    results = run_elm(libraries, main, fetched, role)
     found = prefilled(questionnaire, results)
     expected = {
         name: ({k: v for k, v in value.items()} if isinstance(value, dict) else value)
@@ -181,3 +194,38 @@ def test_every_case_names_a_prefilled_question_of_each_kind() -> None:
     tested = {name for case in table("prepopulation.yaml")["cases"] for name in case["expect"]}
     every = {name for policy in bundled_policies() for name in sources(policy)}
     assert every <= tested
+
+
+def retrieved_types(node: Any) -> set[str]:
+    """The resource types an ELM tree retrieves."""
+    if isinstance(node, list):
+        return set().union(*(retrieved_types(n) for n in node)) if node else set()
+    if not isinstance(node, dict):
+        return set()
+    found = set().union(*(retrieved_types(v) for v in node.values())) if node else set()
+    if node.get("type") == "Retrieve":
+        found.add(node["dataType"].removeprefix("{http://hl7.org/fhir}"))
+    return found
+
+
+def test_each_library_declares_every_type_its_elm_retrieves() -> None:
+    """A client that fetches only what a Library's dataRequirement names
+    fetches every type the CQL reads; the prescriber comes as a parameter."""
+    import base64
+
+    from policies.loader import bundled_policies
+
+    for policy in bundled_policies():
+        path = ROOT / "questionnaires" / f"Library-{policy.id}-prepopulation.json"
+        if not path.exists():
+            continue
+        library = json.loads(path.read_text(encoding="utf-8"))
+        content = next(c for c in library["content"] if c["contentType"] == "application/elm+json")
+        elm = json.loads(base64.b64decode(content["data"]))
+        declared = {d["type"] for d in library["dataRequirement"]}
+        assert retrieved_types(elm) | {"Patient"} == declared, policy.id
+        inputs = [p["name"] for p in library.get("parameter", []) if p["use"] == "in"]
+        uses_prescriber = any(
+            d.get("name") == PRESCRIBER for d in elm["library"].get("parameters", {}).get("def", [])
+        )
+        assert inputs == ([PRESCRIBER] if uses_prescriber else []), policy.id

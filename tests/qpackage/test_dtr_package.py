@@ -332,6 +332,33 @@ def test_package_by_canonical_only(client: TestClient, catalog: Catalog) -> None
     assert len(bundles(ask(client, canonical(bare), canonical(bare)), catalog)) == 1
 
 
+def test_the_terminology_server_is_this_service(client: TestClient, catalog: Catalog) -> None:
+    """A form with answer lists names where they are expanded, under both
+    urls renderers read: as released, the payer's base; as served, this
+    service's public base, whose ValueSets anyone may expand."""
+    servers = (
+        "http://hl7.org/fhir/StructureDefinition/preferredTerminologyServer",
+        "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-preferredTerminologyServer",
+    )
+    released = json.loads(
+        (ROOT / "questionnaires" / "Questionnaire-eocco329-initial.json").read_text("utf-8")
+    )
+    named = {e["url"]: e["valueUrl"] for e in released["extension"] if e["url"] in servers}
+    assert named == dict.fromkeys(servers, BASE)
+    found = bundles(ask(client, canonical(f"{BASE}/Questionnaire/eocco329-initial")), catalog)
+    served = found[0]["entry"][0]["resource"]
+    named = {e["url"]: e["valueUrl"] for e in served["extension"] if e["url"] in servers}
+    assert named == dict.fromkeys(servers, "http://127.0.0.1:8080")
+    read = client.get("/Questionnaire/eocco329-initial").json()
+    assert {e["url"]: e["valueUrl"] for e in read["extension"] if e["url"] in servers} == named
+    # what LHC-Forms then asks for each answer list, without a token
+    item = next(i for i, _ in iter_items(served["item"]) if "answerValueSet" in i)
+    anonymous = TestClient(client.app)
+    expanded = anonymous.get("/ValueSet/$expand", params={"url": item["answerValueSet"]})
+    assert expanded.status_code == 200, expanded.text
+    assert expanded.json()["expansion"]["contains"]
+
+
 def test_one_version_of_a_questionnaire_per_package(client: TestClient, catalog: Catalog) -> None:
     """DTR oper-7: an order does not bring a second version of a Questionnaire
     already asked for by canonical."""

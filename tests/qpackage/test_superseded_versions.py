@@ -174,7 +174,8 @@ def test_next_question_goes_on_under_the_version_in_effect(
     assert reply.status_code == 200, reply.text
     (contained,) = reply.json()["contained"]
     canonical = f"{current.questionnaire['url']}|{current.questionnaire['version']}"
-    assert contained["derivedFrom"] == [canonical]
+    adaptive = f"{current.questionnaire['url']}-adaptive|{current.questionnaire['version']}"
+    assert contained["derivedFrom"] == [canonical, adaptive]
     asked = {i["linkId"] for i in _items(contained)}
     # the report the current form requires is asked; what carried over stays
     assert "I.D.2.documentation" in asked and "I.D.2.kras_mutation" in asked
