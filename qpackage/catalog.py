@@ -242,13 +242,16 @@ def in_effect(
 
 def receive(catalog: Catalog, resource: Mapping[str, Any], as_of: date) -> Received:
     """A new request, decided under the version in effect as of now."""
-    resource = unpack_data_urls(resource)  # kept as FHIR has it: payload and type apart
+    # kept as FHIR has it: payload and type apart
+    resource, normalised = unpack_data_urls(resource)
     package, response, moved = in_effect(catalog, checked_package(catalog, resource), resource)
     determination = assess(package, response, as_of)[0]
     if moved is not None:
         determination = replace(
             determination, answered=moved.answered, not_carried=moved.not_carried
         )
+    if normalised:
+        determination = replace(determination, normalised=normalised)
     return Received(package, response, determination, moved)
 
 

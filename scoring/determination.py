@@ -157,6 +157,9 @@ class Determination:
     # the one in effect, and the linkIds whose answers did not carry over
     answered: str | None = None
     not_carried: list[str] = field(default_factory=list)
+    # what was normalised in the response as received (an attachment sent as
+    # a data URL, its prefix stripped), each said once
+    normalised: list[str] = field(default_factory=list)
     # what a notice says of the policy's shape, from the form (never stored):
     # its one-of parts, outermost first, and each attachment question with
     # the document it asks for
@@ -204,6 +207,7 @@ class Determination:
                 if self.answered
                 else {}
             ),
+            **({"normalised": list(self.normalised)} if self.normalised else {}),
         }
 
     def _review_json(self) -> dict[str, Any]:
@@ -286,6 +290,7 @@ def from_json(package: CompiledRequest, data: dict[str, Any], subject: Any = Non
         confirmed=review.get("confirmed", []),
         answered=data.get("answered", {}).get("questionnaire"),
         not_carried=data.get("answered", {}).get("notCarried", []),
+        normalised=data.get("normalised", []),
         **_described_by(package),
     )
 

@@ -161,6 +161,7 @@ def claim_response(determination: Determination, response_id: str | None = None)
         )
         if determination.requested:
             notes.append(f"Send: {determination.requested}")
+    notes += determination.normalised
     if notes:
         resource["processNote"] = [
             {"number": n, "type": "display", "text": text} for n, text in enumerate(notes, start=1)

@@ -269,9 +269,7 @@ def questionnaire_of(resource: Mapping[str, Any]) -> object:
     # the static form whose items it asks, and (DTR asks for it too) the
     # adaptive form's own canonical, which names no items
     static = [
-        d
-        for d in derived
-        if isinstance(d, str) and not d.split("|")[0].endswith(ADAPTIVE_SUFFIX)
+        d for d in derived if isinstance(d, str) and not d.split("|")[0].endswith(ADAPTIVE_SUFFIX)
     ]
     if len(static) != 1 or len(derived) > 2:
         raise InvalidInput(
@@ -559,48 +557,81 @@ DATA_URL = re.compile(
 )
 
 
-def unpack_data_urls(resource: Any) -> Any:
+def unpack_data_urls(resource: Any) -> tuple[Any, list[str]]:
     """The response with each attachment whose ``data`` is a base64 data URL
-    (``data:application/pdf;base64,JVBER…``) rewritten as FHIR has it: the
-    payload in ``data``, the media type in ``contentType`` (unless one is
-    given). Nothing is lost; what is not such a data URL is left for the
-    checks to judge. A copy: the caller's resource is not changed. Nothing
-    deeper than ``MAX_DEPTH`` items is looked at: the structure check refuses
-    such a response, and the walk stays bounded whatever is sent."""
-    return _unpacked(resource, 0)
+    (``data:application/pdf;base64,JVBER…``, as CSIRO Smart Forms sends it)
+    rewritten as FHIR has it: the payload in ``data``, the media type in
+    ``contentType`` (unless one is given); with a note of each one so
+    normalised, for the determination to say. A data URL whose media type is
+    not the ``contentType`` given is refused (422, naming the item): which
+    of the two is the document's type cannot be told. What is not such a
+    data URL is left for the checks to judge (its base64, size and type are
+    checked as any attachment's). A copy: the caller's resource is not
+    changed. Nothing deeper than ``MAX_DEPTH`` items is looked at: the
+    structure check refuses such a response, and the walk stays bounded
+    whatever is sent."""
+    notes: list[str] = []
+    issues: list[Issue] = []
+    unpacked = _unpacked(resource, 0, notes, issues)
+    if issues:
+        raise InvalidInput(issues)
+    return unpacked, notes
 
 
-def _unpacked(resource: Any, depth: int) -> Any:
+def _unpacked(resource: Any, depth: int, notes: list[str], issues: list[Issue]) -> Any:
     if not isinstance(resource, Mapping) or depth > MAX_DEPTH:
         return resource
     items = resource.get("item")
     if not isinstance(items, list):
         return resource
-    return {**resource, "item": [_unpacked_item(item, depth + 1) for item in items]}
+    return {
+        **resource,
+        "item": [_unpacked_item(item, depth + 1, notes, issues) for item in items],
+    }
 
 
-def _unpacked_item(item: Any, depth: int) -> Any:
+def _unpacked_item(item: Any, depth: int, notes: list[str], issues: list[Issue]) -> Any:
     if not isinstance(item, Mapping):
         return item
-    out = dict(_unpacked(item, depth))
+    out = dict(_unpacked(item, depth, notes, issues))
     answers = item.get("answer")
     if isinstance(answers, list):
-        out["answer"] = [_unpacked_answer(a, depth + 1) for a in answers]
+        link = item.get("linkId")
+        out["answer"] = [_unpacked_answer(a, link, depth + 1, notes, issues) for a in answers]
     return out
 
 
-def _unpacked_answer(answer: Any, depth: int) -> Any:
+def _unpacked_answer(
+    answer: Any, link: object, depth: int, notes: list[str], issues: list[Issue]
+) -> Any:
     if not isinstance(answer, Mapping):
         return answer
-    out = dict(_unpacked(answer, depth))  # an answer's nested items
+    out = dict(_unpacked(answer, depth, notes, issues))  # an answer's nested items
     value = answer.get("valueAttachment")
     data = value.get("data") if isinstance(value, Mapping) else None
     match = DATA_URL.fullmatch(data) if isinstance(data, str) else None
-    if isinstance(value, Mapping) and match:
-        attachment = {**value, "data": match["payload"]}
-        if match["type"] and "contentType" not in value:
-            attachment["contentType"] = match["type"].lower()
-        out["valueAttachment"] = attachment
+    if not (isinstance(value, Mapping) and match):
+        return out
+    kind = match["type"].lower() if match["type"] else None
+    given = value.get("contentType")
+    if kind and isinstance(given, str) and given.lower() != kind:
+        issues.append(
+            Issue(
+                "value",
+                f"item {link}: the attachment's data is a data URL of {kind}, but its"
+                f" contentType says {given}: send one type",
+                "QuestionnaireResponse.item.answer.valueAttachment",
+            )
+        )
+        return out
+    attachment = {**value, "data": match["payload"]}
+    if kind and given is None:
+        attachment["contentType"] = kind
+    out["valueAttachment"] = attachment
+    notes.append(
+        f"The attachment of item {link} came as a data URL"
+        f" (data:{kind or ''};base64,…): its prefix was removed and the document kept as sent"
+    )
     return out
 
 

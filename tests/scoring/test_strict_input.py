@@ -19,6 +19,7 @@ from fhir.resources.R4B.operationoutcome import OperationOutcome
 from policies.loader import parse_policy
 from qpackage.catalog import Catalog, receive, score_json
 from scoring import InvalidInput, score
+from scoring.fhir_outputs import claim_response
 from scoring.fill import fill
 from service.app import create_app
 from service.settings import Settings
@@ -145,8 +146,9 @@ def test_attachments_carry_something_valid_and_not_too_big(catalog: Catalog) -> 
 def test_a_file_sent_as_a_data_url_is_taken_as_its_bytes_and_type(catalog: Catalog) -> None:
     """CSIRO Smart Forms puts a file in Attachment.data as a data URL
     (``data:application/pdf;base64,…``): it approves like the same bytes sent
-    as FHIR has them, and is kept that way; a data URL that is not base64, or
-    whose payload is not, is refused naming the item."""
+    as FHIR has them, is kept that way, and the determination says it was
+    normalised; a data URL of another type than the contentType given, one
+    that is not base64, or whose payload is not, is refused naming the item."""
     response = approved(catalog)
     report = answer_of(response, "I.D.2.documentation")["valueAttachment"]
     payload = base64.b64encode(b"%PDF-1.4\n").decode()
@@ -154,12 +156,22 @@ def test_a_file_sent_as_a_data_url_is_taken_as_its_bytes_and_type(catalog: Catal
     report["data"] = f"data:application/pdf;base64,{payload}"
     received = receive(catalog, response, AS_OF)
     assert received.determination.outcome == "approved"
+    (note,) = received.determination.normalised
+    assert "I.D.2.documentation" in note and "data URL" in note
+    assert received.determination.to_json()["normalised"] == [note]
+    notes = [n["text"] for n in claim_response(received.determination)["processNote"]]
+    assert note in notes  # the ClaimResponse $evaluate returns says it too
     kept = answer_of(received.response, "I.D.2.documentation")["valueAttachment"]
     assert (kept["data"], kept["contentType"]) == (payload, "application/pdf")
     assert report["data"].startswith("data:")  # the caller's copy is left as it was
-    report["contentType"] = "application/octet-stream"  # a type given is kept
+    report["contentType"] = "application/PDF"  # the same type given: kept
     kept = answer_of(receive(catalog, response, AS_OF).response, "I.D.2.documentation")
-    assert kept["valueAttachment"]["contentType"] == "application/octet-stream"
+    assert kept["valueAttachment"]["contentType"] == "application/PDF"
+    report["contentType"] = "image/png"  # another type: which one is it?
+    problem = refused(catalog, json.dumps(response))
+    assert "I.D.2.documentation" in problem and "application/pdf" in problem
+    assert "image/png" in problem
+    report.pop("contentType")
     report["data"] = "data:text/plain,KRAS%20G12D"
     assert "a data URL that is not base64" in refused(catalog, json.dumps(response))
     report["data"] = "data:application/pdf;base64,not base64!"
