@@ -242,7 +242,7 @@ def router(service: Service) -> APIRouter:
         for reply in sent:
             # what each reply sent beside the form (what the pharmacist asked for)
             attachments += [
-                listed(d, f"Sent with the reply of {reply.at}")
+                listed(d, f"Sent with the reply of {_when(reply.at)}")
                 for d in documents(earlier_documents([reply]))
                 if d.link_id.startswith("reply ")
             ]
