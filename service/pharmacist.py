@@ -3,7 +3,8 @@ pages over :mod:`review.decision`.
 
 - ``GET /review/queue`` and the page ``/review``: every request awaiting a
   pharmacist, expedited first, then oldest, each with the time left against
-  the payer's decision deadline (``policies/payers``).
+  the payer's decision deadline (``policies/payers``); a case the office
+  replied to is as old as its reply, the deadline running again from it.
 - ``GET /review/decided`` and ``/review?view=decided``: the cases
   pharmacists decided, latest first; ``GET /review/pends`` and
   ``/review?view=pends``: those the signed-in pharmacist pended (asked the
@@ -158,13 +159,12 @@ def router(service: Service) -> APIRouter:
             else payer.deadlines.standard
         )
         # the clock runs again from the office's reply to a pend
-        reply = replies.latest(record.id)
-        start = reply.at if reply is not None else record.received_at
+        start = record.replied_at or record.received_at
         due = _instant(start) + timedelta(hours=rule.hours)
         left = (due - service.now()).total_seconds()
         return {"due": due.isoformat(timespec="minutes"), "secondsLeft": int(left),
                 "hours": rule.hours, "text": rule.text, "citation": rule.citation,
-                "from": "reply" if reply is not None else "receipt",
+                "from": "reply" if record.replied_at else "receipt",
                 "start": start}  # fmt: skip
 
     def summary(record: Record) -> dict[str, Any]:
@@ -178,6 +178,8 @@ def router(service: Service) -> APIRouter:
             "id": record.id,
             "reference": shown(record.reference) if record.reference else None,
             "received": record.received_at,
+            # the office's last reply to a pend (the queue orders by it)
+            "replied": record.replied_at,
             "priority": record.priority,
             "policy": record.policy,
             "drug": package.policy.drug(package.drug).name,

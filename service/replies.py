@@ -14,7 +14,8 @@ the note, the documents, what was asked and the outcome before and after.
 A request a pharmacist pended goes back to the pharmacist's queue with the
 reply; a request the scorer pended (missing answers) is scored again, as any
 request is (decided at once, or sent to a pharmacist by the payer's rule).
-The decision deadline runs again from the reply's receipt.
+The decision deadline runs again from the reply's receipt, kept on the
+record (``replied_at``): the pharmacist's queue orders the case by it.
 
 What is refused, with nothing changed: a reply to a request that is not
 pended (decided, or with a pharmacist who asked nothing) is a 409; to a
@@ -225,10 +226,11 @@ class Replies:
         with self.store.database() as db, db.transaction():
             m = db.mark
             updated = db.execute(
-                f"UPDATE determinations SET {', '.join(f'{c} = {m}' for c in REPLACED)}"
+                f"UPDATE determinations SET {', '.join(f'{c} = {m}' for c in REPLACED)},"
+                f" replied_at = {m}"
                 f" WHERE id = {m} AND outcome = 'pended' AND state <> 'awaiting-review'"
                 f" AND state = {m} RETURNING id",
-                (*values, record_id, state_before),
+                (*values, reply.at, record_id, state_before),
             )
             if not updated:
                 return False
