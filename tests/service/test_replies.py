@@ -201,6 +201,35 @@ def test_a_replied_case_waits_in_the_queue_from_its_reply(people: People, catalo
     assert page.count('class="replied"') == 1
 
 
+def test_a_reply_correcting_the_member_id_is_found_by_the_new_one(
+    people: People, catalog: Catalog
+) -> None:
+    """The office corrects the patient's name and member id in its reply:
+    the queue and the office's history find the case by them, no longer by
+    the old ones."""
+    record = pended_by_pharmacist(people, catalog)
+    corrected = response(catalog, "pend-me", quantity=66)
+    corrected["subject"] = {**corrected["subject"], "display": "Janet Example-Smith",
+                            "identifier": {"value": "EX654321"}}  # fmt: skip
+    sent = send(people.office, people.office_csrf, reply_body(corrected, record, "ID corrected."))
+    assert sent.status_code == 200, sent.text
+
+    def found(who: TestClient, path: str, **search: str) -> list[str]:
+        listing = who.get(path, params=search)
+        assert listing.status_code == 200, listing.text
+        key = "cases" if path.startswith("/review") else "submissions"
+        return [c["id"] for c in listing.json()[key]]
+
+    for who, path in ((people.pharmacist, "/review/queue"), (people.office, "/submissions")):
+        assert found(who, path, member="EX654321") == [record]
+        assert found(who, path, member="ex654321") == [record]  # typed in any case
+        assert found(who, path, patient="example-smith") == [record]
+        assert found(who, path, member="EX123456") == []
+        assert found(who, path, patient="Jane Example") == []
+    [case] = people.pharmacist.get("/review/queue", params={"member": "EX654321"}).json()["cases"]
+    assert case["member"] == {"name": "Janet Example-Smith", "id": "EX654321"}
+
+
 def test_a_store_of_release_10_learns_when_its_cases_were_replied_to(
     people: People, catalog: Catalog, tmp_path: Path, app: Any
 ) -> None:
