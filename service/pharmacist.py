@@ -45,6 +45,7 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -64,6 +65,7 @@ from review.decision import (
     recommended,
 )
 from review.documents import Document, documents
+from review.notice import instant
 from review.reference import shown
 from review.request import facts
 from scoring import assess
@@ -104,12 +106,13 @@ def _answer_parts(value: Any, offered: list[dict[str, Any]]) -> dict[str, str | 
 _USER = re.compile(r"^user (\S+) \(")
 
 
-def _when(text: str | None) -> str:
-    """An ISO instant as a person reads it, with its zone: no payer file
-    gives one, so UTC, said plainly."""
+def _when(text: str | None, zone: str = "UTC") -> str:
+    """An ISO instant as a person reads it: in the payer's zone (its IANA
+    name, the case's ``timeZone``) with the zone's abbreviation, as the
+    notices say it."""
     if not text:
         return ""
-    return _instant(text).astimezone(UTC).strftime("%-d %b %Y, %H:%M UTC")
+    return instant(text, ZoneInfo(zone))
 
 
 def _answer_text(value: Any) -> str:
@@ -180,6 +183,8 @@ def router(service: Service) -> APIRouter:
             "received": record.received_at,
             # the office's last reply to a pend (the queue orders by it)
             "replied": record.replied_at,
+            # the payer's zone the pages show the times in (the JSON keeps UTC)
+            "timeZone": str(service.zone(record.questionnaire)),
             "priority": record.priority,
             "policy": record.policy,
             "drug": package.policy.drug(package.drug).name,
@@ -241,10 +246,11 @@ def router(service: Service) -> APIRouter:
             listed(d, questions.get(d.link_id, d.link_id)) for d in documents(record.response)
         ]
         sent = replies.of(record.id)
+        zone = str(service.zone(record.questionnaire))
         for reply in sent:
             # what each reply sent beside the form (what the pharmacist asked for)
             attachments += [
-                listed(d, f"Sent with the reply of {_when(reply.at)}")
+                listed(d, f"Sent with the reply of {_when(reply.at, zone)}")
                 for d in documents(earlier_documents([reply]))
                 if d.link_id.startswith("reply ")
             ]

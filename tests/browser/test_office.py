@@ -285,6 +285,8 @@ def test_the_history_is_searched_by_member_id_and_by_reference(
         expect(entries.first).to_have_attribute("data-submission", ada["id"])
         expect(entries.first).to_contain_text("Ada Historical")
         expect(entries.first).to_contain_text(ada["reference"])
+        # received, in EOCCO's zone (Pacific) as the notices say it
+        expect(entries.first).to_contain_text(re.compile(r"\w+ \d{1,2}, \d{4}, \d\d:\d\d P[SD]T"))
         expect(page.locator("#history-count")).to_have_text("1\u20131 of 1 matching the search")
         assert_accessible(page, "the history searched", every_impact=True)
 

@@ -140,9 +140,9 @@ def test_a_reply_to_a_pharmacists_pend_joins_the_same_case(
 
     # the document the reply sent opens from the case, as the answers' do
     [sent_doc] = [a for a in case["attachments"] if a["question"].startswith("Sent with the reply")]
-    # when, as the page's other times read (not the stored ISO instant)
+    # when, as the page's other times read (not the stored ISO instant): in Oregon's time
     assert re.fullmatch(
-        r"Sent with the reply of \d{1,2} \w{3} \d{4}, \d\d:\d\d UTC", sent_doc["question"]
+        r"Sent with the reply of \w+ \d{1,2}, \d{4}, \d\d:\d\d P[SD]T", sent_doc["question"]
     )
     opened = people.pharmacist.get(sent_doc["href"])
     assert opened.status_code == 200 and opened.content == CONSULT
