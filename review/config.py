@@ -3,7 +3,9 @@
 it, its decision deadlines (standard and expedited, each with the law it
 comes from), the member's appeal rights and how to use them, by when the office sends
 what a pended request lacks and what happens if nothing comes, and which of
-the scorer's outcomes are only recommendations until a pharmacist decides.
+the scorer's outcomes are only recommendations until a pharmacist decides,
+and the time zone its people read times in (stdlib ``zoneinfo``, its data
+from the ``tzdata`` package where the system has none).
 
 Notices, the review queue and the metrics read it; nothing of it is written
 in a template. A payer whose law has a licensed professional make every
@@ -18,9 +20,17 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 
 from policies.loader import SAFE_LOADER
 from review.decision import recommendation_word
@@ -136,6 +146,27 @@ class PayerConfig(Strict):
     missing_information: MissingInformation | None = Field(
         None, description="By when a pend's answers or documents are due, and what if not"
     )
+    time_zone: NonEmpty = Field(
+        "UTC",
+        description="The IANA time zone (America/Chicago) every time a person reads is shown"
+        " in: notices, the review pages, the office's history; the JSON APIs keep UTC",
+    )
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"{name!r} is no IANA time zone name (as America/Chicago or UTC)"
+            ) from None
+        return name
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The payer's time zone (ZoneInfo keeps one instance per name)."""
+        return ZoneInfo(self.time_zone)
 
 
 class PayerConfigError(ValueError):

@@ -7,7 +7,8 @@ decision and who made it (the scorer, or a pharmacist with their reasons),
 each reason with the policy's text and the answers it rests on, what to send
 when the request is pended, and — from the payer's configuration
 (``policies/payers/*.yaml``), never from a template — the decision deadline,
-the appeal rights and how to reach the payer.
+the appeal rights and how to reach the payer. Every time is given in the
+payer's zone with its abbreviation (``time_zone``; UTC without a payer file).
 
 An approval for less than was requested (a quantity cut to the policy's
 limit, by the scorer or a pharmacist) is an adverse determination, and its
@@ -27,7 +28,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any, Literal
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
@@ -171,13 +172,26 @@ def day(value: date) -> str:
     return f"{value:%B} {value.day}, {value.year}"
 
 
-def instant(value: str | datetime) -> str:
+def _moment(value: str | datetime, zone: tzinfo) -> datetime:
+    """An instant (ISO text or datetime; without a zone: UTC) in ``zone``."""
     moment = (
         datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else value
     )
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC)
-    return f"{day(moment.date())}, {moment:%H:%M} UTC"
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(zone)
+
+
+def instant(value: str | datetime, zone: tzinfo = UTC) -> str:
+    """An instant as a person reads it, in ``zone`` (the payer's) with its
+    abbreviation: "November 25, 2026, 06:05 PST"."""
+    moment = _moment(value, zone)
+    return f"{day(moment.date())}, {moment:%H:%M} {moment:%Z}"
+
+
+def zone_of(payer: PayerConfig | None) -> tzinfo:
+    """The zone a payer's people read times in (UTC without a payer file)."""
+    return payer.zone if payer is not None else UTC
 
 
 def answer_text(value: Any) -> str:
@@ -406,7 +420,7 @@ def _deadline(d: Determination, context: NoticeContext, kind: str) -> DecisionDe
     start = context.reply.received if context.reply is not None else context.received
     if kind in ("awaiting-review", "review") and start:
         received = datetime.fromisoformat(start.replace("Z", "+00:00"))
-        due = instant(received + timedelta(hours=rule.hours))
+        due = instant(received + timedelta(hours=rule.hours), payer.zone)
     return DecisionDeadline(rule.text, rule.citation, due, expedited)
 
 
@@ -434,23 +448,25 @@ def _send_by(d: Determination, context: NoticeContext, kind: str) -> SendBy | No
             " covered under it.",
         )
     since = context.decided or context.received
-    noticed = datetime.fromisoformat(since.replace("Z", "+00:00")).date() if since else None
+    # the day of the notice where the payer is
+    noticed = _moment(since, zone_of(context.payer)).date() if since else None
     due = (noticed or d.evaluated_at) + timedelta(days=rule.days)
     return SendBy(day(due), rule.if_nothing, rule.citation)
 
 
-def _reply_sentence(reply: NoticeReply | None) -> str | None:
+def _reply_sentence(reply: NoticeReply | None, zone: tzinfo) -> str | None:
     """What a notice after the office's reply answers, in a sentence."""
     if reply is None:
         return None
-    asked = f" of {instant(reply.asked_at)}" if reply.asked_at else ""
+    asked = f" of {instant(reply.asked_at, zone)}" if reply.asked_at else ""
+    received = instant(reply.received, zone)
     if reply.asked:
         return (
-            f"This notice answers your reply of {instant(reply.received)} to the pharmacist's"
+            f"This notice answers your reply of {received} to the pharmacist's"
             f" request{asked} for: {reply.asked}"
         )
     return (
-        f"This notice answers your reply of {instant(reply.received)} to the questions"
+        f"This notice answers your reply of {received} to the questions"
         f" left unanswered when the request was pended{asked.replace(' of', ' on')}."
     )
 
@@ -489,14 +505,15 @@ def _facts_rows(d: Determination, context: NoticeContext) -> list[tuple[str, str
     rows.append(("Request", f"{d.request.capitalize()} request, policy {d.policy_number}"))
     if f is not None:
         rows.append(("Priority", "Expedited" if f.priority == "expedited" else "Standard"))
+    zone = zone_of(context.payer)
     if context.received:
-        rows.append(("Received", instant(context.received)))
+        rows.append(("Received", instant(context.received, zone)))
     if context.reply is not None:
-        rows.append(("Reply received", instant(context.reply.received)))
+        rows.append(("Reply received", instant(context.reply.received, zone)))
     if d.outcome == "pended":
         rows.append(("Decided", "Not yet"))
     else:
-        decided = instant(context.decided) if context.decided else day(d.evaluated_at)
+        decided = instant(context.decided, zone) if context.decided else day(d.evaluated_at)
         rows.append(("Decided", decided))
     return rows  # the authorization period is given with the decision
 
@@ -537,7 +554,7 @@ def _view(determination: Determination, context: NoticeContext | None) -> dict[s
         "payer": payer,
         "appeal": payer is not None and adverse,
         "reference": context.reference,
-        "reply": _reply_sentence(context.reply),
+        "reply": _reply_sentence(context.reply, zone_of(payer)),
         # a pend the office answers: where it replies
         "reply_url": context.reply_url if kind in ("pended", "reviewed-pend") else None,
         "authorization": d.authorization,

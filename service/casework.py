@@ -61,8 +61,10 @@ STATUSES = {
 }
 # the orders a list is read in, the record id last so the order is total
 ORDERS = {
-    # the queue: expedited first, then the oldest
-    "queue": "CASE priority WHEN 'expedited' THEN 0 ELSE 1 END, received_at, id",
+    # the queue: expedited first, then the oldest by when the decision clock
+    # started (the receipt, or the office's last reply to a pend: it runs again from it)
+    "queue": "CASE priority WHEN 'expedited' THEN 0 ELSE 1 END,"
+    " COALESCE(replied_at, received_at), id",
     "newest": "received_at DESC, id DESC",
     "decided": "decided_at DESC, id DESC",
 }

@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from typing import Any
 
 from fastapi import Request
@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from access.identity import Identity
 from qpackage.catalog import Catalog
 from review.config import PayerConfig
+from review.notice import zone_of
 from scoring.outcome import InvalidInput, Issue, operation_outcome
 from service.settings import Settings
 from service.store import AuditEntry, Store
@@ -96,6 +97,13 @@ class Service:
                 member=member,
             )
         )
+
+    def zone(self, questionnaire: str) -> tzinfo:
+        """The time zone of the payer whose form ``questionnaire`` (url|version)
+        is: every time a person reads about a request to it is shown there
+        (UTC for a payer without a file)."""
+        package = self.catalog.packages.get(questionnaire)
+        return zone_of(self.payers.get(package.policy.policy.payer.identifier) if package else None)
 
     @property
     def base(self) -> str:

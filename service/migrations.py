@@ -299,6 +299,16 @@ MIGRATIONS = (
         ),
         then=_references,
     ),
+    Migration(
+        11,
+        "when the office last replied to a pend of each record: the decision deadline runs"
+        " again from it, and the pharmacist's queue orders a replied case by it",
+        (
+            "ALTER TABLE determinations ADD COLUMN replied_at TEXT",
+            "UPDATE determinations SET replied_at ="
+            " (SELECT max(at) FROM replies WHERE replies.record_id = determinations.id)",
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -19,7 +19,8 @@ and the history shows what the practice sent and where each request stands
   draft is a 404.
 - ``GET /submissions``: what the caller submitted, newest first, each with
   its short reference, the member, the form, where it stands and links to
-  its determination, notice and ClaimResponse (a payer's pharmacist sees
+  its determination, notice and ClaimResponse, its times in ISO-8601 UTC and
+  (``shown``) as the office reads them, in the payer's zone (a payer's pharmacist sees
   everyone's); searched, filtered and paged as :mod:`service.listing`
   says. A pended request a later request of the same office completed (the
   same member and policy) says so (``supersededBy``).
@@ -43,6 +44,7 @@ from starlette.concurrency import run_in_threadpool
 
 from access.identity import Identity
 from review.member import member_key
+from review.notice import instant
 from review.reference import shown
 from review.request import facts, priority_of
 from scoring.carry import carry_over
@@ -132,6 +134,8 @@ def router(service: Service) -> APIRouter:
             "memberId": found.member_id,
             "created": draft.created_at,
             "updated": draft.updated_at,
+            # the times as the office reads them, in the payer's zone
+            "shown": {"updated": instant(draft.updated_at, service.zone(draft.questionnaire))},
             "link": f"/?draft={draft.id}",
         }
 
@@ -225,6 +229,8 @@ def router(service: Service) -> APIRouter:
             "id": record.id,
             "reference": shown(record.reference) if record.reference else None,
             "received": record.received_at,
+            # the times as the office reads them, in the payer's zone
+            "shown": {"received": instant(record.received_at, service.zone(record.questionnaire))},
             "patient": found.member_name,
             "memberId": found.member_id,
             "policy": record.policy,

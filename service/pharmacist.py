@@ -3,7 +3,8 @@ pages over :mod:`review.decision`.
 
 - ``GET /review/queue`` and the page ``/review``: every request awaiting a
   pharmacist, expedited first, then oldest, each with the time left against
-  the payer's decision deadline (``policies/payers``).
+  the payer's decision deadline (``policies/payers``); a case the office
+  replied to is as old as its reply, the deadline running again from it.
 - ``GET /review/decided`` and ``/review?view=decided``: the cases
   pharmacists decided, latest first; ``GET /review/pends`` and
   ``/review?view=pends``: those the signed-in pharmacist pended (asked the
@@ -44,6 +45,7 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -63,6 +65,7 @@ from review.decision import (
     recommended,
 )
 from review.documents import Document, documents
+from review.notice import instant
 from review.reference import shown
 from review.request import facts
 from scoring import assess
@@ -103,12 +106,13 @@ def _answer_parts(value: Any, offered: list[dict[str, Any]]) -> dict[str, str | 
 _USER = re.compile(r"^user (\S+) \(")
 
 
-def _when(text: str | None) -> str:
-    """An ISO instant as a person reads it, with its zone: no payer file
-    gives one, so UTC, said plainly."""
+def _when(text: str | None, zone: str = "UTC") -> str:
+    """An ISO instant as a person reads it: in the payer's zone (its IANA
+    name, the case's ``timeZone``) with the zone's abbreviation, as the
+    notices say it."""
     if not text:
         return ""
-    return _instant(text).astimezone(UTC).strftime("%-d %b %Y, %H:%M UTC")
+    return instant(text, ZoneInfo(zone))
 
 
 def _answer_text(value: Any) -> str:
@@ -158,13 +162,12 @@ def router(service: Service) -> APIRouter:
             else payer.deadlines.standard
         )
         # the clock runs again from the office's reply to a pend
-        reply = replies.latest(record.id)
-        start = reply.at if reply is not None else record.received_at
+        start = record.replied_at or record.received_at
         due = _instant(start) + timedelta(hours=rule.hours)
         left = (due - service.now()).total_seconds()
         return {"due": due.isoformat(timespec="minutes"), "secondsLeft": int(left),
                 "hours": rule.hours, "text": rule.text, "citation": rule.citation,
-                "from": "reply" if reply is not None else "receipt",
+                "from": "reply" if record.replied_at else "receipt",
                 "start": start}  # fmt: skip
 
     def summary(record: Record) -> dict[str, Any]:
@@ -178,6 +181,10 @@ def router(service: Service) -> APIRouter:
             "id": record.id,
             "reference": shown(record.reference) if record.reference else None,
             "received": record.received_at,
+            # the office's last reply to a pend (the queue orders by it)
+            "replied": record.replied_at,
+            # the payer's zone the pages show the times in (the JSON keeps UTC)
+            "timeZone": str(service.zone(record.questionnaire)),
             "priority": record.priority,
             "policy": record.policy,
             "drug": package.policy.drug(package.drug).name,
@@ -239,10 +246,11 @@ def router(service: Service) -> APIRouter:
             listed(d, questions.get(d.link_id, d.link_id)) for d in documents(record.response)
         ]
         sent = replies.of(record.id)
+        zone = str(service.zone(record.questionnaire))
         for reply in sent:
             # what each reply sent beside the form (what the pharmacist asked for)
             attachments += [
-                listed(d, f"Sent with the reply of {reply.at}")
+                listed(d, f"Sent with the reply of {_when(reply.at, zone)}")
                 for d in documents(earlier_documents([reply]))
                 if d.link_id.startswith("reply ")
             ]

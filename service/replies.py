@@ -14,7 +14,9 @@ the note, the documents, what was asked and the outcome before and after.
 A request a pharmacist pended goes back to the pharmacist's queue with the
 reply; a request the scorer pended (missing answers) is scored again, as any
 request is (decided at once, or sent to a pharmacist by the payer's rule).
-The decision deadline runs again from the reply's receipt.
+The decision deadline runs again from the reply's receipt, kept on the
+record (``replied_at``): the pharmacist's queue orders the case by it. The
+patient's name and member id the case is searched by are the reply's.
 
 What is refused, with nothing changed: a reply to a request that is not
 pended (decided, or with a pharmacist who asked nothing) is a 409; to a
@@ -37,6 +39,7 @@ from typing import Any
 from review.documents import INLINE_TYPES, Document, documents
 from scoring.outcome import InvalidInput, Issue
 from scoring.response import MAX_ATTACHMENT_BYTES
+from service.migrations import search_text
 from service.store import COLUMNS, Store
 
 REPLY_COLUMNS = (
@@ -222,13 +225,16 @@ class Replies:
             json.dumps(changes[c]) if c in json_columns and changes[c] is not None else changes[c]
             for c in REPLACED
         ]
+        # the reply may correct the patient's name or member id: searched as now given
+        patient, member_id = search_text(changes["response"])
         with self.store.database() as db, db.transaction():
             m = db.mark
             updated = db.execute(
-                f"UPDATE determinations SET {', '.join(f'{c} = {m}' for c in REPLACED)}"
+                f"UPDATE determinations SET {', '.join(f'{c} = {m}' for c in REPLACED)},"
+                f" replied_at = {m}, search_patient = {m}, search_member_id = {m}"
                 f" WHERE id = {m} AND outcome = 'pended' AND state <> 'awaiting-review'"
                 f" AND state = {m} RETURNING id",
-                (*values, record_id, state_before),
+                (*values, reply.at, patient, member_id, record_id, state_before),
             )
             if not updated:
                 return False

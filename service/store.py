@@ -41,7 +41,7 @@ COLUMNS = (
     "id", "response_key", "response_id", "request_id", "received_at", "questionnaire", "policy",
     "policy_version", "evaluated_at", "outcome", "response", "determination", "claim_response",
     "member", "owner", "state", "priority", "decided_at", "reviewer", "recommendation",
-    "submitted", "reference", "search_patient", "search_member_id",
+    "submitted", "reference", "search_patient", "search_member_id", "replied_at",
 )  # fmt: skip
 HISTORY = "id, questionnaire, evaluated_at"
 AUDIT_COLUMNS = ("id", "at", "request_id", "who", "what", "member")
@@ -91,6 +91,9 @@ class Record:
     # the patient's name and member id as searched (casefolded), set on saving
     search_patient: str | None = None
     search_member_id: str | None = None
+    # when the office last replied to a pend of it (None: never): the
+    # decision deadline runs again from it, and the queue orders by it
+    replied_at: str | None = None
 
     def row(self) -> tuple[Any, ...]:
         return tuple(

@@ -475,7 +475,7 @@
     await showReply(context);
     $("draft-note").hidden = !source.draft;
     if (source.draft) {
-      $("draft-note").textContent = `Draft saved ${when(source.draft.updated)}: ${source.draft.label}.`;
+      $("draft-note").textContent = `Draft saved ${source.draft.shown.updated}: ${source.draft.label}.`;
     }
     $("submit").disabled = false;
     $("save-draft").disabled = false;
@@ -736,7 +736,7 @@
       session.id = saved.id;
       session.draftSaved = true;
       history.replaceState(null, "", `/?draft=${encodeURIComponent(saved.id)}`);
-      $("draft-note").textContent = `Draft saved ${when(saved.updated)}: ${saved.label}.`;
+      $("draft-note").textContent = `Draft saved ${saved.shown.updated}: ${saved.label}.`;
       $("draft-note").hidden = false;
       say("Draft saved.");
       window.draftStatus = "saved";
@@ -897,17 +897,13 @@
 
   // --- drafts and history ------------------------------------------------------------------
 
-  function when(instant) {
-    return (instant || "").replace("T", " ").replace(/(:\d\d)(\+00:00|Z)$/, "$1 UTC");
-  }
-
   function renderDrafts(drafts) {
     const list = $("drafts-list");
     list.replaceChildren();
     drafts.forEach((draft) => {
       const li = element("li", null, { "data-draft": draft.id });
       li.append(element("a", draft.label, { href: draft.link, class: "open-draft" }));
-      li.append(element("span", ` · saved ${when(draft.updated)} `, { class: "note" }));
+      li.append(element("span", ` · saved ${draft.shown.updated} `, { class: "note" }));
       const remove = element("button", "Delete", { type: "button", class: "delete-draft" });
       remove.addEventListener("click", () => deleteDraft(draft.id).catch(failed));
       li.append(remove);
@@ -935,7 +931,7 @@
       if (s.reference) li.append(element("span", ` · reference ${s.reference}`, { class: "reference" }));
       li.append(element("br"));
       li.append(
-        element("span", `${who.join(", ") || "no patient named"} · ${s.title} · ${when(s.received)}`),
+        element("span", `${who.join(", ") || "no patient named"} · ${s.title} · ${s.shown.received}`),
       );
       if (s.priority === "expedited") li.append(element("span", " · expedited", { class: "note" }));
       li.append(element("br"));

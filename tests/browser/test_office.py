@@ -8,6 +8,7 @@ the missing questions highlighted, the history, the printed page, a phone's
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import urllib.parse
@@ -18,6 +19,8 @@ from typing import Any
 
 from playwright.sync_api import Browser, Page, expect
 
+from review.request import NPI_SYSTEM
+from scoring.fill import fill
 from tests.browser.accessibility import assert_accessible
 from tests.browser.conftest import ROOT, VIEWPORT, Problems, Service, Sessions, watched
 from tests.browser.test_lforms_e2e import (
@@ -33,6 +36,7 @@ from tests.browser.test_lforms_e2e import (
     settled,
     us_date,
 )
+from tests.support.cases import base_answers, bundled_catalog, package_for
 
 QID = "eocco329-initial"
 COMPLETE = scoring_cases()["eocco329", "every initial criterion met"]["answers"]
@@ -225,6 +229,86 @@ def test_a_draft_is_kept_taken_up_after_a_reload_and_submitted_once(
     page.goto(f"{service.url}/?view=history")
     expect(page.locator("#history")).to_be_focused()
     expect(row).to_be_visible()
+
+
+def sent_from_the_portal(page: Page, member: str, name: str, rid: str) -> dict[str, Any]:
+    """A request the office sends from the portal's page (its session and
+    CSRF token), for a member of the test's own: its id and reference."""
+    catalog = bundled_catalog()
+    answers = base_answers("eocco329", "initial_met")
+    response = fill(package_for(catalog, "eocco329", "initial"), answers, response_id=rid)
+    response["subject"] = {"reference": f"Patient/{member}", "display": name,
+                           "identifier": {"value": member}}  # fmt: skip
+    response["author"] = {"display": "Dr. Sam Sample",
+                          "identifier": {"system": NPI_SYSTEM, "value": PATIENT.npi}}  # fmt: skip
+    sent = page.evaluate(
+        """async (body) => {
+          const token = document.querySelector('meta[name="csrf-token"]').content;
+          const reply = await fetch("/QuestionnaireResponse/$evaluate", {
+            method: "POST", body,
+            headers: {"Content-Type": "application/fhir+json", "X-CSRF-Token": token},
+          });
+          return {status: reply.status, body: await reply.json()};
+        }""",
+        json.dumps(response),
+    )
+    assert sent["status"] == 201, sent
+    determination = fetched(page, f"/determinations/{sent['body']['id']}")
+    return {"id": sent["body"]["id"], "reference": determination["reference"]}
+
+
+def test_the_history_is_searched_by_member_id_and_by_reference(
+    browser: Browser, sessions: Sessions, service: Service, page_problems: Problems
+) -> None:
+    """The office finds a request in its history by the member id and by
+    the short reference number, typed as someone reads it out; a mistyped
+    reference is refused by its check character. (axe is injected: this
+    context bypasses the page's CSP.)"""
+    context = browser.new_context(
+        viewport=VIEWPORT, storage_state=sessions.state(service), bypass_csp=True
+    )
+    context.set_default_timeout(10_000)
+    try:
+        page = watched(context, page_problems)
+        page.goto(f"{service.url}/")
+        tag = uuid.uuid4().hex[:8].upper()
+        ada = sent_from_the_portal(page, f"H-ADA-{tag}", "Ada Historical", f"history-ada-{tag}")
+        bob = sent_from_the_portal(page, f"H-BOB-{tag}", "Bob Historical", f"history-bob-{tag}")
+        page.goto(f"{service.url}/?view=history")
+        lists_ready(page)
+        entries = page.locator("#history-list li")
+        search = page.locator("#history-search")
+
+        page.fill("#h-member", f"h-ada-{tag.lower()}")  # typed in any case
+        search.get_by_role("button", name="Search").click()
+        expect(entries).to_have_count(1)
+        expect(entries.first).to_have_attribute("data-submission", ada["id"])
+        expect(entries.first).to_contain_text("Ada Historical")
+        expect(entries.first).to_contain_text(ada["reference"])
+        # received, in EOCCO's zone (Pacific) as the notices say it
+        expect(entries.first).to_contain_text(re.compile(r"\w+ \d{1,2}, \d{4}, \d\d:\d\d P[SD]T"))
+        expect(page.locator("#history-count")).to_have_text("1\u20131 of 1 matching the search")
+        assert_accessible(page, "the history searched", every_impact=True)
+
+        # the reference as someone reads it out: small letters, no hyphen
+        search.get_by_role("button", name="Clear").click()
+        page.fill("#h-reference", bob["reference"].replace("-", "").lower())
+        search.get_by_role("button", name="Search").click()
+        expect(entries).to_have_count(1)
+        expect(entries.first).to_have_attribute("data-submission", bob["id"])
+        expect(entries.first).to_contain_text("Bob Historical")
+
+        # one character wrong: the check character refuses it
+        wrong = "Z" if bob["reference"][0] != "Z" else "Y"
+        page.fill("#h-reference", wrong + bob["reference"][1:])
+        search.get_by_role("button", name="Search").click()
+        expect(page.locator("#history-count")).to_contain_text("not a reference number")
+        assert_accessible(page, "the history with a refused search", every_impact=True)
+    finally:
+        context.close()
+    # the browser logs the refusal's 400 as it logs any: that one is expected
+    refused = f"status of 400 (Bad Request) ({service.url}/submissions?reference={wrong}"
+    assert [e for e in page_problems.errors if refused not in e] == [], page_problems.errors
 
 
 def test_printing_shows_the_result_and_its_notice_without_the_controls(

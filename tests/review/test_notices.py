@@ -38,6 +38,12 @@ from tests.support.paths import PAYER_SETTINGS
 
 RECEIVED = "2026-11-24T14:05:00+00:00"
 REVIEWED = "2026-11-25T09:30:00+00:00"
+# RECEIVED where each payer is (its file's time_zone)
+RECEIVED_THERE = {
+    "EOCCO": "November 24, 2026, 06:05 PST",
+    "WHA": "November 24, 2026, 06:05 PST",
+    "MN-DHS": "November 24, 2026, 08:05 CST",
+}
 PAYERS = load_payers(PAYER_SETTINGS)
 
 QL_TEXT = (
@@ -112,6 +118,14 @@ CASES = {
         never=("I.A.birth_date", "I.B.oncologist_consulted", "Denied", "A decision is due by",
                "Send this document", "Send these documents"),
     ),
+    # pended at 19:00 on November 24 in Oregon (03:00 on the 25th UTC): the
+    # days to send it by count from the payer's day
+    "pended in the payer's evening": Case(
+        "eocco329", "initial_met", "EOCCO", {"prescriber_oncologist": False},
+        decided="2026-11-25T03:00:00+00:00", deadline=True,
+        says=("Send what is asked by December 8, 2026.",),
+        never=("December 9",),
+    ),
     # a document is asked for as a document, never as a question to answer
     "pended for a document": Case(
         "eocco329", "initial_met", "EOCCO", unset=("document_i_d_2",), deadline=True,
@@ -179,7 +193,7 @@ CASES = {
             "Quantity approved: 30 tablets per 30 days.",
             "  Quantity requested: 30 tablets per 30 days",
             "  Drug requested: Mekinist (trametinib) 2 mg tablets",
-            "  Decided: November 24, 2026, 14:05 UTC",
+            "  Decided: November 24, 2026, 08:05 CST",  # Minnesota: Central time
         ),
         never=("WHY", "WHAT TO SEND", "pharmacist", "Not answered"),
     ),
@@ -214,7 +228,7 @@ CASES = {
             "The pharmacist's reasons: The labeled dose needs no more than 168.",
             "Quantity requested: 180 tablets per 28 days. The 12 tablets above",
             "WHAT YOU CAN DO",
-            "  Decided: November 25, 2026, 09:30 UTC",
+            "  Decided: November 25, 2026, 01:30 PST",
         ),
     ),
     "awaiting a pharmacist": Case(
@@ -223,7 +237,7 @@ CASES = {
         says=(
             "DECISION: Pended — a pharmacist is reviewing this request",
             "No decision yet: this request is with a pharmacist, who will decide it.",
-            "A decision is due by November 25, 2026, 14:05 UTC",
+            "A decision is due by November 25, 2026, 06:05 PST",
             "What the pharmacist is reviewing:",
             "  Decided: Not yet",
         ),
@@ -236,7 +250,7 @@ CASES = {
         says=(
             "  Priority: Expedited",
             # WHA decides an expedited request within 24 hours, a standard one within 72
-            "A decision is due by November 25, 2026, 14:05 UTC",
+            "A decision is due by November 25, 2026, 06:05 PST",
             "(an expedited request)",
         ),
     ),
@@ -248,7 +262,7 @@ CASES = {
             "This decision was made by a pharmacist's review.",
             f"The pharmacist's reasons: {RATIONALE}",
             "90 requested, limit 66 per 28 days",
-            "  Decided: November 25, 2026, 09:30 UTC",
+            "  Decided: November 25, 2026, 01:30 PST",
         ),
     ),
     "pended by a pharmacist": Case(
@@ -343,7 +357,7 @@ def test_the_notice_says_what_and_why(catalog: Catalog, name: str) -> None:
         assert words not in text, words
     # who and what, in both formats
     for words in ("Jane Example (member ID EX123456)", "Dr. Sam Sample (NPI 1234567893)",
-                  "ref-0042", "Received", "November 24, 2026, 14:05 UTC"):  # fmt: skip
+                  "ref-0042", "Received", RECEIVED_THERE[case.payer]):  # fmt: skip
         assert words in text and words in page, words
     # questions by their text, never by their linkId
     for link_id in package.link_of.values():
@@ -416,6 +430,32 @@ def test_a_cut_cites_the_limit_and_its_basis(catalog: Catalog, name: str) -> Non
     page = render_notice(determination, "html", context)
     assert 'class="decision approved modified"' in page
     assert '<h2 id="next">What you can do</h2>' in page
+
+
+@pytest.mark.parametrize(
+    ("name", "payer", "received", "shown"),
+    [
+        ("approved", "MN-DHS", "2026-11-24T14:05:00Z", "November 24, 2026, 08:05 CST"),
+        # daylight time in summer
+        ("approved", "MN-DHS", "2026-07-01T14:05:00Z", "July 1, 2026, 09:05 CDT"),
+        ("awaiting a pharmacist", "EOCCO", "2026-07-01T02:30:00Z", "June 30, 2026, 19:30 PDT"),
+        # a payer without a file: UTC, said so
+        ("approved", None, "2026-11-24T14:05:00Z", "November 24, 2026, 14:05 UTC"),
+    ],
+)
+def test_times_are_in_the_payers_zone(
+    catalog: Catalog, name: str, payer: str | None, received: str, shown: str
+) -> None:
+    case = CASES[name]
+    determination, context, _ = noticed(catalog, case)
+    decided = received if case.decided else None
+    context = replace(context, received=received, decided=decided,
+                      payer=PAYERS[payer] if payer else None)  # fmt: skip
+    text = render_notice(determination, "text", context)
+    page = visible(render_notice(determination, "html", context))
+    assert f"  Received: {shown}\n" in text and shown in page
+    if decided:
+        assert f"  Decided: {shown}\n" in text
 
 
 def test_a_notice_without_context_still_renders(catalog: Catalog) -> None:
@@ -499,6 +539,10 @@ def test_the_service_serves_the_notice_in_three_formats(catalog: Catalog, tmp_pa
     assert "DECISION: Pended — a pharmacist is reviewing this request" in text
     assert "A decision is due by" in text and PAYERS["EOCCO"].deadlines.standard.citation in text
     assert "90 requested, limit 66 per 28 days" in text
+    # in Oregon's time (EOCCO's time_zone), Pacific standard or daylight
+    assert re.search(r"A decision is due by \w+ \d{1,2}, \d{4}, \d\d:\d\d P[SD]T", text), text
+    assert re.search(r"Received: \w+ \d{1,2}, \d{4}, \d\d:\d\d P[SD]T\n", text), text
+    assert " UTC" not in text
 
 
 NOT_EACH = "The policy requires each of these"

@@ -8,8 +8,10 @@ from __future__ import annotations
 import html
 import json
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
@@ -158,6 +160,17 @@ def test_the_review_pages(people: People, catalog: Catalog) -> None:
     assert queue.status_code == 200 and f'href="/review/{rid}"' in queue.text
     page = people.pharmacist.get(f"/review/{rid}")
     assert "Awaiting your decision" in page.text and "not met" in page.text
+    # times in EOCCO's zone (its file's time_zone) with the abbreviation; the JSON keeps UTC
+    case = people.pharmacist.get(f"/review/cases/{rid}").json()
+    assert case["timeZone"] == "America/Los_Angeles" and case["received"].endswith("+00:00")
+    there = datetime.fromisoformat(case["received"]).astimezone(ZoneInfo("America/Los_Angeles"))
+    local = f"{there:%B} {there.day}, {there:%Y, %H:%M %Z}"
+    assert re.fullmatch(r"\w+ \d{1,2}, \d{4}, \d\d:\d\d P[SD]T", local)
+    assert f">{local}</time> — standard" in page.text  # received
+    assert f">{local}</time>" in queue.text
+    assert " UTC<" not in page.text and " UTC<" not in queue.text
+    [sent] = people.office.get("/submissions").json()["submissions"]
+    assert (sent["received"], sent["shown"]["received"]) == (case["received"], local)
     token = re.search(r'name="csrf" value="([^"]+)"', page.text)
     assert token
     form = {"action": "deny", "reasons": "QL", "rationale": "Above the limit."}
@@ -315,8 +328,18 @@ def test_a_payer_without_the_rule_cuts_automatically(catalog: Catalog, tmp_path:
         assert "This decision was made by a pharmacist's review" not in shown
 
 
+@pytest.mark.parametrize(
+    ("good", "bad", "field"),
+    [
+        ("    hours: 24\n", "    hours: soon\n", "deadlines.standard.hours"),
+        # a time zone zoneinfo does not know: misspelt, an abbreviation, a path
+        ("time_zone: America/Chicago\n", "time_zone: America/Chicgo\n", "time_zone"),
+        ("time_zone: America/Chicago\n", "time_zone: CDT\n", "time_zone"),
+        ("time_zone: America/Chicago\n", "time_zone: ../../etc/passwd\n", "time_zone"),
+    ],
+)
 def test_a_bad_payer_file_fails_the_check_naming_file_and_field(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], good: str, bad: str, field: str
 ) -> None:
     import shutil
 
@@ -324,12 +347,15 @@ def test_a_bad_payer_file_fails_the_check_naming_file_and_field(
 
     shutil.copy(Path("policies/mn-dhs-mekinist.yaml"), tmp_path)
     (tmp_path / "payers").mkdir()
-    good = Path("policies/payers/MN-DHS.yaml").read_text(encoding="utf-8")
-    bad = good.replace("    hours: 24\n", "    hours: soon\n", 1)
-    (tmp_path / "payers" / "MN-DHS.yaml").write_text(bad, encoding="utf-8")
+    text = Path("policies/payers/MN-DHS.yaml").read_text(encoding="utf-8")
+    assert good in text
+    (tmp_path / "payers" / "MN-DHS.yaml").write_text(text.replace(good, bad, 1), encoding="utf-8")
     assert main(["check", "--policies", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "MN-DHS.yaml" in err and "deadlines.standard.hours" in err
+    assert "MN-DHS.yaml" in err and f"{field}:" in err, err
+    (tmp_path / "payers" / "MN-DHS.yaml").write_text(text, encoding="utf-8")
+    assert main(["check", "--policies", str(tmp_path)]) == 0
+    capsys.readouterr()
     (tmp_path / "payers" / "MN-DHS.yaml").unlink()
     assert main(["check", "--policies", str(tmp_path)]) == 0
     assert "payer MN-DHS: no configuration" in capsys.readouterr().out

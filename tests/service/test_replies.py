@@ -10,7 +10,11 @@ from __future__ import annotations
 import base64
 import json
 import re
+import sqlite3
+import time
+from contextlib import closing
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +24,8 @@ from qpackage.catalog import Catalog
 from review.config import load_payers
 from review.request import NPI_SYSTEM
 from scoring.fill import fill
+from service.migrations import LATEST
+from service.store import SQLiteStore
 from tests.support.callers import People, add_user, sign_in
 from tests.support.cases import base_answers, package_for
 from tests.support.paths import PAYER_SETTINGS
@@ -134,6 +140,10 @@ def test_a_reply_to_a_pharmacists_pend_joins_the_same_case(
 
     # the document the reply sent opens from the case, as the answers' do
     [sent_doc] = [a for a in case["attachments"] if a["question"].startswith("Sent with the reply")]
+    # when, as the page's other times read (not the stored ISO instant): in Oregon's time
+    assert re.fullmatch(
+        r"Sent with the reply of \w+ \d{1,2}, \d{4}, \d\d:\d\d P[SD]T", sent_doc["question"]
+    )
     opened = people.pharmacist.get(sent_doc["href"])
     assert opened.status_code == 200 and opened.content == CONSULT
     assert opened.headers["content-type"] == "application/pdf"
@@ -163,6 +173,82 @@ def test_a_reply_to_a_pharmacists_pend_joins_the_same_case(
     metrics = people.pharmacist.get("/metrics", params={"period": period}).json()
     assert metrics["all"]["received"] == 1
     assert metrics["all"]["standard"]["decided"] == 1
+
+
+def test_a_replied_case_waits_in_the_queue_from_its_reply(people: People, catalog: Catalog) -> None:
+    """The decision clock runs again from the reply: in the queue the case
+    is as old as the reply, behind a request received before the reply
+    but after the case's first receipt."""
+    first = pended_by_pharmacist(people, catalog, "first")
+    time.sleep(1.01)  # receipts are kept to the second: the next one is later
+    second = people.submit(response(catalog, "second")).json()["id"]
+    assert [c["id"] for c in people.pharmacist.get("/review/queue").json()["cases"]] == [second]
+
+    sent = send(people.office, people.office_csrf,
+                reply_body(response(catalog, "first", quantity=66), first, "The consult note."))  # fmt: skip
+    assert sent.status_code == 200, sent.text
+    cases = people.pharmacist.get("/review/queue").json()["cases"]
+    assert [c["id"] for c in cases] == [second, first]
+    replied = cases[1]
+    assert replied["received"] < cases[0]["received"] < replied["replied"]
+    assert (replied["deadline"]["from"], replied["deadline"]["start"]) == (
+        "reply", replied["replied"],
+    )  # fmt: skip
+    assert cases[0]["replied"] is None and cases[0]["deadline"]["from"] == "receipt"
+    # the page lists it in the same order, with the reply's time
+    page = people.pharmacist.get("/review").text
+    assert page.index(f"/review/{second}") < page.index(f"/review/{first}")
+    assert page.count('class="replied"') == 1
+
+
+def test_a_reply_correcting_the_member_id_is_found_by_the_new_one(
+    people: People, catalog: Catalog
+) -> None:
+    """The office corrects the patient's name and member id in its reply:
+    the queue and the office's history find the case by them, no longer by
+    the old ones."""
+    record = pended_by_pharmacist(people, catalog)
+    corrected = response(catalog, "pend-me", quantity=66)
+    corrected["subject"] = {**corrected["subject"], "display": "Janet Example-Smith",
+                            "identifier": {"value": "EX654321"}}  # fmt: skip
+    sent = send(people.office, people.office_csrf, reply_body(corrected, record, "ID corrected."))
+    assert sent.status_code == 200, sent.text
+
+    def found(who: TestClient, path: str, **search: str) -> list[str]:
+        listing = who.get(path, params=search)
+        assert listing.status_code == 200, listing.text
+        key = "cases" if path.startswith("/review") else "submissions"
+        return [c["id"] for c in listing.json()[key]]
+
+    for who, path in ((people.pharmacist, "/review/queue"), (people.office, "/submissions")):
+        assert found(who, path, member="EX654321") == [record]
+        assert found(who, path, member="ex654321") == [record]  # typed in any case
+        assert found(who, path, patient="example-smith") == [record]
+        assert found(who, path, member="EX123456") == []
+        assert found(who, path, patient="Jane Example") == []
+    [case] = people.pharmacist.get("/review/queue", params={"member": "EX654321"}).json()["cases"]
+    assert case["member"] == {"name": "Janet Example-Smith", "id": "EX654321"}
+
+
+def test_a_store_of_release_10_learns_when_its_cases_were_replied_to(
+    people: People, catalog: Catalog, tmp_path: Path, app: Any
+) -> None:
+    """Migration 11 sets each record's last reply from the replies kept."""
+    record = pended_by_pharmacist(people, catalog)
+    body = reply_body(response(catalog, "pend-me", quantity=66), record, "The consult note.")
+    assert send(people.office, people.office_csrf, body).status_code == 200
+    [replied] = people.pharmacist.get(f"/review/cases/{record}").json()["replies"]
+    app.state.store.close()
+    path = tmp_path / "store.sqlite3"
+    with closing(sqlite3.connect(path)) as db:  # the database as release 10 left it
+        db.execute("ALTER TABLE determinations DROP COLUMN replied_at")
+        db.execute("DELETE FROM schema_version WHERE version > 10")
+        db.commit()
+    store = SQLiteStore(path)
+    assert store.migrated == (10, LATEST)
+    migrated = store.get(record)
+    assert migrated is not None and migrated.replied_at == replied["at"]
+    store.close()
 
 
 def test_a_reply_to_the_scorers_pend_is_scored_again(people: People, catalog: Catalog) -> None:
