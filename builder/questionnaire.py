@@ -68,6 +68,7 @@ TERMINOLOGY_SERVERS = (
     "http://hl7.org/fhir/StructureDefinition/preferredTerminologyServer",
     "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-preferredTerminologyServer",
 )
+ITEM_TERMINOLOGY_SERVER = TERMINOLOGY_SERVERS[1]
 
 
 def build(
@@ -125,14 +126,23 @@ def build(
         "description": description,
         "item": items,
     }
-    if any("answerValueSet" in item for item, _ in iter_items(items)):
+    coded = [item for item, _ in iter_items(items) if "answerValueSet" in item]
+    if coded:
         # where a renderer expands each answerValueSet (LHC-Forms resolves
         # every one through it): the payer's FHIR base, as released; the
         # service names its own public base when it serves the form
-        # (qpackage.package.served)
+        # (qpackage.package.served). Said on the form, under both urls, and
+        # on each coded item (SDC's, which applies to the item): LHC-Forms
+        # forgets the form's setting when a client merges prefilled answers
+        # into it (mergeFHIRDataIntoLForms), an item's it keeps.
         questionnaire["extension"] += [
             {"url": url, "valueUrl": identity.canonical_base} for url in TERMINOLOGY_SERVERS
         ]
+        for item in coded:
+            item["extension"] = [
+                *item.get("extension", []),
+                {"url": ITEM_TERMINOLOGY_SERVER, "valueUrl": identity.canonical_base},
+            ]
     if compiled is not None:
         _prepopulate(questionnaire, policy, index, compiled)
     return questionnaire

@@ -18,6 +18,7 @@ from typing import Any
 
 from builder.artifacts import archived, questionnaires, read_release_times
 from builder.prepopulation import INITIAL_EXPRESSION, library_resource, load, sources
+from builder.questionnaire import ITEM_TERMINOLOGY_SERVER
 from builder.valuesets import inline_options, value_sets
 from cql_like.engine import CompiledRequest
 from policies.loader import PolicyError, bundled_archive, bundled_policies, load_folder, load_policy
@@ -37,19 +38,22 @@ from scoring.response import (
     unpack_data_urls,
 )
 
+# Item extensions that say how a client fills or renders an item, not what
+# a response to it is: the CQL reference's form and the terminology server
+# changed between builds of one policy version.
+_PRESENTATION = {INITIAL_EXPRESSION, ITEM_TERMINOLOGY_SERVER}
 
-def _without_prefill(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Items without their ``initialExpression``: how a client may prefill
-    an answer (the CQL reference's form changed between builds) is not what
-    a response to the item is."""
+
+def _without_presentation(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Items without their prefill and terminology-server extensions."""
     out = []
     for item in items:
         item = dict(item)
-        kept = [e for e in item.pop("extension", []) if e.get("url") != INITIAL_EXPRESSION]
+        kept = [e for e in item.pop("extension", []) if e.get("url") not in _PRESENTATION]
         if kept:
             item["extension"] = kept
         if "item" in item:
-            item["item"] = _without_prefill(item["item"])
+            item["item"] = _without_presentation(item["item"])
         out.append(item)
     return out
 
@@ -143,8 +147,8 @@ class Catalog:
             if (
                 built["url"] == released["url"]
                 and built["version"].rsplit("-r", 1)[0] == policy_version
-                and _without_prefill(inline_options(built["item"], self.value_sets))
-                == _without_prefill(inline_options(released["item"], self.value_sets))
+                and _without_presentation(inline_options(built["item"], self.value_sets))
+                == _without_presentation(inline_options(released["item"], self.value_sets))
             ):
                 alias = copy.copy(package)
                 alias.questionnaire = released

@@ -428,19 +428,36 @@ def _unpackaged_libraries(
 
 def served(questionnaire: dict[str, Any], base: str) -> dict[str, Any]:
     """The Questionnaire as this service serves it: its terminology server
-    (``preferredTerminologyServer``, both urls) is the service's own public
-    base, where its ValueSets are read and expanded, not the payer's base it
-    was released with; everything else as released."""
+    (``preferredTerminologyServer``, on the form and on each coded item) is
+    the service's own public base, where its ValueSets are read and
+    expanded, not the payer's base it was released with; everything else as
+    released."""
     extensions = questionnaire.get("extension", [])
     if not any(e.get("url") in TERMINOLOGY_SERVERS for e in extensions):
         return questionnaire
+    return {**_served(questionnaire, base), "item": _served_items(questionnaire["item"], base)}
+
+
+def _served(element: dict[str, Any], base: str) -> dict[str, Any]:
+    if "extension" not in element:
+        return element
     return {
-        **questionnaire,
+        **element,
         "extension": [
             {**e, "valueUrl": base} if e.get("url") in TERMINOLOGY_SERVERS else e
-            for e in extensions
+            for e in element["extension"]
         ],
     }
+
+
+def _served_items(items: list[dict[str, Any]], base: str) -> list[dict[str, Any]]:
+    out = []
+    for item in items:
+        item = _served(item, base)
+        if "item" in item:
+            item = {**item, "item": _served_items(item["item"], base)}
+        out.append(item)
+    return out
 
 
 def _bundle(

@@ -341,9 +341,10 @@
       if (item.extension) item.extension = item.extension.filter((e) => !isCql(e));
       if (item.answerValueSet) {
         // said on each item (LHC-Forms keeps an item's setting through the
-        // merge of a draft response, not the form's)
+        // merge of a draft response, not the form's): this page's origin,
+        // in place of what a form released before -r4 left unsaid
         item.extension = [
-          ...(item.extension || []),
+          ...(item.extension || []).filter((e) => e.url !== TERMINOLOGY_SERVER),
           { url: TERMINOLOGY_SERVER, valueUrl: location.origin },
         ];
       }

@@ -351,6 +351,12 @@ def test_the_terminology_server_is_this_service(client: TestClient, catalog: Cat
     assert named == dict.fromkeys(servers, "http://127.0.0.1:8080")
     read = client.get("/Questionnaire/eocco329-initial").json()
     assert {e["url"]: e["valueUrl"] for e in read["extension"] if e["url"] in servers} == named
+    # and on each coded item (LHC-Forms keeps an item's through a merge of
+    # prefilled answers, and forgets the form's)
+    for form, base in ((released, BASE), (served, "http://127.0.0.1:8080")):
+        for item, _ in iter_items(form["item"]):
+            on_item = [e["valueUrl"] for e in item.get("extension", []) if e["url"] == servers[1]]
+            assert on_item == ([base] if "answerValueSet" in item else []), item["linkId"]
     # what LHC-Forms then asks for each answer list, without a token
     item = next(i for i, _ in iter_items(served["item"]) if "answerValueSet" in i)
     anonymous = TestClient(client.app)
