@@ -63,19 +63,24 @@ class Form:
     questionnaire: dict[str, Any]
 
 
-def questionnaires(policy: Policy, compiled: Compiled | None = None) -> list[Form]:
+def questionnaires(
+    policy: Policy, compiled: Compiled | None = None, *, check: bool = True
+) -> list[Form]:
     """Every Questionnaire of a policy, checked with the ValueSets it
-    references; ``compiled`` is its translated prepopulation Library, which
-    a policy with questions an EHR can answer must have."""
+    references (``check``: a one-shot command reading forms ``dtr build``
+    has already checked may skip it); ``compiled`` is its translated
+    prepopulation Library, which a policy with questions an EHR can answer
+    must have."""
     if compiled is None and sources(policy):
         raise PrepopulationError(
             f"{policy.id}: its prepopulation CQL is not translated: run `dtr build` with the"
             " CQL tools installed (scripts/install-cql-tools)"
         )
     built = [Form(kind, drug, build(policy, kind, drug, compiled)) for kind, drug in policy.forms()]
-    answer_lists = published(policy)
-    for form in built:
-        check_questionnaire(form.questionnaire, answer_lists)
+    if check:
+        answer_lists = published(policy)
+        for form in built:
+            check_questionnaire(form.questionnaire, answer_lists)
     return built
 
 

@@ -36,6 +36,7 @@ others, does.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import re
@@ -107,7 +108,10 @@ def _string(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+@functools.cache
 def _templates() -> Environment:
+    """One environment, so the template is compiled once per process (every
+    policy's CQL is rendered when the catalog loads, to match translations)."""
     env = Environment(
         loader=PackageLoader("builder", "templates"),
         undefined=StrictUndefined,

@@ -123,7 +123,11 @@ class CompiledRequest:
         kind: RequestKind,
         questionnaire: dict[str, Any],
         drug: str | None = None,
+        *,
+        eager: bool = True,
     ) -> None:
+        """``eager``: compile every definition now (else each when first
+        evaluated, for a one-shot command)."""
         self.policy = policy
         self.kind: RequestKind = kind
         self.drug = drug
@@ -132,7 +136,7 @@ class CompiledRequest:
         self.tree: list[Node] = request_tree(policy, kind, drug)
         self.definitions = definitions(policy, kind, questionnaire, drug)
         self.expressions = {
-            d.name: compile_expression(d.name, d.expression) for d in self.definitions
+            d.name: compile_expression(d.name, d.expression, eager=eager) for d in self.definitions
         }
         names_by_link = {info.link_id: name for name, info in self.index.questions.items()}
         # the codings each choice item offers: its published ValueSet (or the

@@ -44,7 +44,14 @@ class Expression:
 
     name: str
     source: str
-    _compiled: Any = field(repr=False, compare=False)
+    # fhirpathpy's function; None until first evaluated when compiled lazily
+    _compiled: Any = field(default=None, repr=False, compare=False)
+
+    def _function(self) -> Any:
+        if self._compiled is None:
+            # frozen: set once, as cached_property does
+            object.__setattr__(self, "_compiled", _compile(self.name, self.source))
+        return self._compiled
 
     @cached_property
     def reads(self) -> frozenset[str]:
@@ -55,8 +62,9 @@ class Expression:
         env = dict(variables)
         env.setdefault("resource", resource)
         env.setdefault("context", resource)
+        function = self._function()
         try:
-            result = self._compiled(resource, env)
+            result = function(resource, env)
         except Exception as exc:  # fhirpathpy raises bare Exceptions for bad input
             raise DefinitionError(f'"{self.name}" failed: {exc}') from exc
         return [plain(value) for value in result]
@@ -85,12 +93,19 @@ def _compiled(source: str) -> Any:
     return fhirpathpy.compile(source, model=R4)
 
 
-def compile_expression(name: str, source: str) -> Expression:
+def _compile(name: str, source: str) -> Any:
     try:
-        compiled = _compiled(source)
+        return _compiled(source)
     except Exception as exc:
         raise DefinitionError(f'"{name}" does not compile: {source!r}: {exc}') from exc
-    return Expression(name=name, source=source, _compiled=compiled)
+
+
+def compile_expression(name: str, source: str, *, eager: bool = True) -> Expression:
+    """An expression, compiled now (``eager``: the service compiles every
+    definition at start, so no request pays for it), or when first evaluated
+    (a one-shot command such as ``dtr score`` evaluates a few of the
+    catalog's hundreds)."""
+    return Expression(name=name, source=source, _compiled=_compile(name, source) if eager else None)
 
 
 def _constants(node: dict[str, Any]) -> frozenset[str]:

@@ -322,6 +322,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from review.notice import render_notice
     from scoring import InvalidInput
     from scoring.fhir_outputs import claim_response
+    from scoring.response import parse_json
 
     try:
         body = Path(args.response).read_bytes() if args.response != "-" else sys.stdin.buffer.read()
@@ -330,8 +331,9 @@ def cmd_score(args: argparse.Namespace) -> int:
         return 2
     try:
         folder = _folder(args)
-        catalog = Catalog.from_folder(folder) if folder else Catalog.bundled()
-        determination = score_json(catalog, body, args.as_of)
+        resource = parse_json(body)
+        # one response: only its policy, each definition compiled only if evaluated
+        determination = score_json(Catalog.for_response(resource, folder), resource, args.as_of)
     except InvalidInput as exc:
         print(json.dumps(exc.outcome(), indent=2))
         return 1

@@ -23,7 +23,7 @@ from builder.valuesets import inline_options, value_sets
 from cql_like.engine import CompiledRequest
 from policies.loader import PolicyError, bundled_archive, bundled_policies, load_folder, load_policy
 from policies.model import Policy
-from policies.names import questionnaire_version
+from policies.names import questionnaire_url, questionnaire_version
 from scoring import assess
 from scoring.carry import CarriedOver, carry_over
 from scoring.determination import Determination
@@ -65,7 +65,20 @@ class Catalog:
     policy version resolves to today's build when its items are the same), so
     records made under an older version still open and re-score."""
 
-    def __init__(self, policies: list[Policy], archive: Path | None = None) -> None:
+    def __init__(
+        self,
+        policies: list[Policy],
+        archive: Path | None = None,
+        *,
+        eager: bool = True,
+        only: str | None = None,
+    ) -> None:
+        """``eager``: every form's definitions compiled and checked now, as
+        the service wants them; else each compiled when first evaluated, and
+        the forms ``dtr build`` checked not checked again (``dtr score``
+        scores one response against hundreds of definitions). ``only``: the
+        archive's files of that policy alone are read (see
+        :meth:`for_response`)."""
         self.policies = {policy.id: policy for policy in policies}
         self.packages: dict[str, CompiledRequest] = {}
         # every ValueSet of every known version, by url|version
@@ -80,7 +93,7 @@ class Catalog:
         self.unresolvable: list[str] = []
         current = {(p.id, p.policy.version) for p in policies}
         older = []
-        snapshots = sorted(archive.glob("policy-*.yaml")) if archive else []
+        snapshots = sorted(archive.glob(f"policy-{only or ''}*.yaml")) if archive else []
         for path in snapshots:
             try:
                 snapshot = load_policy(path)
@@ -110,8 +123,10 @@ class Catalog:
             if compiled is not None:
                 logic = library_resource(policy, compiled)
                 self.libraries[_canonical(logic)] = logic
-            for form in questionnaires(policy, compiled):
-                package = CompiledRequest(policy, form.kind, form.questionnaire, form.drug)
+            for form in questionnaires(policy, compiled, check=eager):
+                package = CompiledRequest(
+                    policy, form.kind, form.questionnaire, form.drug, eager=eager
+                )
                 self.packages[_canonical(form.questionnaire)] = package
         # the versions offered for new requests: the current policies' builds
         self.current = {
@@ -125,10 +140,10 @@ class Catalog:
         self._in_effect = {
             package.questionnaire["url"]: package for package in self.current.values()
         }
-        for path in sorted(archive.glob("ValueSet-*.json")) if archive else []:
+        for path in sorted(archive.glob(f"ValueSet-{only or ''}*.json")) if archive else []:
             released = json.loads(path.read_text(encoding="utf-8"))
             self.value_sets.setdefault(_canonical(released), released)
-        for path in sorted(archive.glob("Questionnaire-*.json")) if archive else []:
+        for path in sorted(archive.glob(f"Questionnaire-{only or ''}*.json")) if archive else []:
             released = json.loads(path.read_text(encoding="utf-8"))
             canonical = _canonical(released)
             if canonical not in self.packages:
@@ -156,13 +171,36 @@ class Catalog:
         return None
 
     @classmethod
-    def bundled(cls) -> Catalog:
-        return cls(bundled_policies(), bundled_archive())
+    def bundled(cls, *, eager: bool = True) -> Catalog:
+        return cls(bundled_policies(), bundled_archive(), eager=eager)
 
     @classmethod
-    def from_folder(cls, folder: Path) -> Catalog:
+    def from_folder(cls, folder: Path, *, eager: bool = True) -> Catalog:
         """A payer's own policy folder (see ``dtr --policies``)."""
-        return cls(load_folder(folder), archived(folder / "questionnaires"))
+        return cls(load_folder(folder), archived(folder / "questionnaires"), eager=eager)
+
+    @classmethod
+    def for_response(cls, resource: Mapping[str, Any], folder: Path | None = None) -> Catalog:
+        """What scoring this one response needs (``dtr score``): the policy
+        whose forms it answers, with its archived versions, each definition
+        compiled when first evaluated. The whole folder's catalog when the
+        response names none of the policies' forms (its refusal then says
+        what is known)."""
+        policies = load_folder(folder) if folder else bundled_policies()
+        archive = archived(folder / "questionnaires") if folder else bundled_archive()
+        try:
+            canonical = questionnaire_of(resource)
+        except InvalidInput:
+            canonical = None
+        url = canonical.split("|")[0] if isinstance(canonical, str) else None
+        chosen = [
+            policy
+            for policy in policies
+            if url in {questionnaire_url(policy, kind, drug) for kind, drug in policy.forms()}
+        ]
+        if len(chosen) != 1:
+            return cls(policies, archive, eager=False)
+        return cls(chosen, archive, eager=False, only=chosen[0].id)
 
     def in_effect(self, package: CompiledRequest) -> CompiledRequest:
         """The version of ``package``'s form that decides a request received

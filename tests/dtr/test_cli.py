@@ -108,3 +108,57 @@ def test_score_rejects_a_bad_date(response_file: Path) -> None:
     with pytest.raises(SystemExit) as caught:
         main(["score", str(response_file), "--as-of", "24/11/2026"])
     assert caught.value.code == 2
+
+
+def test_score_reads_only_the_policy_the_response_answers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`dtr score` builds the catalog of the response's policy alone (its
+    archived versions with it): a response to an earlier version is carried
+    over as the service does it; an unknown version of a known form lists
+    that form's versions; a form no policy has is refused as by the whole
+    catalog."""
+    earlier = json.loads((ROOT / "examples" / "eocco329-initial-approved.json").read_text("utf-8"))
+    url = earlier["questionnaire"].split("|")[0]
+    path = tmp_path / "earlier.json"
+    path.write_text(json.dumps({**earlier, "questionnaire": f"{url}|1.2.0-r3"}), "utf-8")
+    assert main(["score", str(path), "--as-of", "2026-11-24"]) == 0
+    said = capsys.readouterr()
+    assert json.loads(said.out)["outcome"] == "approved"
+    assert "an earlier version; its answers were carried over" in said.err
+    path.write_text(json.dumps({**earlier, "questionnaire": f"{url}|9.9.9-r1"}), "utf-8")
+    assert main(["score", str(path)]) == 1
+    problem = json.loads(capsys.readouterr().out)["issue"][0]["diagnostics"]
+    assert "has no version 9.9.9-r1 (known: 1.0.0-r1" in problem
+    path.write_text(json.dumps({**earlier, "questionnaire": f"{url}-none|1.0.0-r1"}), "utf-8")
+    assert main(["score", str(path)]) == 1
+    assert json.loads(capsys.readouterr().out)["resourceType"] == "OperationOutcome"
+
+
+def test_the_catalog_of_one_response_decides_as_the_whole_catalog() -> None:
+    """Every case-table response and example of the bundled policies: the
+    catalog made for it alone gives the whole determination the service's
+    catalog gives."""
+    from datetime import date
+
+    from qpackage.catalog import Catalog, score_json
+    from tests.support.cases import AS_OF, load_scoring_cases
+
+    whole = bundled_catalog()
+    scoped: dict[str, Catalog] = {}
+    responses: list[tuple[dict[str, object], date]] = []
+    for param in load_scoring_cases():
+        (case,) = param.values
+        if not case.get("folder"):
+            package = package_for(whole, case["policy"], case["request"], case.get("drug"))
+            responses.append((fill(package, case["answers"]), case.get("as_of", AS_OF)))
+    for path in sorted((ROOT / "examples").glob("*.json")):
+        responses.append((json.loads(path.read_text(encoding="utf-8")), AS_OF))
+    for response, as_of in responses:
+        key = str(response["questionnaire"]).split("|")[0]
+        if key not in scoped:
+            scoped[key] = Catalog.for_response(response)
+            assert len(scoped[key].policies) == 1
+        alone = score_json(scoped[key], response, as_of).to_json()
+        assert alone == score_json(whole, response, as_of).to_json()
+    assert len(responses) > 150
