@@ -9,7 +9,13 @@ case table):
 - **compiled** — the same expressions compiled once, still reading the whole
   response;
 - **ours** — the scorer: parsed JSON → input checks → answers indexed once by
-  linkId → compiled definitions → Determination.
+  linkId → compiled definitions → Determination;
+- **anchor** — fhirpath.js (the npm ``fhirpath`` pinned in ``cql/``), every
+  definition of the published Library compiled once and the answers read
+  once per response, untimed; then every definition evaluated
+  (``cql/fhirpath-library.mjs``). Skipped when Node or the package is
+  missing. The ratio of ours to it is the figure to watch, both measured in
+  this run.
 
 Run: ``.venv/bin/python bench/bench_score.py [--rounds N]``. Prints medians
 (per response) and ratios. Not a test: nothing here asserts a time.
@@ -18,8 +24,11 @@ Run: ``.venv/bin/python bench/bench_score.py [--rounds N]``. Prints medians
 from __future__ import annotations
 
 import argparse
+import json
 import re
+import shutil
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -38,6 +47,8 @@ from scoring import score
 from scoring.fill import fill
 from scoring.response import check_answers, check_structure
 from tests.support.cases import load_scoring_cases, package_for
+from tests.support.libraries import read_library
+from tests.support.paths import ROOT
 
 AS_OF = date(2026, 11, 24)
 
@@ -159,6 +170,33 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(f"speed-up over naive:    {t_naive / t_ours:6.1f}x")
     print(f"speed-up over compiled: {t_compiled / t_ours:6.1f}x")
+    anchor = fhirpath_js(package, responses, args.rounds)
+    if anchor is None:
+        print("anchor (fhirpath.js): not run (needs node and scripts/install-cql-tools)")
+    else:
+        print(
+            f"anchor, fhirpath.js (definitions only):                     {anchor:8.2f} ms/response"
+        )
+        print(f"scorer / anchor:        {t_ours * 1e3 / anchor:6.1f}x")
+
+
+def fhirpath_js(package: CompiledRequest, responses: list[Any], rounds: int) -> float | None:
+    """fhirpath.js's time per response for the published Library's
+    definitions, or None when it cannot run here."""
+    script = ROOT / "cql" / "fhirpath-library.mjs"
+    if shutil.which("node") is None or not (ROOT / "cql" / "node_modules" / "fhirpath").exists():
+        return None
+    path = ROOT / "questionnaires" / f"Library-{package.questionnaire['id']}-logic.json"
+    library = read_library(json.loads(path.read_text(encoding="utf-8")))
+    request = {
+        **library,
+        "rounds": rounds,
+        "cases": [{"response": r, "as_of": AS_OF.isoformat()} for r in responses],
+    }
+    done = subprocess.run(
+        ["node", str(script)], input=json.dumps(request), capture_output=True, text=True, check=True
+    )
+    return float(json.loads(done.stdout)["msPerResponse"])
 
 
 if __name__ == "__main__":

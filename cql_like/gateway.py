@@ -55,11 +55,13 @@ class Expression:
 
     @cached_property
     def reads(self) -> frozenset[str]:
-        """The ``%names`` it reads (parsed once, when first asked)."""
-        return _constants(parse_expression(self.source))
+        """The ``%names`` it reads (parsed once per text, when first asked)."""
+        return _reads(self.source)
 
     def evaluate(self, resource: Mapping[str, Any], variables: Mapping[str, Any]) -> list[Any]:
-        env = dict(variables)
+        # only what it reads: fhirpathpy copies every variable it is given on
+        # each call, and a form of a thousand items has hundreds of them
+        env = {name: variables[name] for name in self.reads if name in variables}
         env.setdefault("resource", resource)
         env.setdefault("context", resource)
         function = self._function()
@@ -106,6 +108,11 @@ def compile_expression(name: str, source: str, *, eager: bool = True) -> Express
     (a one-shot command such as ``dtr score`` evaluates a few of the
     catalog's hundreds)."""
     return Expression(name=name, source=source, _compiled=_compile(name, source) if eager else None)
+
+
+@lru_cache(maxsize=8192)
+def _reads(source: str) -> frozenset[str]:
+    return _constants(parse_expression(source))
 
 
 def _constants(node: dict[str, Any]) -> frozenset[str]:

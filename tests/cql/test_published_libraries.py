@@ -13,10 +13,8 @@ Library never declares raises on both sides (``eocco329-initial-logic``'s
 
 from __future__ import annotations
 
-import base64
 import functools
 import json
-import re
 import shutil
 import subprocess
 from collections import defaultdict
@@ -30,32 +28,11 @@ from fhirpathpy.models import models
 from qpackage.catalog import Catalog
 from scoring.fill import fill
 from tests.support.cases import AS_OF, bundled_catalog, load_scoring_cases, package_for
+from tests.support.libraries import read_library
 from tests.support.paths import ROOT
 
 EVALUATE = ROOT / "cql" / "fhirpath-library.mjs"
 R4 = models["r4"]
-ANSWER = re.compile(r"^answer (\w+): '((?:[^'\\]|\\.)*)'$")
-ABSENT = re.compile(r"^absent (\w+)$")
-DEFINE = re.compile(r'^define "((?:[^"\\]|\\.)*)": (.*)$')
-
-
-def read_library(library: dict[str, Any]) -> dict[str, Any]:
-    """A published Library's text as its answers, absent names and
-    definitions, in order."""
-    text = base64.b64decode(library["content"][0]["data"]).decode("utf-8")
-    answers: dict[str, str] = {}
-    absent: list[str] = []
-    definitions: list[list[str]] = []
-    for line in text.splitlines():
-        if found := ANSWER.match(line):
-            answers[found.group(1)] = found.group(2)
-        elif found := ABSENT.match(line):
-            absent.append(found.group(1))
-        elif found := DEFINE.match(line):
-            definitions.append([found.group(1), found.group(2)])
-        else:
-            assert line == "" or line.startswith(("//", "library ")), line
-    return {"answers": answers, "absent": absent, "definitions": definitions}
 
 
 def plain(value: Any) -> Any:
