@@ -30,6 +30,8 @@ from typing import Any
 import fhirpathpy
 from fhirpathpy.models import models
 
+from cql_like.fastpath import Fast, Unsure, compile_fast
+
 R4 = models["r4"]
 
 
@@ -54,6 +56,10 @@ class Expression:
         return self._compiled
 
     @cached_property
+    def _fast(self) -> Fast | None:
+        return fast_form(self.source)
+
+    @cached_property
     def reads(self) -> frozenset[str]:
         """The ``%names`` it reads (parsed once per text, when first asked)."""
         return _reads(self.source)
@@ -62,6 +68,17 @@ class Expression:
         # only what it reads: fhirpathpy copies every variable it is given on
         # each call, and a form of a thousand items has hundreds of them
         env = {name: variables[name] for name in self.reads if name in variables}
+        fast = self._fast
+        if fast is not None:
+            try:
+                return fast(env)
+            except (Unsure, KeyError):
+                pass  # fhirpathpy decides this call (and says what is wrong)
+        return self.evaluate_in_fhirpathpy(resource, env)
+
+    def evaluate_in_fhirpathpy(self, resource: Mapping[str, Any], env: dict[str, Any]) -> list[Any]:
+        """fhirpathpy's result, the reference the fast path must equal."""
+        env = dict(env)
         env.setdefault("resource", resource)
         env.setdefault("context", resource)
         function = self._function()
@@ -111,8 +128,23 @@ def compile_expression(name: str, source: str, *, eager: bool = True) -> Express
 
 
 @lru_cache(maxsize=8192)
+def _tree(source: str) -> dict[str, Any]:
+    return parse_expression(source)
+
+
 def _reads(source: str) -> frozenset[str]:
-    return _constants(parse_expression(source))
+    return _constants(_tree(source))
+
+
+@lru_cache(maxsize=8192)
+def fast_form(source: str) -> Fast | None:
+    """The fast path's form of an expression (:mod:`cql_like.fastpath`), or
+    None when it is outside the subset or does not parse (fhirpathpy then
+    says why)."""
+    try:
+        return compile_fast(_tree(source))
+    except ExpressionSyntaxError:
+        return None
 
 
 def _constants(node: dict[str, Any]) -> frozenset[str]:
