@@ -37,6 +37,11 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
+from cql_like.definitions import (
+    SDC_ENABLE_WHEN_EXPRESSION,
+    enabling_expression,
+    expression_answers,
+)
 from cql_like.engine import CompiledRequest
 from qpackage.catalog import Catalog, checked_package
 from scoring.carry import carry_over
@@ -60,6 +65,8 @@ SDC_ENTRY_MODE = "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnai
 # "random" (every question shown at once, as the static form does)
 ENTRY_MODE = {"url": SDC_ENTRY_MODE, "valueCode": "prior-edit"}
 SUFFIX = ADAPTIVE_SUFFIX
+VARIABLE = "http://hl7.org/fhir/StructureDefinition/variable"
+EXPRESSION = SDC_ENABLE_WHEN_EXPRESSION
 CONTAINED_ID = "adaptive"
 
 
@@ -119,6 +126,14 @@ def adaptive_questionnaire(
     }
 
 
+def _expression_reads(item: Mapping[str, Any]) -> set[str] | None:
+    """The linkIds an item's enableWhenExpression reads (through its
+    ``variable`` extensions); None when it has none."""
+    if enabling_expression(dict(item)) is None:
+        return None
+    return set(expression_answers(dict(item)).values())
+
+
 def _asked_items(items: list[dict[str, Any]], asked: set[str]) -> list[dict[str, Any]]:
     """The static items that were asked, in the static order and nesting
     (their groups with them)."""
@@ -135,6 +150,15 @@ def _asked_items(items: list[dict[str, Any]], asked: set[str]) -> list[dict[str,
         keeps = bool(conditions) and all(c["question"] in asked for c in conditions)
         dropped = ("item",) if keeps else ("enableWhen", "enableBehavior", "item")
         kept = {key: value for key, value in item.items() if key not in dropped}
+        # an enableWhenExpression likewise, read through its variables
+        reads = _expression_reads(item)
+        if reads is not None and not reads <= asked:
+            extensions = [
+                e for e in item.get("extension", []) if e["url"] not in (VARIABLE, EXPRESSION)
+            ]
+            kept.pop("extension", None)
+            if extensions:
+                kept["extension"] = extensions
         if item["type"] == "group":
             if not children:
                 continue
