@@ -24,7 +24,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from builder.prepopulation import Compiled, PrepopulationError, library_resource, sources
 from builder.questionnaire import build
 from builder.valuesets import published, value_sets
-from cql_like.definitions import library
+from cql_like.definitions import enabling_expression, library
 from policies.index import index_policy
 from policies.model import REQUEST_KINDS, AnyOf, AuthorizationTerm, Policy, RequestKind, walk
 from policies.tree import request_tree
@@ -237,6 +237,9 @@ def _links_by_section(questionnaire: dict[str, Any]) -> dict[str, list[dict[str,
     links: dict[str, list[dict[str, str]]] = {}
     for item, _depth in iter_items(questionnaire["item"]):
         conditions = [describe_condition(c) for c in item.get("enableWhen", [])]
+        written = enabling_expression(item)
+        if written is not None:
+            conditions.append(f"enableWhenExpression {written}")
         joiner = " or " if item.get("enableBehavior") == "any" else " and "
         for code in item.get("code", []):
             links.setdefault(code["code"], []).append(

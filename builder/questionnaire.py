@@ -14,6 +14,7 @@ question relevant.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from builder.prepopulation import Compiled, initial_expression, questionnaire_extensions, sources
@@ -28,6 +29,7 @@ from policies.model import (
     Policy,
     Question,
     RequestKind,
+    expression_variables,
 )
 from policies.names import (
     questionnaire_id,
@@ -49,6 +51,10 @@ MIN_VALUE = "http://hl7.org/fhir/StructureDefinition/minValue"
 MAX_VALUE = "http://hl7.org/fhir/StructureDefinition/maxValue"
 UNIT = "http://hl7.org/fhir/StructureDefinition/questionnaire-unit"
 CITATION = "http://hl7.org/fhir/StructureDefinition/cqf-citation"
+VARIABLE = "http://hl7.org/fhir/StructureDefinition/variable"
+ENABLE_WHEN_EXPRESSION = (
+    "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-enableWhenExpression"
+)
 UCUM = "http://unitsofmeasure.org"
 
 
@@ -221,6 +227,12 @@ def _node_item_of(
             f"{criterion.id}: enable_behavior any cannot combine with inherited conditions"
         )
     _add_enable_when(item, conditions, behavior, index)
+    if criterion.enable_when_expression is not None:
+        if conditions:  # refused when the policy is read (policies.consistency)
+            raise ValueError(f"{criterion.id}: enable_when_expression beside enableWhen")
+        item["extension"] = enable_when_expression_extensions(
+            criterion.enable_when_expression, index
+        )
     children: list[dict[str, Any]] = [_question_item(q, index) for q in criterion.questions]
     children.extend(_items(criterion.children, index, list(criterion.children_enable_when)))
     if not children:
@@ -240,6 +252,51 @@ def _node_item_of(
         )
     item["item"] = children
     return item
+
+
+def variable_name(name: str) -> str:
+    """A question's name as an SDC variable's: ``Expression.name`` is an
+    ``id`` (no underscore), so ``lvef_baseline`` becomes ``lvefBaseline``."""
+    first, *rest = name.split("_")
+    return first + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def answer_variable(name: str, link_id: str) -> dict[str, Any]:
+    """SDC ``variable``: the answer to the item ``link_id``, as the scorer
+    reads the question's ``%name``."""
+    return {
+        "url": VARIABLE,
+        "valueExpression": {
+            "name": variable_name(name),
+            "language": "text/fhirpath",
+            "expression": f"%resource.repeat(item).where(linkId='{link_id}').answer.value",
+        },
+    }
+
+
+def enable_when_expression_extensions(expression: str, index: PolicyIndex) -> list[dict[str, Any]]:
+    """A criterion's ``enable_when_expression`` as SDC ``enableWhenExpression``
+    (FHIRPath, DTR ``spec-61``), each ``%name`` it reads bound by a
+    ``variable`` on the same item to that question's answer (the scorer reads
+    the expression back through them: ``cql_like.definitions``)."""
+    names = sorted(expression_variables(expression))
+    renamed = {name: variable_name(name) for name in names}
+    if len(set(renamed.values())) < len(names) or set(renamed.values()) & (
+        set(index.questions) - set(names)
+    ):
+        raise ValueError(f"enable_when_expression: its variable names collide: {renamed}")
+    written = re.sub(
+        r"%([a-z][a-z0-9_]*)\b",
+        lambda match: "%" + renamed.get(match.group(1), match.group(1)),
+        expression,
+    )
+    return [
+        *(answer_variable(name, index.questions[name].link_id) for name in names),
+        {
+            "url": ENABLE_WHEN_EXPRESSION,
+            "valueExpression": {"language": "text/fhirpath", "expression": written},
+        },
+    ]
 
 
 def _question_item(question: Question, index: PolicyIndex) -> dict[str, Any]:

@@ -9,7 +9,8 @@ scorer evaluates — nothing is written a second time by hand:
   children: its own condition, its children combined (``and``/``or``), and the
   two combined;
 - ``define "enabled I.D.3.platinum_intolerant"`` — an item's enableWhen,
-  translated from the Questionnaire itself;
+  translated from the Questionnaire itself (or its enableWhenExpression, read
+  back through the item's answer variables);
 - ``define "II.C applies"`` — an investigational condition.
 
 Answers are the variables ``%question_name`` (a list of answer values);
@@ -22,6 +23,7 @@ references with ``cqf-library``, so the package carries its own logic.
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -130,9 +132,68 @@ def coding_test(answer: str, code: str) -> str:
     return f"{answer}.code = '{code}'"
 
 
+SDC_ENABLE_WHEN_EXPRESSION = (
+    "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-enableWhenExpression"
+)
+
+
+_VARIABLE = "http://hl7.org/fhir/StructureDefinition/variable"
+_ANSWER_OF = re.compile(r"%resource\.repeat\(item\)\.where\(linkId='([^']+)'\)\.answer\.value")
+
+
+def enabling_expression(item: dict[str, Any]) -> str | None:
+    """An item's SDC ``enableWhenExpression`` as written on the form (FHIRPath
+    over its ``variable`` extensions); None when it has none."""
+    return next(
+        (
+            e["valueExpression"]["expression"]
+            for e in item.get("extension", [])
+            if e.get("url") == SDC_ENABLE_WHEN_EXPRESSION
+        ),
+        None,
+    )
+
+
+def expression_answers(item: dict[str, Any]) -> dict[str, str]:
+    """The item's variables that hold an answer: variable name → linkId."""
+    found = {}
+    for extension in item.get("extension", []):
+        if extension.get("url") != _VARIABLE:
+            continue
+        value = extension["valueExpression"]
+        match = _ANSWER_OF.fullmatch(value["expression"])
+        if match:
+            found[value["name"]] = match.group(1)
+    return found
+
+
+def _scorer_form(item: dict[str, Any], written: str, index: PolicyIndex) -> str:
+    """The enableWhenExpression over the scorer's ``%name`` variables: each
+    of the item's answer variables renamed to the question it reads. A
+    variable the item does not bind to an answer is refused (the scorer
+    would read it as empty, a client as something else)."""
+    names = {info.link_id: name for name, info in index.questions.items()}
+    bound = {variable: names[link] for variable, link in expression_answers(item).items()}
+
+    def rename(match: re.Match[str]) -> str:
+        variable_ = match.group(1)
+        if variable_ not in bound:
+            raise ValueError(
+                f"{item['linkId']}: enableWhenExpression reads %{variable_}, which no variable"
+                " of the item binds to an answer"
+            )
+        return variable(bound[variable_])
+
+    return re.sub(r"%([A-Za-z][A-Za-z0-9]*)\b", rename, written)
+
+
 def enable_when_expression(item: dict[str, Any], index: PolicyIndex) -> str:
     """An item's enableWhen as FHIRPath over the answers. A condition on an
-    unanswered question is false (never unknown), as FHIR defines it."""
+    unanswered question is false (never unknown), as FHIR defines it; so is
+    an enableWhenExpression that is empty for want of an answer."""
+    written = enabling_expression(item)
+    if written is not None:
+        return _scorer_form(item, written, index)
     names = {info.link_id: name for name, info in index.questions.items()}
     parts = []
     for condition in item["enableWhen"]:
@@ -177,7 +238,7 @@ def definitions(
     out += [
         Definition(enabled_name(item["linkId"]), enable_when_expression(item, index), "enabled")
         for item, _ in iter_items(questionnaire["item"])
-        if item.get("enableWhen")
+        if item.get("enableWhen") or enabling_expression(item) is not None
     ]
     if policy.investigational is not None:
         for condition in policy.investigational.all_conditions():

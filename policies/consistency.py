@@ -20,6 +20,7 @@ from policies.model import (
     Criterion,
     Policy,
     Question,
+    RequestKind,
     expression_variables,
     form_criteria,
     walk,
@@ -140,6 +141,11 @@ def check_policy(policy: Policy) -> None:
                 read.update(c.question for c in conditions)
             read.update(c.question for c in criterion.enable_when)
             read.update(c.question for c in criterion.children_enable_when)
+    for kind, tree in trees.items():
+        for criterion in walk(tree):
+            if criterion.enable_when_expression is not None:
+                _check_enable_when_expression(policy, kind, criterion, questions)
+                read.update(expression_variables(criterion.enable_when_expression))
     for tree in trees.values():
         for criterion in walk(tree):
             unknown_cited = sorted(set(criterion.cites) - sections)
@@ -244,6 +250,84 @@ def check_policy(policy: Policy) -> None:
                 f"{_section_of(policy, name)}: questions: {name}: no criterion, condition or"
                 " derived value reads it (mark it `record_only: true` if it only informs the"
                 " reviewer)"
+            )
+
+
+# the question types whose answer a client's FHIRPath reads as the scorer
+# does (``answer.value``): a number with a unit is a Quantity on the form
+_EXPRESSION_TYPES = {"boolean", "integer", "decimal", "date"}
+
+
+def _check_enable_when_expression(
+    policy: Policy, kind: RequestKind, criterion: Criterion, questions: dict[str, Question]
+) -> None:
+    """What makes an ``enable_when_expression`` safe to build and verify: it
+    stands at the top of a request's criteria (nothing above it adds an
+    enableWhen, which SDC does not allow beside it); it reads only questions
+    asked on every request, of a type a client reads as the scorer does, none
+    of its own (a disabled group hides them), each decided by the ``met`` of a
+    criterion that always applies (so an unanswered one pends the request
+    instead of silently leaving this criterion out); and no evaluation date
+    (a client evaluates it on its own day, the scorer on the request's)."""
+    where = f"{criterion.id}: enable_when_expression"
+    expression = criterion.enable_when_expression or ""
+    top = policy.request(kind).criteria
+    if not any(c is criterion for c in top):
+        raise ValueError(
+            f"{where}: only a criterion at the top of the {kind} criteria may have one"
+            " (conditions from above would need enableWhen beside it)"
+        )
+    if kind == "initial" and any(
+        c.include == "initial" and (c.children_enable_when or c.enable_when_expression)
+        for c in walk(policy.renewal.criteria)
+    ):
+        raise ValueError(
+            f"{where}: the renewal includes the initial criteria under a condition, which"
+            " would need enableWhen beside it"
+        )
+    if "%as_of" in expression or "today()" in expression or "now()" in expression:
+        raise ValueError(
+            f"{where}: reads the evaluation date: a client evaluates it on its own day, the"
+            " scorer on the request's, so they could disagree on what is asked"
+        )
+    names = expression_variables(expression)
+    if not names:
+        raise ValueError(f"{where}: reads no question")
+    own = {q.name for c in walk([criterion]) for q in c.questions}
+    always = [
+        c
+        for c in top
+        if isinstance(c, Criterion)
+        and c is not criterion
+        and not c.enable_when
+        and c.enable_when_expression is None
+        and not c.drugs
+        and c.kind != "information"
+    ]
+    for name in sorted(names):
+        question = questions.get(name)
+        if question is None:
+            raise ValueError(f"{where}: reads {name}, which is no question (nor may be derived)")
+        if name in own:
+            raise ValueError(f"{where}: reads {name}, a question of its own group")
+        odd = question.unit or question.record_only or question.above is not None
+        if question.type not in _EXPRESSION_TYPES or odd:
+            raise ValueError(
+                f"{where}: reads {name}, a {question.type} question"
+                + (" with a unit" if question.unit else "")
+                + (" with an `above` bound" if question.above is not None else "")
+                + (", record-only" if question.record_only else "")
+                + ": only boolean, integer, decimal (no unit) and date answers are read alike"
+                " by a client and the scorer"
+            )
+        if question.enable_when or not any(
+            name in {q.name for q in c.questions} and name in expression_variables(c.met or "")
+            for c in always
+        ):
+            raise ValueError(
+                f"{where}: reads {name}, which no criterion asked on every request decides"
+                " by its `met`: unanswered, it would leave this criterion out instead of"
+                " pending the request"
             )
 
 

@@ -571,6 +571,13 @@ class Criterion(Strict):
     met: str | None = None
     enable_when: list[Condition] = Field(default_factory=list)
     enable_behavior: Literal["all", "any"] = "all"
+    enable_when_expression: NonEmpty | None = Field(
+        None,
+        description="Instead of `enable_when`: a FHIRPath condition over answers (`%name`) that"
+        " enableWhen cannot state (a value derived from two answers, a date computed from one);"
+        " the criterion applies when it is true. It becomes SDC `enableWhenExpression` on its"
+        " group, with a `variable` per question it reads",
+    )
     children: list[Node] = Field(default_factory=list)
     children_enable_when: list[Condition] = Field(
         default_factory=list, description="Conditions applied to every child criterion's group"
@@ -617,6 +624,11 @@ class Criterion(Strict):
             raise ValueError(f"criterion {self.id}: `include` and `children` exclude each other")
         if self.combine == "or" and self.met is None:
             raise ValueError(f"criterion {self.id}: `combine: or` needs a `met` expression")
+        if self.enable_when_expression is not None and self.enable_when:
+            raise ValueError(
+                f"criterion {self.id}: `enable_when_expression` and `enable_when` exclude each"
+                " other (SDC: an item has enableWhen or enableWhenExpression, not both)"
+            )
         if self.kind == "route" and self.met is None:
             raise ValueError(f"criterion {self.id}: `kind: route` needs its own `met`")
         if self.logic == "all":
@@ -831,7 +843,13 @@ def _asked(
                 continue
             if drug is not None and node.drugs and drug not in node.drugs:
                 continue
-            own = guard or (f"{node.id}: enable_when" if node.enable_when else None)
+            own = guard or (
+                f"{node.id}: enable_when"
+                if node.enable_when
+                else f"{node.id}: enable_when_expression"
+                if node.enable_when_expression
+                else None
+            )
             for question in node.questions:
                 asked = own or (
                     f"{node.id}: questions: {question.name}: enable_when"

@@ -303,6 +303,8 @@ def branch_taken(policy: Policy, kind: RequestKind, drug: str | None, section: s
             else:
                 behavior = node.enable_behavior if node.enable_when else "all"
                 path = [*above, *group([*inherited, *node.enable_when], behavior)]
+                if node.enable_when_expression:
+                    path.append(node.enable_when_expression)
                 if node.id == section:
                     return " and ".join(f"({p})" for p in path) if path else "true"
                 source = policy.initial.criteria if node.include else node.children

@@ -3,7 +3,10 @@ three-valued engine that scores.
 
 For each static form ``{id}`` there is an adaptive form ``{id}-adaptive``:
 a Questionnaire with the ``questionnaireAdaptive`` extension (its value the
-service's base, where ``$next-question`` is) and no items. Its draft
+service's base, where ``$next-question`` is) and no items, SDC ``entryMode``
+``prior-edit``, the static form's ``cqf-library`` and ``launchContext``, and
+an ``effectivePeriod`` where the service knows one (the version's release
+time; its end once a newer version is in effect). Its draft
 response carries a contained Questionnaire, ``derivedFrom`` the static
 form, holding the questions asked so far; the response answers them.
 
@@ -19,7 +22,8 @@ is ``completed``.
 The contained Questionnaire keeps the static form's linkIds, groups, codes
 and answer lists (``answerValueSet``), and an ``enableWhen`` only where every
 question it reads is asked too (the server decides what appears; a client
-can still hide what a changed answer no longer enables); it is
+can still hide what a changed answer no longer enables), with the same
+extensions and ``effectivePeriod`` as the adaptive form; it is
 ``derivedFrom`` the static form and the adaptive one, so the completed
 response is a response to the static form as well, and ``$evaluate`` scores
 it through ``derivedFrom``. The draft holds only what is already answered:
@@ -33,6 +37,11 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
+from cql_like.definitions import (
+    SDC_ENABLE_WHEN_EXPRESSION,
+    enabling_expression,
+    expression_answers,
+)
 from cql_like.engine import CompiledRequest
 from qpackage.catalog import Catalog, checked_package
 from scoring.carry import carry_over
@@ -48,7 +57,16 @@ DTR_Q_ADAPT_SEARCH = f"{DTR}/dtr-questionnaire-adapt-search"
 DTR_Q_ADAPT = f"{DTR}/dtr-questionnaire-adapt"
 DTR_QR_ADAPT = f"{DTR}/dtr-questionnaireresponse-adapt"
 DERIVATION = "http://hl7.org/fhir/StructureDefinition/questionnaire-derivationType"
+SDC_ENTRY_MODE = "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-entryMode"
+# SDC entryMode "prior-edit": questions appear once the earlier ones are
+# answered, and the earlier answers stay open to view and change — what this
+# server does (each step re-decides from every answer sent, and drops those a
+# changed answer no longer enables); not "sequential" (no going back) nor
+# "random" (every question shown at once, as the static form does)
+ENTRY_MODE = {"url": SDC_ENTRY_MODE, "valueCode": "prior-edit"}
 SUFFIX = ADAPTIVE_SUFFIX
+VARIABLE = "http://hl7.org/fhir/StructureDefinition/variable"
+EXPRESSION = SDC_ENABLE_WHEN_EXPRESSION
 CONTAINED_ID = "adaptive"
 
 
@@ -65,14 +83,32 @@ def static_url(url: str) -> str | None:
     return url[: -len(SUFFIX)] if url.endswith(SUFFIX) else None
 
 
-def adaptive_questionnaire(package: CompiledRequest, base: str) -> dict[str, Any]:
-    """The adaptive form of a static one, as ``$questionnaire-package`` returns it."""
+def _prepopulation(static: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The static form's prepopulation extensions (its launch contexts and
+    CQL Library): they hold for the questions the adaptive form asks, which
+    keep their initialExpression."""
+    return [
+        copy.deepcopy(e)
+        for e in static.get("extension", [])
+        if e["url"].endswith(("launchContext", "cqf-library"))
+    ]
+
+
+def _extensions(static: Mapping[str, Any], base: str) -> list[dict[str, Any]]:
+    return [{"url": SDC_ADAPTIVE, "valueUrl": base}, dict(ENTRY_MODE), *_prepopulation(static)]
+
+
+def adaptive_questionnaire(
+    package: CompiledRequest, base: str, period: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The adaptive form of a static one, as ``$questionnaire-package`` returns
+    it; ``period`` its version's ``effectivePeriod`` (Catalog.effective_period)."""
     static = package.questionnaire
     return {
         "resourceType": "Questionnaire",
         "id": static["id"] + SUFFIX,
         "meta": {"profile": [DTR_Q_ADAPT_SEARCH]},
-        "extension": [{"url": SDC_ADAPTIVE, "valueUrl": base}],
+        "extension": _extensions(static, base),
         "url": adaptive_url(static["url"]),
         "version": static["version"],
         "name": static["name"] + "Adaptive",
@@ -86,7 +122,16 @@ def adaptive_questionnaire(package: CompiledRequest, base: str) -> dict[str, Any
             "Asks, one step at a time, only what can still change the determination: "
             + static["description"]
         ),
+        **({"effectivePeriod": dict(period)} if period else {}),
     }
+
+
+def _expression_reads(item: Mapping[str, Any]) -> set[str] | None:
+    """The linkIds an item's enableWhenExpression reads (through its
+    ``variable`` extensions); None when it has none."""
+    if enabling_expression(dict(item)) is None:
+        return None
+    return set(expression_answers(dict(item)).values())
 
 
 def _asked_items(items: list[dict[str, Any]], asked: set[str]) -> list[dict[str, Any]]:
@@ -105,6 +150,15 @@ def _asked_items(items: list[dict[str, Any]], asked: set[str]) -> list[dict[str,
         keeps = bool(conditions) and all(c["question"] in asked for c in conditions)
         dropped = ("item",) if keeps else ("enableWhen", "enableBehavior", "item")
         kept = {key: value for key, value in item.items() if key not in dropped}
+        # an enableWhenExpression likewise, read through its variables
+        reads = _expression_reads(item)
+        if reads is not None and not reads <= asked:
+            extensions = [
+                e for e in item.get("extension", []) if e["url"] not in (VARIABLE, EXPRESSION)
+            ]
+            kept.pop("extension", None)
+            if extensions:
+                kept["extension"] = extensions
         if item["type"] == "group":
             if not children:
                 continue
@@ -113,15 +167,13 @@ def _asked_items(items: list[dict[str, Any]], asked: set[str]) -> list[dict[str,
     return out
 
 
-def contained_questionnaire(package: CompiledRequest, asked: set[str], base: str) -> dict[str, Any]:
+def contained_questionnaire(
+    package: CompiledRequest,
+    asked: set[str],
+    base: str,
+    period: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     static = package.questionnaire
-    # the static form's prepopulation (its launch contexts and CQL Library)
-    # holds for the questions asked here, which keep their initialExpression
-    prepopulation = [
-        e
-        for e in static.get("extension", [])
-        if e["url"].endswith(("launchContext", "cqf-library"))
-    ]
     return {
         "resourceType": "Questionnaire",
         "id": CONTAINED_ID,
@@ -130,7 +182,7 @@ def contained_questionnaire(package: CompiledRequest, asked: set[str], base: str
             "status": "generated",
             "div": '<div xmlns="http://www.w3.org/1999/xhtml">The questions asked so far.</div>',
         },
-        "extension": [{"url": SDC_ADAPTIVE, "valueUrl": base}, *copy.deepcopy(prepopulation)],
+        "extension": _extensions(static, base),
         "url": adaptive_url(static["url"]),
         "version": static["version"],
         "title": static["title"],
@@ -138,6 +190,7 @@ def contained_questionnaire(package: CompiledRequest, asked: set[str], base: str
         "derivedFrom": [_canonical(static), f"{adaptive_url(static['url'])}|{static['version']}"],
         "status": static["status"],
         "subjectType": ["Patient"],
+        **({"effectivePeriod": dict(period)} if period else {}),
         # none asked yet (a draft): no item element, as FHIR has no empty arrays
         **({"item": items} if (items := _asked_items(static["item"], asked)) else {}),
     }
@@ -158,6 +211,7 @@ def step(
     asked: set[str],
     as_of: date,
     base: str,
+    period: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The response with the next questions added to its contained
     Questionnaire, answers to items now disabled dropped, and ``status``
@@ -177,7 +231,7 @@ def step(
         if key not in ("contained", "item", "questionnaire", "status")
     }
     result["meta"] = {"profile": [DTR_QR_ADAPT]}
-    result["contained"] = [contained_questionnaire(package, asked, base)]
+    result["contained"] = [contained_questionnaire(package, asked, base, period)]
     result["questionnaire"] = f"#{CONTAINED_ID}"
     result["status"] = "in-progress" if missing else "completed"
     items = nest(package.questionnaire["item"], kept)
@@ -190,19 +244,23 @@ def step(
 
 
 def start(
-    package: CompiledRequest, draft: dict[str, Any], as_of: date, base: str
+    package: CompiledRequest,
+    draft: dict[str, Any],
+    as_of: date,
+    base: str,
+    period: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The adaptive draft: the static draft (its links to coverage and order,
     its prefilled answers) with a contained Questionnaire holding only what
     is already answered. The client's first ``$next-question`` brings the
     first questions: a draft that held them unanswered would come back from
     it with nothing new, and a client looping on new questions stops there."""
-    result = step(package, dict(draft), set(), as_of, base)
+    result = step(package, dict(draft), set(), as_of, base, period)
     if result["status"] != "completed":
         # the prefilled answers the step kept (one to a question the others
         # disable is dropped)
         held = set(earlier_answers(result)) & set(package.items)
-        result["contained"] = [contained_questionnaire(package, held, base)]
+        result["contained"] = [contained_questionnaire(package, held, base, period)]
     return result
 
 
@@ -239,7 +297,7 @@ def next_question(catalog: Catalog, body: dict[str, Any], as_of: date, base: str
             moved = carry_over(package, current, response)
             package, response = current, moved.response
             asked &= set(moved.carried)
-        return step(package, response, asked, as_of, base)
+        return step(package, response, asked, as_of, base, catalog.effective_period(package))
     except InvalidInput as exc:
         raise InvalidInput(exc.issues, 400) from None
 

@@ -209,6 +209,29 @@ class Catalog:
         own."""
         return self._in_effect.get(package.questionnaire["url"], package)
 
+    def effective_period(self, package: CompiledRequest) -> dict[str, str] | None:
+        """DTR ``spec-53``'s ``effectivePeriod`` of a form's version, from what
+        the service knows: its release time as the start, and as the end the
+        release time of the version released next, once this one is no longer
+        the version in effect (a response begun under it is then moved on to
+        the one in effect). None when its release time is unknown (not yet
+        released): nothing is claimed."""
+        questionnaire = package.questionnaire
+        start = self.released_at.get(_canonical(questionnaire))
+        if start is None:
+            return None
+        period = {"start": start.isoformat()}
+        if self.in_effect(package) is not package:
+            prefix = questionnaire["url"] + "|"
+            later = [
+                moment
+                for canonical, moment in self.released_at.items()
+                if canonical.startswith(prefix) and moment > start
+            ]
+            if later:
+                period["end"] = min(later).isoformat()
+        return period
+
     def resolve(self, canonical: object) -> CompiledRequest:
         """The package a response's ``questionnaire`` canonical names (url|version)."""
         where = "QuestionnaireResponse.questionnaire"

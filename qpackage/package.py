@@ -352,8 +352,9 @@ def questionnaire_package(
             earlier=chosen.earlier,
         )
         if chosen.adaptive:
-            draft = start(chosen.package, draft, as_of or now.date(), base)
-            questionnaire = adaptive_questionnaire(chosen.package, base)
+            period = catalog.effective_period(chosen.package)
+            draft = start(chosen.package, draft, as_of or now.date(), base, period)
+            questionnaire = adaptive_questionnaire(chosen.package, base, period)
         current = canonical in catalog.current and not chosen.adaptive
         bundles.append(_bundle(questionnaire, draft, libraries + value_sets, current, base, now))
     for name in request.ignored:

@@ -24,6 +24,7 @@ from typing import Any
 from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 from pydantic import ValidationError
 
+from cql_like.definitions import enabling_expression
 from cql_like.engine import CompiledRequest
 from questionnaires.checks import describe_condition
 from scoring.outcome import InvalidInput, Issue
@@ -424,6 +425,9 @@ def _disabled_by(package: CompiledRequest, link_id: str, enabled: dict[str, bool
     item = package.questionnaire_items[spec.link_id]
     joiner = " or " if item.get("enableBehavior") == "any" else " and "
     conditions = joiner.join(describe_condition(c) for c in item.get("enableWhen", []))
+    written = enabling_expression(item)
+    if written is not None:
+        conditions = f"enableWhenExpression {written}"
     return f"{spec.link_id}: {conditions}" if spec.link_id != link_id else conditions
 
 

@@ -68,7 +68,10 @@ def router(service: Service, software_version: str) -> APIRouter:
         base = service.base
         every = [served(p.questionnaire, base) for p in catalog.packages.values()]
         # each form's adaptive variant (its url + "-adaptive"), made on request
-        every += [adaptive_questionnaire(p, base) for p in catalog.packages.values()]
+        every += [
+            adaptive_questionnaire(p, base, catalog.effective_period(p))
+            for p in catalog.packages.values()
+        ]
         return FHIRResponse(searchset(_by_canonical(every, url, version), base))
 
     @api.get("/Questionnaire/{qid}", dependencies=[requires("Questionnaire", "r")])
@@ -78,7 +81,9 @@ def router(service: Service, software_version: str) -> APIRouter:
         static = service.questionnaires.get(qid.removesuffix(SUFFIX))
         if qid.endswith(SUFFIX) and static is not None:
             package = catalog.current[f"{static['url']}|{static['version']}"]
-            return FHIRResponse(adaptive_questionnaire(package, service.base))
+            return FHIRResponse(
+                adaptive_questionnaire(package, service.base, catalog.effective_period(package))
+            )
         raise not_found("Questionnaire", qid)
 
     @api.get("/Library/{lid}", dependencies=[requires("Library", "r")])

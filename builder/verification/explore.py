@@ -163,6 +163,11 @@ class Explorer:
 
     def _texts_reading(self, name: str) -> list[str]:
         texts = [c.met or "" for c in self.criteria() if name in reads(self.policy, c.met)]
+        texts += [
+            c.enable_when_expression
+            for c in self.criteria()
+            if c.enable_when_expression and name in reads(self.policy, c.enable_when_expression)
+        ]
         texts += [v.expression for v in self.policy.derived]
         texts += [d.expression for d in self.package.definitions if d.role == "limit"]
         if self.policy.investigational:
@@ -374,6 +379,9 @@ class Explorer:
             if criterion.met is not None:
                 key = own_name(criterion) if criterion.children else criterion.id
                 add(criterion.met, package.expressions[key])
+            if criterion.enable_when_expression is not None:
+                written = criterion.enable_when_expression
+                add(written, compile_expression(written, written))
             conditions = [*criterion.enable_when, *criterion.children_enable_when]
             for question in criterion.questions:
                 conditions += question.enable_when

@@ -27,7 +27,9 @@ def approval_paths(policy: Policy, kind: RequestKind, tree: list[Node]) -> list[
     through, in policy order."""
     criteria = list(walk(tree))
     paths = alternatives(tree)
-    paths += [c.id for c in criteria if c.enable_when and c.id not in paths]
+    paths += [
+        c.id for c in criteria if (c.enable_when or c.enable_when_expression) and c.id not in paths
+    ]
     decided = {c.id for c in criteria}
     branches = [b.section for b in policy.authorization.term(kind).branches]
     paths += [b for b in branches if b in decided and b not in paths]

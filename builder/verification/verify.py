@@ -297,6 +297,9 @@ def expression_problems(policy: Policy) -> list[str]:
         for criterion in walk(policy.request(kind).criteria):
             if criterion.met is not None:
                 expressions.append((f"{criterion.id}: met", criterion.met, "Boolean"))
+            if criterion.enable_when_expression is not None:
+                where = f"{criterion.id}: enable_when_expression"
+                expressions.append((where, criterion.enable_when_expression, "Boolean"))
     if policy.investigational:
         for condition in policy.investigational.all_conditions():
             if condition.applies:

@@ -17,7 +17,7 @@ from fhir.resources.R4B.questionnaire import Questionnaire
 from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 
 from cql_like.engine import CompiledRequest
-from qpackage.adaptive import SDC_ADAPTIVE
+from qpackage.adaptive import SDC_ADAPTIVE, SDC_ENTRY_MODE
 from qpackage.draft import QR_COVERAGE
 from questionnaires.checks import iter_items
 from scoring.fill import fill
@@ -26,6 +26,7 @@ from service.settings import Settings
 from tests.support.callers import authorize
 from tests.support.cases import AS_OF, base_answers, bundled_catalog, folder_catalog, package_for
 from tests.support.dtr_requests import FHIR, ask, canonical, the_bundle
+from tests.support.paths import ROOT
 
 BASE = "http://127.0.0.1:8080"  # the default public URL (Settings)
 _CLIENTS: dict[tuple[str | None, date], TestClient] = {}
@@ -268,3 +269,124 @@ def test_the_adaptive_form_is_read_and_searched(folder: Path) -> None:
     found = client.get("/Questionnaire", params={"url": read["url"]}).json()
     assert read["version"] in [e["resource"]["version"] for e in found["entry"]]
     assert client.get("/Questionnaire/nope-adaptive").status_code == 404
+
+
+# the release times `dtr build` recorded for the bundled forms
+RELEASED_AT: dict[str, str] = json.loads(
+    (ROOT / "questionnaires" / "released-at.json").read_text(encoding="utf-8")
+)
+PREPOPULATION = ("launchContext", "cqf-library")
+
+
+def _moment(text: str) -> str:
+    return text.replace("Z", "+00:00")
+
+
+def _extensions(resource: dict[str, Any], *endings: str) -> list[dict[str, Any]]:
+    return [e for e in resource.get("extension", []) if e["url"].endswith(endings)]
+
+
+@pytest.mark.parametrize(("policy", "request_kind", "base", "outcome"), _forms())
+def test_the_adaptive_forms_carry_the_must_support_elements(
+    folder: Path, policy: str, request_kind: str, base: str, outcome: str
+) -> None:
+    """Each adaptive form and the contained Questionnaire of every reply say
+    how they are filled (SDC entryMode prior-edit), the static form's CQL
+    Library and launch contexts, and the version's effectivePeriod: its
+    release time, no end while it is the version in effect."""
+    client = client_for(folder, None, AS_OF)
+    package = package_for(client.app.state.catalog, policy, request_kind)  # type: ignore[attr-defined]
+    static = package.questionnaire
+    released = RELEASED_AT[f"{static['url']}|{static['version']}"]
+    bundle = adaptive_package(client, package)
+    questionnaire, draft = (e["resource"] for e in bundle["entry"][:2])
+    read = client.get(f"/Questionnaire/{static['id']}-adaptive").json()
+    final, rounds = run_adaptive(client, package, base_answers(policy, base))
+    assert final["status"] == "completed" and len(rounds) >= 2
+    for form in (questionnaire, read, draft["contained"][0], final["contained"][0]):
+        Questionnaire.model_validate(form)
+        assert {"url": SDC_ENTRY_MODE, "valueCode": "prior-edit"} in form["extension"]
+        assert _extensions(form, *PREPOPULATION) == _extensions(static, *PREPOPULATION)
+        assert form["effectivePeriod"] == {"start": _moment(released)}
+    # the Library the adaptive form names comes in its package
+    assert {
+        f"{e['resource']['url']}|{e['resource']['version']}"
+        for e in bundle["entry"][2:]
+        if e["resource"]["resourceType"] == "Library"
+    } == {e["valueCanonical"] for e in _extensions(questionnaire, "cqf-library")}
+
+
+def test_a_superseded_version_ends_when_the_next_is_released(folder: Path) -> None:
+    """An earlier version asked for by its canonical: its effectivePeriod ends
+    when the version after it was released (a client then stops a response
+    begun under it, DTR spec-123); the adaptive form read by its id is the
+    version in effect, with no end."""
+    client = client_for(folder, None, AS_OF)
+    catalog = client.app.state.catalog  # type: ignore[attr-defined]
+    current = package_for(catalog, "eocco329", "initial").questionnaire
+    times = sorted(
+        (moment, canonical.split("|")[1])
+        for canonical, moment in RELEASED_AT.items()
+        if canonical.split("|")[0] == current["url"]
+    )
+    # the version released just before the current one, and the current one's release
+    (start, earlier), (end, later) = times[-2], times[-1]
+    assert later == current["version"]
+    reply = ask(client, canonical(f"{current['url']}-adaptive|{earlier}"), member="Patient/ended")
+    questionnaire = the_bundle(reply)["entry"][0]["resource"]
+    Questionnaire.model_validate(questionnaire)
+    assert questionnaire["version"] == earlier
+    assert questionnaire["effectivePeriod"] == {"start": _moment(start), "end": _moment(end)}
+    read = client.get(f"/Questionnaire/{current['id']}-adaptive").json()
+    assert "end" not in read["effectivePeriod"]
+    # EOCCO329 prefills from the EHR: the patient's and the prescriber's context
+    contexts = {
+        part["valueCoding"]["code"]
+        for e in _extensions(read, "launchContext")
+        for part in e["extension"]
+        if part["url"] == "name"
+    }
+    assert contexts == {"patient", "user"}
+    assert len(_extensions(read, "cqf-library")) == 1
+
+
+def test_no_release_time_known_no_effective_period(folder: Path) -> None:
+    """A payer folder that has recorded no release (the fixture policies):
+    nothing is claimed about when its forms hold."""
+    client = client_for(folder, "fixtures/policies/constructs", AS_OF)
+    catalog = client.app.state.catalog  # type: ignore[attr-defined]
+    assert not catalog.released_at
+    package = next(iter(catalog.current.values()))
+    read = client.get(f"/Questionnaire/{package.questionnaire['id']}-adaptive").json()
+    Questionnaire.model_validate(read)
+    assert "effectivePeriod" not in read
+    assert {"url": SDC_ENTRY_MODE, "valueCode": "prior-edit"} in read["extension"]
+
+
+def test_next_question_replies_keep_enable_when(folder: Path) -> None:
+    """dtr-questionnaire-adapt's must-support item.enableWhen: a reply keeps a
+    condition where every question it reads is asked too, and none reading a
+    question not asked."""
+    client = client_for(folder, None, AS_OF)
+    package = package_for(client.app.state.catalog, "eocco329", "initial")  # type: ignore[attr-defined]
+    response = adaptive_package(client, package)["entry"][1]["resource"]
+    facts = base_answers("eocco329", "initial_met")
+    by_link = {package.link_of.get(name, name): value for name, value in facts.items()}
+    kept = 0
+    for _ in range(50):
+        reply = post(client, "/Questionnaire/$next-question", response)
+        assert reply.status_code == 200, reply.text
+        response = reply.json()
+        (contained,) = response["contained"]
+        questions = set(asked(response))
+        for item, _ in iter_items(contained.get("item", [])):
+            for condition in item.get("enableWhen", []):
+                assert condition["question"] in questions
+                kept += 1
+        if response["status"] == "completed":
+            break
+        response["item"] = fill(package, {k: v for k, v in by_link.items() if k in questions})[
+            "item"
+        ]
+    assert response["status"] == "completed"
+    assert kept
