@@ -67,8 +67,10 @@ from tests.browser.conftest import ROOT, Problems, Service, new_context, watched
 from tests.browser.test_lforms_e2e import (
     EVALUATE,
     Form,
+    Item,
     Portal,
     catalog,
+    enable,
     load_form,
     office_outcome,
     sel,
@@ -457,19 +459,25 @@ def complete(
             shown(page, form, item.link_id, prefilled[item.link_id])
         if item.link_id in wanted:
             portal.answer(item.link_id, wanted[item.link_id])
-    # every coded question the prescriber was shown listed every option
+    # every coded question the prescriber was shown lists every option
     seen = [i for i in coded if form.enabled(portal.values)[i.link_id]]
     assert seen, "no coded question was shown"
     for item in seen:
-        for option in item.options:
-            choice = sel(f"{item.element_id}|{option.get('system', '')}|{option['code']}")
-            expect(page.locator(choice), f"{item.link_id}: {option['code']}").to_have_count(1)
+        lists_every_option(page, item)
     # prefilled answers enabled late (KRAS under the LGSOC diagnosis) show then
     for link, value in prefilled.items():
         if form.enabled(portal.values)[link]:
             shown(page, form, link, value)
-
     qr = with_origin(original, portal.export())
+
+    # once the response is taken: every other coded question brought up by
+    # answering what shows it, each with every option (all the form's lists)
+    for item in coded:
+        if item not in seen:
+            enable(portal, item.link_id)
+            lists_every_option(page, item)
+    assert len(coded) == len(form.answer_lists) == 7, [i.link_id for i in coded]
+
     # QuestionnaireForm.jsx getQuestionnaireResponse
     qr |= {
         "status": "completed",
@@ -491,6 +499,17 @@ def complete(
         ],
     }
     return qr
+
+
+def lists_every_option(page: Page, item: Item) -> None:
+    """The question's answer list as LHC-Forms shows it: one radio per
+    option of the service's expansion."""
+    assert item.options, item.link_id
+    for option in item.options:
+        choice = sel(f"{item.element_id}|{option.get('system', '')}|{option['code']}")
+        expect(page.locator(choice), f"{item.link_id}: {option['code']}").to_have_count(1)
+    radios = page.locator(sel("item-" + item.element_id) + " input[type=radio]")
+    expect(radios).to_have_count(len(item.options))
 
 
 def shown(page: Page, form: Form, link_id: str, value: Any) -> None:
