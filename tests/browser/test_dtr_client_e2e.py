@@ -50,10 +50,11 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import subprocess
 import threading
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -90,6 +91,7 @@ ORDER_ID = "mr1"
 COVERAGE_ID = "cov1"
 PRESCRIBER_ID = "pr1"
 FORM = "eocco329-initial"
+LIBRARY = "eocco329-prepopulation"
 # the types the EHR serves, whether the chart holds any or not
 SUPPORTED = (
     "Patient", "Condition", "Observation", "MedicationRequest", "MedicationStatement",
@@ -225,7 +227,8 @@ def serve(ehr: EHR) -> ThreadingHTTPServer:
 
 
 @pytest.fixture()
-def ehr_for(request: pytest.FixtureRequest) -> Iterator[Any]:
+def ehr_for() -> Iterator[Any]:
+    """Start a test EHR on a chart; each is stopped after the test."""
     servers: list[ThreadingHTTPServer] = []
 
     def start(chart: list[dict[str, Any]]) -> EHR:
@@ -365,6 +368,8 @@ def test_the_reference_clients_steps_reach_the_determination(
 
     # only the Library's dataRequirement types were fetched, each by ?patient=
     declared = ["Patient", "Condition", "Observation"]
+    library = service.get_json(f"/Library/{LIBRARY}")
+    assert [d["type"] for d in library["dataRequirement"]] == declared
     assert out["neededResources"] == declared
     searches = [line for line in ehr.log if "?" in line]
     assert searches == [
@@ -398,9 +403,12 @@ def test_the_reference_clients_steps_reach_the_determination(
 
     # LHC-Forms: the package's Questionnaire alone, the prefill merged
     problems = Problems()
+    elsewhere: list[str] = []
     context = new_context(browser)
     try:
         context.route(service.url + CLIENT_PAGE, fulfil)
+        # nothing leaves the machine: a request elsewhere is refused, and named
+        context.route(re.compile(r"^(?!http://127\.0\.0\.1[:/])"), refuse(elsewhere))
         page = watched(context, problems)
         page.goto(service.url + CLIENT_PAGE)
         page.evaluate(RENDER, [questionnaire, response])
@@ -408,6 +416,7 @@ def test_the_reference_clients_steps_reach_the_determination(
     finally:
         context.close()
     assert problems.errors == [], problems.errors
+    assert elsewhere == [], elsewhere
 
     status, body = service.post_fhir(EVALUATE, submitted)
     assert status in (200, 201), body
@@ -432,6 +441,14 @@ def test_the_reference_clients_steps_reach_the_determination(
 
 def fulfil(route: Route) -> None:
     route.fulfill(status=200, content_type="text/html; charset=utf-8", body=PAGE)
+
+
+def refuse(seen: list[str]) -> Callable[[Route], None]:
+    def handler(route: Route) -> None:
+        seen.append(route.request.url)
+        route.abort()
+
+    return handler
 
 
 def complete(
