@@ -31,6 +31,7 @@ def _load(name: str) -> ModuleType:
         ("bench_dtr", ["--rounds", "5"], "$next-question"),
         ("bench_oversize", ["--rounds", "1", "--extra", "500"], "refused"),
         ("bench_load", ["--requests", "20", "--clients", "1,4"], "determinations/s"),
+        ("bench_large_form", ["--sizes", "10", "30", "--rounds", "1"], "| 30 |"),
     ],
 )
 def test_benchmark_runs(
