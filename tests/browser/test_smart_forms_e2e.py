@@ -49,7 +49,13 @@ from tests.support.dtr_requests import EOCCO, MN_DHS, PACKAGE, WHA, canonical, p
 HERE = ROOT / "tests" / "browser" / "smartforms"
 BUNDLE = HERE / "dist"
 PAGE = "/smart-forms/"  # answered by Playwright, on the service's origin
-TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".woff2": "font/woff2"}
+TYPES = {
+    ".html": "text/html",
+    ".js": "text/javascript",
+    ".css": "text/css",
+    ".woff2": "font/woff2",
+    ".woff": "font/woff",
+}
 TERMINOLOGY = (
     "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-preferredTerminologyServer"
 )
