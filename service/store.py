@@ -457,10 +457,36 @@ class Store:
             rows = db.execute(query, (*args, limit))
         return [AuditEntry(*row) for row in rows]
 
-    def count(self) -> int:
+    def count(self, policy: str | None = None) -> int:
+        """The records stored (of one policy)."""
         with self.connections.reading() as db:
-            rows = db.execute("SELECT count(*) FROM determinations")
+            if policy is None:
+                rows = db.execute("SELECT count(*) FROM determinations")
+            else:
+                rows = db.execute(
+                    f"SELECT count(*) FROM determinations WHERE policy = {db.mark}", (policy,)
+                )
         return int(rows[0][0])
+
+    def records_of(self, policy: str, batch: int = 500) -> Iterator[list[Record]]:
+        """Every record of a policy, in batches of at most ``batch``, in id
+        order: each batch is one query after the last id seen, so no more
+        than a batch is ever in memory and no cursor stays open between
+        batches (SQLite and PostgreSQL alike)."""
+        after = ""
+        while True:
+            with self.connections.reading() as db:
+                m = db.mark
+                rows = db.execute(
+                    f"SELECT {', '.join(COLUMNS)} FROM determinations"
+                    f" WHERE policy = {m} AND id > {m} ORDER BY id LIMIT {m}",
+                    (policy, after, batch),
+                )
+            if not rows:
+                return
+            records = [Record.from_row(row) for row in rows]
+            yield records
+            after = records[-1].id
 
     def database(self) -> AbstractContextManager[Database]:
         """A connection as plain SQL sees it (the accounts and the casework use it)."""
