@@ -120,6 +120,9 @@ def test_the_report_of_a_change(
     assert html.startswith("<!doctype html>")
     for row in changed[:1]:
         assert f'<a href="/review/{row["record"]}">' in html
+    for shown in change.get("html", []):
+        assert shown in html
+    assert "<signed>" not in html
 
 
 def test_a_version_of_the_folders_file_reports_as_the_same_file_by_path(
