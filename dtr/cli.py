@@ -659,10 +659,11 @@ def cmd_impact(args: argparse.Namespace) -> int:
     """Every stored request of a policy re-scored under a new version; what
     would change. Bad input (an unknown policy or version, a version that
     does not verify, an empty archive) exits 2 with nothing written."""
-    import tempfile
+    import hashlib
+    from contextlib import nullcontext
 
     from qpackage.catalog import Catalog
-    from qpackage.impact import Impact, Stored, csv_header, proposed_forms, rescore
+    from qpackage.impact import Impact, Stored, csv_header, csv_line, proposed_forms, rescore
     from service.migrations import LATEST
     from service.settings import Settings
     from service.store import open_store
@@ -697,51 +698,71 @@ def cmd_impact(args: argparse.Namespace) -> int:
             raise Refused(f"no stored request of {args.policy} in {database}: nothing to re-score")
         old = Catalog([], archive, eager=False, only=args.policy)
         forms = proposed_forms(new)
-        with tempfile.TemporaryFile("w+", encoding="utf-8", newline="") as rows:
-            impact = Impact(args.policy, new_version=new.policy.version, rows=rows)
-            started = time.perf_counter()
-            progress = sys.stderr.isatty()
-            for batch in store.records_of(args.policy, args.batch):
-                for record in batch:
-                    stored = Stored(
-                        id=record.id,
-                        reference=record.reference,
-                        questionnaire=record.questionnaire,
-                        response=record.response,
-                        decided=record.recommendation or record.determination,
-                        evaluated_at=record.evaluated_at,
-                    )
-                    impact.add(rescore(old, forms, stored))
-                if progress:
-                    _progress(impact.total, total, time.perf_counter() - started)
-            elapsed = time.perf_counter() - started
+        # a run is this policy re-scored under this content: one stopped
+        # midway (killed, interrupted) resumes where its last batch was kept
+        run = hashlib.sha256(f"{args.policy}\n{new.model_dump_json()}".encode()).hexdigest()
+        kept = store.impact_progress(run)
+        after, impact = "", Impact(args.policy, new_version=new.policy.version)
+        if kept is not None:
+            after, impact = kept[0], Impact.from_json(kept[1])
+            print(f"dtr: resuming after {impact.total} of {total} requests", file=sys.stderr)
+        started, resumed_at = time.perf_counter(), impact.total
+        progress = sys.stderr.isatty()
+        for batch in store.records_of(args.policy, args.batch, after):
+            lines = []
+            for record in batch:
+                stored = Stored(
+                    id=record.id,
+                    reference=record.reference,
+                    questionnaire=record.questionnaire,
+                    response=record.response,
+                    decided=record.recommendation or record.determination,
+                    evaluated_at=record.evaluated_at,
+                )
+                change = rescore(old, forms, stored)
+                impact.add(change)
+                lines.append((record.id, csv_line(change)))
+            store.impact_checkpoint(run, args.policy, batch[-1].id, impact.to_json(), lines)
             if progress:
-                print(file=sys.stderr)
+                _progress(
+                    impact.total - resumed_at, impact.total, total, time.perf_counter() - started
+                )
+        elapsed = time.perf_counter() - started
+        if progress:
+            print(file=sys.stderr)
+        target = Path(args.out) if args.out else None
+        part = target.with_name(target.name + ".part") if target else None
+        with (
+            part.open("w", encoding="utf-8", newline="") if part else nullcontext(sys.stdout) as out
+        ):
             if args.format == "csv":
-                rows.seek(0)
-                text = rows.read() or csv_header()
+                out.write(csv_header())
+                for line in store.impact_rows(run):
+                    out.write(line)
             else:
-                text = impact.html() if args.format == "html" else impact.text()
+                out.write(impact.html() if args.format == "html" else impact.text())
+        if target and part:
+            part.replace(target)
+        store.impact_finish(run)
     finally:
         store.close()
-    if args.out:
-        Path(args.out).write_text(text, encoding="utf-8")
-    else:
-        sys.stdout.write(text)
-    rate = impact.total / elapsed if elapsed else 0.0
+    done = impact.total - resumed_at
+    rate = done / elapsed if elapsed else 0.0
     print(
-        f"dtr: re-scored {impact.total} requests of {args.policy} in {elapsed:.1f} s"
-        f" ({rate:.0f}/s); {impact.changed} would be decided differently",
+        f"dtr: re-scored {done} requests of {args.policy} in {elapsed:.1f} s"
+        f" ({rate:.0f}/s); {impact.changed} of {impact.total} would be decided differently",
         file=sys.stderr,
     )
     return 0
 
 
-def _progress(done: int, total: int, elapsed: float) -> None:
+def _progress(done: int, reached: int, total: int, elapsed: float) -> None:
+    """How far a run is: ``done`` re-scored by this process in ``elapsed``
+    seconds, ``reached`` of ``total`` in all."""
     rate = done / elapsed if elapsed else 0.0
-    left = (total - done) / rate if rate else 0.0
+    left = (total - reached) / rate if rate else 0.0
     print(
-        f"\rdtr: {done}/{total} re-scored, {rate:.0f}/s, about {left:.0f} s left",
+        f"\rdtr: {reached}/{total} re-scored, {rate:.0f}/s, about {left:.0f} s left",
         end="",
         file=sys.stderr,
         flush=True,

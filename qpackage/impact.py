@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from typing import IO, Any
+from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
@@ -215,14 +215,15 @@ def rescore(old: Catalog, new: Mapping[str, CompiledRequest], record: Stored) ->
 
 @dataclass
 class Impact:
-    """The report, added to one re-scored request at a time: counts, a few
-    examples per transition; every request's CSV row, changed or not, is
-    written to ``rows`` (a text stream the caller gives: a file on disk for
-    a large archive)."""
+    """The report, added to one re-scored request at a time: counts and a
+    few examples per transition (each request's CSV row is the caller's to
+    keep: :func:`csv_line`). It can be saved as JSON and taken up again
+    (:meth:`to_json`, :meth:`from_json`), so that a run stopped midway
+    resumes to the same report."""
 
     policy: str
-    old_versions: set[str] = field(default_factory=set)
     new_version: str = ""
+    old_versions: set[str] = field(default_factory=set)
     total: int = 0
     changed: int = 0
     transitions: Counter[str] = field(default_factory=Counter)
@@ -237,18 +238,11 @@ class Impact:
     now_pending: int = 0
     questions: Counter[tuple[str, str, bool]] = field(default_factory=Counter)
     question_examples: dict[str, list[Change]] = field(default_factory=dict)
-    rows: IO[str] | None = None
-    _writer: Any = None
 
     def add(self, change: Change) -> None:
         self.total += 1
         self.transitions[change.transition] += 1
         self.old_versions.add(change.record.questionnaire.rsplit("|", 1)[-1])
-        if self.rows is not None:
-            if self._writer is None:
-                self._writer = csv.DictWriter(self.rows, CSV_COLUMNS, lineterminator="\n")
-                self._writer.writeheader()
-            self._writer.writerow(change.row())
         if not change.changed:
             return
         self.changed += 1
@@ -266,6 +260,52 @@ class Impact:
             for question in change.questions:
                 self.questions[question] += 1
                 _keep(self.question_examples.setdefault(question[0], []), change)
+
+    def to_json(self) -> dict[str, Any]:
+        """The report so far, as JSON (the examples with what they show)."""
+        return {
+            "policy": self.policy,
+            "newVersion": self.new_version,
+            "oldVersions": sorted(self.old_versions),
+            "total": self.total,
+            "changed": self.changed,
+            "transitions": dict(self.transitions),
+            "examples": {t: [_example(c) for c in cs] for t, cs in self.examples.items()},
+            "cited": dict(self.cited),
+            "noLongerCited": dict(self.no_longer_cited),
+            "periods": self.periods,
+            "quantities": self.quantities,
+            "periodExamples": [_example(c) for c in self.period_examples],
+            "quantityExamples": [_example(c) for c in self.quantity_examples],
+            "nowPending": self.now_pending,
+            "questions": [[*q, n] for q, n in self.questions.items()],
+            "questionExamples": {
+                link: [_example(c) for c in cs] for link, cs in self.question_examples.items()
+            },
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Impact:
+        return cls(
+            policy=data["policy"],
+            new_version=data["newVersion"],
+            old_versions=set(data["oldVersions"]),
+            total=data["total"],
+            changed=data["changed"],
+            transitions=Counter(data["transitions"]),
+            examples={t: [_change(e) for e in es] for t, es in data["examples"].items()},
+            cited=Counter(data["cited"]),
+            no_longer_cited=Counter(data["noLongerCited"]),
+            periods=data["periods"],
+            quantities=data["quantities"],
+            period_examples=[_change(e) for e in data["periodExamples"]],
+            quantity_examples=[_change(e) for e in data["quantityExamples"]],
+            now_pending=data["nowPending"],
+            questions=Counter({(q[0], q[1], q[2]): q[3] for q in data["questions"]}),
+            question_examples={
+                link: [_change(e) for e in es] for link, es in data["questionExamples"].items()
+            },
+        )
 
     def context(self) -> dict[str, Any]:
         """What the text and HTML templates show."""
@@ -291,9 +331,39 @@ def _keep(examples: list[Change], change: Change) -> None:
         examples.append(change)
 
 
+def _example(change: Change) -> dict[str, Any]:
+    """An example as the report shows it: its record, outcomes, period and quantity."""
+    r = change.record
+    return {
+        "record": [r.id, r.reference, r.questionnaire],
+        "before": change.before,
+        "after": change.after,
+        "period": list(change.period),
+        "quantity": list(change.quantity),
+    }
+
+
+def _change(data: Mapping[str, Any]) -> Change:
+    rid, reference, questionnaire = data["record"]
+    return Change(
+        Stored(rid, reference, questionnaire, {}, {}, ""),
+        data["before"],
+        data["after"],
+        period=(data["period"][0], data["period"][1]),
+        quantity=(data["quantity"][0], data["quantity"][1]),
+    )
+
+
 def csv_header() -> str:
     out = io.StringIO()
     csv.DictWriter(out, CSV_COLUMNS, lineterminator="\n").writeheader()
+    return out.getvalue()
+
+
+def csv_line(change: Change) -> str:
+    """A request's row of the CSV report, as one line."""
+    out = io.StringIO()
+    csv.DictWriter(out, CSV_COLUMNS, lineterminator="\n").writerow(change.row())
     return out.getvalue()
 
 

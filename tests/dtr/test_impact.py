@@ -203,3 +203,56 @@ def test_bad_input_is_refused_with_nothing_written(
     assert case["message"] in error
     assert "Traceback" not in error
     assert sorted(p.name for p in tmp_path.iterdir()) == before, "nothing written"
+
+
+def test_a_run_stopped_midway_resumes_to_the_same_report(
+    app: Any,
+    stored: dict[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Interrupted at its third request (batches of two: one batch kept),
+    the run resumes after the kept batch and reports as a run never stopped."""
+    import qpackage.impact
+
+    new = edited(tmp_path / "new", TABLE["changes"][0]["set"])
+    command = ["impact", POLICY, "--to", str(new), "--db", database(app), "--batch", "2"]
+    rescore = qpackage.impact.rescore
+    calls = []
+
+    def stopping(*args: Any) -> Any:
+        calls.append(args)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # as SIGINT stops it
+        return rescore(*args)
+
+    monkeypatch.setattr(qpackage.impact, "rescore", stopping)
+    with pytest.raises(KeyboardInterrupt):
+        main([*command, "--format", "csv"])
+    monkeypatch.setattr(qpackage.impact, "rescore", rescore)
+    capsys.readouterr()
+    assert main([*command, "--format", "csv"]) == 0
+    resumed = capsys.readouterr()
+    assert f"resuming after 2 of {len(stored)} requests" in resumed.err
+    assert f"re-scored {len(stored) - 2} requests" in resumed.err
+    # the finished run's progress is dropped: the same command starts afresh
+    assert main([*command, "--format", "csv"]) == 0
+    afresh = capsys.readouterr()
+    assert "resuming" not in afresh.err
+    assert resumed.out == afresh.out
+    assert len(rows_of(afresh.out)) == len(stored)
+
+    # the text report too, resumed from a run stopped in its second batch
+    calls.clear()
+    monkeypatch.setattr(qpackage.impact, "rescore", stopping)
+    with pytest.raises(KeyboardInterrupt):
+        main(command)
+    monkeypatch.setattr(qpackage.impact, "rescore", rescore)
+    assert main(command) == 0
+    text = capsys.readouterr().out
+    assert main(command) == 0
+    assert capsys.readouterr().out == text
+    with app.state.store.database() as db:
+        assert db.execute("SELECT count(*) FROM impact_rows")[0][0] == 0
+        assert db.execute("SELECT count(*) FROM impact_runs")[0][0] == 0
