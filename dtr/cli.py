@@ -607,6 +607,168 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
+class Refused(Exception):
+    """Input a command refuses as it is (exit 2), its message for the user."""
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) if part.isdigit() else -1 for part in version.split("."))
+
+
+def _proposed(args: argparse.Namespace, archive: Path) -> tuple[Policy, str]:
+    """The new version ``--to`` names, and the file it was read from: a
+    policy file given by path, or the version of the folder's own file of
+    the policy when it is newer than every version released (edited and
+    bumped, not yet built by ``dtr build``, which releases it)."""
+    to = args.to
+    released = sorted(
+        (p.name.removeprefix(f"policy-{args.policy}-").removesuffix(".yaml")
+         for p in archive.glob(f"policy-{args.policy}-*.yaml")),
+        key=_version_key,
+    )  # fmt: skip
+    if to.endswith((".yaml", ".yml")) or os.sep in to or Path(to).is_file():
+        path = Path(to)
+        if not path.is_file():
+            raise Refused(f"{to}: no such policy file")
+        policy = load_policy(path)
+        if policy.id != args.policy:
+            raise Refused(f"{to}: policy.id is {policy.id}, not {args.policy}")
+        return policy, str(path)
+    folder = _folder(args)
+    files = policy_files(folder) if folder else bundled_policy_files()
+    found = {(p := load_policy(path)).id: (p, path) for path in files}
+    if args.policy not in found:
+        raise Refused(f"{args.policy}: no policy file of it in the folder (only archived versions)")
+    policy, path = found[args.policy]
+    version = policy.policy.version
+    if to != version:
+        raise Refused(
+            f"{args.policy} has no version {to}: its file {path} is version {version}"
+            f" (released: {', '.join(released) or 'none'})"
+        )
+    if released and (version in released or _version_key(version) < _version_key(released[-1])):
+        raise Refused(
+            f"{args.policy} {version} is not newer than the versions released"
+            f" ({', '.join(released)}): bump policy.version in its file, or give a policy file"
+            " by path"
+        )
+    return policy, str(path)
+
+
+def cmd_impact(args: argparse.Namespace) -> int:
+    """Every stored request of a policy re-scored under a new version; what
+    would change. Bad input (an unknown policy or version, a version that
+    does not verify, an empty archive) exits 2 with nothing written."""
+    import hashlib
+    from contextlib import nullcontext
+
+    from qpackage.catalog import Catalog
+    from qpackage.impact import Impact, Stored, csv_header, csv_line, proposed_forms, rescore
+    from service.migrations import LATEST
+    from service.settings import Settings
+    from service.store import open_store
+
+    folder = _folder(args)
+    policies = load_folder(folder) if folder else bundled_policies()
+    archive = archived(folder / "questionnaires") if folder else archived(QUESTIONNAIRES)
+    known = sorted(
+        {p.id for p in policies}
+        | {load_policy(p).id for p in archive.glob("policy-*.yaml")}
+    )  # fmt: skip
+    if args.policy not in known:
+        raise Refused(f"no policy {args.policy} (known: {', '.join(known)})")
+    new, source = _proposed(args, archive)
+    # the verification `dtr check` runs: the policy, then its worked examples
+    _verified([new], {new.id: source})
+    database = Settings.from_env(database=args.db).database
+    postgres = database.startswith(("postgresql://", "postgres://"))
+    if not postgres and not Path(database.removeprefix("sqlite:///")).is_file():
+        raise Refused(f"no store at {database}")
+    # opening the store migrates a store of an older schema, as every command does
+    store = open_store(database)
+    try:
+        found = store.migrated[0]
+        if found > LATEST:
+            raise Refused(
+                f"the store {database} has schema version {found}, newer than this release"
+                f" knows ({LATEST}): use the release that wrote it"
+            )
+        total = store.count(args.policy)
+        if not total:
+            raise Refused(f"no stored request of {args.policy} in {database}: nothing to re-score")
+        old = Catalog([], archive, eager=False, only=args.policy)
+        forms = proposed_forms(new)
+        # a run is this policy re-scored under this content: one stopped
+        # midway (killed, interrupted) resumes where its last batch was kept
+        run = hashlib.sha256(f"{args.policy}\n{new.model_dump_json()}".encode()).hexdigest()
+        kept = store.impact_progress(run)
+        after, impact = "", Impact(args.policy, new_version=new.policy.version)
+        if kept is not None:
+            after, impact = kept[0], Impact.from_json(kept[1])
+            print(f"dtr: resuming after {impact.total} of {total} requests", file=sys.stderr)
+        started, resumed_at = time.perf_counter(), impact.total
+        progress = sys.stderr.isatty()
+        for batch in store.records_of(args.policy, args.batch, after):
+            lines = []
+            for record in batch:
+                stored = Stored(
+                    id=record.id,
+                    reference=record.reference,
+                    questionnaire=record.questionnaire,
+                    response=record.response,
+                    decided=record.recommendation or record.determination,
+                    evaluated_at=record.evaluated_at,
+                )
+                change = rescore(old, forms, stored)
+                impact.add(change)
+                lines.append((record.id, csv_line(change)))
+            store.impact_checkpoint(run, args.policy, batch[-1].id, impact.to_json(), lines)
+            if progress:
+                _progress(
+                    impact.total - resumed_at, impact.total, total, time.perf_counter() - started
+                )
+        elapsed = time.perf_counter() - started
+        if progress:
+            print(file=sys.stderr)
+        target = Path(args.out) if args.out else None
+        part = target.with_name(target.name + ".part") if target else None
+        with (
+            part.open("w", encoding="utf-8", newline="") if part else nullcontext(sys.stdout) as out
+        ):
+            if args.format == "csv":
+                out.write(csv_header())
+                for line in store.impact_rows(run):
+                    out.write(line)
+            else:
+                out.write(impact.html() if args.format == "html" else impact.text())
+        if target and part:
+            part.replace(target)
+        store.impact_finish(run)
+    finally:
+        store.close()
+    done = impact.total - resumed_at
+    rate = done / elapsed if elapsed else 0.0
+    print(
+        f"dtr: re-scored {done} requests of {args.policy} in {elapsed:.1f} s"
+        f" ({rate:.0f}/s); {impact.changed} of {impact.total} would be decided differently",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _progress(done: int, reached: int, total: int, elapsed: float) -> None:
+    """How far a run is: ``done`` re-scored by this process in ``elapsed``
+    seconds, ``reached`` of ``total`` in all."""
+    rate = done / elapsed if elapsed else 0.0
+    left = (total - reached) / rate if rate else 0.0
+    print(
+        f"\rdtr: {reached}/{total} re-scored, {rate:.0f}/s, about {left:.0f} s left",
+        end="",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def _period(text: str) -> Any:
     from review.metrics import parse_period
 
@@ -700,6 +862,27 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--db", help="SQLite file or postgresql:// URL (default var/dtr.sqlite3)")
     report.set_defaults(func=cmd_metrics)
 
+    impact = commands.add_parser(
+        "impact",
+        parents=[policies],
+        help="re-score every stored request of a policy under a new version: what would change",
+    )
+    impact.add_argument("policy", help="the policy id (eocco329)")
+    impact.add_argument(
+        "--to",
+        required=True,
+        metavar="VERSION|PATH",
+        help="a policy file, or the version of the folder's file of the policy (newer than"
+        " every released version: edited, not yet built)",
+    )
+    impact.add_argument("--format", choices=["text", "csv", "html"], default="text")
+    impact.add_argument("--out", metavar="FILE", help="write the report there (default: stdout)")
+    impact.add_argument("--db", help="SQLite file or postgresql:// URL (default var/dtr.sqlite3)")
+    impact.add_argument(
+        "--batch", type=int, default=500, help="records read from the store at a time"
+    )
+    impact.set_defaults(func=cmd_impact)
+
     database = argparse.ArgumentParser(add_help=False)
     database.add_argument("--db", help="SQLite file or postgresql:// URL (default var/dtr.sqlite3)")
     clients = commands.add_parser("clients", help="backend clients (SMART Backend Services)")
@@ -768,6 +951,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         VersionNotBumped,
         BuildError,
         PrepopulationError,
+        Refused,
     ) as exc:
         print(f"dtr: {exc}", file=sys.stderr)
         return 2

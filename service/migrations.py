@@ -309,6 +309,30 @@ MIGRATIONS = (
             " (SELECT max(at) FROM replies WHERE replies.record_id = determinations.id)",
         ),
     ),
+    Migration(
+        12,
+        "the progress of an impact report (dtr impact), so that a run stopped midway resumes:"
+        " the last record re-scored, the report so far and each request's row",
+        (
+            """
+            CREATE TABLE impact_runs (
+                id              TEXT PRIMARY KEY,
+                policy          TEXT NOT NULL,
+                started_at      TEXT NOT NULL,
+                last_record     TEXT NOT NULL,
+                report          TEXT NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE impact_rows (
+                run             TEXT NOT NULL,
+                record          TEXT NOT NULL,
+                row             TEXT NOT NULL,
+                PRIMARY KEY (run, record)
+            )
+            """,
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

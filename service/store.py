@@ -31,6 +31,7 @@ import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -154,6 +155,10 @@ class ErrorReport:
         values = dict(zip(ERROR_COLUMNS, row, strict=True))
         values["outcome"] = json.loads(values["outcome"])
         return cls(**values)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _versions_of(url: str) -> str:
@@ -457,10 +462,92 @@ class Store:
             rows = db.execute(query, (*args, limit))
         return [AuditEntry(*row) for row in rows]
 
-    def count(self) -> int:
+    def count(self, policy: str | None = None) -> int:
+        """The records stored (of one policy)."""
         with self.connections.reading() as db:
-            rows = db.execute("SELECT count(*) FROM determinations")
+            if policy is None:
+                rows = db.execute("SELECT count(*) FROM determinations")
+            else:
+                rows = db.execute(
+                    f"SELECT count(*) FROM determinations WHERE policy = {db.mark}", (policy,)
+                )
         return int(rows[0][0])
+
+    def records_of(self, policy: str, batch: int = 500, after: str = "") -> Iterator[list[Record]]:
+        """Every record of a policy (whose id comes after ``after``), in
+        batches of at most ``batch``, in id order: each batch is one query
+        after the last id seen, so no more than a batch is ever in memory and
+        no cursor stays open between batches (SQLite and PostgreSQL alike)."""
+        while True:
+            with self.connections.reading() as db:
+                m = db.mark
+                rows = db.execute(
+                    f"SELECT {', '.join(COLUMNS)} FROM determinations"
+                    f" WHERE policy = {m} AND id > {m} ORDER BY id LIMIT {m}",
+                    (policy, after, batch),
+                )
+            if not rows:
+                return
+            records = [Record.from_row(row) for row in rows]
+            yield records
+            after = records[-1].id
+
+    # --- the progress of an impact report (dtr impact) --------------------------------------
+
+    def impact_progress(self, run: str) -> tuple[str, dict[str, Any]] | None:
+        """A run's last record re-scored and its report so far (None: not begun)."""
+        with self.connections.reading() as db:
+            rows = db.execute(
+                f"SELECT last_record, report FROM impact_runs WHERE id = {db.mark}", (run,)
+            )
+        return (str(rows[0][0]), json.loads(rows[0][1])) if rows else None
+
+    def impact_checkpoint(
+        self,
+        run: str,
+        policy: str,
+        last_record: str,
+        report: dict[str, Any],
+        rows: list[tuple[str, str]],
+    ) -> None:
+        """A batch of a run kept, in one transaction: its requests' rows
+        (record id, row), the last record and the report so far."""
+        with self.connections.writing() as db:
+            m = db.mark
+            for record, row in rows:
+                db.execute(
+                    f"INSERT INTO impact_rows (run, record, row) VALUES ({m}, {m}, {m})"
+                    " ON CONFLICT (run, record) DO UPDATE SET row = excluded.row",
+                    (run, record, row),
+                )
+            db.execute(
+                "INSERT INTO impact_runs (id, policy, started_at, last_record, report)"
+                f" VALUES ({m}, {m}, {m}, {m}, {m}) ON CONFLICT (id) DO UPDATE"
+                " SET last_record = excluded.last_record, report = excluded.report",
+                (run, policy, _now(), last_record, json.dumps(report)),
+            )
+
+    def impact_rows(self, run: str, batch: int = 1000) -> Iterator[str]:
+        """A run's rows, in record order, read a batch at a time."""
+        after = ""
+        while True:
+            with self.connections.reading() as db:
+                m = db.mark
+                rows = db.execute(
+                    f"SELECT record, row FROM impact_rows WHERE run = {m} AND record > {m}"
+                    f" ORDER BY record LIMIT {m}",
+                    (run, after, batch),
+                )
+            if not rows:
+                return
+            yield from (str(row[1]) for row in rows)
+            after = str(rows[-1][0])
+
+    def impact_finish(self, run: str) -> None:
+        """A run's progress dropped once its report is written."""
+        with self.connections.writing() as db:
+            db.execute(f"DELETE FROM impact_rows WHERE run = {db.mark}", (run,))
+            db.execute(f"DELETE FROM impact_runs WHERE id = {db.mark}", (run,))
 
     def database(self) -> AbstractContextManager[Database]:
         """A connection as plain SQL sees it (the accounts and the casework use it)."""

@@ -32,6 +32,7 @@ def _load(name: str) -> ModuleType:
         ("bench_oversize", ["--rounds", "1", "--extra", "500"], "refused"),
         ("bench_load", ["--requests", "20", "--clients", "1,4"], "determinations/s"),
         ("bench_large_form", ["--sizes", "10", "30", "--rounds", "1"], "| 30 |"),
+        ("bench_impact", ["--requests", "30", "--rounds", "1"], "requests/s"),
     ],
 )
 def test_benchmark_runs(

@@ -212,3 +212,53 @@ def test_a_reply_joins_its_record_on_postgres(database: str, catalog: Catalog) -
     assert first.app.state.store.count() == stored  # type: ignore[attr-defined]
     first.app.state.store.close()  # type: ignore[attr-defined]
     second.app.state.store.close()  # type: ignore[attr-defined]
+
+
+def test_an_impact_report_reads_and_resumes_on_postgres(
+    database: str, catalog: Catalog, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`dtr impact` on the PostgreSQL store: every request of the policy
+    re-scored in batches, and a run interrupted midway resumes to the same
+    report."""
+    import csv
+    import io
+
+    import qpackage.impact
+    from dtr.cli import main
+    from tests.support.paths import ROOT
+
+    settings = Settings(database=database)
+    client = authorize(TestClient(create_app(settings, catalog=catalog)))
+    for n in range(5):
+        sent = client.post(
+            "/QuestionnaireResponse/$evaluate",
+            content=body(catalog, f"pg-impact-{n}"),
+            headers=FHIR,
+        )
+        assert sent.status_code == 201, sent.text
+    stored = client.app.state.store.count("mn-dhs-mekinist")  # type: ignore[attr-defined]
+    client.app.state.store.close()  # type: ignore[attr-defined]
+    text = (ROOT / "policies" / "mn-dhs-mekinist.yaml").read_text(encoding="utf-8")
+    new = tmp_path / "mn-dhs-mekinist.yaml"
+    new.write_text(text.replace("  version: ", '  version: "9.0.0"  # was ', 1), encoding="utf-8")
+    command = ["impact", "mn-dhs-mekinist", "--to", str(new), "--db", database, "--batch", "2"]
+
+    rescore, calls = qpackage.impact.rescore, []
+
+    def stopping(*args: object) -> qpackage.impact.Change:
+        calls.append(args)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return rescore(*args)  # type: ignore[arg-type]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(qpackage.impact, "rescore", stopping)
+        with pytest.raises(KeyboardInterrupt):
+            main(command)
+    capsys.readouterr()
+    assert main([*command, "--format", "csv"]) == 0
+    resumed = capsys.readouterr()
+    assert f"resuming after 2 of {stored} requests" in resumed.err
+    assert len(list(csv.DictReader(io.StringIO(resumed.out)))) == stored
+    assert main([*command, "--format", "csv"]) == 0
+    assert capsys.readouterr().out == resumed.out

@@ -1,0 +1,258 @@
+"""`dtr impact`: every stored request of a policy re-scored under a new
+version, through the command line, on a store filled through the API
+(tests/cases/impact.yaml): what each change reports, the same report from a
+version given by path or by the folder's file, a store of an older schema
+migrated first, and bad input refused with exit 2 and nothing written."""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+import sqlite3
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from dtr.cli import main
+from qpackage.catalog import Catalog
+from scoring.fill import fill
+from service.migrations import LATEST
+from service.store import SQLiteStore
+from tests.service.store_checks import write_old_database
+from tests.support.callers import People
+from tests.support.cases import base_answers, package_for, table
+from tests.support.paths import ROOT
+from tests.support.policy_edits import edit
+
+TABLE = table("impact.yaml")
+POLICY = TABLE["policy"]
+SOURCE = ROOT / "policies" / f"{POLICY}.yaml"
+
+
+def edited(folder: Path, changes: dict[str, Any], version: str = TABLE["version"]) -> Path:
+    """The bundled policy file with ``changes`` applied, at ``version``,
+    written into ``folder`` under its own name (no worked examples beside it)."""
+    data = yaml.safe_load(SOURCE.read_text(encoding="utf-8"))
+    edit(data, "policy.version", version)
+    for dotted, value in changes.items():
+        edit(data, dotted, value)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / SOURCE.name
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+@pytest.fixture()
+def stored(app: Any, people: People, catalog: Catalog) -> dict[str, str]:
+    """The table's requests submitted to the service: record id → name."""
+    names = {}
+    for number, request in enumerate(TABLE["stored"]):
+        answers = base_answers(POLICY, request["base"]) | request.get("set", {})
+        package = package_for(catalog, POLICY, request["request"])
+        response = people.submit(fill(package, answers, response_id=f"qr-{number}"))
+        assert response.status_code == 201, response.text
+        names[response.json()["id"]] = request["name"]
+    return names
+
+
+def database(app: Any) -> str:
+    return str(app.state.store.connections.path)
+
+
+def rows_of(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+@pytest.mark.parametrize("change", TABLE["changes"], ids=lambda c: c["name"])
+def test_the_report_of_a_change(
+    change: dict[str, Any],
+    app: Any,
+    stored: dict[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    new = edited(tmp_path / "new", change["set"])
+    command = ["impact", POLICY, "--to", str(new), "--db", database(app)]
+    assert main([*command, "--format", "csv"]) == 0
+    out = capsys.readouterr()
+    rows = rows_of(out.out)
+    assert f"re-scored {len(stored)} requests of {POLICY}" in out.err
+    assert len(rows) == len(stored)
+    assert Counter(f"{r['before']} → {r['after']}" for r in rows) == change["transitions"]
+    assert sum(r["changed"] == "yes" for r in rows) == change["changed"]
+    after = {stored[r["record"]]: r["after"] for r in rows}
+    assert {name: after[name] for name in change["after"]} == change["after"]
+    for row in rows:
+        assert row["case"] == f"/review/{row['record']}"
+        assert row["new_questionnaire"].split("|")[1].startswith(f"{TABLE['version']}-r")
+    cited = Counter(s for r in rows for s in r["cited"].split("; ") if s)
+    assert cited == change["cited"]
+    gone = Counter(s for r in rows for s in r["no_longer_cited"].split("; ") if s)
+    assert gone == change["no_longer_cited"]
+    periods = [r for r in rows if r["authorization_before"] != r["authorization_after"]]
+    assert len(periods) == change["periods"]
+    quantities = [r for r in rows if r["quantity_before"] != r["quantity_after"]]
+    assert len(quantities) == change["quantities"]
+    pending = [r for r in rows if r["after"].startswith("pended") and r["new_questions"]]
+    asked = Counter(q for r in pending for q in r["new_questions"].split("; "))
+    assert asked == change["questions"]
+
+    # the text report says the same, with examples linking to the cases
+    assert main(command) == 0
+    text = capsys.readouterr().out
+    assert f"{change['changed']} would be decided differently" in text
+    for transition, count in change["transitions"].items():
+        assert f"{count:6d}  {transition}" in text
+    changed = [r for r in rows if r["changed"] == "yes"]
+    for row in changed[:1]:
+        assert f"{row['record']} ({row['reference']}) /review/{row['record']}" in text
+    for link, count in change["questions"].items():
+        assert f"{count:6d}  {link} (new in {TABLE['version']})" in text
+
+    # and the HTML report, written to a file
+    page = tmp_path / "impact.html"
+    assert main([*command, "--format", "html", "--out", str(page)]) == 0
+    html = page.read_text(encoding="utf-8")
+    assert html.startswith("<!doctype html>")
+    for row in changed[:1]:
+        assert f'<a href="/review/{row["record"]}">' in html
+    for shown in change.get("html", []):
+        assert shown in html
+    assert "<signed>" not in html
+
+
+def test_a_version_of_the_folders_file_reports_as_the_same_file_by_path(
+    app: Any, stored: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A version edited in the policy folder and not yet built (so not
+    released) is named by its version."""
+    change = TABLE["changes"][0]["set"]
+    folder = tmp_path / "payer"
+    edited(folder, change)
+    released = ROOT / "questionnaires"
+    (folder / "questionnaires" / "released").mkdir(parents=True)
+    (folder / "questionnaires" / "cql").mkdir()
+    for path in released.glob(f"released/*{POLICY}-*"):
+        shutil.copy(path, folder / "questionnaires" / "released" / path.name)
+    for path in released.glob(f"cql/{POLICY}-*"):
+        shutil.copy(path, folder / "questionnaires" / "cql" / path.name)
+    by_version = ["impact", POLICY, "--to", TABLE["version"], "--policies", str(folder)]
+    assert main([*by_version, "--db", database(app), "--format", "csv"]) == 0
+    from_folder = capsys.readouterr().out
+    by_path = ["impact", POLICY, "--to", str(edited(tmp_path / "new", change))]
+    assert main([*by_path, "--db", database(app), "--format", "csv"]) == 0
+    assert capsys.readouterr().out == from_folder
+    assert len(rows_of(from_folder)) == len(stored)
+
+
+def test_a_store_of_an_older_schema_is_migrated_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As every command opens a store: its records then re-score as any."""
+    old = tmp_path / "old.sqlite3"
+    with sqlite3.connect(old) as db:
+        write_old_database(db.execute, "?")
+    bumped = tmp_path / "new" / "eocco329.yaml"
+    bumped.parent.mkdir()
+    text = (ROOT / "policies" / "eocco329.yaml").read_text(encoding="utf-8")
+    version = yaml.safe_load(text)["policy"]["version"]
+    bumped.write_text(text.replace(f'version: "{version}"', 'version: "9.0.0"', 1))
+    assert main(["impact", "eocco329", "--to", str(bumped), "--db", str(old)]) == 0
+    out = capsys.readouterr()
+    assert "on 2 stored requests (decided under 1.1.0-r2)" in out.out
+    store = SQLiteStore(old)
+    try:
+        assert store.migrated == (LATEST, LATEST)
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("case", TABLE["refused"], ids=lambda c: c["name"])
+def test_bad_input_is_refused_with_nothing_written(
+    case: dict[str, Any],
+    app: Any,
+    stored: dict[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    db = database(app)
+    if case.get("store") == "other-policy":
+        db = str(tmp_path / "empty.sqlite3")
+        SQLiteStore(db).close()
+    elif case.get("store") == "none":
+        db = str(tmp_path / "none.sqlite3")
+    elif case.get("store") == "newer":
+        with app.state.store.database() as connection:
+            connection.execute("INSERT INTO schema_version (version) VALUES (?)", (LATEST + 1,))
+    to = case["to"]
+    if to == "edited":
+        to = str(edited(tmp_path / "new", case.get("set", {})))
+    elif to == "current":
+        to = yaml.safe_load(SOURCE.read_text(encoding="utf-8"))["policy"]["version"]
+    elif to.endswith(".yaml"):
+        to = str(tmp_path / to)
+    out = tmp_path / "report.csv"
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code = main(["impact", case.get("policy", POLICY), "--to", to, "--db", db, "--out", str(out)])
+    error = capsys.readouterr().err
+    assert code == 2, error
+    assert case["message"] in error
+    assert "Traceback" not in error
+    assert sorted(p.name for p in tmp_path.iterdir()) == before, "nothing written"
+
+
+def test_a_run_stopped_midway_resumes_to_the_same_report(
+    app: Any,
+    stored: dict[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Interrupted at its third request (batches of two: one batch kept),
+    the run resumes after the kept batch and reports as a run never stopped."""
+    import qpackage.impact
+
+    new = edited(tmp_path / "new", TABLE["changes"][0]["set"])
+    command = ["impact", POLICY, "--to", str(new), "--db", database(app), "--batch", "2"]
+    rescore = qpackage.impact.rescore
+    calls = []
+
+    def stopping(*args: Any) -> Any:
+        calls.append(args)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # as SIGINT stops it
+        return rescore(*args)
+
+    monkeypatch.setattr(qpackage.impact, "rescore", stopping)
+    with pytest.raises(KeyboardInterrupt):
+        main([*command, "--format", "csv"])
+    monkeypatch.setattr(qpackage.impact, "rescore", rescore)
+    capsys.readouterr()
+    assert main([*command, "--format", "csv"]) == 0
+    resumed = capsys.readouterr()
+    assert f"resuming after 2 of {len(stored)} requests" in resumed.err
+    assert f"re-scored {len(stored) - 2} requests" in resumed.err
+    # the finished run's progress is dropped: the same command starts afresh
+    assert main([*command, "--format", "csv"]) == 0
+    afresh = capsys.readouterr()
+    assert "resuming" not in afresh.err
+    assert resumed.out == afresh.out
+    assert len(rows_of(afresh.out)) == len(stored)
+
+    # the text report too, resumed from a run stopped in its second batch
+    calls.clear()
+    monkeypatch.setattr(qpackage.impact, "rescore", stopping)
+    with pytest.raises(KeyboardInterrupt):
+        main(command)
+    monkeypatch.setattr(qpackage.impact, "rescore", rescore)
+    assert main(command) == 0
+    text = capsys.readouterr().out
+    assert main(command) == 0
+    assert capsys.readouterr().out == text
+    with app.state.store.database() as db:
+        assert db.execute("SELECT count(*) FROM impact_rows")[0][0] == 0
+        assert db.execute("SELECT count(*) FROM impact_runs")[0][0] == 0
