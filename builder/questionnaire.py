@@ -75,6 +75,18 @@ TERMINOLOGY_SERVERS = (
     "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-preferredTerminologyServer",
 )
 ITEM_TERMINOLOGY_SERVER = TERMINOLOGY_SERVERS[1]
+# An attestation the prescriber signs: the signature type is the author's
+# (ASTM E1762), as the prescriber states what the attestation says.
+SIGNATURE_REQUIRED = "http://hl7.org/fhir/StructureDefinition/questionnaire-signatureRequired"
+AUTHOR_SIGNATURE = {
+    "coding": [
+        {
+            "system": "urn:iso-astm:E1762-95:2013",
+            "code": "1.2.840.10065.1.12.1.1",
+            "display": "Author's Signature",
+        }
+    ]
+}
 
 
 def build(
@@ -335,6 +347,8 @@ def _question_item(question: Question, index: PolicyIndex) -> dict[str, Any]:
         )
     if question.record_only:
         extensions.append({"url": record_only_url(index.policy), "valueBoolean": True})
+    if question.signature_required:
+        extensions.append({"url": SIGNATURE_REQUIRED, "valueCodeableConcept": AUTHOR_SIGNATURE})
     if extensions:
         item["extension"] = extensions
     item["code"] = [index.section_coding(section) for section in info.sections]

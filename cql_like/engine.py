@@ -68,6 +68,7 @@ class ItemSpec:
     max_value: float | None
     repeats: bool = False
     format: str | None = None  # a code's format the answer is checked against (icd-10-cm)
+    signature_required: bool = False  # an attestation counted only when signed
 
 
 @dataclass(frozen=True)
@@ -229,6 +230,8 @@ class CompiledRequest:
                     if link_id in names
                     else None
                 ),
+                signature_required=link_id in names
+                and self.index.questions[names[link_id]].question.signature_required,
             )
             self._collect(item.get("item", []), link_id, names)
 

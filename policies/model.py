@@ -450,6 +450,12 @@ class Question(Strict):
         " denial",
     )
     repeats: bool = Field(False, description="A multi-select question (choice only)")
+    signature_required: bool = Field(
+        False,
+        description="An attestation the prescriber signs (boolean questions): the form says so"
+        " (`questionnaire-signatureRequired`), and an answer without a signature on its item"
+        " (`questionnaireresponse-signature`) counts as unanswered, so the request pends",
+    )
     record_only: bool = Field(
         False, description="Captured for the reviewer; no criterion reads it, it decides nothing"
     )
@@ -485,6 +491,10 @@ class Question(Strict):
             raise ValueError("only integer and decimal questions have a unit")
         if self.format is not None and self.type != "string":
             raise ValueError(f"a {self.type} question cannot have a `format` (string only)")
+        if self.signature_required and self.type != "boolean":
+            raise ValueError(
+                f"a {self.type} question cannot require a signature (an attestation: boolean only)"
+            )
         if self.above is not None and self.type not in ("integer", "decimal"):
             raise ValueError("only integer and decimal questions have `above`")
         if self.above is not None and self.min_value is not None:

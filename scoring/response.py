@@ -491,6 +491,54 @@ def _walk(
                 issues.append(Issue("structure", f"item {link_id} has the same answer twice", here))
                 continue
             answers[link_id].append(value)
+        if spec.signature_required and answers[link_id] and not _signed(item, here, issues):
+            # an attestation the form asks to be signed, answered but not
+            # signed, is not yet attested: unanswered, so the request pends
+            answers[link_id] = []
+
+
+SIGNATURE = "http://hl7.org/fhir/StructureDefinition/questionnaireresponse-signature"
+_INSTANT = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def _signed(item: Mapping[str, Any], here: str, issues: list[Issue]) -> bool:
+    """Whether a response item carries a signature (``type``, ``when``,
+    ``who``, as FHIR's Signature requires them); a malformed one is an input
+    error naming the item. The signature's bytes, if any, are kept, not
+    verified: what the payer enforces is that the prescriber signed."""
+    extensions = item.get("extension", [])
+    found = [
+        e for e in (extensions if isinstance(extensions, list) else [])
+        if isinstance(e, dict) and e.get("url") == SIGNATURE
+    ]  # fmt: skip
+    if not found:
+        return False
+    for extension in found:
+        value = extension.get("valueSignature")
+        types = value.get("type") if isinstance(value, dict) else None
+        ok = (
+            isinstance(value, dict)
+            and isinstance(types, list)
+            and bool(types)
+            and all(isinstance(t, dict) and isinstance(t.get("code"), str) for t in types)
+            and isinstance(value.get("when"), str)
+            and bool(_INSTANT.fullmatch(value["when"]))
+            and isinstance(value.get("who"), dict)
+            and bool(value["who"])
+        )
+        if not ok:
+            issues.append(
+                Issue(
+                    "value",
+                    f"item {item.get('linkId')}: the signature must carry its type (codings),"
+                    " when (an instant) and who signed",
+                    f"{here}.extension",
+                )
+            )
+            return False
+    return True
 
 
 # FHIR's date: a year, a year and month, or a full date (a year of four digits).
