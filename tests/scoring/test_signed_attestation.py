@@ -21,7 +21,7 @@ from tests.support.cases import AS_OF, folder_catalog, package_for
 
 FOLDER = "fixtures/policies/signed"
 SIGNATURE = "http://hl7.org/fhir/StructureDefinition/questionnaireresponse-signature"
-SIGNED = {
+SIGNED: dict[str, Any] = {
     "url": SIGNATURE,
     "valueSignature": {
         "type": [{"system": "urn:iso-astm:E1762-95:2013", "code": "1.2.840.10065.1.12.1.1"}],
