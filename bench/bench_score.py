@@ -28,7 +28,6 @@ import json
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -48,6 +47,7 @@ from scoring.fill import fill
 from scoring.response import check_answers, check_structure
 from tests.support.cases import load_scoring_cases, package_for
 from tests.support.libraries import read_library
+from tests.support.node import run_node
 from tests.support.paths import ROOT
 
 AS_OF = date(2026, 11, 24)
@@ -193,10 +193,7 @@ def fhirpath_js(package: CompiledRequest, responses: list[Any], rounds: int) -> 
         "rounds": rounds,
         "cases": [{"response": r, "as_of": AS_OF.isoformat()} for r in responses],
     }
-    done = subprocess.run(
-        ["node", str(script)], input=json.dumps(request), capture_output=True, text=True, check=True
-    )
-    return float(json.loads(done.stdout)["msPerResponse"])
+    return float(run_node(script, request, timeout=600)["msPerResponse"])
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ from policies.loader import (
     load_examples,
     load_folder,
     load_policy,
+    older_versions,
     policy_files,
     stray_examples,
 )
@@ -259,9 +260,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     # the archive's older policy versions are rebuilt by today's builder when
     # the service starts (their records still open and re-score): their CQL
     # is translated for today's revision too
-    translated += _prepopulation(_older_versions(archived(out), everything), [out, QUESTIONNAIRES])[
-        1
-    ]
+    translated += _prepopulation(
+        older_versions(archived(out), everything)[0], [out, QUESTIONNAIRES]
+    )[1]
     written = [*translated, *write(out, generate(policies, compiled), policies)]
     docs.mkdir(parents=True, exist_ok=True)
     coverage = docs / "coverage.md"
@@ -271,21 +272,6 @@ def cmd_build(args: argparse.Namespace) -> int:
     for path in [*written, coverage, tables]:
         print(f"wrote {path}")
     return 0
-
-
-def _older_versions(archive: Path, current: list[Policy]) -> list[Policy]:
-    """The archived policy versions that are not a current policy's version
-    (a snapshot that no longer loads is left out: the catalog names it)."""
-    versions = {(p.id, p.policy.version) for p in current}
-    older = []
-    for path in sorted(archive.glob("policy-*.yaml")):
-        try:
-            snapshot = load_policy(path)
-        except PolicyError:
-            continue
-        if (snapshot.id, snapshot.policy.version) not in versions:
-            older.append(snapshot)
-    return older
 
 
 def _prepopulation(

@@ -186,6 +186,27 @@ def bundled_policies() -> list[Policy]:
     return [load_policy(path) for path in bundled_policy_files()]
 
 
+def older_versions(
+    archive: Path | None, current: list[Policy], only: str = ""
+) -> tuple[list[Policy], list[str]]:
+    """The archived policy versions (of policy ids starting with ``only``)
+    that are not a current policy's version, and the names of the snapshots
+    that no longer load: the catalog rebuilds the first and names the
+    second; ``dtr build`` translates the first's CQL."""
+    versions = {(p.id, p.policy.version) for p in current}
+    older: list[Policy] = []
+    unloadable: list[str] = []
+    for path in sorted(archive.glob(f"policy-{only}*.yaml")) if archive else []:
+        try:
+            snapshot = load_policy(path)
+        except PolicyError:
+            unloadable.append(path.name)
+            continue
+        if (snapshot.id, snapshot.policy.version) not in versions:
+            older.append(snapshot)
+    return older, unloadable
+
+
 def bundled_archive() -> Path:
     """The archive of released versions shipped with the package."""
     return Path(str(resources.files("questionnaires"))) / "released"

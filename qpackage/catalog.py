@@ -21,7 +21,13 @@ from builder.prepopulation import INITIAL_EXPRESSION, library_resource, load, so
 from builder.questionnaire import ITEM_TERMINOLOGY_SERVER
 from builder.valuesets import inline_options, value_sets
 from cql_like.engine import CompiledRequest
-from policies.loader import PolicyError, bundled_archive, bundled_policies, load_folder, load_policy
+from policies.loader import (
+    PolicyError,
+    bundled_archive,
+    bundled_policies,
+    load_folder,
+    older_versions,
+)
 from policies.model import Policy
 from policies.names import questionnaire_url, questionnaire_version
 from scoring import assess
@@ -91,17 +97,8 @@ class Catalog:
             for canonical, moment in (read_release_times(archive.parent) if archive else {}).items()
         }
         self.unresolvable: list[str] = []
-        current = {(p.id, p.policy.version) for p in policies}
-        older = []
-        snapshots = sorted(archive.glob(f"policy-{only or ''}*.yaml")) if archive else []
-        for path in snapshots:
-            try:
-                snapshot = load_policy(path)
-            except PolicyError:
-                self.unresolvable.append(path.name)
-                continue
-            if (snapshot.id, snapshot.policy.version) not in current:
-                older.append(snapshot)
+        older, unloadable = older_versions(archive, policies, only or "")
+        self.unresolvable += unloadable
         # the prepopulation CQL of each policy, as translated by `dtr build`
         translations = [archive.parent] if archive else []
         for policy in [*policies, *older]:
@@ -171,13 +168,13 @@ class Catalog:
         return None
 
     @classmethod
-    def bundled(cls, *, eager: bool = True) -> Catalog:
-        return cls(bundled_policies(), bundled_archive(), eager=eager)
+    def bundled(cls) -> Catalog:
+        return cls(bundled_policies(), bundled_archive())
 
     @classmethod
-    def from_folder(cls, folder: Path, *, eager: bool = True) -> Catalog:
+    def from_folder(cls, folder: Path) -> Catalog:
         """A payer's own policy folder (see ``dtr --policies``)."""
-        return cls(load_folder(folder), archived(folder / "questionnaires"), eager=eager)
+        return cls(load_folder(folder), archived(folder / "questionnaires"))
 
     @classmethod
     def for_response(cls, resource: Mapping[str, Any], folder: Path | None = None) -> Catalog:

@@ -478,19 +478,12 @@ class Store:
         batches of at most ``batch``, in id order: each batch is one query
         after the last id seen, so no more than a batch is ever in memory and
         no cursor stays open between batches (SQLite and PostgreSQL alike)."""
-        while True:
-            with self.connections.reading() as db:
-                m = db.mark
-                rows = db.execute(
-                    f"SELECT {', '.join(COLUMNS)} FROM determinations"
-                    f" WHERE policy = {m} AND id > {m} ORDER BY id LIMIT {m}",
-                    (policy, after, batch),
-                )
-            if not rows:
-                return
-            records = [Record.from_row(row) for row in rows]
-            yield records
-            after = records[-1].id
+        query = (
+            f"SELECT {', '.join(COLUMNS)} FROM determinations"
+            " WHERE policy = {m} AND id > {m} ORDER BY id LIMIT {m}"
+        )
+        for rows in self._pages(query, policy, after, batch, key=COLUMNS.index("id")):
+            yield [Record.from_row(row) for row in rows]
 
     # --- the progress of an impact report (dtr impact) --------------------------------------
 
@@ -529,19 +522,27 @@ class Store:
 
     def impact_rows(self, run: str, batch: int = 1000) -> Iterator[str]:
         """A run's rows, in record order, read a batch at a time."""
-        after = ""
+        query = (
+            "SELECT record, row FROM impact_rows WHERE run = {m} AND record > {m}"
+            " ORDER BY record LIMIT {m}"
+        )
+        for rows in self._pages(query, run, "", batch, key=0):
+            yield from (str(row[1]) for row in rows)
+
+    def _pages(
+        self, query: str, owner: str, after: str, batch: int, key: int
+    ) -> Iterator[list[Any]]:
+        """The rows of ``query`` (``{m}`` its placeholders: the owner, the key
+        to start after, the batch size) one batch at a time, each batch one
+        query after the last key seen (column ``key`` of a row): no more than
+        a batch in memory, no cursor open between batches."""
         while True:
             with self.connections.reading() as db:
-                m = db.mark
-                rows = db.execute(
-                    f"SELECT record, row FROM impact_rows WHERE run = {m} AND record > {m}"
-                    f" ORDER BY record LIMIT {m}",
-                    (run, after, batch),
-                )
+                rows = db.execute(query.format(m=db.mark), (owner, after, batch))
             if not rows:
                 return
-            yield from (str(row[1]) for row in rows)
-            after = str(rows[-1][0])
+            yield list(rows)
+            after = str(rows[-1][key])
 
     def impact_finish(self, run: str) -> None:
         """A run's progress dropped once its report is written."""

@@ -51,7 +51,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-import subprocess
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -80,6 +79,7 @@ from tests.browser.test_lforms_e2e import (
 )
 from tests.support.cases import base_answers
 from tests.support.dtr_requests import coverage, order
+from tests.support.node import run_node
 
 NODE_SCRIPT = ROOT / "cql" / "dtr-client.mjs"
 LFORMS = "/static/lforms"
@@ -278,16 +278,7 @@ def run_client(ehr: EHR, service: Service, patient: str) -> dict[str, Any]:
         "payer": service.url,
         "token": token,
     }
-    done = subprocess.run(
-        ["node", str(NODE_SCRIPT)],
-        input=json.dumps(request),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return dict(json.loads(done.stdout))
+    return dict(run_node(NODE_SCRIPT, request))
 
 
 def answers_of(response: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:

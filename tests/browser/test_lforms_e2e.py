@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import operator
 import os
 import re
 import struct
@@ -19,7 +20,7 @@ import tempfile
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from functools import cache
@@ -56,6 +57,24 @@ IN_WORDS = {
 
 
 # --- the Questionnaire, as data --------------------------------------------------
+
+
+# enableWhen operators, as SDC defines them for the answer types the forms use
+OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
+    "=": operator.eq,
+    "!=": operator.ne,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+}
+
+
+def wanted_by(condition: dict[str, Any]) -> Any:
+    """The value an enableWhen compares with (a coding by its code)."""
+    (key,) = [k for k in condition if k.startswith("answer")]
+    value = condition[key]
+    return value["code"] if key == "answerCoding" else value
 
 
 @dataclass(frozen=True)
@@ -167,7 +186,7 @@ class Form:
     def enabled(self, values: Mapping[str, Any]) -> dict[str, bool]:
         """Which items the Questionnaire's enableWhen enables for these answers
         (by linkId; choice answers as codes). A disabled source counts as
-        unanswered; only the '=' operator is used by the generated forms."""
+        unanswered."""
         state: dict[str, bool] = {}
         for item in self.items.values():  # document order: groups before their items
             if item.parent is not None and not state[item.parent]:
@@ -176,8 +195,9 @@ class Form:
             held = []
             for condition in item.enable_when:
                 source = condition["question"]
-                meets, _ = condition_values(self, condition)
-                held.append(state.get(source, False) and values.get(source) == meets)
+                value = values.get(source) if state.get(source, False) else None
+                compare = OPERATORS[condition["operator"]]
+                held.append(value is not None and compare(value, wanted_by(condition)))
             if not held:
                 state[item.link_id] = True
             else:

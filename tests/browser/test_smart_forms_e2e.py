@@ -30,7 +30,6 @@ Nothing leaves the machine: a request elsewhere is refused and named.
 from __future__ import annotations
 
 import base64
-import operator
 import re
 from collections.abc import Callable, Iterator, Mapping
 from datetime import date
@@ -42,7 +41,7 @@ from playwright.sync_api import Error as PlaywrightError
 
 from qpackage.catalog import score_json
 from tests.browser.conftest import ROOT, Problems, Service, new_context, watched
-from tests.browser.test_lforms_e2e import EVALUATE, Form, Item, catalog, walk
+from tests.browser.test_lforms_e2e import EVALUATE, Form, Item, catalog, walk, wanted_by
 from tests.support.cases import base_answers
 from tests.support.dtr_requests import EOCCO, MN_DHS, PACKAGE, WHA, canonical, package_request
 
@@ -90,24 +89,6 @@ def refuse(seen: list[str]) -> Callable[[Route], None]:
     return handler
 
 
-# enableWhen operators, as SDC defines them for the answer types the forms use
-OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
-    "=": operator.eq,
-    "!=": operator.ne,
-    ">": operator.gt,
-    ">=": operator.ge,
-    "<": operator.lt,
-    "<=": operator.le,
-}
-
-
-def wanted_by(condition: dict[str, Any]) -> Any:
-    """The value an enableWhen compares with (a coding by its code)."""
-    (key,) = [k for k in condition if k.startswith("answer")]
-    value = condition[key]
-    return value["code"] if key == "answerCoding" else value
-
-
 def meeting(condition: dict[str, Any]) -> Any:
     """An answer that meets the condition."""
     value, op = wanted_by(condition), condition["operator"]
@@ -116,28 +97,6 @@ def meeting(condition: dict[str, Any]) -> Any:
     if op in (">", "<") and isinstance(value, int | float) and not isinstance(value, bool):
         return value + (1 if op == ">" else -1)
     raise NotImplementedError(f"no answer chosen to meet {condition}")
-
-
-def enabled(form: Form, values: Mapping[str, Any]) -> dict[str, bool]:
-    """Which items the Questionnaire's enableWhen enables for these answers
-    (by linkId; a choice as its code); a disabled source counts as unanswered."""
-    state: dict[str, bool] = {}
-    for item in form.items.values():  # document order: groups before their items
-        if item.parent is not None and not state[item.parent]:
-            state[item.link_id] = False
-            continue
-        held = []
-        for condition in item.enable_when:
-            source = condition["question"]
-            value = values.get(source) if state.get(source, False) else None
-            held.append(
-                value is not None and OPERATORS[condition["operator"]](value, wanted_by(condition))
-            )
-        if not held:
-            state[item.link_id] = True
-        else:
-            state[item.link_id] = any(held) if item.enable_behavior == "any" else all(held)
-    return state
 
 
 class SmartForm:
@@ -209,9 +168,9 @@ class SmartForm:
 
     def follow(self, link_id: str, value: Any) -> None:
         """Check what the answer shows or hides, as the Questionnaire says."""
-        before = enabled(self.form, self.values)
+        before = self.form.enabled(self.values)
         self.values[link_id] = value
-        after = enabled(self.form, self.values)
+        after = self.form.enabled(self.values)
         for changed in (i for i in after if after[i] != before[i]):
             if after[changed]:
                 expect(self.box(changed), f"{changed} not shown").to_be_visible()
@@ -336,7 +295,7 @@ def test_every_current_form_renders_from_the_package_alone(
 ) -> None:
     smart = rendered(qid)
     form = smart.form
-    shown = enabled(form, {})
+    shown = form.enabled({})
     for item in form.items.values():
         if shown[item.link_id]:
             expect(smart.box(item.link_id), f"{item.link_id} not shown").to_be_visible()
@@ -368,7 +327,7 @@ def test_an_approvable_eocco329_request_it_exports_is_approved(
     response = smart.response()
 
     # the renderer's own cleanup: only what is enabled and answered
-    shown = enabled(form, smart.values)
+    shown = form.enabled(smart.values)
     sent = {i["linkId"]: i["answer"] for i in walk(response["item"]) if i.get("answer")}
     assert set(sent) == {form.link_id(k) for k in answers if shown[form.link_id(k)]}
     assert consulted not in sent

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from typing import Any
 
 import pytest
@@ -24,6 +23,7 @@ from service.settings import Settings
 from tests.support.callers import authorize
 from tests.support.cases import AS_OF, base_answers, bundled_catalog, package_for, table
 from tests.support.dtr_requests import FHIR, ask, canonical, the_bundle
+from tests.support.node import run_node
 from tests.support.paths import ROOT
 
 EXECUTE = ROOT / "cql" / "execute.mjs"
@@ -64,16 +64,7 @@ def run_elm(
         "executionDateTime": f"{AS_OF.isoformat()}T12:00:00Z",
     }
     assert (EXECUTE.parent / "node_modules").exists(), "run scripts/install-cql-tools"
-    done = subprocess.run(
-        ["node", str(EXECUTE)],
-        input=json.dumps(request),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    result: dict[str, Any] = json.loads(done.stdout)
+    result: dict[str, Any] = run_node(EXECUTE, request)
     return result
 
 

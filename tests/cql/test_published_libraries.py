@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import json
 import shutil
-import subprocess
 from collections import defaultdict
 from datetime import date
 from typing import Any
@@ -29,6 +28,7 @@ from qpackage.catalog import Catalog
 from scoring.fill import fill
 from tests.support.cases import AS_OF, bundled_catalog, load_scoring_cases, package_for
 from tests.support.libraries import read_library
+from tests.support.node import run_node
 from tests.support.paths import ROOT
 
 EVALUATE = ROOT / "cql" / "fhirpath-library.mjs"
@@ -96,16 +96,7 @@ def test_every_published_definition_is_the_same_in_fhirpath_js() -> None:
             **library,
             "cases": [{"response": r, "as_of": as_of.isoformat()} for r, as_of in cases],
         }
-        done = subprocess.run(
-            ["node", str(EVALUATE)],
-            input=json.dumps(request),
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr
-        in_js = json.loads(done.stdout)
+        in_js = run_node(EVALUATE, request, timeout=300)
         for (response, as_of), js in zip(cases, in_js, strict=True):
             py = in_fhirpathpy(library, response, as_of)
             errors = {n: r for n, r in {**py, **js}.items() if isinstance(r, dict) and "error" in r}
@@ -128,15 +119,9 @@ def test_an_undeclared_name_raises_in_both() -> None:
     }
     response = {"resourceType": "QuestionnaireResponse", "status": "completed"}
     py = in_fhirpathpy(library, response, AS_OF)
-    done = subprocess.run(
-        ["node", str(EVALUATE)],
-        input=json.dumps({**library, "cases": [{"response": response, "as_of": "2026-11-24"}]}),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
+    (js,) = run_node(
+        EVALUATE, {**library, "cases": [{"response": response, "as_of": "2026-11-24"}]}
     )
-    (js,) = json.loads(done.stdout)
     assert "error" in py["II.A applies"] and "error" in js["II.A applies"]
     # declared absent, it is empty in both
     library["absent"] = ["combination_therapy"]
