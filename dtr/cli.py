@@ -14,291 +14,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import time
 from collections.abc import Callable, Sequence
 from datetime import date
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from builder import prepopulation
-from builder.artifacts import VersionNotBumped, archived, coverage_markdown, generate, write
-from builder.prepopulation import Compiled, PrepopulationError
-from builder.questionnaire import BuildError
-from builder.verification.decisions import decision_tables_markdown
-from builder.verification.examples import example_problems
-from builder.verification.routing import exploration_warnings
-from builder.verification.verify import verify_policy
-from policies.examples import examples_file
-from policies.lint import Report as LintReport
-from policies.lint import lint
-from policies.loader import (
-    PolicyError,
-    bundled_policies,
-    bundled_policy_files,
-    load_examples,
-    load_folder,
-    load_policy,
-    older_versions,
-    policy_files,
-    stray_examples,
-)
-from policies.model import Policy
-from policies.names import questionnaire_version
-from questionnaires.checks import QuestionnaireError
+from dtr.folders import Refused, folder_of
 
 if TYPE_CHECKING:  # the service is imported by the commands that need it, when they run
     from service.accounts import Accounts
     from service.settings import Settings
     from service.store import Store
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-QUESTIONNAIRES = PROJECT_ROOT / "questionnaires"
-DOCS = PROJECT_ROOT / "docs"
-
-
-def _folder(args: argparse.Namespace) -> Path | None:
-    folder = args.policies or os.environ.get("DTR_POLICIES") or None
-    return Path(folder) if folder else None
-
-
-def _all_policies(args: argparse.Namespace) -> list[Policy]:
-    folder = _folder(args)
-    return load_folder(folder) if folder else bundled_policies()
-
-
-def _selected(args: argparse.Namespace) -> tuple[list[Policy], list[Policy]]:
-    """(the policies named on the command line, or all; all of the folder with
-    those replacing their namesakes) — so building one file keeps the others'
-    rows in the coverage and decision tables."""
-    named = [load_policy(p) for p in getattr(args, "policy", [])]
-    if not named:
-        everything = _all_policies(args)
-        return everything, everything
-    replaced = {p.id: p for p in named}
-    others = [p for p in _all_policies(args) if p.id not in replaced]
-    return named, sorted([*others, *named], key=lambda p: p.id)
-
-
-def _verified(policies: list[Policy], sources: dict[str, str]) -> dict[str, str]:
-    """Every policy verified and its worked examples run (refused on any
-    problem); what each policy's examples cover, by policy id."""
-    problems = [
-        problem
-        for policy in policies
-        for problem in verify_policy(policy, sources.get(policy.id, policy.id))
-    ]
-    if problems:
-        raise PolicyError("policy check", problems)
-    covered = {}
-    for policy in policies:
-        found = _examples_checked(policy, sources.get(policy.id))
-        problems += found[0]
-        covered[policy.id] = found[1]
-    if problems:
-        raise PolicyError("policy check", problems)
-    return covered
-
-
-def _examples_checked(policy: Policy, source: str | None) -> tuple[list[str], str]:
-    """The problems of a policy's worked examples (beside its file): each
-    checked against the forms, then run; with what they cover."""
-    found = load_examples(source) if source else None
-    if found is None:
-        beside = examples_file(Path(source)).name if source else "<policy file>.examples.yaml"
-        return [], f"no worked examples ({beside} beside the policy runs them)"
-    path, examples = found
-    problems = example_problems(policy, examples, str(path))
-    if problems:
-        return problems, ""
-    # imported here: only a policy with examples needs the scorer
-    from qpackage.examples import run_examples
-
-    report = run_examples(policy, examples, str(path))
-    return [*report.problems, *report.coverage_problems(str(path))], report.summary()
-
-
-def _sources(args: argparse.Namespace) -> dict[str, str]:
-    out = {}
-    for path in getattr(args, "policy", []):
-        out[load_policy(path).id] = str(path)
-    folder = _folder(args)
-    files = policy_files(folder) if folder else bundled_policy_files()
-    stray = stray_examples(folder or Path(str(resources.files("policies"))))
-    if stray:
-        raise PolicyError("policy check", stray)
-    for path in files:
-        out.setdefault(load_policy(path).id, str(path))
-    return out
-
-
-def cmd_check(args: argparse.Namespace) -> int:
-    policies, everything = _selected(args)
-    started = time.perf_counter()
-    sources = _sources(args)
-    covered = _verified(policies, sources)
-    for policy in policies:
-        # what a bound of the exploration left unseen: a warning, not a pass
-        warnings = exploration_warnings(policy, sources.get(policy.id, policy.id))
-        several = "s" * (len(warnings) != 1)
-        status = f"verified where explored ({len(warnings)} warning{several})"
-        print(f"{policy.id} {policy.policy.version}: {status if warnings else 'verified'}")
-        print(f"  {covered[policy.id]}")
-        # what dtr lint would say, counted: the acknowledgements are the
-        # policy's words the data chose not to quote, each with its reason.
-        # A source text that cannot be read is dtr lint's to refuse, not the
-        # check's: the policy still decides as verified.
-        try:
-            counts = _lint_counts(_linted(policy, Path(sources[policy.id])))
-        except PolicyError as exc:
-            counts = f"not run: {'; '.join(exc.problems)}"
-        print(f"  lint: {counts} (dtr lint)")
-        for warning in warnings:
-            print(f"  warning: {warning}")
-    if not _payers_checked(args, policies, everything):
-        return 2
-    print(f"({time.perf_counter() - started:.1f} s)")
-    return 0
-
-
-def _linted(policy: Policy, policy_file: Path) -> LintReport:
-    """A policy's lint report against the source text it names (none named:
-    every criterion's quote is a finding)."""
-    text, name = "", str(policy_file)
-    if policy.source_text is not None:
-        path = policy_file.parent / policy.source_text.file
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise PolicyError(
-                str(policy_file), [f"source_text.file: {path} cannot be read ({exc.strerror})"]
-            ) from None
-        name = str(path)
-    return lint(policy, text, name)
-
-
-def _lint_counts(report: LintReport) -> str:
-    findings = len(report.findings)
-    return (
-        f"{report.quotes} quote{'s' * (report.quotes != 1)}, {len(report.acknowledged)}"
-        f" acknowledged, {findings} finding{'s' * (findings != 1)}"
-    )
-
-
-def cmd_lint(args: argparse.Namespace) -> int:
-    """Each policy's data against its own words (``source_text``): the
-    findings, then what was quoted and acknowledged; 1 on any finding."""
-    policies, _everything = _selected(args)
-    sources = _sources(args)
-    findings = acknowledged = 0
-    for policy in policies:
-        policy_file = Path(sources[policy.id])
-        report = _linted(policy, policy_file)
-        for finding in report.findings:
-            print(f"{policy_file}: {finding}")
-        print(f"{policy.id}: {_lint_counts(report)}")
-        for quote, reason in report.acknowledged:
-            print(f"  acknowledged {quote!r}: {reason}")
-        findings += len(report.findings)
-        acknowledged += len(report.acknowledged)
-    print(f"{findings} finding{'s' * (findings != 1)}, {acknowledged} acknowledged")
-    return 1 if findings else 0
-
-
-def _payers_checked(
-    args: argparse.Namespace, policies: list[Policy], everything: list[Policy]
-) -> bool:
-    """The payer files beside the policies fit their model, and the sections
-    they let a pharmacist approve are criteria of the folder's policies; a
-    payer without one is named (its decisions are automatic, its notices
-    carry no appeal rights)."""
-    from policies.model import REQUEST_KINDS, walk
-    from review.config import PayerConfigError, approval_problems, load_payers
-
-    folder = _folder(args) or Path(str(resources.files("policies")))
-    try:
-        payers = load_payers(folder / "payers")
-    except PayerConfigError as exc:
-        print(f"dtr: {exc}", file=sys.stderr)
-        return False
-    for identifier, payer in sorted(payers.items()):
-        criteria = {
-            p.id: {c.id for kind in REQUEST_KINDS for c in walk(p.request(kind).criteria)}
-            for p in everything
-            if p.policy.payer.identifier == identifier
-        }
-        problems = approval_problems(payer, criteria)
-        if problems:
-            print(f"dtr: {PayerConfigError(str(folder / 'payers' / f'{identifier}.yaml'), problems)}",
-                  file=sys.stderr)  # fmt: skip
-            return False
-    for identifier in sorted({p.policy.payer.identifier for p in policies}):
-        if identifier in payers:
-            print(
-                f"payer {identifier}: configured (review of {', '.join(payers[identifier].review.outcomes) or 'nothing'})"
-            )
-        else:
-            print(f"payer {identifier}: no configuration in {folder / 'payers'}: decisions are"
-                  " automatic and notices carry no appeal rights")  # fmt: skip
-    return True
-
-
-def cmd_build(args: argparse.Namespace) -> int:
-    policies, everything = _selected(args)
-    sources = _sources(args)
-    _verified(policies, sources)
-    for policy in policies:
-        for warning in exploration_warnings(policy, sources.get(policy.id, policy.id)):
-            print(f"warning: {warning}")
-    folder = _folder(args)
-    out = Path(args.out) if args.out else (folder / "questionnaires" if folder else QUESTIONNAIRES)
-    docs = Path(args.docs) if args.docs else (folder / "docs" if folder else DOCS)
-    out.mkdir(parents=True, exist_ok=True)
-    compiled, translated = _prepopulation(policies, [out, QUESTIONNAIRES])
-    # the archive's older policy versions are rebuilt by today's builder when
-    # the service starts (their records still open and re-score): their CQL
-    # is translated for today's revision too
-    translated += _prepopulation(
-        older_versions(archived(out), everything)[0], [out, QUESTIONNAIRES]
-    )[1]
-    written = [*translated, *write(out, generate(policies, compiled), policies)]
-    docs.mkdir(parents=True, exist_ok=True)
-    coverage = docs / "coverage.md"
-    coverage.write_text(coverage_markdown(everything), encoding="utf-8")
-    tables = docs / "decision-tables.md"
-    tables.write_text(decision_tables_markdown(everything), encoding="utf-8")
-    for path in [*written, coverage, tables]:
-        print(f"wrote {path}")
-    return 0
-
-
-def _prepopulation(
-    policies: list[Policy], folders: list[Path]
-) -> tuple[dict[str, Compiled], list[Path]]:
-    """Each policy's prepopulation Library, translated to ELM only when its
-    CQL changed (the translation is kept in the first folder); the files
-    written."""
-    compiled: dict[str, Compiled] = {}
-    written: list[Path] = []
-    out = folders[0]
-    for policy in policies:
-        if not prepopulation.sources(policy):
-            continue
-        version = questionnaire_version(policy)
-        found = prepopulation.load(policy, version, folders)
-        if found is None:
-            print(f"translating the prepopulation CQL of {policy.id} {version}", flush=True)
-            found = prepopulation.compile_policy(policy, version)
-        if prepopulation.load(policy, version, [out]) is None:
-            written.append(prepopulation.save(out, policy, found))
-        cql = prepopulation.cql_file(out, found)
-        if not cql.exists() or cql.read_text(encoding="utf-8") != found.cql:
-            cql.write_text(found.cql, encoding="utf-8")
-            written.append(cql)
-        compiled[policy.id] = found
-    return compiled, written
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -316,7 +43,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         print(f"dtr: cannot read {args.response}: {exc.strerror}", file=sys.stderr)
         return 2
     try:
-        folder = _folder(args)
+        folder = folder_of(args)
         resource = parse_json(body)
         # one response: only its policy, each definition compiled only if evaluated
         determination = score_json(Catalog.for_response(resource, folder), resource, args.as_of)
@@ -348,11 +75,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from service.app import create_app
     from service.settings import Settings
 
-    folder = _folder(args)
+    folder = folder_of(args)
     if folder:
         # a payer's own folder is served only once its policies verify (the
         # bundled ones are verified when they are built)
-        _verified(load_folder(folder), _sources(args))
+        from dtr.policy_commands import verified_folder
+
+        verified_folder(args, folder)
     settings = Settings.from_env(
         host=args.host, port=args.port, database=args.db, policies=str(folder) if folder else None
     )
@@ -572,6 +301,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def cmd_metrics(args: argparse.Namespace) -> int:
     """The plan's PA metrics for a period (JSON, or the flat CSV table)."""
+    from dtr.policy_commands import all_policies
     from review.metrics import metrics, to_csv
     from service.casework import Casework
     from service.settings import Settings
@@ -579,7 +309,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
     period = args.period
     # the catalog's current policies, as `dtr serve` would load them (nothing compiled)
-    policies = _all_policies(args)
+    policies = all_policies(args)
     store = open_store(Settings.from_env(database=args.db).database)
     try:
         records = Casework(store).received_between(period.start.isoformat(), period.end.isoformat())
@@ -591,168 +321,6 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     else:
         print(json.dumps(report, indent=2, ensure_ascii=False))
     return 0
-
-
-class Refused(Exception):
-    """Input a command refuses as it is (exit 2), its message for the user."""
-
-
-def _version_key(version: str) -> tuple[int, ...]:
-    return tuple(int(part) if part.isdigit() else -1 for part in version.split("."))
-
-
-def _proposed(args: argparse.Namespace, archive: Path) -> tuple[Policy, str]:
-    """The new version ``--to`` names, and the file it was read from: a
-    policy file given by path, or the version of the folder's own file of
-    the policy when it is newer than every version released (edited and
-    bumped, not yet built by ``dtr build``, which releases it)."""
-    to = args.to
-    released = sorted(
-        (p.name.removeprefix(f"policy-{args.policy}-").removesuffix(".yaml")
-         for p in archive.glob(f"policy-{args.policy}-*.yaml")),
-        key=_version_key,
-    )  # fmt: skip
-    if to.endswith((".yaml", ".yml")) or os.sep in to or Path(to).is_file():
-        path = Path(to)
-        if not path.is_file():
-            raise Refused(f"{to}: no such policy file")
-        policy = load_policy(path)
-        if policy.id != args.policy:
-            raise Refused(f"{to}: policy.id is {policy.id}, not {args.policy}")
-        return policy, str(path)
-    folder = _folder(args)
-    files = policy_files(folder) if folder else bundled_policy_files()
-    found = {(p := load_policy(path)).id: (p, path) for path in files}
-    if args.policy not in found:
-        raise Refused(f"{args.policy}: no policy file of it in the folder (only archived versions)")
-    policy, path = found[args.policy]
-    version = policy.policy.version
-    if to != version:
-        raise Refused(
-            f"{args.policy} has no version {to}: its file {path} is version {version}"
-            f" (released: {', '.join(released) or 'none'})"
-        )
-    if released and (version in released or _version_key(version) < _version_key(released[-1])):
-        raise Refused(
-            f"{args.policy} {version} is not newer than the versions released"
-            f" ({', '.join(released)}): bump policy.version in its file, or give a policy file"
-            " by path"
-        )
-    return policy, str(path)
-
-
-def cmd_impact(args: argparse.Namespace) -> int:
-    """Every stored request of a policy re-scored under a new version; what
-    would change. Bad input (an unknown policy or version, a version that
-    does not verify, an empty archive) exits 2 with nothing written."""
-    import hashlib
-    from contextlib import nullcontext
-
-    from qpackage.catalog import Catalog
-    from qpackage.impact import Impact, Stored, csv_header, csv_line, proposed_forms, rescore
-    from service.migrations import LATEST
-    from service.settings import Settings
-    from service.store import open_store
-
-    folder = _folder(args)
-    policies = load_folder(folder) if folder else bundled_policies()
-    archive = archived(folder / "questionnaires") if folder else archived(QUESTIONNAIRES)
-    known = sorted(
-        {p.id for p in policies}
-        | {load_policy(p).id for p in archive.glob("policy-*.yaml")}
-    )  # fmt: skip
-    if args.policy not in known:
-        raise Refused(f"no policy {args.policy} (known: {', '.join(known)})")
-    new, source = _proposed(args, archive)
-    # the verification `dtr check` runs: the policy, then its worked examples
-    _verified([new], {new.id: source})
-    database = Settings.from_env(database=args.db).database
-    postgres = database.startswith(("postgresql://", "postgres://"))
-    if not postgres and not Path(database.removeprefix("sqlite:///")).is_file():
-        raise Refused(f"no store at {database}")
-    # opening the store migrates a store of an older schema, as every command does
-    store = open_store(database)
-    try:
-        found = store.migrated[0]
-        if found > LATEST:
-            raise Refused(
-                f"the store {database} has schema version {found}, newer than this release"
-                f" knows ({LATEST}): use the release that wrote it"
-            )
-        total = store.count(args.policy)
-        if not total:
-            raise Refused(f"no stored request of {args.policy} in {database}: nothing to re-score")
-        old = Catalog([], archive, eager=False, only=args.policy)
-        forms = proposed_forms(new)
-        # a run is this policy re-scored under this content: one stopped
-        # midway (killed, interrupted) resumes where its last batch was kept
-        run = hashlib.sha256(f"{args.policy}\n{new.model_dump_json()}".encode()).hexdigest()
-        kept = store.impact_progress(run)
-        after, impact = "", Impact(args.policy, new_version=new.policy.version)
-        if kept is not None:
-            after, impact = kept[0], Impact.from_json(kept[1])
-            print(f"dtr: resuming after {impact.total} of {total} requests", file=sys.stderr)
-        started, resumed_at = time.perf_counter(), impact.total
-        progress = sys.stderr.isatty()
-        for batch in store.records_of(args.policy, args.batch, after):
-            lines = []
-            for record in batch:
-                stored = Stored(
-                    id=record.id,
-                    reference=record.reference,
-                    questionnaire=record.questionnaire,
-                    response=record.response,
-                    decided=record.recommendation or record.determination,
-                    evaluated_at=record.evaluated_at,
-                )
-                change = rescore(old, forms, stored)
-                impact.add(change)
-                lines.append((record.id, csv_line(change)))
-            store.impact_checkpoint(run, args.policy, batch[-1].id, impact.to_json(), lines)
-            if progress:
-                _progress(
-                    impact.total - resumed_at, impact.total, total, time.perf_counter() - started
-                )
-        elapsed = time.perf_counter() - started
-        if progress:
-            print(file=sys.stderr)
-        target = Path(args.out) if args.out else None
-        part = target.with_name(target.name + ".part") if target else None
-        with (
-            part.open("w", encoding="utf-8", newline="") if part else nullcontext(sys.stdout) as out
-        ):
-            if args.format == "csv":
-                out.write(csv_header())
-                for line in store.impact_rows(run):
-                    out.write(line)
-            else:
-                out.write(impact.html() if args.format == "html" else impact.text())
-        if target and part:
-            part.replace(target)
-        store.impact_finish(run)
-    finally:
-        store.close()
-    done = impact.total - resumed_at
-    rate = done / elapsed if elapsed else 0.0
-    print(
-        f"dtr: re-scored {done} requests of {args.policy} in {elapsed:.1f} s"
-        f" ({rate:.0f}/s); {impact.changed} of {impact.total} would be decided differently",
-        file=sys.stderr,
-    )
-    return 0
-
-
-def _progress(done: int, reached: int, total: int, elapsed: float) -> None:
-    """How far a run is: ``done`` re-scored by this process in ``elapsed``
-    seconds, ``reached`` of ``total`` in all."""
-    rate = done / elapsed if elapsed else 0.0
-    left = (total - reached) / rate if rate else 0.0
-    print(
-        f"\rdtr: {reached}/{total} re-scored, {rate:.0f}/s, about {left:.0f} s left",
-        end="",
-        file=sys.stderr,
-        flush=True,
-    )
 
 
 def _period(text: str) -> Any:
@@ -769,6 +337,24 @@ def _date(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _policy_command(name: str) -> Callable[[argparse.Namespace], int]:
+    """A command of :mod:`dtr.policy_commands`, imported when it runs."""
+
+    def run(args: argparse.Namespace) -> int:
+        from dtr import policy_commands
+
+        command: Callable[[argparse.Namespace], int] = getattr(policy_commands, name)
+        return command(args)
+
+    return run
+
+
+cmd_check = _policy_command("cmd_check")
+cmd_lint = _policy_command("cmd_lint")
+cmd_build = _policy_command("cmd_build")
+cmd_impact = _policy_command("cmd_impact")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -927,18 +513,28 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def _refusals() -> tuple[type[Exception], ...]:
+    """The errors that refuse a policy or a build (exit 2, the message names
+    the file, the section and the field); imported only when one is raised."""
+    from builder.artifacts import VersionNotBumped
+    from builder.prepopulation import PrepopulationError
+    from builder.questionnaire import BuildError
+    from policies.loader import PolicyError
+    from questionnaires.checks import QuestionnaireError
+
+    return (PolicyError, QuestionnaireError, VersionNotBumped, BuildError, PrepopulationError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (
-        PolicyError,
-        QuestionnaireError,
-        VersionNotBumped,
-        BuildError,
-        PrepopulationError,
-        Refused,
-    ) as exc:
+    except Refused as exc:
+        print(f"dtr: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if not isinstance(exc, _refusals()):
+            raise
         print(f"dtr: {exc}", file=sys.stderr)
         return 2
 
