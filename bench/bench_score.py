@@ -36,11 +36,12 @@ from pathlib import Path
 from typing import Any
 
 import fhirpathpy
+from fhirpathpy.models import models
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cql_like.engine import CompiledRequest
-from cql_like.gateway import R4, Expression, compile_expression, date_span, plain
+from cql_like.gateway import Expression, compile_expression, date_span, plain
 from qpackage.catalog import Catalog
 from scoring import score
 from scoring.fill import fill
@@ -70,7 +71,10 @@ class Naive:
 
     def evaluate(self, resource: Mapping[str, Any], variables: Mapping[str, Any]) -> list[Any]:
         env = {"resource": resource, "context": resource, **variables}
-        return [plain(v) for v in fhirpathpy.evaluate(dict(resource), self.source, env, model=R4)]
+        return [
+            plain(v)
+            for v in fhirpathpy.evaluate(dict(resource), self.source, env, model=models["r4"])
+        ]
 
     @staticmethod
     def truth_of(result: list[Any]) -> bool | None:

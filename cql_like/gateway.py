@@ -21,18 +21,13 @@ from __future__ import annotations
 import calendar
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cached_property, lru_cache
 from typing import Any
 
-import fhirpathpy
-from fhirpathpy.models import models
-
 from cql_like.fastpath import Fast, Unsure, compile_fast
-
-R4 = models["r4"]
 
 
 class DefinitionError(RuntimeError):
@@ -109,7 +104,13 @@ def _compiled(source: str) -> Any:
     catalog costs. A compiled function is made to be called again and again
     (that is fhirpathpy's reason for ``compile``), so one serves every
     expression of that text."""
-    return fhirpathpy.compile(source, model=R4)
+    # imported here: an expression the fast path decides never needs it, and
+    # a one-shot `dtr score` on a cached catalog (qpackage.cache) then starts
+    # without it
+    import fhirpathpy
+    from fhirpathpy.models import models
+
+    return fhirpathpy.compile(source, model=models["r4"])
 
 
 def _compile(name: str, source: str) -> Any:
@@ -127,9 +128,27 @@ def compile_expression(name: str, source: str, *, eager: bool = True) -> Express
     return Expression(name=name, source=source, _compiled=_compile(name, source) if eager else None)
 
 
+# parse trees read back with a cached catalog (qpackage.cache), by source text
+_SEEDED: dict[str, dict[str, Any]] = {}
+
+
 @lru_cache(maxsize=8192)
 def _tree(source: str) -> dict[str, Any]:
-    return parse_expression(source)
+    seeded = _SEEDED.get(source)
+    return seeded if seeded is not None else parse_expression(source)
+
+
+def parse_trees(sources: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Each source's parse tree (plain data, so it can be kept with a cached
+    catalog): fhirpathpy's ANTLR parser is most of what a definition's first
+    evaluation costs."""
+    return {source: _tree(source) for source in sources}
+
+
+def seed_trees(trees: Mapping[str, dict[str, Any]]) -> None:
+    """Parse trees made by :func:`parse_trees` from the same texts, with the
+    same fhirpathpy (the cache's key says so), used instead of parsing."""
+    _SEEDED.update(trees)
 
 
 def _reads(source: str) -> frozenset[str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
@@ -31,10 +32,9 @@ if TYPE_CHECKING:  # the service is imported by the commands that need it, when 
 def cmd_score(args: argparse.Namespace) -> int:
     # imported here: `dtr build` must work even while a policy change leaves
     # the scoring package unable to compile
-    from qpackage.catalog import Catalog, score_json
-    from review.notice import render_notice
+    from qpackage.cache import catalog_for
+    from qpackage.catalog import score_json
     from scoring import InvalidInput
-    from scoring.fhir_outputs import claim_response
     from scoring.response import parse_json
 
     try:
@@ -45,13 +45,21 @@ def cmd_score(args: argparse.Namespace) -> int:
     try:
         folder = folder_of(args)
         resource = parse_json(body)
-        # one response: only its policy, each definition compiled only if evaluated
-        determination = score_json(Catalog.for_response(resource, folder), resource, args.as_of)
+        # one response: only its policy, each definition compiled only if
+        # evaluated, and kept for the next run (qpackage.cache)
+        catalog = catalog_for(resource, folder)
+        started = time.perf_counter()
+        determination = score_json(catalog, resource, args.as_of)
+        scoring = time.perf_counter() - started
     except InvalidInput as exc:
         print(json.dumps(exc.outcome(), indent=2))
         return 1
-    # which version decided it, on stderr so the output stays the format asked for
-    print(f"dtr: decided under {determination.questionnaire}", file=sys.stderr)
+    # which version decided it, on stderr so the output stays the format asked
+    # for; the time in the scorer, the rest of a run being its start
+    print(
+        f"dtr: decided under {determination.questionnaire} in {scoring * 1e3:.1f} ms",
+        file=sys.stderr,
+    )
     if determination.answered:
         left = ", ".join(determination.not_carried) or "none"
         print(
@@ -62,8 +70,12 @@ def cmd_score(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(determination.to_json(), indent=2))
     elif args.format == "fhir":
+        from scoring.fhir_outputs import claim_response
+
         print(json.dumps(claim_response(determination), indent=2))
     else:
+        from review.notice import render_notice
+
         print(render_notice(determination, args.format), end="")
     return 0
 

@@ -85,7 +85,10 @@ ENGINE_VARIABLES = frozenset({"as_of", "resource", "context", "ucum"})
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+    # defer_build: see the note after Node
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", str_strip_whitespace=True, defer_build=True
+    )
 
 
 def _quote() -> Any:
@@ -693,7 +696,10 @@ Node = Annotated[
     Annotated[Criterion, Tag("criterion")] | Annotated[AnyOf, Tag("any_of")],
     Discriminator(_node_kind),
 ]
-Criterion.model_rebuild()
+# No Criterion.model_rebuild() here: the models' schemas are built when a
+# policy is first validated (defer_build), the forward reference to Node
+# resolved then, so that reading back a cached catalog (qpackage.cache),
+# which validates nothing, does not pay for building them.
 
 
 class InvestigationalCondition(Strict):

@@ -16,18 +16,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from builder.artifacts import archived, questionnaires, read_release_times
-from builder.prepopulation import INITIAL_EXPRESSION, library_resource, load, sources
-from builder.questionnaire import ITEM_TERMINOLOGY_SERVER
-from builder.valuesets import inline_options, value_sets
 from cql_like.engine import CompiledRequest
-from policies.loader import (
-    PolicyError,
-    bundled_archive,
-    bundled_policies,
-    load_folder,
-    older_versions,
-)
 from policies.model import Policy
 from policies.names import questionnaire_url, questionnaire_version
 from scoring import assess
@@ -44,18 +33,22 @@ from scoring.response import (
     unpack_data_urls,
 )
 
-# Item extensions that say how a client fills or renders an item, not what
-# a response to it is: the CQL reference's form and the terminology server
-# changed between builds of one policy version.
-_PRESENTATION = {INITIAL_EXPRESSION, ITEM_TERMINOLOGY_SERVER}
-
 
 def _without_presentation(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Items without their prefill and terminology-server extensions."""
+    """Items without their prefill and terminology-server extensions: they
+    say how a client fills or renders an item, not what a response to it is
+    (the CQL reference's form and the terminology server changed between
+    builds of one policy version)."""
+    # The builder is imported where the catalog is built, not at import: a
+    # catalog read back from the cache (qpackage.cache) needs none of it.
+    from builder.prepopulation import INITIAL_EXPRESSION
+    from builder.questionnaire import ITEM_TERMINOLOGY_SERVER
+
+    presentation = {INITIAL_EXPRESSION, ITEM_TERMINOLOGY_SERVER}
     out = []
     for item in items:
         item = dict(item)
-        kept = [e for e in item.pop("extension", []) if e.get("url") not in _PRESENTATION]
+        kept = [e for e in item.pop("extension", []) if e.get("url") not in presentation]
         if kept:
             item["extension"] = kept
         if "item" in item:
@@ -85,6 +78,11 @@ class Catalog:
         scores one response against hundreds of definitions). ``only``: the
         archive's files of that policy alone are read (see
         :meth:`for_response`)."""
+        from builder.artifacts import questionnaires, read_release_times
+        from builder.prepopulation import library_resource, load, sources
+        from builder.valuesets import value_sets
+        from policies.loader import PolicyError, older_versions
+
         self.policies = {policy.id: policy for policy in policies}
         self.packages: dict[str, CompiledRequest] = {}
         # every ValueSet of every known version, by url|version
@@ -153,6 +151,8 @@ class Catalog:
     def _same_items(self, released: dict[str, Any]) -> CompiledRequest | None:
         """Today's build of the same policy version, under the released
         Questionnaire, when a response to one is a response to the other."""
+        from builder.valuesets import inline_options
+
         policy_version = released["version"].rsplit("-r", 1)[0]
         for package in list(self.packages.values()):
             built = package.questionnaire
@@ -169,11 +169,16 @@ class Catalog:
 
     @classmethod
     def bundled(cls) -> Catalog:
+        from policies.loader import bundled_archive, bundled_policies
+
         return cls(bundled_policies(), bundled_archive())
 
     @classmethod
     def from_folder(cls, folder: Path) -> Catalog:
         """A payer's own policy folder (see ``dtr --policies``)."""
+        from builder.artifacts import archived
+        from policies.loader import load_folder
+
         return cls(load_folder(folder), archived(folder / "questionnaires"))
 
     @classmethod
@@ -183,6 +188,9 @@ class Catalog:
         compiled when first evaluated. The whole folder's catalog when the
         response names none of the policies' forms (its refusal then says
         what is known)."""
+        from builder.artifacts import archived
+        from policies.loader import bundled_archive, bundled_policies, load_folder
+
         policies = load_folder(folder) if folder else bundled_policies()
         archive = archived(folder / "questionnaires") if folder else bundled_archive()
         try:

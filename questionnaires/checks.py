@@ -13,9 +13,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from fhir.resources.R4B.questionnaire import Questionnaire
-from pydantic import ValidationError
-
 ITEM_TYPES = {
     "group", "display", "boolean", "decimal", "integer", "date", "dateTime", "time",
     "string", "text", "url", "choice", "open-choice", "attachment", "reference", "quantity",
@@ -56,6 +53,10 @@ def questionnaire_problems(
     """Every problem found in a Questionnaire (an empty list when it is sound);
     ``value_sets`` (by ``url|version``) are those published with it."""
     problems: list[str] = []
+    # imported here: the R4 models are the build's check, not the scorer's
+    from fhir.resources.R4B.questionnaire import Questionnaire
+    from pydantic import ValidationError
+
     try:
         Questionnaire.model_validate(questionnaire)
     except ValidationError as exc:

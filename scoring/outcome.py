@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from fhir.resources.R4B.operationoutcome import OperationOutcome
-
 IssueCode = Literal[
     "invalid", "structure", "required", "value", "not-found", "not-supported",
     "business-rule", "too-long", "processing", "exception", "informational", "timeout",
@@ -71,5 +69,8 @@ class InvalidInput(ValueError):
 
 def operation_outcome(issues: list[Issue]) -> dict[str, Any]:
     resource = {"resourceType": "OperationOutcome", "issue": [i.to_json() for i in issues]}
-    OperationOutcome.model_validate(resource)  # what we emit is valid R4
+    # what we emit is valid R4 (imported here: most runs refuse nothing)
+    from fhir.resources.R4B.operationoutcome import OperationOutcome
+
+    OperationOutcome.model_validate(resource)
     return resource

@@ -63,6 +63,17 @@ def product_password_hasher() -> Iterator[PasswordHasher]:
         yield product
 
 
+@pytest.fixture(scope="session", autouse=True)
+def score_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """`dtr score`'s catalog cache (qpackage.cache) in a folder of this run,
+    never the user's own; the commands the tests start as processes inherit
+    it."""
+    folder = tmp_path_factory.mktemp("dtr-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DTR_CACHE", str(folder))
+        yield folder
+
+
 @pytest.fixture(scope="session")
 def policies() -> dict[str, Policy]:
     return {policy.id: policy for policy in bundled_policies()}

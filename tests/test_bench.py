@@ -33,6 +33,7 @@ def _load(name: str) -> ModuleType:
         ("bench_load", ["--requests", "20", "--clients", "1,4"], "determinations/s"),
         ("bench_large_form", ["--sizes", "10", "30", "--rounds", "1"], "| 30 |"),
         ("bench_impact", ["--requests", "30", "--rounds", "1"], "requests/s"),
+        ("bench_start", ["--rounds", "1"], "catalog from the cache"),
     ],
 )
 def test_benchmark_runs(
