@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -463,8 +464,13 @@ def parser() -> argparse.ArgumentParser:
     impact.add_argument("--out", metavar="FILE", help="write the report there (default: stdout)")
     impact.add_argument("--db", help="SQLite file or postgresql:// URL (default var/dtr.sqlite3)")
     impact.add_argument(
-        "--batch", type=int, default=500, help="records read from the store at a time"
-    )
+        "--batch", type=int, default=500,
+        help="requests in a part: re-scored and kept together, the unit a run resumes from",
+    )  # fmt: skip
+    impact.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1,
+        help="processes re-scoring on this machine (default: one per core; 1: this process)",
+    )  # fmt: skip
     impact.set_defaults(func=cmd_impact)
 
     database = argparse.ArgumentParser(add_help=False)

@@ -335,10 +335,11 @@ def cmd_impact(args: argparse.Namespace) -> int:
     would change. Bad input (an unknown policy or version, a version that
     does not verify, an empty archive) exits 2 with nothing written."""
     import hashlib
+    import socket
     from contextlib import nullcontext
 
-    from qpackage.catalog import Catalog
-    from qpackage.impact import Impact, Stored, csv_header, csv_line, proposed_forms, rescore
+    from dtr.impact_workers import Setup, Workers
+    from qpackage.impact import Impact, Stored, csv_header
     from service.migrations import LATEST
     from service.settings import Settings
     from service.store import open_store
@@ -371,44 +372,65 @@ def cmd_impact(args: argparse.Namespace) -> int:
         total = store.count(args.policy)
         if not total:
             raise Refused(f"no stored request of {args.policy} in {database}: nothing to re-score")
-        old = Catalog([], archive, eager=False, only=args.policy)
-        forms = proposed_forms(new)
         # a run is this policy re-scored under this content: one stopped
-        # midway (killed, interrupted) resumes where its last batch was kept
+        # midway (killed, interrupted) takes up the parts not yet kept, and
+        # processes on other machines given the same command share it
         run = hashlib.sha256(f"{args.policy}\n{new.model_dump_json()}".encode()).hexdigest()
-        kept = store.impact_progress(run)
-        after, impact = "", Impact(args.policy, new_version=new.policy.version)
-        if kept is not None:
-            after, impact = kept[0], Impact.from_json(kept[1])
-            print(f"dtr: resuming after {impact.total} of {total} requests", file=sys.stderr)
-        started, resumed_at = time.perf_counter(), impact.total
+        parts = store.impact_plan(run, args.policy, args.batch)
+        done_before = store.impact_state(run)[0]
+        if done_before:
+            print(f"dtr: resuming: {done_before} of {parts} parts already kept", file=sys.stderr)
+        worker = f"{socket.gethostname()}:{os.getpid()}"
+        setup = Setup(archive, args.policy, new)
+        started, mine = time.perf_counter(), 0
         progress = sys.stderr.isatty()
-        for batch in store.records_of(args.policy, args.batch, after):
-            lines = []
-            for record in batch:
-                stored = Stored(
-                    id=record.id,
-                    reference=record.reference,
-                    questionnaire=record.questionnaire,
-                    response=record.response,
-                    decided=record.recommendation or record.determination,
-                    evaluated_at=record.evaluated_at,
-                )
-                change = rescore(old, forms, stored)
-                impact.add(change)
-                lines.append((record.id, csv_line(change)))
-            store.impact_checkpoint(run, args.policy, batch[-1].id, impact.to_json(), lines)
-            if progress:
-                _progress(
-                    impact.total - resumed_at, impact.total, total, time.perf_counter() - started
-                )
+        with Workers(setup, args.workers) as workers:
+            while True:
+                with store.impact_claim(run, worker) as part:
+                    if part is not None:
+                        records = [
+                            Stored(
+                                id=r.id,
+                                reference=r.reference,
+                                questionnaire=r.questionnaire,
+                                response=r.response,
+                                decided=r.recommendation or r.determination,
+                                evaluated_at=r.evaluated_at,
+                            )
+                            for r in store.impact_records(args.policy, part)
+                        ]
+                        report, lines = workers.rescore(records)
+                        part.keep(report.to_json(), lines)
+                        mine += len(records)
+                if part is None:
+                    done, planned = store.impact_state(run)
+                    # every part kept, or the run already finished and dropped
+                    # by the process that kept the last one
+                    if done == planned:
+                        break
+                    time.sleep(0.5)  # parts held by other processes: one may give its back
+                if progress:
+                    done, _ = store.impact_state(run)
+                    _progress(mine, done, parts, args.batch, time.perf_counter() - started)
         elapsed = time.perf_counter() - started
         if progress:
             print(file=sys.stderr)
+        if not store.impact_finisher(run, worker):
+            print(
+                f"dtr: re-scored {mine} requests of {args.policy} in {elapsed:.1f} s; the run"
+                " is done and its report written by the process that finished it",
+                file=sys.stderr,
+            )
+            return 0
+        impact = Impact(args.policy, new_version=new.policy.version)
+        for kept in store.impact_reports(run):
+            impact.merge(Impact.from_json(kept))
         target = Path(args.out) if args.out else None
-        part = target.with_name(target.name + ".part") if target else None
+        part_file = target.with_name(target.name + ".part") if target else None
         with (
-            part.open("w", encoding="utf-8", newline="") if part else nullcontext(sys.stdout) as out
+            part_file.open("w", encoding="utf-8", newline="")
+            if part_file
+            else nullcontext(sys.stdout) as out
         ):
             if args.format == "csv":
                 out.write(csv_header())
@@ -416,28 +438,30 @@ def cmd_impact(args: argparse.Namespace) -> int:
                     out.write(line)
             else:
                 out.write(impact.html() if args.format == "html" else impact.text())
-        if target and part:
-            part.replace(target)
+        if target and part_file:
+            part_file.replace(target)
         store.impact_finish(run)
     finally:
         store.close()
-    done = impact.total - resumed_at
-    rate = done / elapsed if elapsed else 0.0
+    rate = mine / elapsed if elapsed else 0.0
     print(
-        f"dtr: re-scored {done} requests of {args.policy} in {elapsed:.1f} s"
-        f" ({rate:.0f}/s); {impact.changed} of {impact.total} would be decided differently",
+        f"dtr: re-scored {mine} requests of {args.policy} in {elapsed:.1f} s"
+        f" ({rate:.0f}/s, {args.workers} worker{'s' * (args.workers != 1)});"
+        f" {impact.changed} of {impact.total} would be decided differently",
         file=sys.stderr,
     )
     return 0
 
 
-def _progress(done: int, reached: int, total: int, elapsed: float) -> None:
-    """How far a run is: ``done`` re-scored by this process in ``elapsed``
-    seconds, ``reached`` of ``total`` in all."""
-    rate = done / elapsed if elapsed else 0.0
-    left = (total - reached) / rate if rate else 0.0
+def _progress(mine: int, done: int, parts: int, size: int, elapsed: float) -> None:
+    """How far a run is: ``mine`` requests re-scored by this process in
+    ``elapsed`` seconds, ``done`` of ``parts`` parts of at most ``size``
+    requests kept in all (by every process sharing the run)."""
+    rate = mine / elapsed if elapsed else 0.0
+    left = (parts - done) * size / rate if rate else 0.0
     print(
-        f"\rdtr: {reached}/{total} re-scored, {rate:.0f}/s, about {left:.0f} s left",
+        f"\rdtr: {done}/{parts} parts re-scored, {rate:.0f} requests/s here,"
+        f" about {left:.0f} s left",
         end="",
         file=sys.stderr,
         flush=True,

@@ -261,6 +261,32 @@ class Impact:
                 self.questions[question] += 1
                 _keep(self.question_examples.setdefault(question[0], []), change)
 
+    def merge(self, other: Impact) -> None:
+        """``other``'s requests added after this report's: merged in the
+        order the requests were stored, reports of consecutive parts give the
+        report of one run over them all (the examples kept are the first of
+        each kind, as :meth:`add` keeps them)."""
+        self.total += other.total
+        self.changed += other.changed
+        self.old_versions |= other.old_versions
+        self.transitions.update(other.transitions)
+        for transition, changes in other.examples.items():
+            for change in changes:
+                _keep(self.examples.setdefault(transition, []), change)
+        self.cited.update(other.cited)
+        self.no_longer_cited.update(other.no_longer_cited)
+        self.periods += other.periods
+        self.quantities += other.quantities
+        for change in other.period_examples:
+            _keep(self.period_examples, change)
+        for change in other.quantity_examples:
+            _keep(self.quantity_examples, change)
+        self.now_pending += other.now_pending
+        self.questions.update(other.questions)
+        for link, changes in other.question_examples.items():
+            for change in changes:
+                _keep(self.question_examples.setdefault(link, []), change)
+
     def to_json(self) -> dict[str, Any]:
         """The report so far, as JSON (the examples with what they show)."""
         return {

@@ -333,6 +333,32 @@ MIGRATIONS = (
             """,
         ),
     ),
+    Migration(
+        13,
+        "an impact report's run cut into parts, each claimed by one process (on PostgreSQL with"
+        " FOR UPDATE SKIP LOCKED, so several machines share a run) and kept whole with its"
+        " report; the run's finisher is the one process that writes the report. A run begun"
+        " under 12 (kept as a last record) starts again",
+        (
+            "DELETE FROM impact_rows",
+            "DELETE FROM impact_runs",
+            "ALTER TABLE impact_runs DROP COLUMN last_record",
+            "ALTER TABLE impact_runs DROP COLUMN report",
+            "ALTER TABLE impact_runs ADD COLUMN finished_by TEXT",
+            """
+            CREATE TABLE impact_parts (
+                run             TEXT NOT NULL,
+                part            INTEGER NOT NULL,
+                first_record    TEXT NOT NULL,
+                last_record     TEXT NOT NULL,
+                done_at         TEXT,
+                done_by         TEXT,
+                report          TEXT,
+                PRIMARY KEY (run, part)
+            )
+            """,
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -167,6 +167,23 @@ def _versions_of(url: str) -> str:
     return escaped + "|%"
 
 
+@dataclass
+class ImpactPart:
+    """A part of an impact run claimed by one process (:meth:`Store.impact_claim`)."""
+
+    run: str
+    part: int
+    first: str  # its first record id
+    last: str  # its last record id
+    worker: str  # who claimed it
+    kept: tuple[dict[str, Any], list[tuple[str, str]]] | None = None
+
+    def keep(self, report: dict[str, Any], rows: list[tuple[str, str]]) -> None:
+        """The part re-scored: its report and each request's (record id,
+        CSV row), written with the part marked done when the claim ends."""
+        self.kept = (report, rows)
+
+
 class _SQLiteDatabase:
     """A SQLite connection as the store, the migrations and the casework use it."""
 
@@ -487,38 +504,153 @@ class Store:
 
     # --- the progress of an impact report (dtr impact) --------------------------------------
 
-    def impact_progress(self, run: str) -> tuple[str, dict[str, Any]] | None:
-        """A run's last record re-scored and its report so far (None: not begun)."""
-        with self.connections.reading() as db:
-            rows = db.execute(
-                f"SELECT last_record, report FROM impact_runs WHERE id = {db.mark}", (run,)
-            )
-        return (str(rows[0][0]), json.loads(rows[0][1])) if rows else None
-
-    def impact_checkpoint(
-        self,
-        run: str,
-        policy: str,
-        last_record: str,
-        report: dict[str, Any],
-        rows: list[tuple[str, str]],
-    ) -> None:
-        """A batch of a run kept, in one transaction: its requests' rows
-        (record id, row), the last record and the report so far."""
+    def impact_plan(self, run: str, policy: str, size: int) -> int:
+        """A run cut into parts of at most ``size`` consecutive records of
+        ``policy`` (by id), once: the first process to begin the run plans
+        it, and every later one (resuming, or another machine joining) finds
+        the same parts. The number of parts (0: no record)."""
         with self.connections.writing() as db:
             m = db.mark
-            for record, row in rows:
-                db.execute(
-                    f"INSERT INTO impact_rows (run, record, row) VALUES ({m}, {m}, {m})"
-                    " ON CONFLICT (run, record) DO UPDATE SET row = excluded.row",
-                    (run, record, row),
-                )
-            db.execute(
-                "INSERT INTO impact_runs (id, policy, started_at, last_record, report)"
-                f" VALUES ({m}, {m}, {m}, {m}, {m}) ON CONFLICT (id) DO UPDATE"
-                " SET last_record = excluded.last_record, report = excluded.report",
-                (run, policy, _now(), last_record, json.dumps(report)),
+            planner = db.execute(
+                "INSERT INTO impact_runs (id, policy, started_at) VALUES"
+                f" ({m}, {m}, {m}) ON CONFLICT (id) DO NOTHING RETURNING id",
+                (run, policy, _now()),
             )
+            if planner:
+                ids = (
+                    str(row[0])
+                    for rows in self._ids_of(db, policy, max(1, size) * 20)
+                    for row in rows
+                )
+                part, first, last, held = 0, "", "", 0
+                for record in ids:
+                    first = first or record
+                    last, held = record, held + 1
+                    if held == size:
+                        self._plan_part(db, run, part, first, last)
+                        part, first, held = part + 1, "", 0
+                if held:
+                    self._plan_part(db, run, part, first, last)
+            rows = db.execute(f"SELECT count(*) FROM impact_parts WHERE run = {m}", (run,))
+        return int(rows[0][0])
+
+    @staticmethod
+    def _ids_of(db: Database, policy: str, batch: int) -> Iterator[list[Any]]:
+        """A policy's record ids in order, a batch per query (inside the
+        planner's transaction)."""
+        m, after = db.mark, ""
+        while True:
+            rows = db.execute(
+                f"SELECT id FROM determinations WHERE policy = {m} AND id > {m}"
+                f" ORDER BY id LIMIT {m}",
+                (policy, after, batch),
+            )
+            if not rows:
+                return
+            yield rows
+            after = str(rows[-1][0])
+
+    @staticmethod
+    def _plan_part(db: Database, run: str, part: int, first: str, last: str) -> None:
+        m = db.mark
+        db.execute(
+            "INSERT INTO impact_parts (run, part, first_record, last_record)"
+            f" VALUES ({m}, {m}, {m}, {m})",
+            (run, part, first, last),
+        )
+
+    @contextmanager
+    def impact_claim(self, run: str, worker: str) -> Iterator[ImpactPart | None]:
+        """The first part of a run no one has done or holds (None: none
+        left to claim). On PostgreSQL the part is claimed ``FOR UPDATE SKIP
+        LOCKED`` in a transaction held while it is re-scored, so processes on
+        several machines each take a different part, and a part whose process
+        dies is given back by the database when its connection drops. On
+        SQLite, one process writes: the part is kept in a short transaction
+        once re-scored. Either way, :meth:`ImpactPart.keep` writes the part's
+        rows and report with the part marked done, all at once or not at all."""
+        locking = isinstance(self.connections, PostgresConnections)
+        holder = self.connections.writing() if locking else self.connections.reading()
+        with holder as db:
+            m = db.mark
+            rows = db.execute(
+                "SELECT part, first_record, last_record FROM impact_parts"
+                f" WHERE run = {m} AND done_at IS NULL ORDER BY part LIMIT 1"
+                + (" FOR UPDATE SKIP LOCKED" if locking else ""),
+                (run,),
+            )
+            if not rows:
+                yield None
+                return
+            part = ImpactPart(run, int(rows[0][0]), str(rows[0][1]), str(rows[0][2]), worker)
+            yield part
+            if part.kept is None:
+                return
+            report, lines = part.kept
+            if locking:
+                self._keep_part(db, part, report, lines)
+            else:
+                with self.connections.writing() as writer:
+                    self._keep_part(writer, part, report, lines)
+
+    @staticmethod
+    def _keep_part(
+        db: Database, part: ImpactPart, report: dict[str, Any], lines: list[tuple[str, str]]
+    ) -> None:
+        m = db.mark
+        for record, row in lines:
+            db.execute(
+                f"INSERT INTO impact_rows (run, record, row) VALUES ({m}, {m}, {m})"
+                " ON CONFLICT (run, record) DO UPDATE SET row = excluded.row",
+                (part.run, record, row),
+            )
+        db.execute(
+            f"UPDATE impact_parts SET done_at = {m}, done_by = {m}, report = {m}"
+            f" WHERE run = {m} AND part = {m}",
+            (_now(), part.worker, json.dumps(report), part.run, part.part),
+        )
+
+    def impact_records(self, policy: str, part: ImpactPart) -> list[Record]:
+        """The records of a part, in id order."""
+        with self.connections.reading() as db:
+            m = db.mark
+            rows = db.execute(
+                f"SELECT {', '.join(COLUMNS)} FROM determinations WHERE policy = {m}"
+                f" AND id >= {m} AND id <= {m} ORDER BY id",
+                (policy, part.first, part.last),
+            )
+        return [Record.from_row(row) for row in rows]
+
+    def impact_state(self, run: str) -> tuple[int, int]:
+        """(parts done, parts) of a run."""
+        with self.connections.reading() as db:
+            rows = db.execute(
+                f"SELECT count(done_at), count(*) FROM impact_parts WHERE run = {db.mark}",
+                (run,),
+            )
+        return int(rows[0][0]), int(rows[0][1])
+
+    def impact_reports(self, run: str) -> Iterator[dict[str, Any]]:
+        """The reports of a run's parts done, in part order, read a batch at a time."""
+        query = (
+            "SELECT part, report FROM impact_parts WHERE run = {m} AND part > {m}"
+            " AND done_at IS NOT NULL ORDER BY part LIMIT {m}"
+        )
+        for rows in self._pages(query, run, -1, 200, key=0):
+            yield from (json.loads(row[1]) for row in rows)
+
+    def impact_finisher(self, run: str, worker: str) -> bool:
+        """Whether ``worker`` is the one process that writes the run's report
+        and drops its progress: the first to ask once every part is done."""
+        with self.connections.writing() as db:
+            m = db.mark
+            rows = db.execute(
+                f"UPDATE impact_runs SET finished_by = {m} WHERE id = {m}"
+                " AND finished_by IS NULL AND NOT EXISTS (SELECT 1 FROM impact_parts"
+                f" WHERE run = {m} AND done_at IS NULL) RETURNING id",
+                (worker, run, run),
+            )
+        return bool(rows)
 
     def impact_rows(self, run: str, batch: int = 1000) -> Iterator[str]:
         """A run's rows, in record order, read a batch at a time."""
@@ -530,7 +662,7 @@ class Store:
             yield from (str(row[1]) for row in rows)
 
     def _pages(
-        self, query: str, owner: str, after: str, batch: int, key: int
+        self, query: str, owner: str, after: str | int, batch: int, key: int
     ) -> Iterator[list[Any]]:
         """The rows of ``query`` (``{m}`` its placeholders: the owner, the key
         to start after, the batch size) one batch at a time, each batch one
@@ -542,12 +674,13 @@ class Store:
             if not rows:
                 return
             yield list(rows)
-            after = str(rows[-1][key])
+            after = rows[-1][key]
 
     def impact_finish(self, run: str) -> None:
         """A run's progress dropped once its report is written."""
         with self.connections.writing() as db:
             db.execute(f"DELETE FROM impact_rows WHERE run = {db.mark}", (run,))
+            db.execute(f"DELETE FROM impact_parts WHERE run = {db.mark}", (run,))
             db.execute(f"DELETE FROM impact_runs WHERE id = {db.mark}", (run,))
 
     def database(self) -> AbstractContextManager[Database]:

@@ -31,6 +31,7 @@ from service.app import create_app
 from service.settings import Settings
 from tests.support.callers import People
 from tests.support.cases import AS_OF, bundled_catalog, cases
+from tests.support.postgres import cluster
 from tests.support.server import Server
 
 
@@ -72,6 +73,15 @@ def score_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DTR_CACHE", str(folder))
         yield folder
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[str]:
+    """A PostgreSQL cluster for the run (started when a test first asks):
+    the URL of its ``postgres`` database. A test that needs a database of its
+    own creates one in it."""
+    with cluster() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -8,9 +8,15 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import shutil
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 from collections import Counter
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -212,12 +218,15 @@ def test_a_run_stopped_midway_resumes_to_the_same_report(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Interrupted at its third request (batches of two: one batch kept),
-    the run resumes after the kept batch and reports as a run never stopped."""
+    """Interrupted at its third request (parts of two: one part kept), the
+    run resumes after the kept part and reports as a run never stopped."""
     import qpackage.impact
 
     new = edited(tmp_path / "new", TABLE["changes"][0]["set"])
-    command = ["impact", POLICY, "--to", str(new), "--db", database(app), "--batch", "2"]
+    command = [
+        "impact", POLICY, "--to", str(new), "--db", database(app), "--batch", "2", "--workers", "1",
+    ]  # fmt: skip
+    parts = -(-len(stored) // 2)
     rescore = qpackage.impact.rescore
     calls = []
 
@@ -234,7 +243,7 @@ def test_a_run_stopped_midway_resumes_to_the_same_report(
     capsys.readouterr()
     assert main([*command, "--format", "csv"]) == 0
     resumed = capsys.readouterr()
-    assert f"resuming after 2 of {len(stored)} requests" in resumed.err
+    assert f"resuming: 1 of {parts} parts already kept" in resumed.err
     assert f"re-scored {len(stored) - 2} requests" in resumed.err
     # the finished run's progress is dropped: the same command starts afresh
     assert main([*command, "--format", "csv"]) == 0
@@ -243,7 +252,7 @@ def test_a_run_stopped_midway_resumes_to_the_same_report(
     assert resumed.out == afresh.out
     assert len(rows_of(afresh.out)) == len(stored)
 
-    # the text report too, resumed from a run stopped in its second batch
+    # the text report too, resumed from a run stopped in its second part
     calls.clear()
     monkeypatch.setattr(qpackage.impact, "rescore", stopping)
     with pytest.raises(KeyboardInterrupt):
@@ -254,5 +263,143 @@ def test_a_run_stopped_midway_resumes_to_the_same_report(
     assert main(command) == 0
     assert capsys.readouterr().out == text
     with app.state.store.database() as db:
-        assert db.execute("SELECT count(*) FROM impact_rows")[0][0] == 0
-        assert db.execute("SELECT count(*) FROM impact_runs")[0][0] == 0
+        for table in ("impact_rows", "impact_parts", "impact_runs"):
+            assert db.execute(f"SELECT count(*) FROM {table}")[0][0] == 0, table
+
+
+def _copies(db: Any, count: int, mark: str) -> None:
+    """``count`` copies of the stored records (new ids, response keys and
+    references), so that a run has parts enough to be stopped among them."""
+    from service.store import COLUMNS
+
+    rows = db.execute(f"SELECT {', '.join(COLUMNS)} FROM determinations")
+    marks = ", ".join([mark] * len(COLUMNS))
+    at = {name: COLUMNS.index(name) for name in ("id", "response_key", "reference")}
+    for n in range(count):
+        row = list(rows[n % len(rows)])
+        row[at["id"]] = f"copy-{n:05d}-{row[at['id']]}"
+        row[at["response_key"]] = f"copy-{n}-{row[at['response_key']]}"
+        row[at["reference"]] = f"C{n:09d}"
+        db.execute(f"INSERT INTO determinations ({', '.join(COLUMNS)}) VALUES ({marks})", row)
+
+
+def test_worker_processes_give_the_report_of_one(
+    app: Any, stored: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same change re-scored by this process alone, and by two worker
+    processes in parts of another size: the same CSV and text reports."""
+    with app.state.store.connections.writing() as db:
+        _copies(db, 60, "?")
+    new = edited(tmp_path / "new", TABLE["changes"][2]["set"])
+    base = ["impact", POLICY, "--to", str(new), "--db", database(app)]
+    reports = {}
+    for workers, batch in (("1", "500"), ("2", "7")):
+        for form in ("csv", "text"):
+            assert main([*base, "--workers", workers, "--batch", batch, "--format", form]) == 0
+            out = capsys.readouterr()
+            assert f"re-scored {len(stored) + 60} requests" in out.err
+            assert f"{workers} worker" in out.err
+            reports[(workers, form)] = out.out
+    assert reports[("1", "csv")] == reports[("2", "csv")]
+    assert reports[("1", "text")] == reports[("2", "text")]
+    assert len(rows_of(reports[("2", "csv")])) == len(stored) + 60
+
+
+def _impact_process(command: list[str]) -> subprocess.Popen[str]:
+    """`dtr impact` as its own process (in its own process group, so that a
+    kill reaches its workers too)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "dtr", *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def test_a_killed_run_resumes_to_the_same_report(
+    app: Any, stored: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`dtr impact` with two workers killed (SIGKILL) once some of its parts
+    are kept: the same command takes up the rest, and its report is the
+    report of a run never stopped."""
+    with app.state.store.connections.writing() as db:
+        _copies(db, 400, "?")
+    new = edited(tmp_path / "new", TABLE["changes"][0]["set"])
+    out = tmp_path / "resumed.csv"
+    command = [
+        "impact", POLICY, "--to", str(new), "--db", database(app), "--batch", "10",
+        "--workers", "2", "--format", "csv", "--out", str(out),
+    ]  # fmt: skip
+    running = _impact_process(command)
+    parts = -(-(len(stored) + 400) // 10)
+    kept = 0
+    deadline = time.monotonic() + 120
+    with closing(sqlite3.connect(database(app), timeout=30)) as watch:
+        while running.poll() is None and time.monotonic() < deadline:
+            try:
+                kept = watch.execute(
+                    "SELECT count(*) FROM impact_parts WHERE done_at IS NOT NULL"
+                ).fetchone()[0]
+            except sqlite3.OperationalError:  # the table is made as the store opens
+                kept = 0
+            if kept >= 3:
+                os.killpg(running.pid, signal.SIGKILL)
+                break
+            time.sleep(0.005)
+    printed = running.communicate(timeout=60)[1]
+    assert running.returncode == -signal.SIGKILL, f"it finished first: {printed}"
+    assert 3 <= kept < parts and not out.exists()
+
+    assert main(command) == 0
+    resumed = capsys.readouterr().err
+    assert "resuming:" in resumed and f"of {parts} parts already kept" in resumed
+    whole = tmp_path / "whole.csv"
+    assert main([*command[:-1], str(whole)]) == 0  # afresh: the finished run was dropped
+    assert "resuming" not in capsys.readouterr().err
+    assert out.read_text(encoding="utf-8") == whole.read_text(encoding="utf-8")
+    assert len(rows_of(whole.read_text(encoding="utf-8"))) == len(stored) + 400
+
+
+def test_two_machines_share_a_run_on_postgresql(
+    postgres: str, app: Any, stored: dict[str, str], tmp_path: Path
+) -> None:
+    """Two `dtr impact` processes given the same command on one PostgreSQL
+    store (as two machines would be): each claims parts the other does not
+    hold (FOR UPDATE SKIP LOCKED), one writes the report, and it is the
+    report one process makes on the same records in SQLite."""
+    import psycopg
+
+    from service.store import PostgresStore
+
+    with app.state.store.connections.writing() as db:
+        _copies(db, 200, "?")
+    url = postgres.rsplit("/", 1)[0] + "/impact_shared"
+    with psycopg.connect(postgres, autocommit=True) as admin:
+        admin.execute("CREATE DATABASE impact_shared")
+    PostgresStore(url).close()  # the schema made
+    with closing(sqlite3.connect(database(app))) as source, psycopg.connect(url) as target:
+        from service.store import COLUMNS
+
+        rows = source.execute(f"SELECT {', '.join(COLUMNS)} FROM determinations").fetchall()
+        marks = ", ".join(["%s"] * len(COLUMNS))
+        with target.cursor() as cursor:
+            cursor.executemany(
+                f"INSERT INTO determinations ({', '.join(COLUMNS)}) VALUES ({marks})", rows
+            )
+    new = edited(tmp_path / "new", TABLE["changes"][0]["set"])
+    outs = [tmp_path / "first.csv", tmp_path / "second.csv"]
+    command = ["impact", POLICY, "--to", str(new), "--db", url, "--batch", "10", "--workers", "1"]
+    machines = [_impact_process([*command, "--format", "csv", "--out", str(out)]) for out in outs]
+    errors = [machine.communicate(timeout=300)[1] for machine in machines]
+    assert [m.returncode for m in machines] == [0, 0], errors
+    written = [out for out in outs if out.exists()]
+    assert len(written) == 1, errors  # one process finished the run and wrote the report
+    assert sum("written by the process that finished it" in e for e in errors) == 1
+    with psycopg.connect(url) as db:
+        done_by = db.execute("SELECT count(*) FROM impact_parts").fetchone()
+        assert done_by is not None and done_by[0] == 0  # the finished run dropped
+    alone = tmp_path / "alone.csv"
+    command = ["impact", POLICY, "--to", str(new), "--db", database(app), "--workers", "1"]
+    assert main([*command, "--format", "csv", "--out", str(alone)]) == 0
+    assert written[0].read_text(encoding="utf-8") == alone.read_text(encoding="utf-8")

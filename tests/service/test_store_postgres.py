@@ -1,19 +1,12 @@
 """The PostgreSQL store: several service instances sharing one database.
 
-Starts a throw-away PostgreSQL cluster on loopback (Debian's `postgresql`
-package, installed by scripts/test) in a temporary folder.
+On the throw-away PostgreSQL cluster of the run (the ``postgres`` fixture,
+tests/support/postgres.py).
 """
 
 from __future__ import annotations
 
-import glob
 import json
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
@@ -31,48 +24,10 @@ from tests.support.cases import package_for
 from tests.support.dtr_requests import FHIR
 
 
-def _bin(name: str) -> str:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    if not found:
-        pytest.fail(
-            f"PostgreSQL's {name} is not installed (apt-get install postgresql)", pytrace=False
-        )
-    return found[-1]
-
-
-def _as_postgres(command: list[str]) -> list[str]:
-    # the server refuses to run as root
-    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
-
-
 @pytest.fixture(scope="module")
-def database() -> Iterator[str]:
-    # not under pytest's tmp_path: its folders are private to root, and the
-    # server runs as the postgres user
-    folder = Path(tempfile.mkdtemp(prefix="dtr-pg-"))
-    data = folder / "data"
-    if os.geteuid() == 0:
-        shutil.chown(folder, "postgres")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    run = {"check": True, "stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE}
-    subprocess.run(
-        _as_postgres([_bin("initdb"), "-D", str(data), "-A", "trust", "-U", "dtr"]), **run
-    )  # type: ignore[call-overload]
-    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
-    pg_ctl = _bin("pg_ctl")
-    subprocess.run(
-        _as_postgres(
-            [pg_ctl, "-D", str(data), "-o", options, "-w", "start", "-l", str(folder / "log")]
-        ),
-        **run,
-    )  # type: ignore[call-overload]
-    try:
-        yield f"postgresql://dtr@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(_as_postgres([pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"]), **run)  # type: ignore[call-overload]
-        shutil.rmtree(folder, ignore_errors=True)
+def database(postgres: str) -> str:
+    """The cluster's own database (the tests of other stores make their own)."""
+    return postgres
 
 
 def body(catalog: Catalog, response_id: str) -> str:
