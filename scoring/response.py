@@ -1,7 +1,7 @@
 """Input checks on a submitted QuestionnaireResponse, before any scoring.
 
-The response is parsed as JSON, validated as an R4 QuestionnaireResponse by
-``fhir.resources``, matched to the Questionnaire it names, then walked item by
+The response is parsed as JSON, checked as an R4 QuestionnaireResponse
+element by element (``scoring/structure.py``), matched to the Questionnaire it names, then walked item by
 item against that Questionnaire: unknown linkIds, items out of place, answers
 of the wrong type or outside the answer options or bounds, several answers to
 a single-answer item, and answers to items that are not enabled are each an
@@ -21,13 +21,11 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
-from pydantic import ValidationError
-
 from cql_like.definitions import enabling_expression
 from cql_like.engine import CompiledRequest
 from questionnaires.checks import describe_condition
 from scoring.outcome import InvalidInput, Issue
+from scoring.structure import structure_problems
 
 # item type → the answer value[x] it takes
 VALUE_KEY = {
@@ -177,34 +175,9 @@ def check_structure(resource: Mapping[str, Any]) -> None:
     shape = _shape_problems(resource)
     if shape:
         raise InvalidInput(shape)
-    try:
-        QuestionnaireResponse.model_validate(resource)
-    except RecursionError:
-        raise InvalidInput(
-            [Issue("structure", "the resource nests too deeply", "QuestionnaireResponse")]
-        ) from None
-    except ValidationError as exc:
-        issues = [
-            Issue(
-                "structure",
-                f"{_item_at(resource, e['loc'])}{_location(e['loc'])}: {e['msg']}",
-                _location(e["loc"]),
-            )
-            for e in exc.errors()
-        ]
-        raise InvalidInput(issues) from None
-    except (AttributeError, TypeError, ValueError, UnicodeError) as exc:
-        # the FHIR models fail this way on some malformed input (a number
-        # where a url belongs): still malformed input, never a 500
-        raise InvalidInput(
-            [
-                Issue(
-                    "structure",
-                    f"not a valid R4 QuestionnaireResponse ({type(exc).__name__}: {exc})",
-                    "QuestionnaireResponse",
-                )
-            ]
-        ) from None
+    problems = structure_problems(resource)
+    if problems:
+        raise InvalidInput(problems)
     status = resource.get("status")
     if status not in ACCEPTED_STATUS:
         raise InvalidInput(
@@ -217,27 +190,6 @@ def check_structure(resource: Mapping[str, Any]) -> None:
                 )
             ]
         )
-
-
-def _item_at(resource: Mapping[str, Any], loc: tuple[int | str, ...]) -> str:
-    """``item LINKID: `` for the innermost item on a path into the response."""
-    node: Any = resource
-    link_id = None
-    for part in loc:
-        try:
-            node = node[part]
-        except (KeyError, IndexError, TypeError):
-            break
-        if isinstance(node, dict) and isinstance(node.get("linkId"), str):
-            link_id = node["linkId"]
-    return f"item {link_id}: " if link_id else ""
-
-
-def _location(loc: tuple[int | str, ...]) -> str:
-    path = "QuestionnaireResponse"
-    for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return path
 
 
 # An adaptive form's url: its static form's, with this suffix.
