@@ -25,7 +25,7 @@ from cql_like.definitions import enabling_expression
 from cql_like.engine import CompiledRequest
 from questionnaires.checks import describe_condition
 from scoring.outcome import InvalidInput, Issue
-from scoring.structure import structure_problems
+from scoring.structure import MAX_DEPTH, structure_problems
 
 # item type → the answer value[x] it takes
 VALUE_KEY = {
@@ -81,88 +81,6 @@ def parse_json(body: bytes | str) -> dict[str, Any]:
     return data
 
 
-# No Questionnaire of ours nests deeper than a few groups; far deeper JSON is
-# refused before the FHIR models (which recurse) ever see it.
-MAX_DEPTH = 64
-# Elements of a QuestionnaireResponse that are objects, and lists anywhere:
-# the FHIR models would parse a JSON string given for them as JSON.
-OBJECT_ELEMENTS = frozenset(
-    {"subject", "author", "source", "encounter", "identifier", "meta", "text"}
-)
-LIST_ELEMENTS = frozenset(
-    {"item", "answer", "extension", "modifierExtension", "basedOn", "partOf", "contained"}
-)
-
-
-def _unicode(text: str) -> bool:
-    """Encodable as UTF-8 (a JSON escape can make a lone surrogate)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _shape_problems(resource: Mapping[str, Any]) -> list[Issue]:
-    """JSON that FHIR forbids, found before the FHIR models (which recurse and
-    coerce) see it: nesting deeper than ``MAX_DEPTH``, nulls (FHIR JSON leaves
-    an element out rather than writing null), text that is not Unicode, and
-    other JSON types where objects and lists belong. Walked without recursion;
-    a node's path is spelled out only for a problem (this runs on every
-    request)."""
-    issues: list[Issue] = []
-    # (value, depth, parent node, key): the parent chain spells the path
-    stack: list[tuple[Any, int, Any, Any]] = [(resource, 0, None, None)]
-    while stack and len(issues) < 20:
-        node = stack.pop()
-        value, depth = node[0], node[1]
-        if depth > MAX_DEPTH:
-            return [
-                Issue(
-                    "structure",
-                    f"the resource nests more than {MAX_DEPTH} levels deep",
-                    _spelled(node),
-                )
-            ]
-        if value is None:
-            path = _spelled(node)
-            issues.append(
-                Issue("structure", f"{path} is null: FHIR JSON leaves an empty element out", path)
-            )
-        elif isinstance(value, str):
-            if not _unicode(value):
-                path = _spelled(node)
-                issues.append(Issue("structure", f"{path} is not valid Unicode text", path))
-        elif isinstance(value, dict):
-            for key, inner in value.items():
-                problem = None
-                if not _unicode(key):
-                    problem = "has a key that is not Unicode"
-                elif key[:1] == "_" and not isinstance(inner, dict | list):
-                    problem = "must be a JSON object"  # a primitive's extensions (`_status`)
-                elif depth == 0 and key in OBJECT_ELEMENTS and not isinstance(inner, dict):
-                    problem = "must be a JSON object"
-                elif key in LIST_ELEMENTS and not isinstance(inner, list):
-                    problem = "must be a JSON list"
-                if problem:
-                    where = _spelled((inner, depth + 1, node, key))
-                    issues.append(Issue("structure", f"{where} {problem}", where))
-                stack.append((inner, depth + 1, node, key))
-        elif isinstance(value, list):
-            stack.extend((v, depth + 1, node, i) for i, v in enumerate(value))
-    return sorted(issues, key=lambda issue: issue.diagnostics)
-
-
-def _spelled(node: tuple[Any, int, Any, Any]) -> str:
-    """``QuestionnaireResponse.item[1].answer[0]`` for a node of the walk."""
-    parts: list[str] = []
-    while node[2] is not None:
-        key = node[3]
-        parts.append(f"[{key}]" if isinstance(key, int) else f".{key}")
-        node = node[2]
-    return "QuestionnaireResponse" + "".join(reversed(parts))
-
-
 def check_structure(resource: Mapping[str, Any]) -> None:
     """The resource is an R4 QuestionnaireResponse (structure only)."""
     if not isinstance(resource, Mapping):
@@ -172,9 +90,6 @@ def check_structure(resource: Mapping[str, Any]) -> None:
         raise InvalidInput(
             [Issue("invalid", f"expected a QuestionnaireResponse, got resourceType {kind!r}")]
         )
-    shape = _shape_problems(resource)
-    if shape:
-        raise InvalidInput(shape)
     problems = structure_problems(resource)
     if problems:
         raise InvalidInput(problems)

@@ -20,7 +20,8 @@ before: the table covers what a response itself holds.
 ``tests/scoring/test_structure_diff.py`` checks, on the case tables, the
 worked examples and fuzzed responses, that this walk accepts nothing the
 ``fhir.resources`` model refuses. The walk is iterative; depth is bounded
-by the shape check that runs before it (``MAX_DEPTH``).
+to ``MAX_DEPTH``, checked as it goes, as are nulls and text that is not
+Unicode.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ Elements = dict[str, tuple[str, bool, bool, str | None]]
 class _Type:
     """One row of the table, ready for the walk."""
 
-    __slots__ = ("choices", "elements", "name", "required")
+    __slots__ = ("choices", "elements", "name", "required", "walked")
 
     def __init__(self, name: str, row: Mapping[str, Any]) -> None:
         self.name = name
@@ -54,6 +55,12 @@ class _Type:
             for key, (kind, is_list, required, group) in row["elements"].items()
         }
         self.required = tuple(key for key, spec in self.elements.items() if spec[2])
+        # what the walk reads per element: type, list, the primitive's check, choice group
+        self.walked: dict[str, tuple[str, bool, Callable[[Any], str | None] | None, str | None]]
+        self.walked = {
+            key: (kind, is_list, PRIMITIVES.get(kind), group)
+            for key, (kind, is_list, _required, group) in self.elements.items()
+        }
         self.choices = tuple(
             (group, tuple(entry["of"]), bool(entry["required"]))
             for group, entry in row["choices"].items()
@@ -64,8 +71,6 @@ def _load() -> dict[str, _Type]:
     table = json.loads(TABLE_PATH.read_text(encoding="utf-8"))
     return {name: _Type(name, row) for name, row in table.items()}
 
-
-TYPES = _load()
 
 # --- primitives: FHIR's formats (https://hl7.org/fhir/R4B/datatypes.html) ---------
 
@@ -101,16 +106,36 @@ _RANGES = {
 }
 
 
+def _unicode(text: str) -> bool:
+    """Encodable as UTF-8 (a JSON escape can make a lone surrogate)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+NOT_UNICODE = "is not valid Unicode text"
+
+
 def _text(value: Any) -> str | None:
     if not isinstance(value, str):
         return f"must be a JSON string, not {_shown(value)}"
-    return None if _STRING.search(value) else "must hold some text"
+    if not _unicode(value):
+        return NOT_UNICODE
+    if value and (not value.isspace() or _STRING.search(value)):
+        return None  # some character that is not white space, or FHIR's own
+    return "must hold some text"
 
 
 def _pattern(pattern: re.Pattern[str], what: str) -> Callable[[Any], str | None]:
     def check(value: Any) -> str | None:
         if not isinstance(value, str):
             return f"must be a JSON string ({what}), not {_shown(value)}"
+        if not _unicode(value):
+            return NOT_UNICODE
         return None if pattern.fullmatch(value) else f"{_shown(value)} is not {what}"
 
     return check
@@ -169,6 +194,8 @@ def _decimal(value: Any) -> str | None:
 def _base64(value: Any) -> str | None:
     if not isinstance(value, str):
         return f"must be base64 text, not {_shown(value)}"
+    if not _unicode(value):
+        return NOT_UNICODE
     if value.startswith("data:"):
         return (
             "is a data URL that is not base64 (data:<type>;base64,<payload>):"
@@ -209,6 +236,8 @@ PRIMITIVES: dict[str, Callable[[Any], str | None]] = {
 }
 PRIMITIVE_EXTENSION = "_"  # the type of ``_status``: id and extensions
 
+TYPES = _load()
+
 
 def _shown(value: Any) -> str:
     shown = repr(value)
@@ -217,8 +246,14 @@ def _shown(value: Any) -> str:
 
 # --- the walk ------------------------------------------------------------------------
 
-# (value, type name, parent node, key): the parent chain spells the path
-_Node = tuple[Any, str, Any, Any]
+# No Questionnaire of ours nests deeper than a few groups; far deeper JSON is
+# refused before anything that recurses (the contained resources' models,
+# the answers' walk) sees it.
+MAX_DEPTH = 64
+
+# (value, type name, parent node, key, depth): the parent chain spells the
+# path; a key is an element name, or (name, position) in a list
+_Node = tuple[Any, str, Any, Any, int]
 
 
 def _step(key: Any) -> str:
@@ -248,82 +283,121 @@ def _item_of(node: _Node | None) -> str:
     return ""
 
 
+class _Walk:
+    """One walk's issues, spelled only when there is one."""
+
+    def __init__(self) -> None:
+        self.issues: list[Issue] = []
+
+    def problem(self, node: _Node, key: Any, text: str) -> None:
+        where = _path(node, key)
+        self.issues.append(Issue("structure", f"{_item_of(node)}{where}: {text}", where))
+
+    def shape(self, node: _Node | None, key: Any, text: str) -> None:
+        """JSON FHIR forbids whatever the element (a null, a string that is
+        not Unicode, an object or list where the other belongs)."""
+        where = _path(node, key)
+        self.issues.append(Issue("structure", f"{_item_of(node)}{where} {text}", where))
+
+
+NULL = "is null: FHIR JSON leaves an empty element out"
+
+
+def _too_deep(value: dict[str, Any], depth: int) -> bool:
+    """Whether a member of an object at ``depth`` lies deeper than
+    ``MAX_DEPTH`` (only asked near the bound)."""
+    return any(
+        depth + (2 if isinstance(inner, list) and inner else 1) > MAX_DEPTH
+        for inner in value.values()
+    )
+
+
 def structure_problems(resource: Mapping[str, Any]) -> list[Issue]:
     """What is wrong with the structure of ``resource`` as an R4B
     QuestionnaireResponse (its ``resourceType`` already checked); empty when
-    nothing is. At most ``MAX_ISSUES``."""
-    issues: list[Issue] = []
-
-    def problem(node: _Node, key: Any, text: str) -> None:
-        where = _path(node, key)
-        issues.append(Issue("structure", f"{_item_of(node)}{where}: {text}", where))
-
-    stack: list[_Node] = [(resource, ROOT_TYPE, None, None)]
+    nothing is. At most ``MAX_ISSUES``; nesting deeper than ``MAX_DEPTH`` is
+    the one issue."""
+    walk = _Walk()
+    issues = walk.issues
+    stack: list[_Node] = [(resource, ROOT_TYPE, None, None, 0)]
     contained: list[Any] = []
     while stack and len(issues) < MAX_ISSUES:
         node = stack.pop()
-        value, kind = node[0], node[1]
-        if not isinstance(value, dict):
-            parent = node[2]
-            where = _path(parent, node[3])
-            issues.append(
-                Issue("structure", f"{_item_of(parent)}{where}: must be a JSON object", where)
-            )
+        value, kind, parent, _key, depth = node
+        if type(value) is not dict:
+            walk.shape(parent, node[3], "must be a JSON object")
             continue
+        if depth >= MAX_DEPTH - 1 and _too_deep(value, depth):
+            where = _path(node)
+            return [
+                Issue("structure", f"the resource nests more than {MAX_DEPTH} levels deep", where)
+            ]
         if kind == PRIMITIVE_EXTENSION:
-            _primitive_extension(node, stack, problem)
+            _primitive_extension(node, stack, walk)
             continue
         spec = TYPES[kind]
-        elements = spec.elements
+        elements = spec.walked
+        chosen: list[str] = []
         for key, inner in value.items():
             element = elements.get(key)
             if element is None:
-                if not (key == "resourceType" and node[2] is None):
-                    problem(node, key, f"{kind} has no element {key!r}")
+                if not (key == "resourceType" and parent is None):
+                    if _unicode(key):
+                        walk.problem(node, key, f"{kind} has no element {key!r}")
+                    else:
+                        walk.shape(node, None, "has a key that is not Unicode")
                 continue
-            of, is_list, _required, _group = element
-            values: list[Any]
+            of, is_list, check, group = element
+            if inner is None:
+                walk.shape(node, key, NULL)
+                continue
+            if group is not None:
+                chosen.append(key)
             if is_list:
-                if not isinstance(inner, list):
-                    problem(node, key, "must be a JSON list")
+                if type(inner) is not list:
+                    walk.shape(node, key, "must be a JSON list")
                     continue
-                values = inner
+                if check is not None:
+                    for number, one in enumerate(inner):
+                        wrong = NULL if one is None else check(one)
+                        if wrong:
+                            walk.problem(node, (key, number), wrong)
+                elif of == "Resource":
+                    contained.extend(inner)
+                else:
+                    for number, one in enumerate(inner):
+                        if one is None:
+                            walk.shape(node, (key, number), NULL)
+                        else:
+                            stack.append((one, of, node, (key, number), depth + 2))
+            elif type(inner) is list:
+                walk.problem(node, key, "takes one value, not a list")
+            elif check is not None:
+                wrong = check(inner)
+                if wrong:
+                    walk.problem(node, key, wrong)
             else:
-                if isinstance(inner, list):
-                    problem(node, key, "takes one value, not a list")
-                    continue
-                values = [inner]
-            check = PRIMITIVES.get(of)
-            if check is not None:
-                for number, one in enumerate(values):
-                    wrong = check(one)
-                    if wrong:
-                        problem(node, (key, number) if is_list else key, wrong)
-            elif of == "Resource":
-                contained.extend(values)
-            elif of == PRIMITIVE_EXTENSION and is_list:
-                for number, one in enumerate(values):
-                    if one is not None:
-                        stack.append((one, of, node, (key, number)))
-            else:
-                for number, one in enumerate(values):
-                    stack.append((one, of, node, (key, number) if is_list else key))
+                stack.append((inner, of, node, key, depth + 1))
         for key in spec.required:
             given = value.get(key)
             if given is None or given == []:
                 extension = value.get(f"_{key}")
                 if not (isinstance(extension, dict) and extension.get("extension")):
-                    problem(node, key, f"{kind}.{key} is required")
+                    walk.problem(node, key, f"{kind}.{key} is required")
+        if chosen and len(chosen) > 1:
+            for group, names, _required in spec.choices:
+                present = [name for name in chosen if name in names]
+                if len(present) > 1:
+                    walk.problem(
+                        node, f"{group}[x]", f"one {group}[x] only, got {', '.join(present)}"
+                    )
         for group, names, required in spec.choices:
-            present = [name for name in names if name in value]
-            if len(present) > 1:
-                problem(node, f"{group}[x]", f"one {group}[x] only, got {', '.join(present)}")
-            elif required and not present:
-                problem(node, f"{group}[x]", f"{kind}.{group}[x] is required")
+            if required and not any(name in value for name in names):
+                walk.problem(node, f"{group}[x]", f"{kind}.{group}[x] is required")
         if kind == "Extension":
-            has_value = any(name in value for name in spec.choices[0][1])
+            has_value = bool(chosen)
             if has_value == bool(value.get("extension")):
-                problem(
+                walk.problem(
                     node,
                     None,
                     "an extension has either a value[x] or nested extensions"
@@ -334,25 +408,100 @@ def structure_problems(resource: Mapping[str, Any]) -> list[Issue]:
     return issues[:MAX_ISSUES]
 
 
-def _primitive_extension(
-    node: _Node, stack: list[_Node], problem: Callable[[_Node, Any, str], None]
-) -> None:
+def _primitive_extension(node: _Node, stack: list[_Node], walk: _Walk) -> None:
     """``_status``: a primitive's id and extensions, at least one given."""
-    value = node[0]
+    value, depth = node[0], node[4]
     for key, inner in value.items():
-        if key == "id":
+        if inner is None:
+            walk.shape(node, key, NULL)
+        elif key == "id":
             wrong = _text(inner)
             if wrong:
-                problem(node, key, wrong)
+                walk.problem(node, key, wrong)
         elif key == "extension":
-            if not isinstance(inner, list):
-                problem(node, key, "must be a JSON list")
+            if type(inner) is not list:
+                walk.shape(node, key, "must be a JSON list")
                 continue
-            stack.extend((one, "Extension", node, (key, n)) for n, one in enumerate(inner))
+            for number, one in enumerate(inner):
+                if one is None:
+                    walk.shape(node, (key, number), NULL)
+                else:
+                    stack.append((one, "Extension", node, (key, number), depth + 2))
         else:
-            problem(node, key, f"a primitive's extension has no element {key!r}")
+            walk.problem(node, key, f"a primitive's extension has no element {key!r}")
     if "id" not in value and "extension" not in value:
-        problem(node, None, "a primitive's extension needs an id or extensions")
+        walk.problem(node, None, "a primitive's extension needs an id or extensions")
+
+
+# Elements of a QuestionnaireResponse that are objects, and lists anywhere:
+# the FHIR models would parse a JSON string given for them as JSON.
+OBJECT_ELEMENTS = frozenset(
+    {"subject", "author", "source", "encounter", "identifier", "meta", "text"}
+)
+LIST_ELEMENTS = frozenset(
+    {"item", "answer", "extension", "modifierExtension", "basedOn", "partOf", "contained"}
+)
+
+
+def shape_problems(resource: Mapping[str, Any]) -> list[Issue]:
+    """JSON that FHIR forbids, found before the FHIR models (which recurse and
+    coerce) see it: nesting deeper than ``MAX_DEPTH``, nulls (FHIR JSON leaves
+    an element out rather than writing null), text that is not Unicode, and
+    other JSON types where objects and lists belong. What ran before the
+    model when the model checked every response; now before a contained
+    resource's model (the walk above checks the same of the rest). Walked
+    without recursion; a node's path is spelled out only for a problem."""
+    issues: list[Issue] = []
+    # (value, depth, parent node, key): the parent chain spells the path
+    stack: list[tuple[Any, int, Any, Any]] = [(resource, 0, None, None)]
+    while stack and len(issues) < 20:
+        node = stack.pop()
+        value, depth = node[0], node[1]
+        if depth > MAX_DEPTH:
+            return [
+                Issue(
+                    "structure",
+                    f"the resource nests more than {MAX_DEPTH} levels deep",
+                    _spelled(node),
+                )
+            ]
+        if value is None:
+            path = _spelled(node)
+            issues.append(
+                Issue("structure", f"{path} is null: FHIR JSON leaves an empty element out", path)
+            )
+        elif isinstance(value, str):
+            if not _unicode(value):
+                path = _spelled(node)
+                issues.append(Issue("structure", f"{path} is not valid Unicode text", path))
+        elif isinstance(value, dict):
+            for key, inner in value.items():
+                problem = None
+                if not _unicode(key):
+                    problem = "has a key that is not Unicode"
+                elif key[:1] == "_" and not isinstance(inner, dict | list):
+                    problem = "must be a JSON object"  # a primitive's extensions (`_status`)
+                elif depth == 0 and key in OBJECT_ELEMENTS and not isinstance(inner, dict):
+                    problem = "must be a JSON object"
+                elif key in LIST_ELEMENTS and not isinstance(inner, list):
+                    problem = "must be a JSON list"
+                if problem:
+                    where = _spelled((inner, depth + 1, node, key))
+                    issues.append(Issue("structure", f"{where} {problem}", where))
+                stack.append((inner, depth + 1, node, key))
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1, node, i) for i, v in enumerate(value))
+    return sorted(issues, key=lambda issue: issue.diagnostics)
+
+
+def _spelled(node: tuple[Any, int, Any, Any]) -> str:
+    """``QuestionnaireResponse.item[1].answer[0]`` for a node of the walk."""
+    parts: list[str] = []
+    while node[2] is not None:
+        key = node[3]
+        parts.append(f"[{key}]" if isinstance(key, int) else f".{key}")
+        node = node[2]
+    return "QuestionnaireResponse" + "".join(reversed(parts))
 
 
 def _contained_problems(contained: list[Any]) -> list[Issue]:
@@ -363,10 +512,12 @@ def _contained_problems(contained: list[Any]) -> list[Issue]:
     )
     from pydantic import ValidationError
 
+    wrapper = {"resourceType": ROOT_TYPE, "status": "completed", "contained": contained}
+    shape = shape_problems(wrapper)
+    if shape:
+        return shape
     try:
-        QuestionnaireResponse.model_validate(
-            {"resourceType": ROOT_TYPE, "status": "completed", "contained": contained}
-        )
+        QuestionnaireResponse.model_validate(wrapper)
     except RecursionError:
         return [Issue("structure", "the resource nests too deeply", ROOT_TYPE)]
     except ValidationError as exc:

@@ -282,7 +282,12 @@ QR = '"resourceType": "QuestionnaireResponse", "status": "completed"'
             "item a: QuestionnaireResponse.item[0].answer[0].valueAttachment.url: must be a JSON"
             " string (a url), not 0",
         ),
-        ("{" + QR + ', "subject": {"resourceType": "\\ud800"}}', 422, "not valid Unicode"),
+        (
+            "{" + QR + ', "subject": {"resourceType": "\\ud800"}}',
+            422,
+            "Reference has no element 'resourceType'",
+        ),
+        ("{" + QR + ', "subject": {"reference": "\\ud800"}}', 422, "not valid Unicode"),
         ("{" + QR + ', "subject": "{\\"reference\\": \\"Patient/x\\"}"}', 422, "JSON object"),
         (b'{"resourceType": "\xed\xa0\x80"}', 400, "not UTF-8"),
     ],
@@ -290,6 +295,7 @@ QR = '"resourceType": "QuestionnaireResponse", "status": "completed"'
         "primitive-extension",
         "url-number",
         "attachment-url",
+        "surrogate-unknown-element",
         "surrogate",
         "string-object",
         "bytes",

@@ -36,8 +36,7 @@ from qpackage.examples import run_examples
 from scoring import InvalidInput
 from scoring.fill import fill
 from scoring.outcome import Issue
-from scoring.response import _shape_problems
-from scoring.structure import TYPES, structure_problems
+from scoring.structure import PRIMITIVES, TYPES, shape_problems, structure_problems
 from scoring.structure_table import TABLE_PATH, derive
 from tests.scoring.fuzz_mutations import (
     PLAN,
@@ -91,9 +90,10 @@ Seen = Counter[str]
 
 
 def model_refuses(resource: Any) -> bool:
-    """What the scorer refused before this walk: the shape checks, then the
+    """What the scorer refused before this walk: the shape checks (depth,
+    nulls, Unicode, objects and lists where they belong), then the
     ``fhir.resources`` model."""
-    if _shape_problems(resource):
+    if shape_problems(resource):
         return True
     try:
         QuestionnaireResponse.model_validate(resource)
@@ -116,13 +116,9 @@ def stricter_class(issues: list[Issue]) -> str | None:
 
 def compare(resource: Any, seen: Seen) -> list[Issue]:
     """The walk's issues for ``resource``, after checking them against the
-    model. The scorer runs the shape checks first (depth, nulls, Unicode),
-    the walk only on what they pass: so is it compared."""
+    shape checks and the model."""
     issues = structure_problems(resource)
     refused = model_refuses(resource)
-    if _shape_problems(resource):
-        seen["refused by the shape checks"] += 1
-        return issues
     if refused and not issues:
         raise AssertionError(
             "the structure check accepts what fhir.resources refuses:\n"
@@ -395,7 +391,7 @@ def test_a_table_that_takes_an_unknown_element_is_caught(monkeypatch: pytest.Mon
     """The comparison can fail: a table that lets an answer carry an element
     R4 does not have (``valueFoo``) accepts what the model refuses."""
     answer = TYPES["QuestionnaireResponseItemAnswer"]
-    monkeypatch.setitem(answer.elements, "valueFoo", ("string", False, False, None))
+    monkeypatch.setitem(answer.walked, "valueFoo", ("string", False, PRIMITIVES["string"], None))
     package = package_for(bundled_catalog(), "eocco329", "initial")
     response = fill(package, {"birth_date": "2008-11-24"})
     first = next(node for path, node in walk(response) if path[-2:-1] == ("answer",))
