@@ -8,9 +8,9 @@ per call, in the same run:
   (``score_json``: checks, answers indexed, criteria);
 - **refused** — the same response with ``--extra`` items appended: refused
   by the size bound (``check_size``) before any work per item;
-- **unbounded** — what the structure check alone (``_shape_problems`` and
-  the ``fhir.resources`` model, the first per-item work) costs on that
-  response when nothing bounds it, as the service did before the bound.
+- **unbounded** — what the structure check alone (the walk of
+  ``scoring/structure.py``, the first per-item work) costs on that response
+  when nothing bounds it, as the service did before the bound.
 
 Run: ``.venv/bin/python bench/bench_oversize.py [--extra N] [--rounds N]``.
 Prints medians and ratios to the anchor. Not a test: nothing here asserts a

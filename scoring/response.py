@@ -1,7 +1,7 @@
 """Input checks on a submitted QuestionnaireResponse, before any scoring.
 
-The response is parsed as JSON, validated as an R4 QuestionnaireResponse by
-``fhir.resources``, matched to the Questionnaire it names, then walked item by
+The response is parsed as JSON, checked as an R4 QuestionnaireResponse
+element by element (``scoring/structure.py``), matched to the Questionnaire it names, then walked item by
 item against that Questionnaire: unknown linkIds, items out of place, answers
 of the wrong type or outside the answer options or bounds, several answers to
 a single-answer item, and answers to items that are not enabled are each an
@@ -21,13 +21,11 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
-from pydantic import ValidationError
-
 from cql_like.definitions import enabling_expression
 from cql_like.engine import CompiledRequest
 from questionnaires.checks import describe_condition
 from scoring.outcome import InvalidInput, Issue
+from scoring.structure import MAX_DEPTH, structure_problems
 
 # item type → the answer value[x] it takes
 VALUE_KEY = {
@@ -83,88 +81,6 @@ def parse_json(body: bytes | str) -> dict[str, Any]:
     return data
 
 
-# No Questionnaire of ours nests deeper than a few groups; far deeper JSON is
-# refused before the FHIR models (which recurse) ever see it.
-MAX_DEPTH = 64
-# Elements of a QuestionnaireResponse that are objects, and lists anywhere:
-# the FHIR models would parse a JSON string given for them as JSON.
-OBJECT_ELEMENTS = frozenset(
-    {"subject", "author", "source", "encounter", "identifier", "meta", "text"}
-)
-LIST_ELEMENTS = frozenset(
-    {"item", "answer", "extension", "modifierExtension", "basedOn", "partOf", "contained"}
-)
-
-
-def _unicode(text: str) -> bool:
-    """Encodable as UTF-8 (a JSON escape can make a lone surrogate)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _shape_problems(resource: Mapping[str, Any]) -> list[Issue]:
-    """JSON that FHIR forbids, found before the FHIR models (which recurse and
-    coerce) see it: nesting deeper than ``MAX_DEPTH``, nulls (FHIR JSON leaves
-    an element out rather than writing null), text that is not Unicode, and
-    other JSON types where objects and lists belong. Walked without recursion;
-    a node's path is spelled out only for a problem (this runs on every
-    request)."""
-    issues: list[Issue] = []
-    # (value, depth, parent node, key): the parent chain spells the path
-    stack: list[tuple[Any, int, Any, Any]] = [(resource, 0, None, None)]
-    while stack and len(issues) < 20:
-        node = stack.pop()
-        value, depth = node[0], node[1]
-        if depth > MAX_DEPTH:
-            return [
-                Issue(
-                    "structure",
-                    f"the resource nests more than {MAX_DEPTH} levels deep",
-                    _spelled(node),
-                )
-            ]
-        if value is None:
-            path = _spelled(node)
-            issues.append(
-                Issue("structure", f"{path} is null: FHIR JSON leaves an empty element out", path)
-            )
-        elif isinstance(value, str):
-            if not _unicode(value):
-                path = _spelled(node)
-                issues.append(Issue("structure", f"{path} is not valid Unicode text", path))
-        elif isinstance(value, dict):
-            for key, inner in value.items():
-                problem = None
-                if not _unicode(key):
-                    problem = "has a key that is not Unicode"
-                elif key[:1] == "_" and not isinstance(inner, dict | list):
-                    problem = "must be a JSON object"  # a primitive's extensions (`_status`)
-                elif depth == 0 and key in OBJECT_ELEMENTS and not isinstance(inner, dict):
-                    problem = "must be a JSON object"
-                elif key in LIST_ELEMENTS and not isinstance(inner, list):
-                    problem = "must be a JSON list"
-                if problem:
-                    where = _spelled((inner, depth + 1, node, key))
-                    issues.append(Issue("structure", f"{where} {problem}", where))
-                stack.append((inner, depth + 1, node, key))
-        elif isinstance(value, list):
-            stack.extend((v, depth + 1, node, i) for i, v in enumerate(value))
-    return sorted(issues, key=lambda issue: issue.diagnostics)
-
-
-def _spelled(node: tuple[Any, int, Any, Any]) -> str:
-    """``QuestionnaireResponse.item[1].answer[0]`` for a node of the walk."""
-    parts: list[str] = []
-    while node[2] is not None:
-        key = node[3]
-        parts.append(f"[{key}]" if isinstance(key, int) else f".{key}")
-        node = node[2]
-    return "QuestionnaireResponse" + "".join(reversed(parts))
-
-
 def check_structure(resource: Mapping[str, Any]) -> None:
     """The resource is an R4 QuestionnaireResponse (structure only)."""
     if not isinstance(resource, Mapping):
@@ -174,37 +90,9 @@ def check_structure(resource: Mapping[str, Any]) -> None:
         raise InvalidInput(
             [Issue("invalid", f"expected a QuestionnaireResponse, got resourceType {kind!r}")]
         )
-    shape = _shape_problems(resource)
-    if shape:
-        raise InvalidInput(shape)
-    try:
-        QuestionnaireResponse.model_validate(resource)
-    except RecursionError:
-        raise InvalidInput(
-            [Issue("structure", "the resource nests too deeply", "QuestionnaireResponse")]
-        ) from None
-    except ValidationError as exc:
-        issues = [
-            Issue(
-                "structure",
-                f"{_item_at(resource, e['loc'])}{_location(e['loc'])}: {e['msg']}",
-                _location(e["loc"]),
-            )
-            for e in exc.errors()
-        ]
-        raise InvalidInput(issues) from None
-    except (AttributeError, TypeError, ValueError, UnicodeError) as exc:
-        # the FHIR models fail this way on some malformed input (a number
-        # where a url belongs): still malformed input, never a 500
-        raise InvalidInput(
-            [
-                Issue(
-                    "structure",
-                    f"not a valid R4 QuestionnaireResponse ({type(exc).__name__}: {exc})",
-                    "QuestionnaireResponse",
-                )
-            ]
-        ) from None
+    problems = structure_problems(resource)
+    if problems:
+        raise InvalidInput(problems)
     status = resource.get("status")
     if status not in ACCEPTED_STATUS:
         raise InvalidInput(
@@ -217,27 +105,6 @@ def check_structure(resource: Mapping[str, Any]) -> None:
                 )
             ]
         )
-
-
-def _item_at(resource: Mapping[str, Any], loc: tuple[int | str, ...]) -> str:
-    """``item LINKID: `` for the innermost item on a path into the response."""
-    node: Any = resource
-    link_id = None
-    for part in loc:
-        try:
-            node = node[part]
-        except (KeyError, IndexError, TypeError):
-            break
-        if isinstance(node, dict) and isinstance(node.get("linkId"), str):
-            link_id = node["linkId"]
-    return f"item {link_id}: " if link_id else ""
-
-
-def _location(loc: tuple[int | str, ...]) -> str:
-    path = "QuestionnaireResponse"
-    for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return path
 
 
 # An adaptive form's url: its static form's, with this suffix.

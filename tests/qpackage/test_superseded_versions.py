@@ -230,7 +230,7 @@ def test_a_response_larger_than_its_form_is_refused_before_any_work_per_item(
     client: TestClient, catalog: Catalog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[str] = []
-    for name in ("_walk", "_shape_problems", "_answer_value"):
+    for name in ("_walk", "structure_problems", "_answer_value"):
         real = getattr(scoring.response, name)
 
         def counted(*args: Any, _real: Any = real, _name: str = name) -> Any:

@@ -67,7 +67,7 @@ def refused(catalog: Catalog, body: Any, status: int = 422) -> str:
         ("QL.requested_quantity", "valueInteger", 2**40, "2147483647"),
         ("I.A.birth_date", "valueDate", "0999-01-01", "outside the dates this service takes"),
         ("I.A.birth_date", "valueDate", "9999-12-31", "outside the dates this service takes"),
-        ("I.A.birth_date", "valueDate", "2008-02-30", "day value is outside expected range"),
+        ("I.A.birth_date", "valueDate", "2008-02-30", "'2008-02-30' is not a day of the calendar"),
         ("I.A.birth_date", "valueDate", "12/04/1968", "valueDate"),
         ("I.A.birth_date", "valueDate", 1968, "valueDate"),
     ],
@@ -271,13 +271,23 @@ QR = '"resourceType": "QuestionnaireResponse", "status": "completed"'
     ("body", "status", "said"),
     [
         ("{" + QR + ', "_status": "null"}', 422, "_status must be a JSON object"),
-        ("{" + QR + ', "extension": [{"url": "http://x", "valueUrl": 1}]}', 422, "not a valid"),
+        (
+            "{" + QR + ', "extension": [{"url": "http://x", "valueUrl": 1}]}',
+            422,
+            "extension[0].valueUrl: must be a JSON string (a url), not 1",
+        ),
         (
             "{" + QR + ', "item": [{"linkId": "a", "answer": [{"valueAttachment": {"url": 0}}]}]}',
             422,
-            "not a valid",
+            "item a: QuestionnaireResponse.item[0].answer[0].valueAttachment.url: must be a JSON"
+            " string (a url), not 0",
         ),
-        ("{" + QR + ', "subject": {"resourceType": "\\ud800"}}', 422, "not valid Unicode"),
+        (
+            "{" + QR + ', "subject": {"resourceType": "\\ud800"}}',
+            422,
+            "Reference has no element 'resourceType'",
+        ),
+        ("{" + QR + ', "subject": {"reference": "\\ud800"}}', 422, "not valid Unicode"),
         ("{" + QR + ', "subject": "{\\"reference\\": \\"Patient/x\\"}"}', 422, "JSON object"),
         (b'{"resourceType": "\xed\xa0\x80"}', 400, "not UTF-8"),
     ],
@@ -285,6 +295,7 @@ QR = '"resourceType": "QuestionnaireResponse", "status": "completed"'
         "primitive-extension",
         "url-number",
         "attachment-url",
+        "surrogate-unknown-element",
         "surrogate",
         "string-object",
         "bytes",
