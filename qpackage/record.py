@@ -473,7 +473,8 @@ def _specialty(source: EhrSource, record: Record, read: list[str]) -> bool | Non
             for c in (_codings(s) or [])
             if isinstance(c, Mapping)
         ]
-        read.append(f"PractitionerRole specialties {', '.join(named) or 'uncoded'}: none of them")
+        shown = ", ".join(named) or "uncoded"
+        read.append(f"PractitionerRole specialties {shown}, not {_codes(source.codes)}")
         return False
     read.append("the PractitionerRole names no specialty")
     return None
@@ -583,10 +584,15 @@ def evaluate_record(package: CompiledRequest, record: Record, as_of: date) -> Re
         for link, answers in earlier_answers(response).items()
     }
     assumed, waiting = _assumed_enablement(package, response, raw, as_of)
-    hypothetical = package.evaluate(
-        response, {k: v for k, v in raw.items() if assumed.get(k)}, as_of, assumed
+    assumed_answers = {k: v for k, v in raw.items() if assumed.get(k)}
+    hypothetical = package.evaluate(response, assumed_answers, as_of, assumed)
+    findings = _findings(
+        package,
+        asked,
+        (evaluation, checked.by_link),
+        (hypothetical, assumed_answers),
+        waiting,
     )
-    findings = _findings(package, asked, checked.by_link, evaluation, hypothetical, waiting)
     unfetched = tuple(dict.fromkeys(key for p in asked.values() for key in p.unfetched))
     questionnaire = package.questionnaire
     return RecordFindings(
@@ -629,17 +635,23 @@ def _assumed_enablement(
 def _findings(
     package: CompiledRequest,
     asked: Mapping[str, Prefill],
-    answered: Mapping[str, list[Any]],
-    evaluation: Evaluation,
-    hypothetical: Evaluation,
+    actual: tuple[Evaluation, Mapping[str, list[Any]]],
+    assumed: tuple[Evaluation, Mapping[str, list[Any]]],
     waiting: Mapping[str, tuple[str, ...]],
 ) -> list[Finding]:
+    """Each section's finding: from the evaluation on the answers the form
+    takes (``actual``), or, for a section that only waits to apply, from the
+    one with the sections waiting taken as applying (``assumed``); each with
+    the answers it was given, by linkId."""
     policy = package.policy
+    evaluation = actual[0]
+    hypothetical = assumed[0]
     index = package.index
     order = list(package.items)
+    # the form asks a criterion's document as a generated attachment question
     documents = {
         document_question(c): c.documentation.document
-        for c in walk(package.tree)
+        for c in walk(policy.request(package.kind).criteria)
         if c.documentation is not None
     }
 
@@ -659,7 +671,10 @@ def _findings(
             if info.section in ids or ids & set(info.sections)
         ]
 
-    def needs_of(criterion_ids: list[str], result: Evaluation) -> list[Need]:
+    def needs_of(
+        criterion_ids: list[str], run: tuple[Evaluation, Mapping[str, list[Any]]]
+    ) -> list[Need]:
+        result, answered = run
         links: dict[str, None] = {}
         ids = set(criterion_ids)
         for link_id in result.missing_questions:
@@ -698,7 +713,7 @@ def _findings(
                     criterion.kind,
                     _STATUS[status],
                     read_of(set(subtree)),
-                    tuple(needs_of(subtree, evaluation)) if _STATUS[status] == "open" else (),
+                    tuple(needs_of(subtree, actual)) if _STATUS[status] == "open" else (),
                 )
             )
             continue
@@ -708,7 +723,8 @@ def _findings(
         if not waits or if_applies in (None, "not-applicable"):
             continue
         wanted = [need(package.link_of[name]) for name in waits if name in package.link_of]
-        more = needs_of(subtree, hypothetical) if _STATUS[if_applies] == "open" else []
+        more = needs_of(subtree, assumed) if _STATUS[if_applies] == "open" else []
+        needs = sorted(dict.fromkeys([*wanted, *more]), key=lambda n: _place(n, order))
         findings.append(
             Finding(
                 criterion.id,
@@ -716,7 +732,7 @@ def _findings(
                 criterion.kind,
                 "open",
                 read_of(set(subtree)),
-                tuple(dict.fromkeys([*wanted, *more])),
+                tuple(needs),
                 _STATUS[if_applies],
             )
         )
@@ -736,6 +752,11 @@ def _findings(
             )
         )
     return findings
+
+
+def _place(need: Need, order: list[str]) -> int:
+    """Where a need comes in the form (a review, asked of no item, last)."""
+    return order.index(need.link_id) if need.link_id in order else len(order)
 
 
 def _waits_for(
