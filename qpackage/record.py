@@ -309,11 +309,25 @@ def _birth_date(record: Record, read: list[str]) -> str | None:
         read.append("the Patient was not fetched")
         return None
     birth = (record.patient or {}).get("birthDate")
-    if isinstance(birth, str) and _FHIR_DATE.fullmatch(birth):
-        read.append(f"Patient birth date {birth}")
-        return birth
-    read.append("no birth date on the Patient")
-    return None
+    if not isinstance(birth, str):
+        read.append("no birth date on the Patient")
+        return None
+    if not _is_date(birth):
+        # the CQL reads no date there either
+        read.append(f"the Patient's birth date {birth!r} is not a date")
+        return None
+    read.append(f"Patient birth date {birth}")
+    return birth
+
+
+def _is_date(text: str) -> bool:
+    """A FHIR date (a year, a month or a day of the calendar)."""
+    if not _FHIR_DATE.fullmatch(text):
+        return False
+    try:
+        return len(text) < 10 or bool(date.fromisoformat(text))
+    except ValueError:
+        return False
 
 
 def _matching(codings: Any, wanted: Sequence[Coding]) -> Mapping[str, Any] | None:
@@ -573,7 +587,7 @@ def evaluate_record(package: CompiledRequest, record: Record, as_of: date) -> Re
     given = {
         name: (p.value["code"] if isinstance(p.value, Mapping) else p.value)
         for name, p in asked.items()
-        if p.value is not None
+        if p.value is not None and _offered(package, name, p.value)
     }
     response = fill(package, given, subject=None)
     checked = check_answers(package, response, prune_disabled=True)
@@ -603,6 +617,15 @@ def evaluate_record(package: CompiledRequest, record: Record, as_of: date) -> Re
         findings=tuple(findings),
         unfetched=unfetched,
     )
+
+
+def _offered(package: CompiledRequest, name: str, value: Any) -> bool:
+    """A choice the record gives is an option of this form's item (a policy
+    of several drugs may offer an answer in one form and not another)."""
+    if not isinstance(value, Mapping):
+        return True
+    offered = package.codings.get(package.link_of[name], [])
+    return any(c["system"] == value["system"] and c["code"] == value["code"] for c in offered)
 
 
 def _assumed_enablement(
