@@ -9,6 +9,9 @@
 //     "elm": {"LibName": <elm json>, ...},   main library and every library it includes
 //     "main": "LibName",                     library whose expressions are evaluated
 //     "bundle": <FHIR R4 Bundle>,            the patient's resources; exactly one Patient
+//     "runs": [{"bundle", "parameters"}, ...] instead of "bundle" and "parameters": several
+//                                            records, each evaluated alone with its own
+//                                            parameters (one process for many)
 //     "parameters": {"Name": value, ...},    optional; see below
 //     "expressions": ["Expr A", ...],        optional; default: every expression of the
 //                                            main library (not functions, not the
@@ -19,7 +22,8 @@
 //                                            CodeService format; version "" if unversioned)
 //   }
 //
-// stdout: {"Expr A": value, ...} in the requested order. Values are plain JSON:
+// stdout: {"Expr A": value, ...} in the requested order (with "runs": a list of them,
+//   one per run, in order). Values are plain JSON:
 //   null; booleans; numbers; strings; Date -> "YYYY-MM-DD" (or coarser, e.g.
 //   "2020-03", at lower precision); DateTime -> ISO 8601 with offset; Time ->
 //   "hh:mm:ss.fff"; Code -> {"system", "code", "display"} (+ "version" when set);
@@ -200,30 +204,42 @@ async function main() {
   } catch (err) {
     throw new InputError(`stdin is not JSON: ${err.message}`);
   }
-  const { elm, main: mainName, bundle } = request ?? {};
+  const { elm, main: mainName } = request ?? {};
   if (elm == null || typeof elm !== "object") throw new InputError('"elm" must be {"LibName": elm, ...}');
   if (typeof mainName !== "string" || elm[mainName] == null) {
     throw new InputError(`"main" must name a library in "elm" (got ${JSON.stringify(mainName)})`);
   }
-  if (bundle?.resourceType !== "Bundle" || !Array.isArray(bundle.entry)) {
-    throw new InputError('"bundle" must be a FHIR Bundle with an "entry" list');
+  const several = request.runs != null;
+  if (several && (!Array.isArray(request.runs) || request.bundle != null || request.parameters != null)) {
+    throw new InputError('"runs" must be a list of {"bundle", "parameters"}, given without "bundle" and "parameters"');
   }
-  const patients = bundle.entry.filter((e) => e?.resource?.resourceType === "Patient");
-  if (patients.length !== 1) {
-    throw new InputError(`"bundle" must hold exactly one Patient (found ${patients.length})`);
-  }
+  const runs = several ? request.runs : [{ bundle: request.bundle, parameters: request.parameters }];
+  runs.forEach((run, i) => {
+    const where = several ? `"runs"[${i}].bundle` : '"bundle"';
+    const bundle = run?.bundle;
+    if (bundle?.resourceType !== "Bundle" || !Array.isArray(bundle.entry)) {
+      throw new InputError(`${where} must be a FHIR Bundle with an "entry" list`);
+    }
+    const patients = bundle.entry.filter((e) => e?.resource?.resourceType === "Patient");
+    if (patients.length !== 1) {
+      throw new InputError(`${where} must hold exactly one Patient (found ${patients.length})`);
+    }
+  });
 
   const repository = new cql.Repository(elm);
   checkIncludes(elm, mainName, repository);
   const library = new cql.Library(elm[mainName], repository);
 
   const wrapper = cqlfhir.FHIRWrapper.FHIRv401();
-  const parameters = {};
-  for (const [name, value] of Object.entries(request.parameters ?? {})) {
-    const def = library.parameters[name];
-    if (def == null) throw new InputError(`library ${mainName} has no parameter "${name}"`);
-    parameters[name] = fromJson(value, def.parameterTypeSpecifier ?? def.parameterType, wrapper, `parameter "${name}"`);
-  }
+  const parameterSets = runs.map((run) => {
+    const parameters = {};
+    for (const [name, value] of Object.entries(run.parameters ?? {})) {
+      const def = library.parameters[name];
+      if (def == null) throw new InputError(`library ${mainName} has no parameter "${name}"`);
+      parameters[name] = fromJson(value, def.parameterTypeSpecifier ?? def.parameterType, wrapper, `parameter "${name}"`);
+    }
+    return parameters;
+  });
 
   const definitions = (elm[mainName].library.statements?.def ?? []).filter((d) => d.type !== "FunctionDef");
   let names;
@@ -250,23 +266,28 @@ async function main() {
   }
 
   const codeService = new cql.CodeService(request.valueSets ?? {});
-  const patientSource = cqlfhir.PatientSource.FHIRv401();
-  patientSource.loadBundles([bundle]);
-  // One PatientContext for all requested expressions (what Executor.exec does
-  // per patient), so shared sub-expressions are evaluated once; Executor
-  // itself can only run one expression or all of them.
-  const patient = patientSource.currentPatient();
-  const context = new cql.PatientContext(library, patient, codeService, parameters, executionDateTime, messageListener);
-  const results = {};
-  for (const name of names) {
-    let value;
-    try {
-      value = await library.expressions[name].execute(context);
-    } catch (err) {
-      throw new Error(`expression "${name}": ${err?.message ?? err}`, { cause: err });
+  const outputs = [];
+  for (const [i, run] of runs.entries()) {
+    const patientSource = cqlfhir.PatientSource.FHIRv401();
+    patientSource.loadBundles([run.bundle]);
+    // One PatientContext for all requested expressions (what Executor.exec does
+    // per patient), so shared sub-expressions are evaluated once; Executor
+    // itself can only run one expression or all of them.
+    const patient = patientSource.currentPatient();
+    const context = new cql.PatientContext(library, patient, codeService, parameterSets[i], executionDateTime, messageListener);
+    const results = {};
+    for (const name of names) {
+      let value;
+      try {
+        value = await library.expressions[name].execute(context);
+      } catch (err) {
+        throw new Error(`expression "${name}": ${err?.message ?? err}`, { cause: err });
+      }
+      results[name] = toJson(value);
     }
-    results[name] = toJson(value);
+    outputs.push(results);
   }
+  const results = several ? outputs : outputs[0];
   process.stdout.write(`${JSON.stringify(results)}\n`);
 }
 

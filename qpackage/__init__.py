@@ -13,7 +13,10 @@ catalog of generated Questionnaires and from what the payer knows:
 - :mod:`qpackage.draft` — the draft QuestionnaireResponse of each Bundle,
   with the answers the payer fills itself (its own approvals, the earlier
   answers of a pended request);
-- :mod:`qpackage.adaptive` — the adaptive form's next question.
+- :mod:`qpackage.adaptive` — the adaptive form's next question;
+- :mod:`qpackage.record` — what an EHR record already shows of a policy
+  (Coverage Requirements Discovery): its questions prefilled from a CDS
+  client's prefetch, its criteria met, not met or open.
 
 No HTTP and no database here: the service resolves the stored records a
 request needs and passes them in. The catalog alone reads files, the

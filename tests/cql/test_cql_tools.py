@@ -271,6 +271,33 @@ def test_execution_of_chosen_expressions(elm: dict[str, Any]) -> None:
     ]
 
 
+def test_several_runs_in_one_process_each_alone(elm: dict[str, Any]) -> None:
+    """``runs``: each record with its own parameters, as one request each
+    would give, in order; ``runs`` beside ``bundle`` is refused."""
+    runs = [
+        {"bundle": FULL, "parameters": {"Ordering Role": ROLE}},
+        {"bundle": PARTIAL},
+        {"bundle": FULL, "parameters": {}},
+    ]
+    common = {"elm": elm, "main": "DemoDtr", "executionDateTime": "2025-06-01T12:00:00Z"}
+    result = execute({**common, "runs": runs})
+    assert result.returncode == 0, result.stderr
+    alone = []
+    for one in runs:
+        single = execute({**common, "bundle": one["bundle"], "parameters": one.get("parameters")})
+        assert single.returncode == 0, single.stderr
+        alone.append(json.loads(single.stdout))
+    assert json.loads(result.stdout) == alone
+    assert alone[:2] == [FULL_EXPECTED, PARTIAL_EXPECTED]
+    both = execute({**common, "runs": runs, "bundle": FULL})
+    assert both.returncode == 1
+    assert '"runs"' in both.stderr
+    two_patients = {"resourceType": "Bundle", "entry": [*PARTIAL["entry"], *PARTIAL["entry"]]}
+    second = execute({**common, "runs": [runs[0], {"bundle": two_patients}]})
+    assert second.returncode == 1
+    assert '"runs"[1].bundle must hold exactly one Patient (found 2)' in second.stderr
+
+
 def test_execution_errors_exit_1(elm: dict[str, Any]) -> None:
     missing_include = execute(
         {"elm": {"DemoDtr": elm["DemoDtr"]}, "main": "DemoDtr", "bundle": FULL}
