@@ -367,3 +367,38 @@ def test_hook_then_package_with_the_assertion_then_evaluate_gives_a_determinatio
     assert (values["pa-needed"], values["satisfied-pa-id"]) == ("satisfied", record)
     assert "questionnaire" not in values and "doc-needed" not in values
     assert violations(again["systemActions"][0]["resource"]["extension"][0]) == []
+
+
+# --- registration -------------------------------------------------------------------
+
+
+def test_a_cds_client_registered_by_the_cli_may_call(
+    catalog: Catalog, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dtr.cli import main
+    from tests.support.callers import JWKS
+
+    jwks = tmp_path / "ehr.jwks.json"
+    jwks.write_text(json.dumps(JWKS))
+    db = str(tmp_path / "cds.sqlite3")
+
+    def add(client_id: str, *extra: str) -> int:
+        return main(["clients", "add", client_id, "--jwks", str(jwks), "--db", db, *extra])
+
+    assert add("no-cds", "--jku", ALLOWED_JKU) == 2
+    assert "add --cds-hooks" in capsys.readouterr().err
+    assert add("plain-jku", "--cds-hooks", "--jku", "http://ehr.example.org/jwks.json") == 2
+    assert "--jku must be https" in capsys.readouterr().err
+    assert add("ehr", "--cds-hooks", "--jku", ALLOWED_JKU, "--fetch-prefetch") == 0
+    capsys.readouterr()
+    assert main(["clients", "list", "--db", db]) == 0
+    (listed,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert (listed["id"], listed["cdsHooks"], listed["jku"], listed["fetchPrefetch"]) == (
+        "ehr",
+        True,
+        [ALLOWED_JKU],
+        True,
+    )
+    app = create_app(Settings(database=db), catalog=catalog, clock=lambda: AS_OF)
+    reply = call(TestClient(app), hook([CO_PACK], EOCCO), token=cds_jwt(SIGN, client_id="ehr"))
+    assert reply.status_code == 200 and reply.json()["systemActions"], reply.text
