@@ -149,7 +149,8 @@ class Assertion:
     reason: str | None = None
     satisfied_pa_id: str | None = None
     drug: str = field(default="", compare=False)  # the drug's name, for the card
-    sections: tuple[str, ...] = field(default=(), compare=False)
+    # the forms asserted, compiled: what DTR will ask, for the card
+    forms: tuple[CompiledRequest, ...] = field(default=(), compare=False, repr=False)
 
 
 def _extension(url: str, key: str, value: Any) -> dict[str, Any]:
@@ -285,14 +286,15 @@ def assess(
                 ),
                 reason=f"{name} requires prior authorization: the prescriber documents its"
                 f" {kind} criteria in DTR.",
-                sections=tuple(s for p in packages for s in _sections(p)),
+                forms=tuple(packages),
             )
         )
     return assertions
 
 
-def what_the_record_shows(assertion: Assertion, prefetch: Mapping[str, Any]) -> str:
-    """The card's paragraph on what the record already shows.
+def what_the_record_shows(forms: Sequence[CompiledRequest], prefetch: Mapping[str, Any]) -> str:
+    """The card's paragraph on what the record already shows, for the forms
+    asserted and the call's prefetch (by the keys of ``PREFETCH_KEYS``).
 
     The seam for the record evaluator (``qpackage.record``: the policy's
     criteria evaluated three-valued against the prefetch, from the same
@@ -300,9 +302,10 @@ def what_the_record_shows(assertion: Assertion, prefetch: Mapping[str, Any]) -> 
     in, the paragraph lists the policy sections DTR will ask about, and says
     nothing of the record."""
     del prefetch  # read by the record evaluator
-    if not assertion.sections:
+    sections = [section for form in forms for section in _sections(form)]
+    if not sections:
         return ""
-    listed = "\n".join(f"- {section}" for section in assertion.sections)
+    listed = "\n".join(f"- {section}" for section in sections)
     return f"DTR will ask about these sections of the policy:\n\n{listed}"
 
 
@@ -325,7 +328,7 @@ def card(
     SMART link that launches DTR on the order."""
     detail = [
         "This is not a decision: the payer decides once DTR sends the completed form.",
-        what_the_record_shows(assertion, prefetch),
+        what_the_record_shows(assertion.forms, prefetch),
     ]
     return {
         "uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"crd:{assertion.id}")),

@@ -31,6 +31,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
@@ -211,17 +212,17 @@ def router(service: Service, accounts: Accounts, fetch: EhrFetch | None = None) 
             query = _resolve(template, hook)
             if query is None:
                 continue
+            # the codes' system|code and lists, percent-encoded as a URL needs
+            url = f"{hook.fhirServer.rstrip('/')}/{quote(query, safe='/?=&')}"
             try:
-                sent[key] = ehr(
-                    f"{hook.fhirServer.rstrip('/')}/{query}", hook.fhirAuthorization.access_token
-                )
+                sent[key] = ehr(url, hook.fhirAuthorization.access_token)
             except EhrUnavailable:
                 continue
         missing = [key for key in REQUIRED_PREFETCH if sent.get(key) is None]
         if missing:
             why = (
-                "and the service may not fetch it (no fhirAuthorization, or the registration"
-                " does not allow it)"
+                "and the service may not fetch it (no fhirAuthorization or https fhirServer,"
+                " or the registration does not allow it)"
                 if not can_fetch
                 else "and the EHR did not give it"
             )
@@ -242,6 +243,7 @@ def router(service: Service, accounts: Accounts, fetch: EhrFetch | None = None) 
                 coverage,
                 payers=service.payers,
                 today=service.clock(),
+                # every approval on record (received by any time)
                 approvals=lambda member, policy: service.store.approved_terms(
                     member, policy, "9999"
                 ),
