@@ -17,10 +17,10 @@ import yaml
 from qpackage.catalog import Catalog
 from qpackage.crd import Assertion, assess, coverage_information, prefetch_templates, services
 from review.config import PayerConfig, load_payers
-from tests.support.cases import AS_OF, package_for
+from tests.support.cases import AS_OF, folder_catalog, package_for
 from tests.support.crd import coverage, medication_request, violations
-from tests.support.dtr_requests import EOCCO, MN_DHS, WHA
-from tests.support.paths import PAYER_SETTINGS, ROOT
+from tests.support.dtr_requests import EOCCO, FIXTURE, MN_DHS, WHA
+from tests.support.paths import FIXTURE_PAYERS, PAYER_SETTINGS, ROOT
 
 MEKINIST = [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "1425098"}]
 
@@ -188,3 +188,34 @@ def test_the_prefetch_asks_for_the_codes_the_policies_ehr_sources_name(catalog: 
         ("dtr-pa-order-sign", "order-sign"),
     ]
     assert all(s["prefetch"] == templates for s in listed)
+
+
+def test_an_order_naming_two_drugs_of_one_policy_makes_the_form_conditional() -> None:
+    """A policy of several drugs has a form per drug: an order that names two
+    of them does not say which form applies, so documentation is conditional
+    and the information needed is the product ordered."""
+    catalog = folder_catalog("fixtures/policies/constructs")
+    order = medication_request("m1", [], "Alphanib or Betanib")
+    (assertion,) = assess(
+        catalog,
+        order,
+        coverage(FIXTURE),
+        payers=load_payers(FIXTURE_PAYERS),
+        today=AS_OF,
+        approvals=lambda m, p: [],
+    )
+    assert (assertion.doc_needed, assertion.info_needed) == ("conditional", ("detail-code",))
+    assert assertion.questionnaires == tuple(
+        canonical(package_for(catalog, "fixture-class", "initial", drug))
+        for drug in ("alpha", "beta")
+    )
+    assert violations(coverage_information(assertion)) == []
+    (alone,) = assess(
+        catalog,
+        medication_request("m2", [], "Alphanib"),
+        coverage(FIXTURE),
+        payers=load_payers(FIXTURE_PAYERS),
+        today=AS_OF,
+        approvals=lambda m, p: [],
+    )
+    assert (alone.doc_needed, alone.info_needed, len(alone.questionnaires)) == ("clinical", (), 1)
