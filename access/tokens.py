@@ -14,6 +14,13 @@ payer suspended the registration), ``invalid_scope``.
 The access token is a JWT the service signs with its own secret (HS256,
 kept in the store, so every instance verifies every other's tokens),
 valid five minutes, naming the client and the scopes granted.
+
+A CDS client (CDS Hooks 2.0, for CRD) sends no token request: each call
+carries a JWT it signed (``check_cds_jwt``), checked with the same keys, the
+same algorithms and the same replay table as an assertion: ``iss`` = ``sub``
+a registered CDS client, ``aud`` the service called, a known ``kid``, a
+``jku`` only from the registration's allow-list, ``exp`` at most five
+minutes ahead, a ``jti`` never seen before (the caller remembers it).
 """
 
 from __future__ import annotations
@@ -64,6 +71,12 @@ class Client:
     jwks_url: str | None = None
     organization: str | None = None
     active: bool = True
+    # a CDS client (CRD): it calls the CDS services with a JWT of its own;
+    # the jku URLs its JWT header may name (none: the registered keys only);
+    # whether the service may fetch missing prefetch from its EHR
+    cds_hooks: bool = False
+    jku: tuple[str, ...] = ()
+    fetch_prefetch: bool = False
 
 
 class KeySource:
@@ -209,6 +222,80 @@ def check_token_request(
     if not scopes:
         raise OAuthError("invalid_scope", f"none of the scopes asked for is granted to {client.id}")
     return Grant(client, scopes, claims["jti"], expires)
+
+
+@dataclass(frozen=True)
+class CdsCall:
+    """A CDS client's call, its JWT checked (but for the jti's replay)."""
+
+    client: Client
+    jti: str
+    expires: int
+
+
+def check_cds_jwt(
+    token: str,
+    *,
+    audience: str,
+    now: float,
+    find_client: Callable[[str], Client | None],
+    keys: KeySource,
+) -> CdsCall:
+    """The CDS client a call's bearer JWT proves, or InvalidToken saying
+    which check failed. The caller then refuses a jti seen before."""
+    try:
+        header = jwt.get_unverified_header(token)
+        unverified = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        raise InvalidToken("the bearer token is not a JWT") from None
+    algorithm = header.get("alg")
+    if algorithm not in ALGORITHMS:
+        raise InvalidToken(f"alg {algorithm!r} is not accepted: use {' or '.join(ALGORITHMS)}")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise InvalidToken("the JWT's header has no kid")
+    issuer = unverified.get("iss")
+    if not isinstance(issuer, str) or unverified.get("sub") != issuer:
+        raise InvalidToken("iss and sub must both be the CDS client's id")
+    client = find_client(issuer)
+    if client is None or not client.cds_hooks:
+        raise InvalidToken(f"no CDS client {issuer!r} is registered")
+    if not client.active:
+        raise InvalidToken("the payer has suspended this client's registration")
+    jku = header.get("jku")
+    if jku is not None:
+        if jku not in client.jku:
+            raise InvalidToken(f"jku {jku!r} is not one the client registered")
+        # the keys the client publishes there, and those only
+        client_keys = Client(client.id, client.name, client.scopes, jwks_url=str(jku))
+    else:
+        client_keys = client
+    try:
+        key = keys.key(client_keys, kid, algorithm)
+    except OAuthError as exc:
+        raise InvalidToken(exc.description) from None
+    try:
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=[algorithm],
+            audience=audience,
+            issuer=client.id,
+            leeway=LEEWAY,
+            options={"require": ["iss", "sub", "aud", "exp", "jti"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise InvalidToken("the JWT has expired") from None
+    except jwt.InvalidAudienceError:
+        raise InvalidToken(f"aud must be the service called, {audience}") from None
+    except jwt.PyJWTError as exc:
+        raise InvalidToken(f"the JWT does not verify: {exc}") from None
+    expires = claims["exp"]
+    if not isinstance(expires, int) or expires > now + MAX_ASSERTION_SECONDS + LEEWAY:
+        raise InvalidToken(f"exp must be at most {MAX_ASSERTION_SECONDS} seconds ahead")
+    if not isinstance(claims["jti"], str) or not claims["jti"]:
+        raise InvalidToken("jti must be a non-empty string")
+    return CdsCall(client, claims["jti"], expires)
 
 
 def issue(grant: Grant, secret: str, issuer: str, now: float) -> dict[str, Any]:

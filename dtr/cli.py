@@ -191,9 +191,18 @@ def cmd_clients(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 return 2
+            jku = tuple(args.jku or ())
+            if (jku or args.fetch_prefetch) and not args.cds_hooks:
+                print("dtr: --jku and --fetch-prefetch are for a CDS client: add --cds-hooks",
+                      file=sys.stderr)  # fmt: skip
+                return 2
+            if any(not url.startswith("https://") for url in jku):
+                print("dtr: --jku must be https", file=sys.stderr)
+                return 2
             client = Client(
                 id=args.id, name=args.name or args.id, scopes=scopes, jwks=jwks,
                 jwks_url=args.jwks_url, organization=args.organization,
+                cds_hooks=args.cds_hooks, jku=jku, fetch_prefetch=args.fetch_prefetch,
             )  # fmt: skip
             try:
                 accounts.add_client(client)
@@ -205,8 +214,10 @@ def cmd_clients(args: argparse.Namespace) -> int:
             for c in accounts.clients():
                 keys = c.jwks_url or f"{len((c.jwks or {}).get('keys', []))} key(s)"
                 state = "active" if c.active else "suspended"
+                cds = {"cdsHooks": True, "jku": list(c.jku), "fetchPrefetch": c.fetch_prefetch}
                 print(json.dumps({"id": c.id, "name": c.name, "scopes": " ".join(c.scopes),
-                                  "keys": keys, "state": state}))  # fmt: skip
+                                  "keys": keys, "state": state,
+                                  **(cds if c.cds_hooks else {})}))  # fmt: skip
         else:
             if not accounts.set_client_active(args.id, args.action == "resume"):
                 print(f"dtr: no client {args.id!r}", file=sys.stderr)
@@ -494,6 +505,18 @@ def parser() -> argparse.ArgumentParser:
     add_client.add_argument(
         "--allow-wildcard", action="store_true",
         help="register a wildcard scope (system/*.rs, system/Questionnaire.*) all the same",
+    )  # fmt: skip
+    add_client.add_argument(
+        "--cds-hooks", action="store_true",
+        help="a CDS client (CRD): it calls /cds-services with a JWT signed by its keys",
+    )  # fmt: skip
+    add_client.add_argument(
+        "--jku", action="append", metavar="URL",
+        help="a JWKS URL its CDS JWT's jku header may name (https; repeat); none: its keys only",
+    )  # fmt: skip
+    add_client.add_argument(
+        "--fetch-prefetch", action="store_true",
+        help="let the CDS services fetch prefetch it leaves out from its EHR (fhirAuthorization)",
     )  # fmt: skip
     client_actions.add_parser("list", parents=[database], help="the registered clients")
     for action, text in (("suspend", "refuse its token requests"), ("resume", "accept them again")):

@@ -8,6 +8,12 @@ cryptography), from the checkout:
     .venv/bin/dtr clients add my-ehr --name "My EHR" --jwks var/my-ehr.jwks.json   # the payer registers it
     .venv/bin/python examples/backend_client.py token my-ehr http://127.0.0.1:8080   # prints a token
 
+A CDS client (CRD: the EHR calling the payer's CDS Hooks services) signs a
+JWT for each call instead, its ``aud`` the service called:
+
+    .venv/bin/dtr clients add my-ehr --jwks var/my-ehr.jwks.json --cds-hooks
+    .venv/bin/python examples/backend_client.py cds-jwt my-ehr http://127.0.0.1:8080/cds-services/dtr-pa-order-sign
+
 The keys go to ``var/`` (beside the store, ignored by git), never into the
 checkout's tracked files: the private key is a secret. The token lives five
 minutes (``expires_in``); ask for a new one with a new assertion when it runs
@@ -82,10 +88,21 @@ def token(client_id: str, base: str) -> str:
         return str(json.loads(reply.read())["access_token"])
 
 
+def cds_jwt(client_id: str, service: str) -> str:
+    """The JWT a CDS client sends with one call of ``service`` (CDS Hooks 2.0)."""
+    key = serialization.load_pem_private_key((KEYS / f"{client_id}.key.pem").read_bytes(), None)
+    now = int(time.time())
+    claims = {"iss": client_id, "sub": client_id, "aud": service, "iat": now, "exp": now + 240,
+              "jti": uuid.uuid4().hex}  # fmt: skip
+    return jwt.encode(claims, key, algorithm="ES384", headers={"kid": f"{client_id}-1"})
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "keys":
         make_keys(sys.argv[2])
     elif len(sys.argv) == 4 and sys.argv[1] == "token":
         print(token(sys.argv[2], sys.argv[3].rstrip("/")))
+    elif len(sys.argv) == 4 and sys.argv[1] == "cds-jwt":
+        print(cds_jwt(sys.argv[2], sys.argv[3]))
     else:
         sys.exit(__doc__)

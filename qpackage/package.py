@@ -19,7 +19,9 @@ The Questionnaires returned are the union of those named by each input
   answers brought back in the draft — only for the same member; when a later
   version of that form is in effect, that version, with the answers that
   carry over to it (``scoring.carry``), since it is the one that decides the
-  completed request.
+  completed request. Or a CRD coverage assertion's id (``qpackage.crd``):
+  the forms the assertion named, in the version in effect — again only for
+  the member it was made for.
 
 Each comes in a ``collection`` Bundle (DTR-QPackageBundle): the Questionnaire
 first, then its one draft QuestionnaireResponse, then each ValueSet it
@@ -67,6 +69,15 @@ class StoredRequest:
     member: str | None
     outcome: str
     response: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CoverageAssertion:
+    """What a ``context`` id names when CRD made it: a coverage assertion."""
+
+    id: str
+    member: str | None
+    questionnaires: tuple[str, ...]  # url|version
 
 
 @dataclass
@@ -208,7 +219,7 @@ def questionnaire_package(
     now: datetime,
     base: str,
     as_of: date | None = None,
-    context: StoredRequest | None = None,
+    context: StoredRequest | CoverageAssertion | None = None,
     payers: Mapping[str, PayerConfig],
     approved: Callable[[str, str], Sequence[str]] = lambda _member, _policy: (),
     released_at: Callable[[str], datetime | None] = lambda _canonical: None,
@@ -217,8 +228,8 @@ def questionnaire_package(
 
     ``payers`` are the payer files by identifier: an order selects the forms
     of the payer the Coverage names by identifier.
-    ``context`` is the stored request the ``context`` id names (None when the
-    id is unknown); ``approved(member, policy)`` the Questionnaire canonicals
+    ``context`` is the stored request or the coverage assertion the
+    ``context`` id names (None when the id is unknown); ``approved(member, policy)`` the Questionnaire canonicals
     of that member's approved requests under the policy; ``released_at`` when
     a canonical was first released (None when unknown: it counts as changed)."""
     issues: list[Issue] = []
@@ -271,6 +282,20 @@ def questionnaire_package(
                     severity="warning",
                 )
             )
+        elif isinstance(context, CoverageAssertion):
+            for canonical in context.questionnaires:
+                asserted = catalog.packages.get(canonical)
+                if asserted is None:
+                    issues.append(
+                        Issue(
+                            "not-found",
+                            f"context {request.context}: its Questionnaire {canonical}"
+                            " is no longer known",
+                            severity="warning",
+                        )
+                    )
+                else:
+                    add(catalog.in_effect(asserted))
         elif context.questionnaire not in catalog.packages:
             issues.append(
                 Issue(

@@ -23,6 +23,9 @@ from access.tokens import Client
 from service.store import Store
 
 SESSION_SECONDS = 8 * 3600
+CLIENT_COLUMNS = (
+    "id, name, scopes, jwks, jwks_url, organization, active, cds_hooks, cds_jku, cds_fetch"
+)
 USERNAME = re.compile(r"[A-Za-z0-9._@-]+")  # a working day; signing out ends it sooner
 
 
@@ -70,29 +73,28 @@ class Accounts:
                 raise ValueError(f"a client {client.id!r} is already registered")
             db.execute(
                 "INSERT INTO clients (id, name, scopes, jwks, jwks_url, organization, active,"
-                f" created_at) VALUES ({m}, {m}, {m}, {m}, {m}, {m}, {m}, {m})",
+                " created_at, cds_hooks, cds_jku, cds_fetch)"
+                f" VALUES ({m}, {m}, {m}, {m}, {m}, {m}, {m}, {m}, {m}, {m}, {m})",
                 (
                     client.id, client.name, " ".join(client.scopes),
                     json.dumps(client.jwks) if client.jwks is not None else None,
                     client.jwks_url, client.organization, int(client.active), _now(),
+                    int(client.cds_hooks), json.dumps(list(client.jku)) if client.jku else None,
+                    int(client.fetch_prefetch),
                 ),
             )  # fmt: skip
 
     def client(self, client_id: str) -> Client | None:
         with self.store.database() as db:
             rows = db.execute(
-                "SELECT id, name, scopes, jwks, jwks_url, organization, active FROM clients"
-                f" WHERE id = {db.mark}",
+                f"SELECT {CLIENT_COLUMNS} FROM clients WHERE id = {db.mark}",
                 (client_id,),
             )
         return _client(rows[0]) if rows else None
 
     def clients(self) -> list[Client]:
         with self.store.database() as db:
-            rows = db.execute(
-                "SELECT id, name, scopes, jwks, jwks_url, organization, active FROM clients"
-                " ORDER BY id"
-            )
+            rows = db.execute(f"SELECT {CLIENT_COLUMNS} FROM clients ORDER BY id")
         return [_client(row) for row in rows]
 
     def set_client_active(self, client_id: str, active: bool) -> bool:
@@ -245,7 +247,7 @@ class Accounts:
 
 
 def _client(row: tuple[object, ...]) -> Client:
-    cid, name, scopes, jwks, jwks_url, organization, active = row
+    cid, name, scopes, jwks, jwks_url, organization, active, cds, jku, fetch = row
     return Client(
         id=str(cid),
         name=str(name),
@@ -254,4 +256,7 @@ def _client(row: tuple[object, ...]) -> Client:
         jwks_url=str(jwks_url) if jwks_url else None,
         organization=str(organization) if organization else None,
         active=bool(active),
+        cds_hooks=bool(cds),
+        jku=tuple(json.loads(str(jku))) if jku else (),
+        fetch_prefetch=bool(fetch),
     )

@@ -1,6 +1,6 @@
 """The HTTP service: ``create_app`` wires the routers, one per concern —
 sign-in and tokens (``auth``), FHIR reads (``fhir_reads``), DTR operations
-(``dtr_operations``), scoring and its outputs (``determinations``), a
+(``dtr_operations``), the CRD front door (``cds``: CDS Hooks), scoring and its outputs (``determinations``), a
 request's documents (``documents``), the portal (``portal``), the office's
 drafts (``office``), the pharmacist's review (``pharmacist``), the plan's
 metrics (``plan_metrics``) — over the pure core, with the store, the
@@ -36,6 +36,7 @@ from review.config import PayerConfig, load_payers
 from scoring.outcome import InvalidInput, Issue
 from service import (
     auth,
+    cds,
     determinations,
     documents,
     dtr_operations,
@@ -78,7 +79,10 @@ def create_app(
     store: Store | None = None,
     clock: Callable[[], date] = today_utc,
     payers: dict[str, PayerConfig] | None = None,
+    ehr_fetch: cds.EhrFetch | None = None,
 ) -> FastAPI:
+    """The service; ``ehr_fetch`` reads a CDS client's EHR (missing prefetch)
+    in place of HTTPS, as the tests' in-process EHR does."""
     settings = settings or Settings.from_env()
     if catalog is None:
         folder = settings.policies
@@ -144,6 +148,7 @@ def create_app(
     app.include_router(auth.router(service, authenticator))
     app.include_router(fhir_reads.router(service, _version()))
     app.include_router(dtr_operations.router(service))
+    app.include_router(cds.router(service, accounts, ehr_fetch))
     app.include_router(determinations.router(service))
     app.include_router(documents.router(service))
     app.include_router(portal.router(service))
@@ -165,6 +170,8 @@ def create_app(
 
 def _outcomes(app: FastAPI) -> None:
     """Each error a route raises, as an OperationOutcome with its status."""
+
+    app.add_exception_handler(cds.HookError, cds.hook_error)
 
     @app.exception_handler(InvalidInput)
     async def invalid_input(request: Request, exc: InvalidInput) -> Response:

@@ -19,10 +19,11 @@ from starlette.concurrency import run_in_threadpool
 
 from access.identity import Identity
 from qpackage.adaptive import next_question, static_url
-from qpackage.package import StoredRequest, questionnaire_package
+from qpackage.package import CoverageAssertion, StoredRequest, questionnaire_package
 from qpackage.parameters import error_log, package_request
 from scoring.outcome import Issue, operation_outcome
 from scoring.response import parse_json
+from service.assertions import Assertions
 from service.auth import requires
 from service.http import FHIRResponse, Service, not_found, request_id, require_json
 from service.store import ErrorReport
@@ -36,13 +37,23 @@ def router(service: Service) -> APIRouter:
     api = APIRouter()
     store = service.store
     catalog = service.catalog
+    assertions = Assertions(store)
 
     def context_of(
         context_id: str | None, request: Request, caller: Identity
-    ) -> StoredRequest | None:
+    ) -> StoredRequest | CoverageAssertion | None:
         """The request a context names, if the caller may read it: another
-        caller's context is as unknown as one that does not exist."""
+        caller's context is as unknown as one that does not exist. Or the
+        CRD coverage assertion it names: it holds no answers, only the forms
+        asserted, given for its member alone (``questionnaire_package``)."""
         record = store.get(context_id) if context_id else None
+        if record is None and context_id:
+            assertion = assertions.get(context_id)
+            if assertion is not None:
+                service.audit(
+                    request, f"$questionnaire-package context {assertion.id}", assertion.member
+                )
+            return assertion
         if record is None or not caller.may("QuestionnaireResponse", "r"):
             return None
         if not caller.reads(record.owner):

@@ -359,6 +359,30 @@ MIGRATIONS = (
             """,
         ),
     ),
+    Migration(
+        14,
+        "CRD: which registered clients are CDS clients, the jku URLs each may name, whether"
+        " the service may fetch missing prefetch from its EHR; each coverage assertion made,"
+        " so that $questionnaire-package takes its id as context",
+        (
+            "ALTER TABLE clients ADD COLUMN cds_hooks INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE clients ADD COLUMN cds_jku TEXT",
+            "ALTER TABLE clients ADD COLUMN cds_fetch INTEGER NOT NULL DEFAULT 0",
+            """
+            CREATE TABLE coverage_assertions (
+                id              TEXT PRIMARY KEY,
+                made_at         TEXT NOT NULL,
+                client_id       TEXT NOT NULL,
+                member          TEXT,
+                policy          TEXT NOT NULL,
+                order_ref       TEXT NOT NULL,
+                coverage_ref    TEXT NOT NULL,
+                questionnaires  TEXT NOT NULL,
+                extension       TEXT NOT NULL
+            )
+            """,
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -18,7 +18,9 @@
 - ``DTR_HEADER_TIMEOUT``: seconds a client may take to send a request's
   headers, from connecting or from the request's first byte on a kept-alive
   connection (default 10); past it, the connection is closed (408 if the
-  request was started). See ``service.server``.
+  request was started). See ``service.server``;
+- ``DTR_LAUNCH_URL``: the SMART launch URL of the DTR app a CRD card's link
+  opens (default: the portal, ``{base}/``, where an office fills the forms).
 """
 
 from __future__ import annotations
@@ -45,6 +47,11 @@ class Settings:
     rate_burst: int = 200
     body_timeout: float = 30.0  # seconds a client may take between body chunks
     header_timeout: float = 10.0  # seconds a client may take to send a request's headers
+    dtr_launch_url: str | None = None  # the DTR app a CRD card launches
+
+    @property
+    def launch_url(self) -> str:
+        return self.dtr_launch_url or f"{self.public_url}/"
 
     @property
     def public_url(self) -> str:
@@ -65,5 +72,6 @@ class Settings:
             rate_burst=int(env.get("DTR_RATE_BURST", cls.rate_burst)),
             body_timeout=float(env.get("DTR_BODY_TIMEOUT", cls.body_timeout)),
             header_timeout=float(env.get("DTR_HEADER_TIMEOUT", cls.header_timeout)),
+            dtr_launch_url=env.get("DTR_LAUNCH_URL") or None,
         )
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})

@@ -53,6 +53,7 @@ TOKEN_URL = "http://127.0.0.1:8080/auth/token"
 OPEN = {
     "/metadata", "/.well-known/smart-configuration", "/auth/token", "/signin", "/signout",
     "/ValueSet", "/ValueSet/$expand", "/ValueSet/{vid}/$expand", "/ValueSet/{vid}",
+    "/cds-services",  # CDS Hooks discovery: the services, no patient data
 }  # fmt: skip
 # pages: a stranger is sent to sign in
 PAGES = {"/", "/review", "/review/{record_id}"}
@@ -282,6 +283,10 @@ def test_every_fhir_route_needs_credentials(app: Any, anonymous: TestClient) -> 
     for method, path in routes:
         reply = anonymous.request(method, path, content=b"{}", headers=FHIR)
         assert reply.status_code == 401, (method, path, reply.text)
+        if path.startswith("/cds-services/"):  # CDS Hooks: its own JSON errors (test_cds.py)
+            assert reply.json()["error"] == "invalid-token"
+            assert reply.headers["www-authenticate"].startswith('Bearer realm="http://127.0.0.1')
+            continue
         assert reply.headers["www-authenticate"] == 'Bearer realm="http://127.0.0.1:8080"'
         outcome = reply.json()
         assert outcome["resourceType"] == "OperationOutcome"

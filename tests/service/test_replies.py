@@ -242,10 +242,14 @@ def test_a_store_of_release_10_learns_when_its_cases_were_replied_to(
     path = tmp_path / "store.sqlite3"
     with closing(sqlite3.connect(path)) as db:  # the database as release 10 left it
         db.execute("ALTER TABLE determinations DROP COLUMN replied_at")
-        # and what the later migrations added (12, 13: an impact report's progress)
+        # and what the later migrations added (12, 13: an impact report's progress;
+        # 14: CDS clients, coverage assertions)
         db.execute("DROP TABLE impact_rows")
         db.execute("DROP TABLE impact_runs")
         db.execute("DROP TABLE impact_parts")
+        for column in ("cds_hooks", "cds_jku", "cds_fetch"):
+            db.execute(f"ALTER TABLE clients DROP COLUMN {column}")
+        db.execute("DROP TABLE coverage_assertions")
         db.execute("DELETE FROM schema_version WHERE version > 10")
         db.commit()
     store = SQLiteStore(path)
