@@ -34,6 +34,7 @@ from cql_like.engine import CompiledRequest
 from policies.model import AnyOf, Coding, Policy
 from qpackage.catalog import Catalog
 from qpackage.package import member_payers, policies_for_order
+from qpackage.record import Record, RecordError, evaluate_record
 from review.config import PayerConfig
 from review.member import member_key
 
@@ -292,21 +293,48 @@ def assess(
     return assertions
 
 
-def what_the_record_shows(forms: Sequence[CompiledRequest], prefetch: Mapping[str, Any]) -> str:
-    """The card's paragraph on what the record already shows, for the forms
-    asserted and the call's prefetch (by the keys of ``PREFETCH_KEYS``).
+_SAID = {
+    "met": "already looks met from the record",
+    "not-met": "looks not met from the record",
+}
 
-    The seam for the record evaluator (``qpackage.record``: the policy's
-    criteria evaluated three-valued against the prefetch, from the same
-    ``ehr:`` sources the prepopulation CQL is generated from): until it is
-    in, the paragraph lists the policy sections DTR will ask about, and says
-    nothing of the record."""
-    del prefetch  # read by the record evaluator
-    sections = [section for form in forms for section in _sections(form)]
-    if not sections:
+
+def what_the_record_shows(
+    forms: Sequence[CompiledRequest], prefetch: Mapping[str, Any], as_of: date
+) -> str:
+    """The card's paragraph on what the record already shows, for the forms
+    asserted and the call's prefetch (by the keys of ``PREFETCH_KEYS``): each
+    section of the policy the record alone decides (``qpackage.record``: the
+    policy's criteria evaluated three-valued on what the prefetch prefills,
+    from the same ``ehr:`` sources as the prepopulation CQL), and each
+    section left for the prescriber or a document. It never says a request
+    will be approved or denied: DTR asks, the payer decides."""
+    try:
+        record = Record.from_prefetch(prefetch)
+    except RecordError as exc:
+        record, unread = Record(), str(exc)
+    else:
+        unread = ""
+    lines = []
+    for form in forms:
+        found = evaluate_record(form, record, as_of)
+        for finding in found.findings:
+            if finding.status in _SAID:
+                shown = f" ({'; '.join(finding.read)})" if finding.read else ""
+                lines.append(f"- {finding.section}: {_SAID[finding.status]}{shown}")
+            else:
+                needs = "; ".join(need.text for need in finding.needs)
+                lines.append(
+                    f"- {finding.section}: needs the prescriber or a document"
+                    + (f" ({needs})" if needs else "")
+                )
+    if not lines:
         return ""
-    listed = "\n".join(f"- {section}" for section in sections)
-    return f"DTR will ask about these sections of the policy:\n\n{listed}"
+    said = "What the record sent with the order already shows, section by section:\n\n"
+    said += "\n".join(lines)
+    if unread:
+        said += f"\n\nPart of the record could not be read ({unread}): DTR will ask instead."
+    return said
 
 
 def launch_context(assertion: Assertion) -> dict[str, Any]:
@@ -322,13 +350,18 @@ def launch_context(assertion: Assertion) -> dict[str, Any]:
 
 
 def card(
-    assertion: Assertion, prefetch: Mapping[str, Any], *, payer: str, launch_url: str
+    assertion: Assertion,
+    prefetch: Mapping[str, Any],
+    *,
+    payer: str,
+    launch_url: str,
+    as_of: date,
 ) -> dict[str, Any]:
     """The CDS Hooks card for an assertion needing documentation, with the
     SMART link that launches DTR on the order."""
     detail = [
         "This is not a decision: the payer decides once DTR sends the completed form.",
-        what_the_record_shows(assertion.forms, prefetch),
+        what_the_record_shows(assertion.forms, prefetch, as_of),
     ]
     return {
         "uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"crd:{assertion.id}")),

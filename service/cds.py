@@ -269,7 +269,13 @@ def router(service: Service, accounts: Accounts, fetch: EhrFetch | None = None) 
             )
             payer = coverage_payer(coverage)
             cards += [
-                card(a, prefetch, payer=payer, launch_url=service.settings.launch_url)
+                card(
+                    a,
+                    prefetch,
+                    payer=payer,
+                    launch_url=service.settings.launch_url,
+                    as_of=service.clock(),
+                )
                 for a in made
                 if a.doc_needed is not None
             ]

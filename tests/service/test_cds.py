@@ -145,7 +145,8 @@ def test_an_order_of_a_covered_drug_gets_the_extension_and_a_dtr_launch_card(
     assert (values["pa-needed"], values["doc-needed"]) == ("auth-needed", "clinical")
     (card,) = body["cards"]
     assert card["summary"].startswith("Prior authorization needed: avutometinib")
-    assert "not a decision" in card["detail"] and "DTR will ask about" in card["detail"]
+    assert "not a decision" in card["detail"]
+    assert "What the record sent with the order already shows" in card["detail"]
     (link,) = card["links"]
     assert link["type"] == "smart" and link["url"] == "http://127.0.0.1:8080/"
     context = json.loads(link["appContext"])
@@ -402,3 +403,24 @@ def test_a_cds_client_registered_by_the_cli_may_call(
     app = create_app(Settings(database=db), catalog=catalog, clock=lambda: AS_OF)
     reply = call(TestClient(app), hook([CO_PACK], EOCCO), token=cds_jwt(SIGN, client_id="ehr"))
     assert reply.status_code == 200 and reply.json()["systemActions"], reply.text
+
+
+def test_the_card_says_what_the_record_already_shows(client: TestClient) -> None:
+    """The prefetch's Patient born in 1960 and a Condition: the card says
+    which sections already look met from the record (I.A, the member's age)
+    and which still need the prescriber; it never says approved."""
+    body = hook([CO_PACK], EOCCO)
+    body["prefetch"]["patient"]["birthDate"] = "1960-04-02"
+    reply = call(client, body)
+    assert reply.status_code == 200, reply.text
+    (card,) = reply.json()["cards"]
+    detail = card["detail"]
+    assert "- I.A: already looks met from the record" in detail
+    assert "- I.B: needs the prescriber or a document (Is the prescriber an oncologist?)" in detail
+    assert "approved" not in detail.lower()
+    # a minor: the same section looks not met, still no denial
+    body = hook([CO_PACK], EOCCO)
+    body["prefetch"]["patient"]["birthDate"] = "2015-01-01"
+    (card,) = call(client, body).json()["cards"]
+    assert "- I.A: looks not met from the record" in card["detail"]
+    assert "denied" not in card["detail"].lower()
