@@ -490,18 +490,6 @@ class Store:
                 )
         return int(rows[0][0])
 
-    def records_of(self, policy: str, batch: int = 500, after: str = "") -> Iterator[list[Record]]:
-        """Every record of a policy (whose id comes after ``after``), in
-        batches of at most ``batch``, in id order: each batch is one query
-        after the last id seen, so no more than a batch is ever in memory and
-        no cursor stays open between batches (SQLite and PostgreSQL alike)."""
-        query = (
-            f"SELECT {', '.join(COLUMNS)} FROM determinations"
-            " WHERE policy = {m} AND id > {m} ORDER BY id LIMIT {m}"
-        )
-        for rows in self._pages(query, policy, after, batch, key=COLUMNS.index("id")):
-            yield [Record.from_row(row) for row in rows]
-
     # --- the progress of an impact report (dtr impact) --------------------------------------
 
     def impact_plan(self, run: str, policy: str, size: int) -> int:

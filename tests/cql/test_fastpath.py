@@ -27,11 +27,9 @@ from scoring.response import check_answers
 from tests.support.cases import (
     AS_OF,
     bundled_catalog,
-    folder_catalog,
-    load_scoring_cases,
     package_for,
+    score_every_case_and_example,
 )
-from tests.support.paths import ROOT
 
 Seen = Counter[str]
 
@@ -67,13 +65,7 @@ def compared(monkeypatch: pytest.MonkeyPatch) -> Iterator[Seen]:
 
 
 def test_every_case_and_example(compared: Seen) -> None:
-    for param in load_scoring_cases():
-        (case,) = param.values
-        catalog = folder_catalog(case["folder"]) if case.get("folder") else bundled_catalog()
-        package = package_for(catalog, case["policy"], case["request"], case.get("drug"))
-        score_json(catalog, fill(package, case["answers"]), case.get("as_of", AS_OF))
-    for path in sorted((ROOT / "examples").glob("*.json")):
-        score_json(bundled_catalog(), path.read_bytes(), AS_OF)
+    score_every_case_and_example()
     # most calls take the fast path; the comparison ran on them
     assert compared["fast"] > 10 * (compared["unsure"] + compared["outside the subset"])
 

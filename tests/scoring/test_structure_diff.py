@@ -52,11 +52,9 @@ from tests.scoring.fuzz_mutations import (
 from tests.support.cases import (
     AS_OF,
     bundled_catalog,
-    folder_catalog,
-    load_scoring_cases,
     package_for,
+    score_every_case_and_example,
 )
-from tests.support.paths import ROOT
 
 # Refusals of the walk the model does not make, by what the walk says.
 STRICTER: dict[str, re.Pattern[str]] = {
@@ -151,13 +149,7 @@ def test_the_table_is_the_models(tmp_path: Any) -> None:
 
 
 def test_every_case_and_example(compared: Seen) -> None:
-    for param in load_scoring_cases():
-        (case,) = param.values
-        catalog = folder_catalog(case["folder"]) if case.get("folder") else bundled_catalog()
-        package = package_for(catalog, case["policy"], case["request"], case.get("drug"))
-        score_json(catalog, fill(package, case["answers"]), case.get("as_of", AS_OF))
-    for path in sorted((ROOT / "examples").glob("*.json")):
-        score_json(bundled_catalog(), path.read_bytes(), AS_OF)
+    score_every_case_and_example()
     for path in bundled_policy_files():
         found = load_examples(path)
         if found is not None:

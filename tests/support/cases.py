@@ -142,6 +142,18 @@ def run_case(catalog: Catalog, case: dict[str, Any]) -> dict[str, Any]:
     return observed(score_json(catalog, response, case.get("as_of", AS_OF)))
 
 
+def score_every_case_and_example() -> None:
+    """Every clinical case and every example response scored through the
+    public path (for a test that watches what the scorer does on them)."""
+    for param in load_scoring_cases():
+        (case,) = param.values
+        catalog = folder_catalog(case["folder"]) if case.get("folder") else bundled_catalog()
+        package = package_for(catalog, case["policy"], case["request"], case.get("drug"))
+        score_json(catalog, fill(package, case["answers"]), case.get("as_of", AS_OF))
+    for path in sorted((ROOT / "examples").glob("*.json")):
+        score_json(bundled_catalog(), path.read_bytes(), AS_OF)
+
+
 def mismatches(expect: dict[str, Any], result: dict[str, Any], as_of: date = AS_OF) -> list[str]:
     """What differs between a case's expectations and the whole
     determination: the comparison ``dtr check`` makes of a worked example."""
