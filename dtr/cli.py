@@ -95,9 +95,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from dtr.policy_commands import verified_folder
 
         verified_folder(args, folder)
-    settings = Settings.from_env(
-        host=args.host, port=args.port, database=args.db, policies=str(folder) if folder else None
-    )
+    try:
+        settings = Settings.from_env(
+            host=args.host,
+            port=args.port,
+            database=args.db,
+            policies=str(folder) if folder else None,
+            workers=args.workers,
+        )
+    except ValueError as exc:  # a setting that is not a number, or out of range
+        raise Refused(str(exc)) from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     app = create_app(settings)
     server.run(app, settings, announce=_announce(settings, _first_user(app.state.store)))
@@ -427,11 +434,16 @@ def parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve",
         parents=[policies],
-        help="run the FHIR API and portal (env: DTR_HOST, DTR_PORT, DTR_DB, DTR_POLICIES)",
+        help="run the FHIR API and portal (env: DTR_HOST, DTR_PORT, DTR_DB, DTR_POLICIES, DTR_WORKERS)",
     )
     serve.add_argument("--host", help="listen address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8080)")
     serve.add_argument("--db", help="SQLite file or postgresql:// URL (default var/dtr.sqlite3)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="processes serving (default 1; 0: one per core; env DTR_WORKERS)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     errors = commands.add_parser(

@@ -1,5 +1,6 @@
-"""Serving the app with uvicorn, plus a header read timeout uvicorn lacks and
-an OperationOutcome for the requests uvicorn refuses before the app sees them.
+"""Serving the app with uvicorn on one or more worker processes, plus a
+header read timeout uvicorn lacks and an OperationOutcome for the requests
+uvicorn refuses before the app sees them.
 
 uvicorn bounds an idle keep-alive connection (``timeout_keep_alive``) but not
 the time a client takes to send a request's headers: a fresh connection that
@@ -9,20 +10,33 @@ and a file descriptor. Enough of them and the service stops accepting anyone.
 The body already has its bound (``service.http``, ``DTR_BODY_TIMEOUT``); this
 module bounds the headers (``DTR_HEADER_TIMEOUT``).
 
-It does so with a subclass of uvicorn's h11 protocol (the one uvicorn picks
-when httptools is not installed, forced here so the hook always applies): a
-timer armed when the connection is made, and again when the first bytes of a
-later request on a keep-alive connection arrive, cancelled once h11 has parsed
-the request's headers. On expiry the connection is closed, with a bare 408 if
-the client had started a request.
+It does so with a subclass of uvicorn's httptools protocol (llhttp, the
+parser of Node.js, in C: it took a request's HTTP handling from about 1 ms
+of CPU under h11 to a fraction of it; see docs/operations.md): a timer armed
+when the connection is made, and again when the parser meets the first byte
+of a later request on a keep-alive connection (``on_message_begin``),
+cancelled once the request's headers are parsed (``on_headers_complete``).
+On expiry the connection is closed, with a bare 408 if the client had
+started a request.
 
-A request h11 cannot parse (a NUL byte in a header, a malformed request line
-or header, a bad Content-Length) never reaches the app: uvicorn answers it
-itself with a plain-text ``400 Invalid HTTP request received.`` Every other
-error of the service is an OperationOutcome, so the same protocol answers
-this one as the app would: a 400 ``application/fhir+json`` OperationOutcome,
-with the service's security headers and a request id in the request log.
-What was sent is never echoed or logged (it may carry a name or a member id).
+A request the parser cannot read (a NUL byte in a header, a malformed
+request line or header, a bad Content-Length, a request line with no HTTP/1.x
+version) never reaches the app: uvicorn
+answers it itself with a plain-text ``400 Invalid HTTP request received.``
+Every other error of the service is an OperationOutcome, so the same
+protocol answers this one as the app would: a 400 ``application/fhir+json``
+OperationOutcome, with the service's security headers and a request id in
+the request log. What was sent is never echoed or logged (it may carry a
+name or a member id).
+
+``DTR_WORKERS`` (``dtr serve --workers``) runs that many processes on one
+listening socket, bound once by the parent, which restarts a worker that
+dies and stops them all on SIGTERM or Ctrl-C. The processes share the store,
+and through it the token secret, the sessions and the replay table; each keeps
+its own rate limiter, so a client whose connections land on several workers
+gets up to that many times ``DTR_RATE_LIMIT`` (a keep-alive connection stays
+on one). On SQLite the store takes one writer at a time across the processes
+(``service.store.SQLiteConnections``).
 """
 
 from __future__ import annotations
@@ -30,15 +44,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
 import socket
+import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
 
-import h11
 import uvicorn
 from fastapi import FastAPI
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from scoring.outcome import Issue, operation_outcome
 from service.http import FHIR_JSON
@@ -51,15 +70,19 @@ MALFORMED = Issue(
     "the request is not valid HTTP/1.1 (its request line or a header is malformed,"
     " e.g. a control character in a header): nothing was done",
 )
+# no body, so that the client has nothing left to wait for
+REQUEST_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 
 
-class ServiceProtocol(H11Protocol):
-    """uvicorn's h11 protocol with a deadline for each request's headers, and
-    a FHIR answer to a request h11 refuses."""
+class ServiceProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a deadline for each request's
+    headers, and a FHIR answer to a request the parser refuses."""
 
     header_timeout: float = 10.0  # seconds; set per server by ``protocol_class``
 
     _header_timer: asyncio.TimerHandle | None = None
+    # the parser has met a request's first byte and not yet all its headers
+    _in_headers = False
 
     # the ignore as on uvicorn's own: asyncio declares BaseTransport, uvicorn needs a Transport
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -68,25 +91,27 @@ class ServiceProtocol(H11Protocol):
         # headers are due within the timeout, whether or not any byte comes
         self._arm_header_timer()
 
-    def handle_events(self) -> None:
-        # handle_events runs for every chunk received (data_received) and for
-        # requests a pipelining client queued (on_response_complete); after
-        # it, h11's state says whether a request's headers are complete
-        super().handle_events()
-        if self.conn.their_state is not h11.IDLE:
-            # a request was parsed (its body, if any, has DTR_BODY_TIMEOUT),
-            # or the connection failed or closed: no deadline for headers now
-            self._cancel_header_timer()
-        elif self.conn.trailing_data[0]:
-            # part of a request is buffered, headers not complete. On a
-            # keep-alive connection uvicorn's keep-alive timer was cancelled by
-            # these bytes (data_received), so nothing else bounds the rest.
-            # Armed once: the deadline runs from the request's first bytes,
-            # not from the latest, or a client could stretch it a byte at a time
-            self._arm_header_timer()
-        # else: IDLE with nothing buffered. On a fresh connection the timer
-        # from connection_made runs; between keep-alive requests the idle
-        # connection is uvicorn's (timeout_keep_alive), as it is without us
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        # a request's first byte. On a keep-alive connection uvicorn's
+        # keep-alive timer was cancelled by these bytes (data_received), so
+        # nothing else bounds the rest. Armed once: the deadline runs from the
+        # request's first byte, not from the latest, or a client could stretch
+        # it a byte at a time
+        self._in_headers = True
+        self._arm_header_timer()
+
+    def on_headers_complete(self) -> None:
+        # the request's headers are in (its body, if any, has DTR_BODY_TIMEOUT)
+        self._in_headers = False
+        self._cancel_header_timer()
+        if self.parser.get_http_version() not in ("1.0", "1.1"):
+            # llhttp reads a request line with no version as HTTP/0.9, which
+            # has no headers and no status line to answer with. Raised here,
+            # the parser reports it as an error (HttpParserCallbackError, an
+            # HttpParserError), and uvicorn calls send_400_response
+            raise ValueError("not an HTTP/1.x request")
+        super().on_headers_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()
@@ -103,49 +128,44 @@ class ServiceProtocol(H11Protocol):
 
     def _headers_late(self) -> None:
         self._header_timer = None
-        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
-            return  # already closing, or the headers came in the same loop turn
-        if self.conn.trailing_data[0]:
-            # the client started a request: tell it why it is cut off. h11
-            # lets a server answer before a request is parsed (uvicorn's 400
-            # for a malformed one does the same); no body, so that the client
-            # has nothing left to wait for. A client that sent nothing gets no
-            # 408, as an idle keep-alive connection gets none from uvicorn
-            reason = b"Request Timeout"
-            headers = [(b"content-length", b"0"), (b"connection", b"close")]
-            for event in (
-                h11.Response(status_code=408, headers=headers, reason=reason),
-                h11.EndOfMessage(),
-            ):
-                self.transport.write(self.conn.send(event) or b"")  # None only for ConnectionClosed
+        if self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            # a pipelined request behind one still being answered: uvicorn
+            # stopped reading until that answer is sent, so the rest of these
+            # headers may be waiting in the socket, not late. Judge later
+            self._arm_header_timer()
+            return
+        if self._in_headers:
+            # the client started a request: tell it why it is cut off, as
+            # uvicorn answers a malformed one before it is parsed. A client
+            # that sent nothing gets no 408, as an idle keep-alive connection
+            # gets none from uvicorn
+            self.transport.write(REQUEST_TIMEOUT)
         # closing flushes the write buffer first; connection_lost follows
         self.transport.close()
 
     def send_400_response(self, msg: str) -> None:
-        # uvicorn calls this when h11 raises RemoteProtocolError on what the
-        # client sent; its msg is uvicorn's fixed text, not the request's
+        # uvicorn calls this when the parser refuses what the client sent;
+        # its msg is uvicorn's fixed text, not the request's
         self._cancel_header_timer()
+        if self.cycle is not None and not self.cycle.response_complete:
+            # a pipelined request broke while an answer of ours is under way
+            # on this connection: nothing more can be said without garbling
+            # it; the connection closes once that answer is sent
+            self.cycle.keep_alive = False
+            return
         rid = uuid.uuid4().hex
         body = json.dumps(operation_outcome([MALFORMED])).encode()
         headers = [
-            (b"content-type", FHIR_JSON.encode()),
-            (b"content-length", str(len(body)).encode()),
-            (b"connection", b"close"),
-            (b"x-request-id", rid.encode()),
-            *((name.lower().encode(), value.encode()) for name, value in SECURITY_HEADERS.items()),
+            ("content-type", FHIR_JSON),
+            ("content-length", str(len(body))),
+            ("connection", "close"),
+            ("x-request-id", rid),
+            *((name.lower(), value) for name, value in SECURITY_HEADERS.items()),
         ]
-        events = (
-            h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
-            h11.Data(data=body),
-            h11.EndOfMessage(),
-        )
-        try:
-            for event in events:
-                self.transport.write(self.conn.send(event) or b"")
-        except h11.LocalProtocolError:
-            # a response of ours was already under way on this connection
-            # (a pipelined request broke mid-reply): nothing more can be said
-            pass
+        head = "".join(f"{name}: {value}\r\n" for name, value in headers)
+        self.transport.write(b"HTTP/1.1 400 Bad Request\r\n" + head.encode() + b"\r\n" + body)
         log.info("%s (unparsed request) (no route) 400", rid)
         self.transport.close()
 
@@ -172,15 +192,49 @@ class _Server(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started and self.announce is not None and self.servers:
-            host, port = self.servers[0].sockets[0].getsockname()[:2]
-            self.announce(f"http://{f'[{host}]' if ':' in host else host}:{port}")
+            self.announce(_url(self.servers[0].sockets[0]))
+
+
+def _url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def _config(app: FastAPI, settings: Settings) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        http=protocol_class(settings.header_timeout),
+        # libuv's event loop: a third less CPU per request than asyncio's here
+        loop="uvloop",
+    )
 
 
 def run(app: FastAPI, settings: Settings, announce: Callable[[str], None] | None = None) -> None:
     """Serve the app until interrupted, as ``dtr serve`` does; ``announce``
     gets the URL it listens on once it does. With ``--port 0`` and no public
     URL configured, the public URL (token audience, ``Location``, the token
-    endpoint the SMART configuration names) is the one bound, not port 0."""
+    endpoint the SMART configuration names) is the one bound, not port 0.
+
+    With ``settings.workers`` above 1, this process binds the socket, then
+    only watches the workers (:func:`_supervise`); each builds its own app
+    from the same settings (the catalog from its cache, ``qpackage.cache``)
+    and serves the one socket, the kernel handing each new connection to
+    whichever worker accepts first. ``app`` has verified that the policies
+    load and migrated the store before any worker starts."""
+    if settings.workers > 1:
+        sock = _bind(settings)
+        url = _url(sock)
+        if settings.port == 0 and not settings.base_url:
+            settings = replace(settings, base_url=url)
+        app.state.store.close()  # this process serves nothing
+        if announce is not None:
+            announce(url)
+        _supervise(settings, sock)
+        return
 
     def bound(url: str) -> None:
         if settings.port == 0 and not settings.base_url:
@@ -189,12 +243,90 @@ def run(app: FastAPI, settings: Settings, announce: Callable[[str], None] | None
         if announce is not None:
             announce(url)
 
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
-        access_log=False,
-        http=protocol_class(settings.header_timeout),
-    )
-    _Server(config, bound).run()
+    _Server(_config(app, settings), bound).run()
+
+
+def _bind(settings: Settings) -> socket.socket:
+    """The listening socket the workers share, bound as uvicorn binds one."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((settings.host, settings.port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _worker(settings: Settings, sock: socket.socket) -> None:
+    """One worker process: its own app over the same store, on the shared socket."""
+    from service.app import create_app  # the app module imports this one
+
+    threading.Thread(target=_orphaned, args=(os.getppid(),), daemon=True).start()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app = create_app(settings)
+    _Server(_config(app, settings), None).run(sockets=[sock])
+
+
+def _orphaned(parent: int) -> None:
+    """Stop this worker once the process that started it is gone: killed
+    (SIGKILL), the parent cannot stop its workers, which would otherwise
+    keep serving on the socket with no one to restart or stop them."""
+    while os.getppid() == parent:
+        time.sleep(1)
+    log.warning("the supervising process is gone: stopping")
+    os.kill(os.getpid(), signal.SIGTERM)  # uvicorn's graceful shutdown
+
+
+QUICK_EXIT = 5.0  # seconds: a worker that dies sooner after starting failed to start
+QUICK_EXITS = 3  # failures to start in a row that stop the service
+
+
+def _supervise(settings: Settings, sock: socket.socket) -> None:
+    """Start ``settings.workers`` workers and keep that many running until
+    SIGTERM or SIGINT, then stop them (uvicorn's graceful shutdown: requests
+    under way are answered) and return. A worker that dies is replaced; one
+    that keeps dying as it starts (a store it cannot open, say) stops the
+    service with exit status 1 rather than restarting forever."""
+    # spawn, not fork: a fresh interpreter with no threads or open database
+    # connections of this process's (the socket is passed to it)
+    context = multiprocessing.get_context("spawn")
+    stopping = threading.Event()
+
+    def start() -> tuple[multiprocessing.process.BaseProcess, float]:
+        process = context.Process(target=_worker, args=(settings, sock), name="dtr-worker")
+        process.start()
+        return process, time.monotonic()
+
+    def stop(_signal: int, _frame: object) -> None:
+        stopping.set()
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    workers = [start() for _ in range(settings.workers)]
+    quick = 0
+    try:
+        while not stopping.is_set() and quick < QUICK_EXITS:
+            multiprocessing.connection.wait([p.sentinel for p, _ in workers], timeout=0.5)
+            for n, (process, started) in enumerate(workers):
+                if process.is_alive() or stopping.is_set():
+                    continue
+                quick = quick + 1 if time.monotonic() - started < QUICK_EXIT else 0
+                log.warning(
+                    "worker %s exited with status %s; starting another",
+                    process.pid,
+                    process.exitcode,
+                )
+                workers[n] = start()
+    finally:
+        for process, _ in workers:
+            process.terminate()
+        for process, _ in workers:
+            process.join(timeout=30)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        sock.close()
+    if quick >= QUICK_EXITS:
+        log.error("workers exit as they start: stopping")
+        raise SystemExit(1)

@@ -19,6 +19,8 @@
   headers, from connecting or from the request's first byte on a kept-alive
   connection (default 10); past it, the connection is closed (408 if the
   request was started). See ``service.server``;
+- ``DTR_WORKERS``: how many processes serve (default 1; 0: one per core).
+  Each keeps its own rate limiter (``service.server``);
 - ``DTR_LAUNCH_URL``: the SMART launch URL of the DTR app a CRD card's link
   opens (default: the portal, ``{base}/``, where an office fills the forms).
 """
@@ -47,6 +49,7 @@ class Settings:
     rate_burst: int = 200
     body_timeout: float = 30.0  # seconds a client may take between body chunks
     header_timeout: float = 10.0  # seconds a client may take to send a request's headers
+    workers: int = 1  # processes serving (service.server); from_env reads 0 as one per core
     dtr_launch_url: str | None = None  # the DTR app a CRD card launches
 
     @property
@@ -73,5 +76,11 @@ class Settings:
             body_timeout=float(env.get("DTR_BODY_TIMEOUT", cls.body_timeout)),
             header_timeout=float(env.get("DTR_HEADER_TIMEOUT", cls.header_timeout)),
             dtr_launch_url=env.get("DTR_LAUNCH_URL") or None,
+            workers=int(env.get("DTR_WORKERS", cls.workers)),
         )
-        return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+        settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+        if settings.workers < 0:
+            raise ValueError(
+                f"DTR_WORKERS must be 0 (one per core) or more, not {settings.workers}"
+            )
+        return replace(settings, workers=settings.workers or os.cpu_count() or 1)

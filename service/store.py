@@ -11,7 +11,8 @@ are kept.
 
 The store is written once, in SQL both databases read alike, over a small
 adapter (:class:`Connections`): SQLite's keeps one connection per thread and
-queues writers on an in-process lock; PostgreSQL's is a connection pool.
+queues writers, of every thread and process, on locks (:class:`SQLiteConnections`);
+PostgreSQL's is a connection pool.
 
 Each record also keeps the member it is about (the response's subject, as
 :func:`review.member.member_key` spells it), indexed with the policy, so
@@ -23,8 +24,10 @@ applies the migrations it has not had (``service/migrations.py``).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -286,7 +289,15 @@ class SQLiteConnections:
 
     Opening a connection per operation cost 1.3 ms of a 3.7 ms request: the
     last close of a WAL database checkpoints it. A committed transaction is
-    on disk all the same (``synchronous = FULL``)."""
+    on disk all the same (``synchronous = FULL``).
+
+    One writer at a time, across threads and processes: a thread first
+    queues on a lock of its process, then on an exclusive ``flock`` of a file
+    beside the database (``{file}-writer``), which the kernel hands to the
+    next waiting process the moment it is released. SQLite's own wait for
+    its write lock sleeps and retries instead: two service processes on one
+    file measured 219 determinations/s with a p99 of 0.5-0.9 s that way, the
+    waiting process asleep while the lock sat free."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
@@ -299,6 +310,11 @@ class SQLiteConnections:
         # own wait for its write lock sleeps and retries, which under many
         # threads leaves some waiting seconds while others go ahead
         self._writing = threading.Lock()
+        # the lock file, opened once per process: a flock belongs to the open
+        # file, so the threads of a process share it (their own lock orders them)
+        self._writer: int | None = None
+        if self.path != ":memory:":
+            self._writer = os.open(f"{self.path}-writer", os.O_RDWR | os.O_CREAT, 0o600)
         _use_wal(self._connection())
 
     def _connection(self) -> sqlite3.Connection:
@@ -323,14 +339,28 @@ class SQLiteConnections:
     @contextmanager
     def writing(self) -> Iterator[Database]:
         db = _SQLiteDatabase(self._connection())
-        with self._writing, db.transaction():
+        with self._writing, self._writer_lock(), db.transaction():
             yield db
+
+    @contextmanager
+    def _writer_lock(self) -> Iterator[None]:
+        if self._writer is None:
+            yield  # an in-memory database lives in this process only
+            return
+        fcntl.flock(self._writer, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._writer, fcntl.LOCK_UN)
 
     def close(self) -> None:
         with self._lock:
             for db in self._opened:
                 db.close()
             self._opened.clear()
+            if self._writer is not None:
+                os.close(self._writer)
+                self._writer = None
         self._local = threading.local()
 
 
@@ -440,7 +470,7 @@ class Store:
         return [(str(r[0]), str(r[1]), json.loads(r[2])) for r in rows]
 
     def log_error(self, report: ErrorReport) -> None:
-        with self.connections.reading() as db:
+        with self.connections.writing() as db:
             db.execute(
                 f"INSERT INTO questionnaire_errors ({', '.join(ERROR_COLUMNS)})"
                 f" VALUES ({', '.join([db.mark] * len(ERROR_COLUMNS))})",
@@ -461,7 +491,7 @@ class Store:
         return [ErrorReport.from_row(row) for row in rows]
 
     def audit(self, entry: AuditEntry) -> None:
-        with self.connections.reading() as db:
+        with self.connections.writing() as db:
             db.execute(
                 f"INSERT INTO audit_reads ({', '.join(AUDIT_COLUMNS)})"
                 f" VALUES ({', '.join([db.mark] * len(AUDIT_COLUMNS))})",

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,17 @@ def test_score_over_http_and_survive_a_restart(server: Server, catalog: Catalog)
     assert again.status_code == 200 and again.json()["id"] == record
 
 
-def test_concurrent_clients_lose_nothing(server: Server, catalog: Catalog) -> None:
+@pytest.fixture(params=[1, 2], ids=["one process", "two workers"])
+def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
+    """The server as one process, and as two worker processes on one SQLite
+    file (one writer at a time across them: service.store.SQLiteConnections)."""
+    running = Server(tmp_path / "served.sqlite3", {"DTR_WORKERS": str(request.param)}).start()
+    yield running
+    running.stop()
+
+
+def test_concurrent_clients_lose_nothing(served: Server, catalog: Catalog) -> None:
+    server = served
     bodies = [json.dumps(mekinist(catalog, f"c{n}", quantity=20 + n % 15)) for n in range(48)]
     headers = server.fhir()
 
@@ -317,3 +328,61 @@ def test_the_first_start_makes_a_user_and_says_how_to_sign_in(tmp_path: Path) ->
     printed += process.stdout.read()  # all it said, to its exit
     stop(process)
     assert "dtr: serving on" in printed and "password" not in printed
+
+
+def _workers(pid: int) -> set[int]:
+    """The worker processes a server process started (Linux /proc)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            command = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and b"spawn_main" in command and fields[0] != "Z":
+            found.add(int(stat.parent.name))
+    return found
+
+
+def _until(check: Any, seconds: float = 30) -> Any:
+    deadline = time.monotonic() + seconds
+    while not (value := check()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return value
+
+
+def test_a_worker_that_dies_is_replaced_and_all_stop_with_the_server(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    server = Server(tmp_path / "workers.sqlite3", {"DTR_WORKERS": "2"}).start()
+    assert server.process is not None
+    parent = server.process.pid
+    try:
+        first = _until(lambda: w if len(w := _workers(parent)) == 2 else None)
+        assert first, "two workers"
+        os.kill(min(first), signal.SIGKILL)
+        replaced = _until(lambda: w if len(w := _workers(parent)) == 2 and w != first else None)
+        assert replaced and min(first) not in replaced
+        assert httpx.get(f"{server.url}/metadata", timeout=5).status_code == 200
+    finally:
+        server.stop()
+    # stopped with the server (SIGTERM to it): no worker left serving the port
+    assert _until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in replaced), 15)
+
+
+def test_workers_stop_when_their_server_is_killed(tmp_path: Path) -> None:
+    """A SIGKILLed server cannot stop its workers: each notices and stops itself."""
+    import os
+    import signal
+
+    server = Server(tmp_path / "orphans.sqlite3", {"DTR_WORKERS": "2"}).start()
+    assert server.process is not None
+    workers = _until(lambda: w if len(w := _workers(server.process.pid)) == 2 else None)
+    assert workers
+    os.kill(server.process.pid, signal.SIGKILL)
+    server.process.wait()
+    server.process = None
+    assert _until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), 15)
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{server.url}/metadata", timeout=2)
