@@ -13,6 +13,9 @@ the services this payer offers, what it asserts about an order, and the card.
   authorization ``satisfied`` and nothing to document.
 - ``coverage_information``: the assertion as the CRD ``coverage-information``
   extension the system action adds to the order.
+- ``already_said``: the assertions an order already carries when what the
+  payer would say now is what it said (CRD ``resp-35``: no system action
+  unless something is new or changed).
 - ``card``: what the prescriber reads, with the DTR launch link. CRD never
   approves: the card says what DTR will ask.
 
@@ -178,6 +181,72 @@ def coverage_information(assertion: Assertion) -> dict[str, Any]:
     if assertion.satisfied_pa_id is not None:
         parts.append(_extension("satisfied-pa-id", "valueString", assertion.satisfied_pa_id))
     return {"url": COVERAGE_INFORMATION, "extension": parts}
+
+
+def covers(extension: Mapping[str, Any]) -> str | None:
+    """The Coverage a ``coverage-information`` extension speaks of."""
+    for part in extension.get("extension") or []:
+        if isinstance(part, dict) and part.get("url") == "coverage":
+            reference = part.get("valueReference") or {}
+            return str(reference.get("reference"))
+    return None
+
+
+def _assertion_id(extension: Mapping[str, Any]) -> str | None:
+    for part in extension.get("extension") or []:
+        if isinstance(part, dict) and part.get("url") == "coverage-assertion-id":
+            value = part.get("valueString")
+            return value if isinstance(value, str) else None
+    return None
+
+
+# what an assertion says, as against when it was said and its id: a
+# re-sent order's extension differs in these alone when nothing is new
+_CIRCUMSTANTIAL = ("date", "coverage-assertion-id")
+
+
+def _said(extension: Mapping[str, Any]) -> list[str]:
+    """The extension's parts but its date and id, in a canonical order (an
+    EHR may keep the sub-extensions in another)."""
+    return sorted(
+        json.dumps(part, sort_keys=True)
+        for part in extension.get("extension") or []
+        if not (isinstance(part, dict) and part.get("url") in _CIRCUMSTANTIAL)
+    )
+
+
+def already_said(
+    made: Sequence[Assertion], order: Mapping[str, Any], known: Callable[[str], bool]
+) -> list[Assertion] | None:
+    """The assertions ``made`` now, each under the id of the one the order
+    already carries, when the order's ``coverage-information`` extensions
+    for those coverages are all the payer's own (``known``: an assertion id
+    this service made, for this client and order) and say exactly what the
+    payer would say now, date and id aside; None when anything is new or
+    changed (another coverage, coverage or prior authorization changed,
+    other documentation or forms), or an extension is one the payer never
+    made: then the order is updated."""
+    ours = {assertion.coverage for assertion in made}
+    carried = [
+        e
+        for e in order.get("extension") or []
+        if isinstance(e, dict) and e.get("url") == COVERAGE_INFORMATION and covers(e) in ours
+    ]
+    if len(carried) != len(made):
+        return None
+    remaining = [(_assertion_id(e), _said(e)) for e in carried]
+    if any(rid is None or not known(rid) for rid, _ in remaining):
+        return None
+    found = []
+    for assertion in made:
+        now = _said(coverage_information(assertion))
+        same = next((i for i, (_, said) in enumerate(remaining) if said == now), None)
+        if same is None:
+            return None
+        rid, _ = remaining.pop(same)
+        assert rid is not None
+        found.append(replace(assertion, id=rid))
+    return found
 
 
 # (record id, questionnaire url|version, determination JSON) of each approval

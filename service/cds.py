@@ -8,7 +8,11 @@
   with the CRD ``coverage-information`` extension, and a card with the
   SMART link that launches DTR on it. The assertion is stored
   (``service.assertions``) so that ``$questionnaire-package`` takes its id as
-  ``context``. A drug no policy covers: ``{"cards": []}``.
+  ``context``. A drug no policy covers: ``{"cards": []}``. An order
+  re-sent carrying the extension the service made for it, when what it
+  would say now is the same (date and id aside), gets no system action and
+  no new assertion (CRD ``resp-35``), only the card, on the assertion the
+  order carries.
 
 Every call carries ``Authorization: Bearer <JWT>`` signed by a registered
 CDS client's key (``access.tokens.check_cds_jwt``; its jti goes in the same
@@ -30,6 +34,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from functools import partial
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
@@ -45,9 +50,12 @@ from qpackage.crd import (
     PRESCRIBER,
     REQUIRED_PREFETCH,
     SERVICE_IDS,
+    Assertion,
+    already_said,
     assess,
     card,
     coverage_information,
+    covers,
     prefetch_templates,
     services,
 )
@@ -250,23 +258,17 @@ def router(service: Service, accounts: Accounts, fetch: EhrFetch | None = None) 
             )
             if not made:
                 continue
-            for assertion in made:
-                assertions.add(assertion, client.id)
             service.audit(request, f"CRD {service_id} {_ref(order)}", made[0].member)
-            updated = copy.deepcopy(order)
-            ours = {a.coverage for a in made}
-            updated["extension"] = [
-                e
-                for e in updated.get("extension", [])
-                if not (e.get("url") == COVERAGE_INFORMATION and _covers(e) in ours)
-            ] + [coverage_information(a) for a in made]
-            actions.append(
-                {
-                    "type": "update",
-                    "description": f"Coverage information for {_ref(order)}",
-                    "resource": updated,
-                }
-            )
+            known = partial(assertions.made_for, client_id=client.id, order_ref=_ref(order))
+            said = already_said(made, order, known)
+            if said is not None:
+                # resp-35: nothing new, so no action and no new assertion;
+                # the card (below) launches DTR on the assertion the order carries
+                made = said
+            else:
+                for assertion in made:
+                    assertions.add(assertion, client.id)
+                actions.append(_update(order, made))
             payer = coverage_payer(coverage)
             cards += [
                 card(
@@ -301,12 +303,21 @@ def _ref(resource: dict[str, Any]) -> str:
     return f"{resource.get('resourceType')}/{resource.get('id')}"
 
 
-def _covers(extension: dict[str, Any]) -> str | None:
-    for part in extension.get("extension", []):
-        if part.get("url") == "coverage":
-            reference = part.get("valueReference") or {}
-            return str(reference.get("reference"))
-    return None
+def _update(order: dict[str, Any], made: list[Assertion]) -> dict[str, Any]:
+    """The system action updating the order: its coverage-information
+    extensions for these coverages replaced, nothing else changed (resp-37)."""
+    updated = copy.deepcopy(order)
+    ours = {a.coverage for a in made}
+    updated["extension"] = [
+        e
+        for e in updated.get("extension", [])
+        if not (e.get("url") == COVERAGE_INFORMATION and covers(e) in ours)
+    ] + [coverage_information(a) for a in made]
+    return {
+        "type": "update",
+        "description": f"Coverage information for {_ref(order)}",
+        "resource": updated,
+    }
 
 
 def _resolve(template: str, hook: HookRequest) -> str | None:

@@ -173,6 +173,122 @@ def test_a_drug_no_policy_covers_or_another_payers_member_gets_no_card_and_no_ac
     assert call(client, hook([MEKINIST], MN_DHS)).json()["systemActions"]
 
 
+# --- resp-35: no system action unless something is new or changed ----------------------
+
+
+def assertion_rows(cds_app: Any) -> int:
+    with cds_app.state.store.database() as db:
+        return int(db.execute("SELECT count(*) FROM coverage_assertions")[0][0])
+
+
+def test_the_same_order_sent_again_with_its_extension_gets_no_action(
+    cds_app: Any, client: TestClient
+) -> None:
+    first = call(client, hook([CO_PACK], EOCCO)).json()
+    (action,) = first["systemActions"]
+    carried = action["resource"]  # the order as the EHR now holds it
+    made = parts(carried["extension"][0])["coverage-assertion-id"]
+    assert assertion_rows(cds_app) == 1
+    for service_id, name in ((SIGN, "order-sign"), (SELECT, "order-select")):
+        again = call(client, hook([carried], EOCCO, name=name), service_id)
+        assert again.status_code == 200, again.text
+        body = again.json()
+        assert "systemActions" not in body, name
+        # the card still launches DTR, on the assertion the order carries
+        (card,) = body["cards"]
+        assert card["uuid"] == first["cards"][0]["uuid"]
+        assert json.loads(card["links"][0]["appContext"])["coverageAssertionId"] == made
+    assert assertion_rows(cds_app) == 1
+    # the EHR may keep the sub-extensions in another order: still the same
+    reordered = json.loads(json.dumps(carried))
+    reordered["extension"][0]["extension"].reverse()
+    assert "systemActions" not in call(client, hook([reordered], EOCCO)).json()
+
+
+def _on_cov2(order: dict[str, Any]) -> dict[str, Any]:
+    body = hook([order], EOCCO)
+    body["prefetch"]["coverage"]["entry"][0]["resource"]["id"] = "cov2"
+    return body
+
+
+def _mekinist(order: dict[str, Any]) -> dict[str, Any]:
+    # the same order now for Mekinist, which an MN-DHS policy covers
+    return order | {"medicationCodeableConcept": MEKINIST["medicationCodeableConcept"]}
+
+
+def _set(url: str, value: str) -> Any:
+    def change(order: dict[str, Any]) -> dict[str, Any]:
+        changed = json.loads(json.dumps(order))
+        for part in changed["extension"][0]["extension"]:
+            if part["url"] == url:
+                part[next(k for k in part if k != "url")] = value
+        return changed
+
+    return change
+
+
+def _same(order: dict[str, Any]) -> dict[str, Any]:
+    return order
+
+
+# what changes in the order as the EHR holds it, the hook it is sent in, and
+# the coverages its extensions speak of once updated
+CHANGED = {
+    # cov1's extension stays: the update replaces only the coverage it speaks of
+    "another coverage": (_same, _on_cov2, ["Coverage/cov1", "Coverage/cov2"]),
+    "another drug": (_mekinist, lambda o: hook([o], MN_DHS), ["Coverage/cov1"]),
+    "the order says what the payer would not now": (
+        _set("doc-needed", "no-doc"),
+        lambda o: hook([o], EOCCO),
+        ["Coverage/cov1"],
+    ),
+    "an assertion id the service never made": (
+        _set("coverage-assertion-id", "never-made-here"),
+        lambda o: hook([o], EOCCO),
+        ["Coverage/cov1"],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CHANGED))
+def test_an_order_whose_coverage_information_is_not_what_the_payer_says_now_is_updated(
+    cds_app: Any, client: TestClient, catalog: Catalog, name: str
+) -> None:
+    (action,) = call(client, hook([CO_PACK], EOCCO)).json()["systemActions"]
+    change, send, coverages = CHANGED[name]
+    carried = change(action["resource"])
+    before = parts(action["resource"]["extension"][0])["coverage-assertion-id"]
+    reply = call(client, send(carried))
+    assert reply.status_code == 200, reply.text
+    (update,) = reply.json()["systemActions"]
+    extensions = update["resource"]["extension"]
+    assert [parts(e)["coverage"]["reference"] for e in extensions] == coverages
+    new = parts(extensions[-1])
+    assert new["coverage-assertion-id"] != before and violations(extensions[-1]) == []
+    assert (new["pa-needed"], new["doc-needed"]) == ("auth-needed", "clinical")
+    policy = "mn-dhs-mekinist" if name == "another drug" else "eocco329"
+    form = package_for(catalog, policy, "initial").questionnaire
+    assert new["questionnaire"] == f"{form['url']}|{form['version']}"
+    assert assertion_rows(cds_app) == 2
+    # the order as updated, sent again: now nothing is new
+    assert "systemActions" not in call(client, send(update["resource"])).json()
+    assert assertion_rows(cds_app) == 2
+
+
+def test_an_extension_made_for_another_client_or_order_is_not_ours_to_keep(
+    cds_app: Any, client: TestClient
+) -> None:
+    (action,) = call(client, hook([CO_PACK], EOCCO)).json()["systemActions"]
+    carried = action["resource"]
+    # another CDS client sends the order carrying the first client's extension
+    register_cds(cds_app.state.store, "another-ehr")
+    reply = call(client, hook([carried], EOCCO), token=cds_jwt(SIGN, client_id="another-ehr"))
+    assert reply.json()["systemActions"]
+    # the same client, the extension copied onto another order
+    other = carried | {"id": "m9"}
+    assert call(client, hook([other], EOCCO)).json()["systemActions"]
+
+
 # --- bad input --------------------------------------------------------------------
 
 
