@@ -19,6 +19,9 @@ CDS client's key (``access.tokens.check_cds_jwt``; its jti goes in the same
 replay table as a backend client's assertion). ``fhirAuthorization`` is used
 only to fetch prefetch the client left out, when its registration allows it,
 through the ``EhrFetch`` the app is given (tests give an in-process EHR).
+The JWKS at an allowed ``jku`` is read likewise through the ``JwksFetch``
+the app is given, else over HTTPS, and kept five minutes
+(``access.tokens.KeySource``).
 
 Errors are JSON ``{"error": code, "message": text}``: 404 ``unknown-service``,
 401 ``invalid-token`` (with ``WWW-Authenticate``), 400 ``invalid-request``,
@@ -44,7 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from access.identity import Identity
-from access.tokens import Client, InvalidToken, KeySource, check_cds_jwt
+from access.tokens import Client, InvalidToken, JwksFetch, KeySource, check_cds_jwt
 from qpackage.crd import (
     COVERAGE_INFORMATION,
     PRESCRIBER,
@@ -144,11 +147,17 @@ def _bad(message: str) -> HookError:
     return HookError(400, "invalid-request", message)
 
 
-def router(service: Service, accounts: Accounts, fetch: EhrFetch | None = None) -> APIRouter:
+def router(
+    service: Service,
+    accounts: Accounts,
+    fetch: EhrFetch | None = None,
+    jwks_fetch: JwksFetch | None = None,
+) -> APIRouter:
     api = APIRouter()
     catalog = service.catalog
     assertions = Assertions(service.store)
-    keys = KeySource()
+    # the keys at an allowed jku, read over HTTPS unless the app is given a fetch
+    keys = KeySource(fetch=jwks_fetch) if jwks_fetch is not None else KeySource()
     discovery = services(catalog)
     templates = prefetch_templates(catalog)
     ehr = fetch or fetch_over_https

@@ -20,12 +20,16 @@ from scoring.fill import fill
 from service.app import create_app
 from service.cds import EhrUnavailable
 from service.settings import Settings
-from tests.support.callers import authorize, register
+from tests.support.callers import KEY, KID, authorize, register
 from tests.support.cases import AS_OF, base_answers, package_for
 from tests.support.crd import (
     ALLOWED_JKU,
     CDS_CLIENT,
     EHR,
+    JKU_JWKS,
+    JKU_KEY,
+    JKU_KID,
+    JwksHost,
     cds_jwt,
     coverage,
     hook,
@@ -69,12 +73,18 @@ def ehr() -> InProcessEhr:
 
 
 @pytest.fixture()
-def cds_app(catalog: Catalog, tmp_path: Path, ehr: InProcessEhr) -> Any:
+def jwks_host() -> JwksHost:
+    return JwksHost()
+
+
+@pytest.fixture()
+def cds_app(catalog: Catalog, tmp_path: Path, ehr: InProcessEhr, jwks_host: JwksHost) -> Any:
     app = create_app(
         Settings(database=str(tmp_path / "store.sqlite3")),
         catalog=catalog,
         clock=lambda: AS_OF,
         ehr_fetch=ehr,
+        jwks_fetch=jwks_host,
     )
     register_cds(app.state.store)
     return app
@@ -432,12 +442,80 @@ def test_a_suspended_cds_client_is_401(cds_app: Any, client: TestClient) -> None
     assert "suspended" in error_of(call(client, hook([CO_PACK], EOCCO)), 401, "invalid-token")
 
 
-def test_an_allowed_jku_is_where_the_keys_are_read(client: TestClient) -> None:
-    """The keys then come from the jku, not the registration: here nothing
-    answers there (no network in the tests), so the call is refused."""
-    token = cds_jwt(SIGN, headers={"jku": ALLOWED_JKU})
-    reply = call(client, hook([CO_PACK], EOCCO), token=token)
-    assert ALLOWED_JKU in error_of(reply, 401, "invalid-token")
+def jku_jwt(**kw: Any) -> str:
+    """A JWT signed with the key published at the allowed jku only."""
+    kw.setdefault("key", JKU_KEY)
+    kw.setdefault("kid", JKU_KID)
+    return cds_jwt(SIGN, headers={"jku": ALLOWED_JKU}, **kw)
+
+
+def test_a_key_published_at_an_allowed_jku_signs_and_is_fetched_once(
+    client: TestClient, jwks_host: JwksHost
+) -> None:
+    """The key is not in the registration: it is read from the jku, and
+    the set fetched is kept (the second call fetches nothing)."""
+    jwks_host.published[ALLOWED_JKU] = JKU_JWKS
+    for _ in range(2):
+        reply = call(client, hook([CO_PACK], EOCCO), token=jku_jwt())
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["systemActions"]
+    assert jwks_host.fetched == [ALLOWED_JKU]
+    # without the jku the registration's keys are read, where this key is not
+    reply = call(client, hook([CO_PACK], EOCCO), token=cds_jwt(SIGN, key=JKU_KEY, kid=JKU_KID))
+    assert "no key 'jku-key-1' in the client's registered JWKS" in error_of(
+        reply, 401, "invalid-token"
+    )
+
+
+JKU_REFUSED: dict[str, tuple[Any, dict[str, Any], str]] = {
+    "kid not in the fetched set": (JKU_JWKS, {"kid": "jku-key-2"}, "no key 'jku-key-2' in"),
+    # a jku names where the keys are: the registration's are not read then
+    "the registered key, not published there": (
+        JKU_JWKS,
+        {"key": KEY, "kid": KID},
+        f"no key {KID!r} in {ALLOWED_JKU}",
+    ),
+    "signed by another key under the published kid": (
+        JKU_JWKS,
+        {"key": OTHER_KEY},
+        "does not verify",
+    ),
+    "nothing answers there": (None, {}, f"the client's JWKS at {ALLOWED_JKU}: HTTP Error 404"),
+    "a FHIR resource, not a JWKS": (
+        {"resourceType": "Bundle"},
+        {},
+        f"what {ALLOWED_JKU} answers is not a JWKS",
+    ),
+    "a list, not a JWKS": ([JKU_JWKS], {}, f"what {ALLOWED_JKU} answers is not a JWKS"),
+    "keys not a list of keys": (
+        {"keys": ["k"]},
+        {},
+        f"what {ALLOWED_JKU} answers is not a JWKS",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(JKU_REFUSED))
+def test_a_jwt_whose_key_the_allowed_jku_does_not_give_is_401(
+    client: TestClient, jwks_host: JwksHost, name: str
+) -> None:
+    published, signed, said = JKU_REFUSED[name]
+    if published is not None:
+        jwks_host.published[ALLOWED_JKU] = published
+    reply = call(client, hook([CO_PACK], EOCCO), token=jku_jwt(**signed))
+    assert said in error_of(reply, 401, "invalid-token")
+    assert jwks_host.fetched == [ALLOWED_JKU]
+
+
+def test_a_jku_answer_that_is_not_a_jwks_is_not_kept(
+    client: TestClient, jwks_host: JwksHost
+) -> None:
+    jwks_host.published[ALLOWED_JKU] = {"resourceType": "Bundle"}
+    assert call(client, hook([CO_PACK], EOCCO), token=jku_jwt()).status_code == 401
+    # the client's site fixed: the next call reads it afresh
+    jwks_host.published[ALLOWED_JKU] = JKU_JWKS
+    assert call(client, hook([CO_PACK], EOCCO), token=jku_jwt()).status_code == 200
+    assert jwks_host.fetched == [ALLOWED_JKU, ALLOWED_JKU]
 
 
 # --- the flow ---------------------------------------------------------------------
