@@ -5,6 +5,10 @@ the services this payer offers, what it asserts about an order, and the card.
   MedicationRequest, with prefetch templates whose codes are those the
   policies' ``ehr:`` sources name (the same sources the prepopulation CQL is
   generated from), never typed by hand.
+- ``configuration``: the CRD configuration options a hook request sets
+  (``davinci-crd.configuration``) that the services honour and declare in
+  discovery (``davinci-crd.configuration-options``): ``coverage-info`` and
+  ``max-cards``; any other option is ignored, as CRD says.
 - ``assess``: for a draft order of a drug one of the member's payer's policies
   covers (matched as ``$questionnaire-package`` matches an order, the payer as
   it matches the Coverage's ``payor``), one :class:`Assertion` per policy:
@@ -112,8 +116,86 @@ def prefetch_templates(catalog: Catalog) -> dict[str, str]:
     return templates
 
 
+# the CDS Hooks card types (CRD Response Types); every card here is about
+# coverage and the documentation DTR collects
+CARD_TYPES = "http://terminology.hl7.org/CodeSystem/cdshooks-card-type"
+COVERAGE_INFO_TOPIC = {
+    "system": CARD_TYPES,
+    "code": "coverage-info",
+    "display": "Coverage Information",
+}
+# the configuration options the services honour, as discovery declares them
+# (CRD dev-4: code, type, name, description, default; dev-5: one boolean per
+# card type returned, code from the CRD Response Types)
+CONFIGURATION_OPTIONS: tuple[dict[str, Any], ...] = (
+    {
+        "code": "coverage-info",
+        "type": "boolean",
+        "name": "Coverage Information",
+        "description": "Whether the order is covered, needs prior authorization and which DTR"
+        " form documents it: the coverage-information update and the card launching DTR."
+        " False: neither.",
+        "default": True,
+    },
+    {
+        "code": "max-cards",
+        "type": "integer",
+        "name": "Maximum cards",
+        "description": "The most cards returned, those of the first orders first; the"
+        " coverage-information updates are never cut.",
+        "default": 10,
+    },
+)
+
+
+class ConfigurationError(ValueError):
+    """A configuration option this service honours, set to a value it cannot take."""
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """What a hook request asks of the answer (CRD ``davinci-crd.configuration``)."""
+
+    coverage_info: bool = True
+    max_cards: int = 10
+
+
+def configuration(extension: Any) -> Configuration:
+    """The options of a hook request's ``extension`` that this service
+    honours; those it does not know are ignored (CRD dev-17), and none set
+    is the defaults (dev-15). A known option of the wrong type, or a
+    negative ``max-cards``, is a ConfigurationError naming it."""
+    if extension is None:
+        return Configuration()
+    if not isinstance(extension, dict):
+        raise ConfigurationError("extension must be a JSON object")
+    asked = extension.get("davinci-crd.configuration")
+    if asked is None:
+        return Configuration()
+    if not isinstance(asked, dict):
+        raise ConfigurationError("extension.davinci-crd.configuration must be a JSON object")
+    found = Configuration()
+    if "coverage-info" in asked:
+        value = asked["coverage-info"]
+        if not isinstance(value, bool):
+            raise ConfigurationError(
+                f"configuration coverage-info must be true or false, not {value!r}"
+            )
+        found = replace(found, coverage_info=value)
+    if "max-cards" in asked:
+        value = asked["max-cards"]
+        # JSON true is no count (Python's bool is an int)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigurationError(
+                f"configuration max-cards must be a whole number, 0 or more, not {value!r}"
+            )
+        found = replace(found, max_cards=value)
+    return found
+
+
 def services(catalog: Catalog) -> dict[str, Any]:
-    """The discovery document (``GET /cds-services``)."""
+    """The discovery document (``GET /cds-services``), each service with the
+    configuration options it honours."""
     prefetch = prefetch_templates(catalog)
     return {
         "services": [
@@ -127,6 +209,9 @@ def services(catalog: Catalog) -> dict[str, Any]:
                 "prefetch": prefetch,
                 "usageRequirements": "A JWT signed by a registered CDS client key on every"
                 " call; the Patient and the member's Coverage prefetched or fetchable.",
+                "extension": {
+                    "davinci-crd.configuration-options": [dict(o) for o in CONFIGURATION_OPTIONS]
+                },
             }
             for service_id, hook in SERVICE_IDS.items()
         ]
@@ -437,7 +522,7 @@ def card(
         "summary": _short(f"Prior authorization needed: {assertion.drug or assertion.policy}", 140),
         "detail": "\n\n".join(part for part in [assertion.reason or "", *detail] if part),
         "indicator": "info",
-        "source": {"label": payer},
+        "source": {"label": payer, "topic": dict(COVERAGE_INFO_TOPIC)},
         "links": [
             {
                 "label": "Document the prior authorization (DTR)",

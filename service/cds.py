@@ -23,6 +23,9 @@ The JWKS at an allowed ``jku`` is read likewise through the ``JwksFetch``
 the app is given, else over HTTPS, and kept five minutes
 (``access.tokens.KeySource``).
 
+The CRD configuration options a call sets (``qpackage.crd.configuration``):
+``coverage-info`` false, an empty answer; ``max-cards``, the most cards.
+
 Errors are JSON ``{"error": code, "message": text}``: 404 ``unknown-service``,
 401 ``invalid-token`` (with ``WWW-Authenticate``), 400 ``invalid-request``,
 412 ``prefetch-missing`` (CDS Hooks: the service cannot get what it needs).
@@ -54,9 +57,11 @@ from qpackage.crd import (
     REQUIRED_PREFETCH,
     SERVICE_IDS,
     Assertion,
+    ConfigurationError,
     already_said,
     assess,
     card,
+    configuration,
     coverage_information,
     covers,
     prefetch_templates,
@@ -141,6 +146,8 @@ class HookRequest(BaseModel):
     fhirAuthorization: FhirAuthorization | None = None
     context: HookContext
     prefetch: dict[str, Any] | None = None
+    # CDS Hooks extensions; CRD's davinci-crd.configuration among them
+    extension: Any = None
 
 
 def _bad(message: str) -> HookError:
@@ -247,6 +254,13 @@ def router(
         return sent
 
     def answer(service_id: str, hook: HookRequest, client: Client, request: Request) -> Any:
+        try:
+            config = configuration(hook.extension)
+        except ConfigurationError as exc:
+            raise _bad(str(exc)) from None
+        if not config.coverage_info:
+            # the only kind of answer these services give, declined (CRD resp-28)
+            return {"cards": []}
         prefetch = prefetched(hook, client)
         coverage = _coverage(prefetch["coverage"], service.payers)
         if coverage is None:
@@ -290,7 +304,7 @@ def router(
                 for a in made
                 if a.doc_needed is not None
             ]
-        reply: dict[str, Any] = {"cards": cards}
+        reply: dict[str, Any] = {"cards": cards[: config.max_cards]}
         if actions:
             reply["systemActions"] = actions
         return reply

@@ -155,6 +155,7 @@ def test_an_order_of_a_covered_drug_gets_the_extension_and_a_dtr_launch_card(
     assert (values["pa-needed"], values["doc-needed"]) == ("auth-needed", "clinical")
     (card,) = body["cards"]
     assert card["summary"].startswith("Prior authorization needed: avutometinib")
+    assert card["source"]["topic"]["code"] == "coverage-info"  # resp-5: its CRD response type
     assert "not a decision" in card["detail"]
     assert "What the record sent with the order already shows" in card["detail"]
     (link,) = card["links"]
@@ -297,6 +298,77 @@ def test_an_extension_made_for_another_client_or_order_is_not_ours_to_keep(
     # the same client, the extension copied onto another order
     other = carried | {"id": "m9"}
     assert call(client, hook([other], EOCCO)).json()["systemActions"]
+
+
+# --- CRD configuration options ----------------------------------------------------------
+
+
+def test_discovery_declares_the_configuration_options_honoured(client: TestClient) -> None:
+    for listed in client.get("/cds-services").json()["services"]:
+        options = listed["extension"]["davinci-crd.configuration-options"]
+        assert {o["code"]: (o["type"], o["default"]) for o in options} == {
+            "coverage-info": ("boolean", True),
+            "max-cards": ("integer", 10),
+        }
+        for option in options:  # CRD dev-4: each with its four elements and a default
+            assert all(isinstance(option[k], str) and option[k] for k in ("name", "description"))
+
+
+TWO_ORDERS = [CO_PACK, CO_PACK | {"id": "m4"}]
+# the configuration a call sets → how many cards and system actions it gets
+CONFIGURED: dict[str, tuple[Any, int, int]] = {
+    "none": (None, 2, 2),
+    "defaults said": ({"coverage-info": True, "max-cards": 10}, 2, 2),
+    "options not honoured here, ignored": ({"cost": False, "claim": False, "x-local": 3}, 2, 2),
+    "coverage information declined": ({"coverage-info": False}, 0, 0),
+    "one card at most": ({"max-cards": 1}, 1, 2),
+    "no cards": ({"max-cards": 0}, 0, 2),
+}
+
+
+@pytest.mark.parametrize("name", list(CONFIGURED))
+def test_the_configuration_a_call_sets_is_honoured(
+    cds_app: Any, client: TestClient, name: str
+) -> None:
+    config, cards, actions = CONFIGURED[name]
+    body = hook(TWO_ORDERS, EOCCO)
+    if config is not None:
+        body["extension"] = {
+            "davinci-crd.requestedVersion": "2.2",
+            "davinci-crd.configuration": config,
+        }
+    reply = call(client, body)
+    assert reply.status_code == 200, reply.text
+    answered = reply.json()
+    assert len(answered["cards"]) == cards
+    assert len(answered.get("systemActions", [])) == actions
+    # declined: nothing asserted either
+    assert assertion_rows(cds_app) == (0 if actions == 0 else 2)
+    if cards:
+        launched = [json.loads(c["links"][0]["appContext"])["order"] for c in answered["cards"]]
+        assert launched == [["MedicationRequest/m1"], ["MedicationRequest/m4"]][:cards]
+
+
+MISCONFIGURED = {
+    "coverage-info not a boolean": (
+        {"davinci-crd.configuration": {"coverage-info": "no"}},
+        "coverage-info",
+    ),
+    "max-cards a string": ({"davinci-crd.configuration": {"max-cards": "5"}}, "max-cards"),
+    "max-cards negative": ({"davinci-crd.configuration": {"max-cards": -1}}, "max-cards"),
+    "max-cards true": ({"davinci-crd.configuration": {"max-cards": True}}, "max-cards"),
+    "configuration not an object": ({"davinci-crd.configuration": []}, "davinci-crd.configuration"),
+    "extension not an object": ("x", "extension must be a JSON object"),
+}
+
+
+@pytest.mark.parametrize("name", list(MISCONFIGURED))
+def test_an_option_honoured_here_set_to_what_it_cannot_be_is_400(
+    client: TestClient, name: str
+) -> None:
+    extension, said = MISCONFIGURED[name]
+    body = hook([CO_PACK], EOCCO) | {"extension": extension}
+    assert said in error_of(call(client, body), 400, "invalid-request")
 
 
 # --- bad input --------------------------------------------------------------------
