@@ -209,6 +209,11 @@ def router(
             raise _bad("context.draftOrders must be a Bundle")
         if expected == "order-select" and not hook.context.selections:
             raise _bad("context.selections must name the orders selected")
+        for order in _orders(hook):
+            # read for the coverage-information it carries, and kept as sent
+            listed = order.get("extension", [])
+            if not isinstance(listed, list) or not all(isinstance(e, dict) for e in listed):
+                raise _bad(f"{_ref(order)}: extension must be a list of objects")
         return hook
 
     # a route's caller and body, checked in this order: JWT, service, body

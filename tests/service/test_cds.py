@@ -387,6 +387,10 @@ MALFORMED = {
         lambda b: b | {"context": b["context"] | {"draftOrders": {"resourceType": "List"}}},
         "draftOrders must be a Bundle",
     ),
+    "an order's extension not a list of objects": (
+        lambda b: hook([CO_PACK | {"extension": {"url": "x"}}], EOCCO),
+        "MedicationRequest/m1: extension must be a list of objects",
+    ),
     "fhirAuthorization without a token": (
         lambda b: b | {"fhirAuthorization": {"token_type": "Bearer"}},
         "fhirAuthorization.access_token",
