@@ -1,7 +1,9 @@
 """The CRD front door over HTTP (service.cds): discovery, the answer to an
-order (system action and card), the EHR fetched for missing prefetch (an
-in-process test EHR: no network), every bad input and every JWT check, and
-the flow from the hook to a determination."""
+order (system action and card), an order re-sent with nothing new (no
+action, resp-35), the configuration options, the EHR fetched for missing
+prefetch (an in-process test EHR: no network), every bad input and every JWT
+check, the keys at an allowed jku (an in-process key host), and the flow
+from the hook to a determination."""
 
 from __future__ import annotations
 
