@@ -79,16 +79,43 @@ class Client:
     fetch_prefetch: bool = False
 
 
+class JwksUnavailable(Exception):
+    """Nothing usable answered at a JWKS URL."""
+
+
+# a JWKS URL → the JSON document published there; JwksUnavailable when none
+JwksFetch = Callable[[str], Any]
+
+
+def fetch_jwks_over_https(url: str) -> Any:
+    """The JSON a client publishes at its JWKS URL (PyJWKClient: no
+    redirects followed, five seconds at most)."""
+    try:
+        return jwt.PyJWKClient(url, timeout=5).fetch_data()
+    except (jwt.PyJWKClientError, ValueError) as exc:
+        raise JwksUnavailable(str(exc) or type(exc).__name__) from None
+
+
 class KeySource:
     """A client's public keys: its registered JWKS, or the JWKS it publishes
-    at its URL (fetched by PyJWKClient, kept five minutes; a ``kid`` not in
-    it refetches, at most every 30 seconds)."""
+    at a URL (its registered ``jwks_url``, or a CDS client's allowed
+    ``jku``), read with ``fetch`` and kept ``REFRESH`` seconds (five
+    minutes: a key the client withdraws is refused within them); a ``kid``
+    not in it refetches, at most every ``COOLDOWN`` seconds, so that a
+    rotated key is found without a stranger's made-up kids making this
+    service hammer the client's site. What answers there must be a JWKS; a
+    failed fetch or an answer that is not one is never kept."""
 
     REFRESH = 300.0
     COOLDOWN = 30.0
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        fetch: JwksFetch = fetch_jwks_over_https,
+    ) -> None:
         self.clock = clock
+        self.fetch = fetch
         self._fetched: dict[str, tuple[float, dict[str, Any]]] = {}
         self._lock = threading.Lock()
 
@@ -126,12 +153,19 @@ class KeySource:
             stale = now - fetched_at > self.REFRESH
             if stale or (not known and now - fetched_at > self.COOLDOWN):
                 try:
-                    fetched = jwt.PyJWKClient(url, timeout=5).fetch_data()
-                except jwt.PyJWKClientError as exc:
+                    fetched = self.fetch(url)
+                except JwksUnavailable as exc:
                     raise OAuthError(
                         "invalid_client", f"the client's JWKS at {url}: {exc}", 401
                     ) from None
-                document = fetched if isinstance(fetched, dict) else {}
+                listed = fetched.get("keys") if isinstance(fetched, dict) else None
+                if not isinstance(listed, list) or not all(isinstance(k, dict) for k in listed):
+                    raise OAuthError(
+                        "invalid_client",
+                        f"what {url} answers is not a JWKS (no 'keys' list of keys)",
+                        401,
+                    )
+                document = fetched
                 self._fetched[url] = (now, document)
         return document
 

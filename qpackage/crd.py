@@ -5,6 +5,10 @@ the services this payer offers, what it asserts about an order, and the card.
   MedicationRequest, with prefetch templates whose codes are those the
   policies' ``ehr:`` sources name (the same sources the prepopulation CQL is
   generated from), never typed by hand.
+- ``configuration``: the CRD configuration options a hook request sets
+  (``davinci-crd.configuration``) that the services honour and declare in
+  discovery (``davinci-crd.configuration-options``): ``coverage-info`` and
+  ``max-cards``; any other option is ignored, as CRD says.
 - ``assess``: for a draft order of a drug one of the member's payer's policies
   covers (matched as ``$questionnaire-package`` matches an order, the payer as
   it matches the Coverage's ``payor``), one :class:`Assertion` per policy:
@@ -13,6 +17,9 @@ the services this payer offers, what it asserts about an order, and the card.
   authorization ``satisfied`` and nothing to document.
 - ``coverage_information``: the assertion as the CRD ``coverage-information``
   extension the system action adds to the order.
+- ``already_said``: the assertions an order already carries when what the
+  payer would say now is what it said (CRD ``resp-35``: no system action
+  unless something is new or changed).
 - ``card``: what the prescriber reads, with the DTR launch link. CRD never
   approves: the card says what DTR will ask.
 
@@ -109,8 +116,86 @@ def prefetch_templates(catalog: Catalog) -> dict[str, str]:
     return templates
 
 
+# the CDS Hooks card types (CRD Response Types); every card here is about
+# coverage and the documentation DTR collects
+CARD_TYPES = "http://terminology.hl7.org/CodeSystem/cdshooks-card-type"
+COVERAGE_INFO_TOPIC = {
+    "system": CARD_TYPES,
+    "code": "coverage-info",
+    "display": "Coverage Information",
+}
+# the configuration options the services honour, as discovery declares them
+# (CRD dev-4: code, type, name, description, default; dev-5: one boolean per
+# card type returned, code from the CRD Response Types)
+CONFIGURATION_OPTIONS: tuple[dict[str, Any], ...] = (
+    {
+        "code": "coverage-info",
+        "type": "boolean",
+        "name": "Coverage Information",
+        "description": "Whether the order is covered, needs prior authorization and which DTR"
+        " form documents it: the coverage-information update and the card launching DTR."
+        " False: neither.",
+        "default": True,
+    },
+    {
+        "code": "max-cards",
+        "type": "integer",
+        "name": "Maximum cards",
+        "description": "The most cards returned, those of the first orders first; the"
+        " coverage-information updates are never cut.",
+        "default": 10,
+    },
+)
+
+
+class ConfigurationError(ValueError):
+    """A configuration option this service honours, set to a value it cannot take."""
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """What a hook request asks of the answer (CRD ``davinci-crd.configuration``)."""
+
+    coverage_info: bool = True
+    max_cards: int = 10
+
+
+def configuration(extension: Any) -> Configuration:
+    """The options of a hook request's ``extension`` that this service
+    honours; those it does not know are ignored (CRD dev-17), and none set
+    is the defaults (dev-15). A known option of the wrong type, or a
+    negative ``max-cards``, is a ConfigurationError naming it."""
+    if extension is None:
+        return Configuration()
+    if not isinstance(extension, dict):
+        raise ConfigurationError("extension must be a JSON object")
+    asked = extension.get("davinci-crd.configuration")
+    if asked is None:
+        return Configuration()
+    if not isinstance(asked, dict):
+        raise ConfigurationError("extension.davinci-crd.configuration must be a JSON object")
+    found = Configuration()
+    if "coverage-info" in asked:
+        value = asked["coverage-info"]
+        if not isinstance(value, bool):
+            raise ConfigurationError(
+                f"configuration coverage-info must be true or false, not {value!r}"
+            )
+        found = replace(found, coverage_info=value)
+    if "max-cards" in asked:
+        value = asked["max-cards"]
+        # JSON true is no count (Python's bool is an int)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigurationError(
+                f"configuration max-cards must be a whole number, 0 or more, not {value!r}"
+            )
+        found = replace(found, max_cards=value)
+    return found
+
+
 def services(catalog: Catalog) -> dict[str, Any]:
-    """The discovery document (``GET /cds-services``)."""
+    """The discovery document (``GET /cds-services``), each service with the
+    configuration options it honours."""
     prefetch = prefetch_templates(catalog)
     return {
         "services": [
@@ -124,6 +209,9 @@ def services(catalog: Catalog) -> dict[str, Any]:
                 "prefetch": prefetch,
                 "usageRequirements": "A JWT signed by a registered CDS client key on every"
                 " call; the Patient and the member's Coverage prefetched or fetchable.",
+                "extension": {
+                    "davinci-crd.configuration-options": [dict(o) for o in CONFIGURATION_OPTIONS]
+                },
             }
             for service_id, hook in SERVICE_IDS.items()
         ]
@@ -178,6 +266,72 @@ def coverage_information(assertion: Assertion) -> dict[str, Any]:
     if assertion.satisfied_pa_id is not None:
         parts.append(_extension("satisfied-pa-id", "valueString", assertion.satisfied_pa_id))
     return {"url": COVERAGE_INFORMATION, "extension": parts}
+
+
+def covers(extension: Mapping[str, Any]) -> str | None:
+    """The Coverage a ``coverage-information`` extension speaks of."""
+    for part in extension.get("extension") or []:
+        if isinstance(part, dict) and part.get("url") == "coverage":
+            reference = part.get("valueReference") or {}
+            return str(reference.get("reference"))
+    return None
+
+
+def _assertion_id(extension: Mapping[str, Any]) -> str | None:
+    for part in extension.get("extension") or []:
+        if isinstance(part, dict) and part.get("url") == "coverage-assertion-id":
+            value = part.get("valueString")
+            return value if isinstance(value, str) else None
+    return None
+
+
+# what an assertion says, as against when it was said and its id: a
+# re-sent order's extension differs in these alone when nothing is new
+_CIRCUMSTANTIAL = ("date", "coverage-assertion-id")
+
+
+def _said(extension: Mapping[str, Any]) -> list[str]:
+    """The extension's parts but its date and id, in a canonical order (an
+    EHR may keep the sub-extensions in another)."""
+    return sorted(
+        json.dumps(part, sort_keys=True)
+        for part in extension.get("extension") or []
+        if not (isinstance(part, dict) and part.get("url") in _CIRCUMSTANTIAL)
+    )
+
+
+def already_said(
+    made: Sequence[Assertion], order: Mapping[str, Any], known: Callable[[str], bool]
+) -> list[Assertion] | None:
+    """The assertions ``made`` now, each under the id of the one the order
+    already carries, when the order's ``coverage-information`` extensions
+    for those coverages are all the payer's own (``known``: an assertion id
+    this service made, for this client and order) and say exactly what the
+    payer would say now, date and id aside; None when anything is new or
+    changed (another coverage, coverage or prior authorization changed,
+    other documentation or forms), or an extension is one the payer never
+    made: then the order is updated."""
+    ours = {assertion.coverage for assertion in made}
+    carried = [
+        e
+        for e in order.get("extension") or []
+        if isinstance(e, dict) and e.get("url") == COVERAGE_INFORMATION and covers(e) in ours
+    ]
+    if len(carried) != len(made):
+        return None
+    remaining = [(_assertion_id(e), _said(e)) for e in carried]
+    if any(rid is None or not known(rid) for rid, _ in remaining):
+        return None
+    found = []
+    for assertion in made:
+        now = _said(coverage_information(assertion))
+        same = next((i for i, (_, said) in enumerate(remaining) if said == now), None)
+        if same is None:
+            return None
+        rid, _ = remaining.pop(same)
+        assert rid is not None
+        found.append(replace(assertion, id=rid))
+    return found
 
 
 # (record id, questionnaire url|version, determination JSON) of each approval
@@ -368,7 +522,7 @@ def card(
         "summary": _short(f"Prior authorization needed: {assertion.drug or assertion.policy}", 140),
         "detail": "\n\n".join(part for part in [assertion.reason or "", *detail] if part),
         "indicator": "info",
-        "source": {"label": payer},
+        "source": {"label": payer, "topic": dict(COVERAGE_INFO_TOPIC)},
         "links": [
             {
                 "label": "Document the prior authorization (DTR)",

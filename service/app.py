@@ -29,6 +29,7 @@ from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from access.tokens import JwksFetch
 from cql_like.definitions import library
 from qpackage.catalog import Catalog
 from qpackage.package import library_canonicals, value_set_canonicals
@@ -80,9 +81,11 @@ def create_app(
     clock: Callable[[], date] = today_utc,
     payers: dict[str, PayerConfig] | None = None,
     ehr_fetch: cds.EhrFetch | None = None,
+    jwks_fetch: JwksFetch | None = None,
 ) -> FastAPI:
     """The service; ``ehr_fetch`` reads a CDS client's EHR (missing prefetch)
-    in place of HTTPS, as the tests' in-process EHR does."""
+    and ``jwks_fetch`` the JWKS at a CDS client's allowed ``jku``, in place
+    of HTTPS, as the tests' in-process EHR and key host do."""
     settings = settings or Settings.from_env()
     if catalog is None:
         folder = settings.policies
@@ -148,7 +151,7 @@ def create_app(
     app.include_router(auth.router(service, authenticator))
     app.include_router(fhir_reads.router(service, _version()))
     app.include_router(dtr_operations.router(service))
-    app.include_router(cds.router(service, accounts, ehr_fetch))
+    app.include_router(cds.router(service, accounts, ehr_fetch, jwks_fetch))
     app.include_router(determinations.router(service))
     app.include_router(documents.router(service))
     app.include_router(portal.router(service))

@@ -2,7 +2,9 @@
 
 An assertion is kept so that its id, the ``coverage-assertion-id`` the order
 carries, can be sent to ``$questionnaire-package`` as ``context`` when the EHR
-launches DTR: it names the forms asserted, for the member it was made for.
+launches DTR: it names the forms asserted, for the member it was made for;
+and so that an order re-sent with the extension is known for one the
+payer made for that client and order (``made_for``, CRD ``resp-35``).
 Plain SQL over the store's connection, as ``service.accounts``.
 """
 
@@ -50,3 +52,16 @@ class Assertions:
             member=str(member) if member else None,
             questionnaires=tuple(json.loads(str(questionnaires))),
         )
+
+    def made_for(self, assertion_id: str, client_id: str, order_ref: str) -> bool:
+        """Whether this service made that assertion for this CDS client's
+        order: an id the order carries that another client (or no one) was
+        given proves nothing about what the payer said."""
+        with self.store.database() as db:
+            m = db.mark
+            rows = db.execute(
+                "SELECT 1 FROM coverage_assertions"
+                f" WHERE id = {m} AND client_id = {m} AND order_ref = {m}",
+                (assertion_id, client_id, order_ref),
+            )
+        return bool(rows)

@@ -8,13 +8,23 @@
   with the CRD ``coverage-information`` extension, and a card with the
   SMART link that launches DTR on it. The assertion is stored
   (``service.assertions``) so that ``$questionnaire-package`` takes its id as
-  ``context``. A drug no policy covers: ``{"cards": []}``.
+  ``context``. A drug no policy covers: ``{"cards": []}``. An order
+  re-sent carrying the extension the service made for it, when what it
+  would say now is the same (date and id aside), gets no system action and
+  no new assertion (CRD ``resp-35``), only the card, on the assertion the
+  order carries.
 
 Every call carries ``Authorization: Bearer <JWT>`` signed by a registered
 CDS client's key (``access.tokens.check_cds_jwt``; its jti goes in the same
 replay table as a backend client's assertion). ``fhirAuthorization`` is used
 only to fetch prefetch the client left out, when its registration allows it,
 through the ``EhrFetch`` the app is given (tests give an in-process EHR).
+The JWKS at an allowed ``jku`` is read likewise through the ``JwksFetch``
+the app is given, else over HTTPS, and kept five minutes
+(``access.tokens.KeySource``).
+
+The CRD configuration options a call sets (``qpackage.crd.configuration``):
+``coverage-info`` false, an empty answer; ``max-cards``, the most cards.
 
 Errors are JSON ``{"error": code, "message": text}``: 404 ``unknown-service``,
 401 ``invalid-token`` (with ``WWW-Authenticate``), 400 ``invalid-request``,
@@ -30,6 +40,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from functools import partial
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
@@ -39,15 +50,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from access.identity import Identity
-from access.tokens import Client, InvalidToken, KeySource, check_cds_jwt
+from access.tokens import Client, InvalidToken, JwksFetch, KeySource, check_cds_jwt
 from qpackage.crd import (
     COVERAGE_INFORMATION,
     PRESCRIBER,
     REQUIRED_PREFETCH,
     SERVICE_IDS,
+    Assertion,
+    ConfigurationError,
+    already_said,
     assess,
     card,
+    configuration,
     coverage_information,
+    covers,
     prefetch_templates,
     services,
 )
@@ -130,17 +146,25 @@ class HookRequest(BaseModel):
     fhirAuthorization: FhirAuthorization | None = None
     context: HookContext
     prefetch: dict[str, Any] | None = None
+    # CDS Hooks extensions; CRD's davinci-crd.configuration among them
+    extension: Any = None
 
 
 def _bad(message: str) -> HookError:
     return HookError(400, "invalid-request", message)
 
 
-def router(service: Service, accounts: Accounts, fetch: EhrFetch | None = None) -> APIRouter:
+def router(
+    service: Service,
+    accounts: Accounts,
+    fetch: EhrFetch | None = None,
+    jwks_fetch: JwksFetch | None = None,
+) -> APIRouter:
     api = APIRouter()
     catalog = service.catalog
     assertions = Assertions(service.store)
-    keys = KeySource()
+    # the keys at an allowed jku, read over HTTPS unless the app is given a fetch
+    keys = KeySource(fetch=jwks_fetch) if jwks_fetch is not None else KeySource()
     discovery = services(catalog)
     templates = prefetch_templates(catalog)
     ehr = fetch or fetch_over_https
@@ -185,6 +209,11 @@ def router(service: Service, accounts: Accounts, fetch: EhrFetch | None = None) 
             raise _bad("context.draftOrders must be a Bundle")
         if expected == "order-select" and not hook.context.selections:
             raise _bad("context.selections must name the orders selected")
+        for order in _orders(hook):
+            # read for the coverage-information it carries, and kept as sent
+            listed = order.get("extension", [])
+            if not isinstance(listed, list) or not all(isinstance(e, dict) for e in listed):
+                raise _bad(f"{_ref(order)}: extension must be a list of objects")
         return hook
 
     # a route's caller and body, checked in this order: JWT, service, body
@@ -230,6 +259,13 @@ def router(service: Service, accounts: Accounts, fetch: EhrFetch | None = None) 
         return sent
 
     def answer(service_id: str, hook: HookRequest, client: Client, request: Request) -> Any:
+        try:
+            config = configuration(hook.extension)
+        except ConfigurationError as exc:
+            raise _bad(str(exc)) from None
+        if not config.coverage_info:
+            # the only kind of answer these services give, declined (CRD resp-28)
+            return {"cards": []}
         prefetch = prefetched(hook, client)
         coverage = _coverage(prefetch["coverage"], service.payers)
         if coverage is None:
@@ -250,23 +286,17 @@ def router(service: Service, accounts: Accounts, fetch: EhrFetch | None = None) 
             )
             if not made:
                 continue
-            for assertion in made:
-                assertions.add(assertion, client.id)
             service.audit(request, f"CRD {service_id} {_ref(order)}", made[0].member)
-            updated = copy.deepcopy(order)
-            ours = {a.coverage for a in made}
-            updated["extension"] = [
-                e
-                for e in updated.get("extension", [])
-                if not (e.get("url") == COVERAGE_INFORMATION and _covers(e) in ours)
-            ] + [coverage_information(a) for a in made]
-            actions.append(
-                {
-                    "type": "update",
-                    "description": f"Coverage information for {_ref(order)}",
-                    "resource": updated,
-                }
-            )
+            known = partial(assertions.made_for, client_id=client.id, order_ref=_ref(order))
+            said = already_said(made, order, known)
+            if said is not None:
+                # resp-35: nothing new, so no action and no new assertion;
+                # the card (below) launches DTR on the assertion the order carries
+                made = said
+            else:
+                for assertion in made:
+                    assertions.add(assertion, client.id)
+                actions.append(_update(order, made))
             payer = coverage_payer(coverage)
             cards += [
                 card(
@@ -279,7 +309,7 @@ def router(service: Service, accounts: Accounts, fetch: EhrFetch | None = None) 
                 for a in made
                 if a.doc_needed is not None
             ]
-        reply: dict[str, Any] = {"cards": cards}
+        reply: dict[str, Any] = {"cards": cards[: config.max_cards]}
         if actions:
             reply["systemActions"] = actions
         return reply
@@ -301,12 +331,21 @@ def _ref(resource: dict[str, Any]) -> str:
     return f"{resource.get('resourceType')}/{resource.get('id')}"
 
 
-def _covers(extension: dict[str, Any]) -> str | None:
-    for part in extension.get("extension", []):
-        if part.get("url") == "coverage":
-            reference = part.get("valueReference") or {}
-            return str(reference.get("reference"))
-    return None
+def _update(order: dict[str, Any], made: list[Assertion]) -> dict[str, Any]:
+    """The system action updating the order: its coverage-information
+    extensions for these coverages replaced, nothing else changed (resp-37)."""
+    updated = copy.deepcopy(order)
+    ours = {a.coverage for a in made}
+    updated["extension"] = [
+        e
+        for e in updated.get("extension", [])
+        if not (e.get("url") == COVERAGE_INFORMATION and covers(e) in ours)
+    ] + [coverage_information(a) for a in made]
+    return {
+        "type": "update",
+        "description": f"Coverage information for {_ref(order)}",
+        "resource": updated,
+    }
 
 
 def _resolve(template: str, hook: HookRequest) -> str | None:

@@ -24,6 +24,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from access import passwords
+from access.tokens import Client, KeySource, OAuthError
 from qpackage.catalog import Catalog
 from scoring.fill import fill
 from service.accounts import Accounts
@@ -42,6 +43,7 @@ from tests.support.callers import (
     token_form,
 )
 from tests.support.cases import AS_OF, base_answers, package_for
+from tests.support.crd import JKU_JWKS, JKU_KID, JwksHost
 from tests.support.dtr_requests import FHIR, ask, canonical
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
@@ -156,6 +158,49 @@ def test_a_client_registered_with_a_jwks_url(
     assert token_reply(anonymous, token_form("url-client", TOKEN_URL)).status_code == 200
     form = token_form("url-client", TOKEN_URL, kid="not-published")
     assert token_reply(anonymous, form).json()["error"] == "invalid_client"
+
+
+ROTATED = {
+    "keys": [
+        {
+            **json.loads(
+                jwt.algorithms.ECAlgorithm.to_jwk(
+                    ec.generate_private_key(ec.SECP384R1()).public_key()
+                )
+            ),
+            "kid": "rotated",
+        }
+    ]
+}
+PUBLISHED = "https://ehr.example.org/.well-known/jwks.json"
+# (seconds on the clock, what the site publishes from then, kid asked,
+#  found?, fetches so far): the set is kept REFRESH seconds; an unknown kid
+#  refetches only once COOLDOWN seconds have passed since the last fetch
+KEPT = [
+    (0, JKU_JWKS, JKU_KID, True, 1),
+    (20, ROTATED, JKU_KID, True, 1),  # kept: the rotation is not seen yet
+    (25, ROTATED, "rotated", False, 1),  # unknown, but fetched 25 s ago
+    (31, ROTATED, "rotated", True, 2),  # unknown and 31 s on: fetched again
+    (40, ROTATED, JKU_KID, False, 2),  # withdrawn, and not fetched again so soon
+    (330, ROTATED, "rotated", True, 2),  # 299 s after the fetch: still kept
+    (332, {"keys": []}, "rotated", False, 3),  # past five minutes: fetched, withdrawn
+]
+
+
+def test_a_published_jwks_is_kept_for_a_bounded_time() -> None:
+    now = [0.0]
+    host = JwksHost()
+    keys = KeySource(clock=lambda: now[0], fetch=host)
+    client = Client("site", "A client publishing its keys", (), jwks_url=PUBLISHED)
+    for seconds, published, kid, found, fetches in KEPT:
+        now[0], host.published[PUBLISHED] = seconds, published
+        try:
+            keys.key(client, kid, "ES384")
+        except OAuthError as exc:
+            assert not found and f"no key {kid!r} in {PUBLISHED}" in exc.description, seconds
+        else:
+            assert found, seconds
+        assert len(host.fetched) == fetches, seconds
 
 
 OTHER_KEY = ec.generate_private_key(ec.SECP384R1())

@@ -1,7 +1,9 @@
 """The CRD front door over HTTP (service.cds): discovery, the answer to an
-order (system action and card), the EHR fetched for missing prefetch (an
-in-process test EHR: no network), every bad input and every JWT check, and
-the flow from the hook to a determination."""
+order (system action and card), an order re-sent with nothing new (no
+action, resp-35), the configuration options, the EHR fetched for missing
+prefetch (an in-process test EHR: no network), every bad input and every JWT
+check, the keys at an allowed jku (an in-process key host), and the flow
+from the hook to a determination."""
 
 from __future__ import annotations
 
@@ -20,12 +22,16 @@ from scoring.fill import fill
 from service.app import create_app
 from service.cds import EhrUnavailable
 from service.settings import Settings
-from tests.support.callers import authorize, register
+from tests.support.callers import KEY, KID, authorize, register
 from tests.support.cases import AS_OF, base_answers, package_for
 from tests.support.crd import (
     ALLOWED_JKU,
     CDS_CLIENT,
     EHR,
+    JKU_JWKS,
+    JKU_KEY,
+    JKU_KID,
+    JwksHost,
     cds_jwt,
     coverage,
     hook,
@@ -69,12 +75,18 @@ def ehr() -> InProcessEhr:
 
 
 @pytest.fixture()
-def cds_app(catalog: Catalog, tmp_path: Path, ehr: InProcessEhr) -> Any:
+def jwks_host() -> JwksHost:
+    return JwksHost()
+
+
+@pytest.fixture()
+def cds_app(catalog: Catalog, tmp_path: Path, ehr: InProcessEhr, jwks_host: JwksHost) -> Any:
     app = create_app(
         Settings(database=str(tmp_path / "store.sqlite3")),
         catalog=catalog,
         clock=lambda: AS_OF,
         ehr_fetch=ehr,
+        jwks_fetch=jwks_host,
     )
     register_cds(app.state.store)
     return app
@@ -145,6 +157,7 @@ def test_an_order_of_a_covered_drug_gets_the_extension_and_a_dtr_launch_card(
     assert (values["pa-needed"], values["doc-needed"]) == ("auth-needed", "clinical")
     (card,) = body["cards"]
     assert card["summary"].startswith("Prior authorization needed: avutometinib")
+    assert card["source"]["topic"]["code"] == "coverage-info"  # resp-5: its CRD response type
     assert "not a decision" in card["detail"]
     assert "What the record sent with the order already shows" in card["detail"]
     (link,) = card["links"]
@@ -173,6 +186,193 @@ def test_a_drug_no_policy_covers_or_another_payers_member_gets_no_card_and_no_ac
     assert call(client, hook([MEKINIST], MN_DHS)).json()["systemActions"]
 
 
+# --- resp-35: no system action unless something is new or changed ----------------------
+
+
+def assertion_rows(cds_app: Any) -> int:
+    with cds_app.state.store.database() as db:
+        return int(db.execute("SELECT count(*) FROM coverage_assertions")[0][0])
+
+
+def test_the_same_order_sent_again_with_its_extension_gets_no_action(
+    cds_app: Any, client: TestClient
+) -> None:
+    first = call(client, hook([CO_PACK], EOCCO)).json()
+    (action,) = first["systemActions"]
+    carried = action["resource"]  # the order as the EHR now holds it
+    made = parts(carried["extension"][0])["coverage-assertion-id"]
+    assert assertion_rows(cds_app) == 1
+    for service_id, name in ((SIGN, "order-sign"), (SELECT, "order-select")):
+        again = call(client, hook([carried], EOCCO, name=name), service_id)
+        assert again.status_code == 200, again.text
+        body = again.json()
+        assert "systemActions" not in body, name
+        # the card still launches DTR, on the assertion the order carries
+        (card,) = body["cards"]
+        assert card["uuid"] == first["cards"][0]["uuid"]
+        assert json.loads(card["links"][0]["appContext"])["coverageAssertionId"] == made
+    assert assertion_rows(cds_app) == 1
+    # the EHR may keep the sub-extensions in another order: still the same
+    reordered = json.loads(json.dumps(carried))
+    reordered["extension"][0]["extension"].reverse()
+    assert "systemActions" not in call(client, hook([reordered], EOCCO)).json()
+
+
+def _on_cov2(order: dict[str, Any]) -> dict[str, Any]:
+    body = hook([order], EOCCO)
+    body["prefetch"]["coverage"]["entry"][0]["resource"]["id"] = "cov2"
+    return body
+
+
+def _mekinist(order: dict[str, Any]) -> dict[str, Any]:
+    # the same order now for Mekinist, which an MN-DHS policy covers
+    return order | {"medicationCodeableConcept": MEKINIST["medicationCodeableConcept"]}
+
+
+def _set(url: str, value: str) -> Any:
+    def change(order: dict[str, Any]) -> dict[str, Any]:
+        changed = json.loads(json.dumps(order))
+        for part in changed["extension"][0]["extension"]:
+            if part["url"] == url:
+                part[next(k for k in part if k != "url")] = value
+        return changed
+
+    return change
+
+
+def _same(order: dict[str, Any]) -> dict[str, Any]:
+    return order
+
+
+# what changes in the order as the EHR holds it, the hook it is sent in, and
+# the coverages its extensions speak of once updated
+CHANGED = {
+    # cov1's extension stays: the update replaces only the coverage it speaks of
+    "another coverage": (_same, _on_cov2, ["Coverage/cov1", "Coverage/cov2"]),
+    "another drug": (_mekinist, lambda o: hook([o], MN_DHS), ["Coverage/cov1"]),
+    "the order says what the payer would not now": (
+        _set("doc-needed", "no-doc"),
+        lambda o: hook([o], EOCCO),
+        ["Coverage/cov1"],
+    ),
+    "an assertion id the service never made": (
+        _set("coverage-assertion-id", "never-made-here"),
+        lambda o: hook([o], EOCCO),
+        ["Coverage/cov1"],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CHANGED))
+def test_an_order_whose_coverage_information_is_not_what_the_payer_says_now_is_updated(
+    cds_app: Any, client: TestClient, catalog: Catalog, name: str
+) -> None:
+    (action,) = call(client, hook([CO_PACK], EOCCO)).json()["systemActions"]
+    change, send, coverages = CHANGED[name]
+    carried = change(action["resource"])
+    before = parts(action["resource"]["extension"][0])["coverage-assertion-id"]
+    reply = call(client, send(carried))
+    assert reply.status_code == 200, reply.text
+    (update,) = reply.json()["systemActions"]
+    extensions = update["resource"]["extension"]
+    assert [parts(e)["coverage"]["reference"] for e in extensions] == coverages
+    new = parts(extensions[-1])
+    assert new["coverage-assertion-id"] != before and violations(extensions[-1]) == []
+    assert (new["pa-needed"], new["doc-needed"]) == ("auth-needed", "clinical")
+    policy = "mn-dhs-mekinist" if name == "another drug" else "eocco329"
+    form = package_for(catalog, policy, "initial").questionnaire
+    assert new["questionnaire"] == f"{form['url']}|{form['version']}"
+    assert assertion_rows(cds_app) == 2
+    # the order as updated, sent again: now nothing is new
+    assert "systemActions" not in call(client, send(update["resource"])).json()
+    assert assertion_rows(cds_app) == 2
+
+
+def test_an_extension_made_for_another_client_or_order_is_not_ours_to_keep(
+    cds_app: Any, client: TestClient
+) -> None:
+    (action,) = call(client, hook([CO_PACK], EOCCO)).json()["systemActions"]
+    carried = action["resource"]
+    # another CDS client sends the order carrying the first client's extension
+    register_cds(cds_app.state.store, "another-ehr")
+    reply = call(client, hook([carried], EOCCO), token=cds_jwt(SIGN, client_id="another-ehr"))
+    assert reply.json()["systemActions"]
+    # the same client, the extension copied onto another order
+    other = carried | {"id": "m9"}
+    assert call(client, hook([other], EOCCO)).json()["systemActions"]
+
+
+# --- CRD configuration options ----------------------------------------------------------
+
+
+def test_discovery_declares_the_configuration_options_honoured(client: TestClient) -> None:
+    for listed in client.get("/cds-services").json()["services"]:
+        options = listed["extension"]["davinci-crd.configuration-options"]
+        assert {o["code"]: (o["type"], o["default"]) for o in options} == {
+            "coverage-info": ("boolean", True),
+            "max-cards": ("integer", 10),
+        }
+        for option in options:  # CRD dev-4: each with its four elements and a default
+            assert all(isinstance(option[k], str) and option[k] for k in ("name", "description"))
+
+
+TWO_ORDERS = [CO_PACK, CO_PACK | {"id": "m4"}]
+# the configuration a call sets → how many cards and system actions it gets
+CONFIGURED: dict[str, tuple[Any, int, int]] = {
+    "none": (None, 2, 2),
+    "defaults said": ({"coverage-info": True, "max-cards": 10}, 2, 2),
+    "options not honoured here, ignored": ({"cost": False, "claim": False, "x-local": 3}, 2, 2),
+    "coverage information declined": ({"coverage-info": False}, 0, 0),
+    "one card at most": ({"max-cards": 1}, 1, 2),
+    "no cards": ({"max-cards": 0}, 0, 2),
+}
+
+
+@pytest.mark.parametrize("name", list(CONFIGURED))
+def test_the_configuration_a_call_sets_is_honoured(
+    cds_app: Any, client: TestClient, name: str
+) -> None:
+    config, cards, actions = CONFIGURED[name]
+    body = hook(TWO_ORDERS, EOCCO)
+    if config is not None:
+        body["extension"] = {
+            "davinci-crd.requestedVersion": "2.2",
+            "davinci-crd.configuration": config,
+        }
+    reply = call(client, body)
+    assert reply.status_code == 200, reply.text
+    answered = reply.json()
+    assert len(answered["cards"]) == cards
+    assert len(answered.get("systemActions", [])) == actions
+    # declined: nothing asserted either
+    assert assertion_rows(cds_app) == (0 if actions == 0 else 2)
+    if cards:
+        launched = [json.loads(c["links"][0]["appContext"])["order"] for c in answered["cards"]]
+        assert launched == [["MedicationRequest/m1"], ["MedicationRequest/m4"]][:cards]
+
+
+MISCONFIGURED = {
+    "coverage-info not a boolean": (
+        {"davinci-crd.configuration": {"coverage-info": "no"}},
+        "coverage-info",
+    ),
+    "max-cards a string": ({"davinci-crd.configuration": {"max-cards": "5"}}, "max-cards"),
+    "max-cards negative": ({"davinci-crd.configuration": {"max-cards": -1}}, "max-cards"),
+    "max-cards true": ({"davinci-crd.configuration": {"max-cards": True}}, "max-cards"),
+    "configuration not an object": ({"davinci-crd.configuration": []}, "davinci-crd.configuration"),
+    "extension not an object": ("x", "extension must be a JSON object"),
+}
+
+
+@pytest.mark.parametrize("name", list(MISCONFIGURED))
+def test_an_option_honoured_here_set_to_what_it_cannot_be_is_400(
+    client: TestClient, name: str
+) -> None:
+    extension, said = MISCONFIGURED[name]
+    body = hook([CO_PACK], EOCCO) | {"extension": extension}
+    assert said in error_of(call(client, body), 400, "invalid-request")
+
+
 # --- bad input --------------------------------------------------------------------
 
 
@@ -188,6 +388,10 @@ MALFORMED = {
     "draftOrders not a Bundle": (
         lambda b: b | {"context": b["context"] | {"draftOrders": {"resourceType": "List"}}},
         "draftOrders must be a Bundle",
+    ),
+    "an order's extension not a list of objects": (
+        lambda b: hook([CO_PACK | {"extension": {"url": "x"}}], EOCCO),
+        "MedicationRequest/m1: extension must be a list of objects",
     ),
     "fhirAuthorization without a token": (
         lambda b: b | {"fhirAuthorization": {"token_type": "Bearer"}},
@@ -316,12 +520,80 @@ def test_a_suspended_cds_client_is_401(cds_app: Any, client: TestClient) -> None
     assert "suspended" in error_of(call(client, hook([CO_PACK], EOCCO)), 401, "invalid-token")
 
 
-def test_an_allowed_jku_is_where_the_keys_are_read(client: TestClient) -> None:
-    """The keys then come from the jku, not the registration: here nothing
-    answers there (no network in the tests), so the call is refused."""
-    token = cds_jwt(SIGN, headers={"jku": ALLOWED_JKU})
-    reply = call(client, hook([CO_PACK], EOCCO), token=token)
-    assert ALLOWED_JKU in error_of(reply, 401, "invalid-token")
+def jku_jwt(**kw: Any) -> str:
+    """A JWT signed with the key published at the allowed jku only."""
+    kw.setdefault("key", JKU_KEY)
+    kw.setdefault("kid", JKU_KID)
+    return cds_jwt(SIGN, headers={"jku": ALLOWED_JKU}, **kw)
+
+
+def test_a_key_published_at_an_allowed_jku_signs_and_is_fetched_once(
+    client: TestClient, jwks_host: JwksHost
+) -> None:
+    """The key is not in the registration: it is read from the jku, and
+    the set fetched is kept (the second call fetches nothing)."""
+    jwks_host.published[ALLOWED_JKU] = JKU_JWKS
+    for _ in range(2):
+        reply = call(client, hook([CO_PACK], EOCCO), token=jku_jwt())
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["systemActions"]
+    assert jwks_host.fetched == [ALLOWED_JKU]
+    # without the jku the registration's keys are read, where this key is not
+    reply = call(client, hook([CO_PACK], EOCCO), token=cds_jwt(SIGN, key=JKU_KEY, kid=JKU_KID))
+    assert "no key 'jku-key-1' in the client's registered JWKS" in error_of(
+        reply, 401, "invalid-token"
+    )
+
+
+JKU_REFUSED: dict[str, tuple[Any, dict[str, Any], str]] = {
+    "kid not in the fetched set": (JKU_JWKS, {"kid": "jku-key-2"}, "no key 'jku-key-2' in"),
+    # a jku names where the keys are: the registration's are not read then
+    "the registered key, not published there": (
+        JKU_JWKS,
+        {"key": KEY, "kid": KID},
+        f"no key {KID!r} in {ALLOWED_JKU}",
+    ),
+    "signed by another key under the published kid": (
+        JKU_JWKS,
+        {"key": OTHER_KEY},
+        "does not verify",
+    ),
+    "nothing answers there": (None, {}, f"the client's JWKS at {ALLOWED_JKU}: HTTP Error 404"),
+    "a FHIR resource, not a JWKS": (
+        {"resourceType": "Bundle"},
+        {},
+        f"what {ALLOWED_JKU} answers is not a JWKS",
+    ),
+    "a list, not a JWKS": ([JKU_JWKS], {}, f"what {ALLOWED_JKU} answers is not a JWKS"),
+    "keys not a list of keys": (
+        {"keys": ["k"]},
+        {},
+        f"what {ALLOWED_JKU} answers is not a JWKS",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(JKU_REFUSED))
+def test_a_jwt_whose_key_the_allowed_jku_does_not_give_is_401(
+    client: TestClient, jwks_host: JwksHost, name: str
+) -> None:
+    published, signed, said = JKU_REFUSED[name]
+    if published is not None:
+        jwks_host.published[ALLOWED_JKU] = published
+    reply = call(client, hook([CO_PACK], EOCCO), token=jku_jwt(**signed))
+    assert said in error_of(reply, 401, "invalid-token")
+    assert jwks_host.fetched == [ALLOWED_JKU]
+
+
+def test_a_jku_answer_that_is_not_a_jwks_is_not_kept(
+    client: TestClient, jwks_host: JwksHost
+) -> None:
+    jwks_host.published[ALLOWED_JKU] = {"resourceType": "Bundle"}
+    assert call(client, hook([CO_PACK], EOCCO), token=jku_jwt()).status_code == 401
+    # the client's site fixed: the next call reads it afresh
+    jwks_host.published[ALLOWED_JKU] = JKU_JWKS
+    assert call(client, hook([CO_PACK], EOCCO), token=jku_jwt()).status_code == 200
+    assert jwks_host.fetched == [ALLOWED_JKU, ALLOWED_JKU]
 
 
 # --- the flow ---------------------------------------------------------------------

@@ -1,23 +1,27 @@
 """CRD as the tests play it: the coverage-information extension checked
 against the CRD StructureDefinition (tests/cases/crd_coverage_information.yaml,
 its invariants evaluated with fhirpathpy), a CDS client's signed JWT, and a
-hook request.
+hook request; and the CDS client's site publishing a JWKS at its allowed
+``jku``, in process (no network in the tests).
 
 The CDS client signs with the run's test key (``tests.support.callers``);
-each test database registers it as a CDS client.
+each test database registers it as a CDS client. ``JKU_KEY`` is a second
+key, published only at the allowed jku, never registered.
 """
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric import ec
 from fhirpathpy import evaluate
 from fhirpathpy.models import models
 
-from access.tokens import Client
+from access.tokens import Client, JwksUnavailable
 from service.accounts import Accounts
 from service.store import Store
 from tests.support.callers import JWKS, KEY, KID
@@ -28,6 +32,28 @@ CDS_CLIENT = "test-cds-ehr"
 ALLOWED_JKU = "https://ehr.example.org/.well-known/jwks.json"
 EHR = "https://ehr.example.org/fhir"
 BASE = "http://127.0.0.1:8080"  # the service's public base in the tests
+JKU_KEY = ec.generate_private_key(ec.SECP384R1())
+JKU_KID = "jku-key-1"
+JKU_JWKS = {
+    "keys": [
+        {**json.loads(jwt.algorithms.ECAlgorithm.to_jwk(JKU_KEY.public_key())), "kid": JKU_KID}
+    ]
+}
+
+
+class JwksHost:
+    """The CDS client's site, in process (an ``access.tokens.JwksFetch``):
+    what it publishes by URL, and each URL fetched."""
+
+    def __init__(self) -> None:
+        self.published: dict[str, Any] = {}
+        self.fetched: list[str] = []
+
+    def __call__(self, url: str) -> Any:
+        self.fetched.append(url)
+        if url not in self.published:
+            raise JwksUnavailable(f"HTTP Error 404: Not Found at {url}")
+        return self.published[url]
 
 
 def _member_of(spec: dict[str, Any]) -> Any:
