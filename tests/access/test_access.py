@@ -613,9 +613,10 @@ def test_records_of_the_previous_release_belong_to_nobody_but_the_payer(
 
 # --- the payer's own work: a signed-in pharmacist's, never a system's -----------------------
 
-# every route of the review, the metrics and the error reports (the first
-# test below checks none is missing), with what a pharmacist gets from it
-STAFF_PREFIXES = ("/review", "/metrics", "/questionnaire-errors")
+# every route of the review, the metrics, the error reports and the impact
+# reports (the first test below checks none is missing), with what a
+# pharmacist gets from it (no impact report is kept here: its pages are 404s)
+STAFF_PREFIXES = ("/review", "/metrics", "/questionnaire-errors", "/impact")
 PEND = {"action": "pend", "request": "the chart notes", "rationale": "More to read first."}
 STAFF_CALLS: list[tuple[str, str, str, int]] = [
     ("GET", "/review/queue", "", 200),
@@ -630,6 +631,9 @@ STAFF_CALLS: list[tuple[str, str, str, int]] = [
     ("GET", "/review/{record_id}", "", 200),
     ("POST", "/review/cases/{record_id}/decision", "", 200),
     ("POST", "/review/{record_id}", "", 303),
+    ("GET", "/impact", "", 200),
+    ("GET", "/impact/{report_id}", "", 404),
+    ("GET", "/impact/{report_id}.csv", "", 404),
 ]
 # what a backend client could be registered for, and still reads no queue
 SYSTEM_SCOPES = {
