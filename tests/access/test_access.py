@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.server
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -56,7 +57,14 @@ OPEN = {
     "/cds-services",  # CDS Hooks discovery: the services, no patient data
 }  # fmt: skip
 # pages: a stranger is sent to sign in
-PAGES = {"/", "/review", "/review/{record_id}"}
+PAGES = {
+    "/",
+    "/review",
+    "/review/{record_id}",
+    "/impact",
+    "/impact/{report_id}",
+    "/impact/{report_id}.csv",
+}
 
 
 @pytest.fixture()
@@ -292,7 +300,7 @@ def test_every_fhir_route_needs_credentials(app: Any, anonymous: TestClient) -> 
         assert outcome["resourceType"] == "OperationOutcome"
         assert outcome["issue"][0]["code"] == "login"
     for path in PAGES:
-        sent = anonymous.get(path.replace("{record_id}", "x"), follow_redirects=False)
+        sent = anonymous.get(re.sub(r"{\w+}", "x", path), follow_redirects=False)
         assert sent.status_code == 303 and sent.headers["location"].startswith("/signin?next=")
 
 
