@@ -9,8 +9,14 @@ runs ``dtr impact`` on them under the policy's own content at a new version
 requests per second beside the scorer's time per response measured on the
 same responses in the same run, and the bound that sets for the cores.
 
-Run: ``.venv/bin/python bench/bench_impact.py [--requests 100000] [--policy ID]``.
-Not a test: nothing here asserts a time.
+Each ``--workers N`` given is one run of the command with that many worker
+processes (default: one run with one per core). With ``--postgres`` the same
+records are copied into a throw-away PostgreSQL cluster (Debian's binaries,
+as the tests start it: tests/support/postgres.py) and two ``dtr impact``
+processes of one worker each share one run, as two machines would.
+
+Run: ``.venv/bin/python bench/bench_impact.py [--requests 100000] [--policy ID]
+[--workers N ...] [--postgres]``. Not a test: nothing here asserts a time.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import argparse
 import copy
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -113,31 +120,99 @@ def scorer_ms(policy: str, rounds: int) -> float:
     return statistics.median(times)
 
 
+def on_postgres(path: Path, folder: Path, policy: str, new: Path, count: int) -> float:
+    """The records of the SQLite store copied into a throw-away PostgreSQL
+    cluster, then re-scored by two ``dtr impact`` processes of one worker
+    each sharing the run: the seconds from their start to the last one's end."""
+    import sqlite3
+    from contextlib import closing
+
+    import psycopg
+
+    from service.store import PostgresStore
+    from tests.support.postgres import cluster
+
+    with cluster() as admin:
+        url = admin.rsplit("/", 1)[0] + "/bench_impact"
+        with psycopg.connect(admin, autocommit=True) as db:
+            db.execute("CREATE DATABASE bench_impact")
+        PostgresStore(url).close()  # the schema made
+        started = time.perf_counter()
+        marks = ", ".join(["%s"] * len(COLUMNS))
+        with closing(sqlite3.connect(path)) as source, psycopg.connect(url) as target:
+            rows = source.execute(f"SELECT {', '.join(COLUMNS)} FROM determinations")
+            with target.cursor() as cursor:
+                while batch := rows.fetchmany(2000):
+                    cursor.executemany(
+                        f"INSERT INTO determinations ({', '.join(COLUMNS)}) VALUES ({marks})",
+                        batch,
+                    )
+        print(f"{count} records copied into PostgreSQL in {time.perf_counter() - started:.1f} s")
+        command = [sys.executable, "-m", "dtr", "impact", policy, "--to", str(new), "--db", url,
+                   "--workers", "1", "--format", "csv"]  # fmt: skip
+        started = time.perf_counter()
+        machines = [
+            subprocess.Popen(
+                [*command, "--out", str(folder / f"machine-{n}.csv")],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for n in (1, 2)
+        ]
+        errors = [machine.communicate()[1] for machine in machines]
+        elapsed = time.perf_counter() - started
+        assert [m.returncode for m in machines] == [0, 0], errors
+        for n, said in enumerate(errors, 1):
+            print(f"  process {n}: {said.strip().splitlines()[-1]}")
+    return elapsed
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=100_000)
     parser.add_argument("--policy", default="mn-dhs-mekinist")
     parser.add_argument("--rounds", type=int, default=20, help="rounds of the scorer's timing")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        action="append",
+        help="one run with this many worker processes (repeatable; default: one per core)",
+    )
+    parser.add_argument(
+        "--postgres", action="store_true", help="also two processes sharing a run on PostgreSQL"
+    )
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "bench.sqlite3"
+    cores = os.cpu_count() or 1
+    timed = []
+    with tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        path = folder / "bench.sqlite3"
         started = time.perf_counter()
         fill_store(path, args.policy, args.requests)
         print(f"{args.requests} stored requests of {args.policy} made in"
               f" {time.perf_counter() - started:.1f} s")  # fmt: skip
         text = (ROOT / "policies" / f"{args.policy}.yaml").read_text(encoding="utf-8")
-        new = Path(folder) / f"{args.policy}.yaml"
+        new = folder / f"{args.policy}.yaml"
         new.write_text(text.replace("  version: ", '  version: "99.0.0"  # was ', 1))
-        started = time.perf_counter()
-        code = dtr(["impact", args.policy, "--to", str(new), "--db", str(path),
-                    "--format", "csv", "--out", str(Path(folder) / "impact.csv")])  # fmt: skip
-        elapsed = time.perf_counter() - started
-        assert code == 0
+        for workers in args.workers or [cores]:
+            # each run afresh: the run before it finished, its progress dropped
+            started = time.perf_counter()
+            code = dtr(["impact", args.policy, "--to", str(new), "--db", str(path),
+                        "--workers", str(workers), "--format", "csv",
+                        "--out", str(folder / "impact.csv")])  # fmt: skip
+            elapsed = time.perf_counter() - started
+            assert code == 0
+            plural = "es" if workers != 1 else ""
+            timed.append((f"SQLite, {workers} worker process{plural}", elapsed))
+        if args.postgres:
+            elapsed = on_postgres(path, folder, args.policy, new, args.requests)
+            timed.append(("PostgreSQL, two processes of one worker sharing the run", elapsed))
     per_response = scorer_ms(args.policy, args.rounds)
-    cores = os.cpu_count() or 1
-    print(f"dtr impact, one process: {args.requests / elapsed:.0f} requests/s"
-          f" ({elapsed:.1f} s, {elapsed / args.requests * 1000:.2f} ms a request, with the"
-          " policy's verification and the report)")  # fmt: skip
+    for label, elapsed in timed:
+        print(f"dtr impact, {label}: {args.requests / elapsed:.0f} requests/s"
+              f" ({elapsed:.1f} s, {elapsed / args.requests * 1000:.2f} ms a request, with the"
+              " policy's verification and the report)")  # fmt: skip
     print(f"scorer alone: {per_response:.2f} ms a response; {cores} cores ÷ that:"
           f" {cores / per_response * 1000:.0f} responses/s")  # fmt: skip
 

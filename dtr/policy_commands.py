@@ -339,7 +339,7 @@ def cmd_impact(args: argparse.Namespace) -> int:
     from contextlib import nullcontext
 
     from dtr.impact_workers import Setup, Workers
-    from qpackage.impact import Impact, Stored, csv_header
+    from qpackage.impact import Impact, Stored, csv_header, report_path
     from service.migrations import LATEST
     from service.settings import Settings
     from service.store import open_store
@@ -376,7 +376,7 @@ def cmd_impact(args: argparse.Namespace) -> int:
         # midway (killed, interrupted) takes up the parts not yet kept, and
         # processes on other machines given the same command share it
         run = hashlib.sha256(f"{args.policy}\n{new.model_dump_json()}".encode()).hexdigest()
-        parts = store.impact_plan(run, args.policy, args.batch)
+        parts = store.impact_plan(run, args.policy, args.batch, new.policy.version)
         done_before = store.impact_state(run)[0]
         if done_before:
             print(f"dtr: resuming: {done_before} of {parts} parts already kept", file=sys.stderr)
@@ -440,14 +440,16 @@ def cmd_impact(args: argparse.Namespace) -> int:
                 out.write(impact.html() if args.format == "html" else impact.text())
         if target and part_file:
             part_file.replace(target)
-        store.impact_finish(run)
+        # kept for the pharmacist's page; the run's progress dropped
+        report_id = store.impact_finish(run, impact.to_json())
     finally:
         store.close()
     rate = mine / elapsed if elapsed else 0.0
     print(
         f"dtr: re-scored {mine} requests of {args.policy} in {elapsed:.1f} s"
         f" ({rate:.0f}/s, {args.workers} worker{'s' * (args.workers != 1)});"
-        f" {impact.changed} of {impact.total} would be decided differently",
+        f" {impact.changed} of {impact.total} would be decided differently;"
+        f" the report is kept for the pharmacist's page at {report_path(report_id)}",
         file=sys.stderr,
     )
     return 0

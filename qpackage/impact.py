@@ -56,6 +56,12 @@ def case_path(record_id: str) -> str:
     return f"/review/{record_id}"
 
 
+def report_path(report_id: str) -> str:
+    """Where the pharmacist's page shows a finished run's report (kept in
+    the store by ``dtr impact``), its CSV at the same path with ``.csv``."""
+    return f"/impact/{report_id}"
+
+
 def proposed_forms(policy: Policy) -> dict[str, CompiledRequest]:
     """The new version's forms by url, built in memory (nothing written,
     nothing released; without the prefill extensions, which decide nothing),

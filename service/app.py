@@ -3,9 +3,10 @@ sign-in and tokens (``auth``), FHIR reads (``fhir_reads``), DTR operations
 (``dtr_operations``), the CRD front door (``cds``: CDS Hooks), scoring and its outputs (``determinations``), a
 request's documents (``documents``), the portal (``portal``), the office's
 drafts (``office``), the pharmacist's review (``pharmacist``), the plan's
-metrics (``plan_metrics``) — over the pure core, with the store, the
-exception handlers and the middlewares (``service.middleware``: request id
-and log, security headers, errors, the caller, the rate limit).
+metrics (``plan_metrics``), the impact reports of new policy versions
+(``impact_reports``) — over the pure core, with the store, the exception
+handlers and the middlewares (``service.middleware``: request id and log,
+security headers, errors, the caller, the rate limit).
 
 Everything a client gets back is FHIR JSON (``application/fhir+json``), errors
 included: each failure is an OperationOutcome with its status (400 malformed,
@@ -42,6 +43,7 @@ from service import (
     documents,
     dtr_operations,
     fhir_reads,
+    impact_reports,
     office,
     pharmacist,
     plan_metrics,
@@ -158,6 +160,7 @@ def create_app(
     app.include_router(office.router(service))
     app.include_router(pharmacist.router(service))
     app.include_router(plan_metrics.router(service))
+    app.include_router(impact_reports.router(service))
     _outcomes(app)
     # the last added runs first: the request id and its log line outermost,
     # so that every reply (a 429, a 500) has both

@@ -383,6 +383,30 @@ MIGRATIONS = (
             """,
         ),
     ),
+    Migration(
+        15,
+        "an impact report kept once its run finishes, for the pharmacist's page: the report,"
+        " who finished it and when, its counts; each request's CSV row stays in impact_rows"
+        " under the report's id. A run in progress names the version it re-scores under",
+        (
+            """
+            CREATE TABLE impact_reports (
+                id              TEXT PRIMARY KEY,
+                run             TEXT NOT NULL,
+                policy          TEXT NOT NULL,
+                new_version     TEXT NOT NULL,
+                old_versions    TEXT NOT NULL,
+                started_at      TEXT NOT NULL,
+                finished_at     TEXT NOT NULL,
+                finished_by     TEXT NOT NULL,
+                total           INTEGER NOT NULL,
+                changed         INTEGER NOT NULL,
+                report          TEXT NOT NULL
+            )
+            """,
+            "ALTER TABLE impact_runs ADD COLUMN new_version TEXT",
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -133,6 +133,19 @@ def _over_limit(
     return quantity.to_json() if quantity is not None and quantity.modified else None
 
 
+def reviewer(request: Request, identity: Identity | None) -> Identity | Response:
+    """The caller of a review page: a signed-in pharmacist (a browser not
+    signed in is sent to sign in; a system, or a person of another role, is
+    refused with a 403)."""
+    if identity is None:
+        return RedirectResponse(f"/signin?next={request.url.path}", 303)
+    if identity.kind != "user":
+        raise AccessDenied(403, "the review is a signed-in pharmacist's, not a system's")
+    if not identity.payer_staff or not identity.may("ClaimResponse", "u"):
+        raise AccessDenied(403, f"role {identity.role} does not review requests")
+    return identity
+
+
 def router(service: Service) -> APIRouter:
     api = APIRouter()
     casework = Casework(service.store)
@@ -506,15 +519,6 @@ def router(service: Service) -> APIRouter:
     def page(name: str, caller: Identity, **values: Any) -> HTMLResponse:
         html = templates.get_template(name).render(user=caller, csrf=caller.csrf, **values)
         return HTMLResponse(html, headers={"Cache-Control": "no-store"})
-
-    def reviewer(request: Request, identity: Identity | None) -> Identity | Response:
-        if identity is None:
-            return RedirectResponse(f"/signin?next={request.url.path}", 303)
-        if identity.kind != "user":
-            raise AccessDenied(403, "the review is a signed-in pharmacist's, not a system's")
-        if not identity.payer_staff or not identity.may("ClaimResponse", "u"):
-            raise AccessDenied(403, f"role {identity.role} does not review requests")
-        return identity
 
     @api.get("/review", response_class=HTMLResponse)
     def queue_page(request: Request, identity: Caller) -> Response:

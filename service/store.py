@@ -31,6 +31,7 @@ import os
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
@@ -185,6 +186,29 @@ class ImpactPart:
         """The part re-scored: its report and each request's (record id,
         CSV row), written with the part marked done when the claim ends."""
         self.kept = (report, rows)
+
+
+@dataclass(frozen=True)
+class ImpactRun:
+    """An impact run as the pharmacist's page lists it: finished (its report
+    kept, :meth:`Store.impact_finish`) or in progress (parts kept of parts
+    planned)."""
+
+    id: str  # the report's id once finished, else the run's
+    policy: str
+    new_version: str
+    started_at: str
+    finished_at: str | None = None
+    finished_by: str | None = None  # the process that wrote the report (host:pid)
+    old_versions: tuple[str, ...] = ()
+    total: int = 0  # requests re-scored (a finished run)
+    changed: int = 0  # of them, those decided differently
+    done: int = 0  # parts kept (a run in progress)
+    planned: int = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.finished_at is not None
 
 
 class _SQLiteDatabase:
@@ -522,17 +546,18 @@ class Store:
 
     # --- the progress of an impact report (dtr impact) --------------------------------------
 
-    def impact_plan(self, run: str, policy: str, size: int) -> int:
+    def impact_plan(self, run: str, policy: str, size: int, version: str = "") -> int:
         """A run cut into parts of at most ``size`` consecutive records of
         ``policy`` (by id), once: the first process to begin the run plans
         it, and every later one (resuming, or another machine joining) finds
-        the same parts. The number of parts (0: no record)."""
+        the same parts. ``version``: the version it re-scores under. The
+        number of parts (0: no record)."""
         with self.connections.writing() as db:
             m = db.mark
             planner = db.execute(
-                "INSERT INTO impact_runs (id, policy, started_at) VALUES"
-                f" ({m}, {m}, {m}) ON CONFLICT (id) DO NOTHING RETURNING id",
-                (run, policy, _now()),
+                "INSERT INTO impact_runs (id, policy, started_at, new_version) VALUES"
+                f" ({m}, {m}, {m}, {m}) ON CONFLICT (id) DO NOTHING RETURNING id",
+                (run, policy, _now(), version),
             )
             if planner:
                 ids = (
@@ -671,7 +696,8 @@ class Store:
         return bool(rows)
 
     def impact_rows(self, run: str, batch: int = 1000) -> Iterator[str]:
-        """A run's rows, in record order, read a batch at a time."""
+        """A run's rows (a finished run's: by its report's id), in record
+        order, read a batch at a time."""
         query = (
             "SELECT record, row FROM impact_rows WHERE run = {m} AND record > {m}"
             " ORDER BY record LIMIT {m}"
@@ -694,12 +720,77 @@ class Store:
             yield list(rows)
             after = rows[-1][key]
 
-    def impact_finish(self, run: str) -> None:
-        """A run's progress dropped once its report is written."""
+    def impact_finish(self, run: str, report: dict[str, Any]) -> str:
+        """A finished run's report (:meth:`qpackage.impact.Impact.to_json`)
+        kept under a new id, with who finished it and when, and its rows
+        moved under that id; its progress dropped, so the same command given
+        again starts afresh. All at once. The report's id."""
+        kept = uuid.uuid4().hex
         with self.connections.writing() as db:
-            db.execute(f"DELETE FROM impact_rows WHERE run = {db.mark}", (run,))
-            db.execute(f"DELETE FROM impact_parts WHERE run = {db.mark}", (run,))
-            db.execute(f"DELETE FROM impact_runs WHERE id = {db.mark}", (run,))
+            m = db.mark
+            policy, started, finisher, version = db.execute(
+                f"SELECT policy, started_at, finished_by, new_version FROM impact_runs WHERE id = {m}",
+                (run,),
+            )[0]
+            db.execute(
+                "INSERT INTO impact_reports (id, run, policy, new_version, old_versions,"
+                " started_at, finished_at, finished_by, total, changed, report)"
+                f" VALUES ({', '.join([m] * 11)})",
+                (kept, run, policy, report.get("newVersion") or version or "",
+                 json.dumps(sorted(report.get("oldVersions") or [])), started, _now(),
+                 finisher or "", int(report["total"]), int(report["changed"]),
+                 json.dumps(report)),
+            )  # fmt: skip
+            db.execute(f"UPDATE impact_rows SET run = {m} WHERE run = {m}", (kept, run))
+            db.execute(f"DELETE FROM impact_parts WHERE run = {m}", (run,))
+            db.execute(f"DELETE FROM impact_runs WHERE id = {m}", (run,))
+        return kept
+
+    _REPORT = (
+        "id, policy, new_version, started_at, finished_at, finished_by, old_versions, total,"
+        " changed"
+    )
+
+    @staticmethod
+    def _finished(row: tuple[Any, ...]) -> ImpactRun:
+        rid, policy, version, started, finished, finisher, old, total, changed = row
+        return ImpactRun(
+            id=str(rid), policy=str(policy), new_version=str(version), started_at=str(started),
+            finished_at=str(finished), finished_by=str(finisher),
+            old_versions=tuple(json.loads(old)), total=int(total), changed=int(changed),
+        )  # fmt: skip
+
+    def impact_runs(self) -> list[ImpactRun]:
+        """Every impact run the store holds: those in progress (latest
+        started first), then the finished ones' reports (latest first)."""
+        with self.connections.reading() as db:
+            going = db.execute(
+                "SELECT r.id, r.policy, r.new_version, r.started_at,"
+                " count(p.done_at), count(p.part) FROM impact_runs r"
+                " LEFT JOIN impact_parts p ON p.run = r.id"
+                " GROUP BY r.id, r.policy, r.new_version, r.started_at"
+                " ORDER BY r.started_at DESC, r.id"
+            )
+            finished = db.execute(
+                f"SELECT {self._REPORT} FROM impact_reports ORDER BY finished_at DESC, id"
+            )
+        return [
+            ImpactRun(id=str(rid), policy=str(policy), new_version=str(version or ""),
+                      started_at=str(started), done=int(done), planned=int(planned))
+            for rid, policy, version, started, done, planned in going
+        ] + [self._finished(row) for row in finished]  # fmt: skip
+
+    def impact_report(self, report: str) -> tuple[ImpactRun, dict[str, Any]] | None:
+        """A finished run's report: the run and the report's JSON (None:
+        no report of that id). Its rows: :meth:`impact_rows` by its id."""
+        with self.connections.reading() as db:
+            rows = db.execute(
+                f"SELECT {self._REPORT}, report FROM impact_reports WHERE id = {db.mark}",
+                (report,),
+            )
+        if not rows:
+            return None
+        return self._finished(rows[0][:-1]), json.loads(rows[0][-1])
 
     def database(self) -> AbstractContextManager[Database]:
         """A connection as plain SQL sees it (the accounts and the casework use it)."""

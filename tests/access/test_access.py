@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.server
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -58,7 +59,14 @@ OPEN = {
     "/cds-services",  # CDS Hooks discovery: the services, no patient data
 }  # fmt: skip
 # pages: a stranger is sent to sign in
-PAGES = {"/", "/review", "/review/{record_id}"}
+PAGES = {
+    "/",
+    "/review",
+    "/review/{record_id}",
+    "/impact",
+    "/impact/{report_id}",
+    "/impact/{report_id}.csv",
+}
 
 
 @pytest.fixture()
@@ -337,7 +345,7 @@ def test_every_fhir_route_needs_credentials(app: Any, anonymous: TestClient) -> 
         assert outcome["resourceType"] == "OperationOutcome"
         assert outcome["issue"][0]["code"] == "login"
     for path in PAGES:
-        sent = anonymous.get(path.replace("{record_id}", "x"), follow_redirects=False)
+        sent = anonymous.get(re.sub(r"{\w+}", "x", path), follow_redirects=False)
         assert sent.status_code == 303 and sent.headers["location"].startswith("/signin?next=")
 
 
@@ -658,9 +666,10 @@ def test_records_of_the_previous_release_belong_to_nobody_but_the_payer(
 
 # --- the payer's own work: a signed-in pharmacist's, never a system's -----------------------
 
-# every route of the review, the metrics and the error reports (the first
-# test below checks none is missing), with what a pharmacist gets from it
-STAFF_PREFIXES = ("/review", "/metrics", "/questionnaire-errors")
+# every route of the review, the metrics, the error reports and the impact
+# reports (the first test below checks none is missing), with what a
+# pharmacist gets from it (no impact report is kept here: its pages are 404s)
+STAFF_PREFIXES = ("/review", "/metrics", "/questionnaire-errors", "/impact")
 PEND = {"action": "pend", "request": "the chart notes", "rationale": "More to read first."}
 STAFF_CALLS: list[tuple[str, str, str, int]] = [
     ("GET", "/review/queue", "", 200),
@@ -675,6 +684,9 @@ STAFF_CALLS: list[tuple[str, str, str, int]] = [
     ("GET", "/review/{record_id}", "", 200),
     ("POST", "/review/cases/{record_id}/decision", "", 200),
     ("POST", "/review/{record_id}", "", 303),
+    ("GET", "/impact", "", 200),
+    ("GET", "/impact/{report_id}", "", 404),
+    ("GET", "/impact/{report_id}.csv", "", 404),
 ]
 # what a backend client could be registered for, and still reads no queue
 SYSTEM_SCOPES = {

@@ -25,48 +25,18 @@ import yaml
 
 from dtr.cli import main
 from qpackage.catalog import Catalog
-from scoring.fill import fill
 from service.migrations import LATEST
 from service.store import SQLiteStore
 from tests.service.store_checks import write_old_database
 from tests.support.callers import People
-from tests.support.cases import base_answers, package_for, table
+from tests.support.impact import POLICY, SOURCE, TABLE, database, edited, submit_table
 from tests.support.paths import ROOT
-from tests.support.policy_edits import edit
-
-TABLE = table("impact.yaml")
-POLICY = TABLE["policy"]
-SOURCE = ROOT / "policies" / f"{POLICY}.yaml"
-
-
-def edited(folder: Path, changes: dict[str, Any], version: str = TABLE["version"]) -> Path:
-    """The bundled policy file with ``changes`` applied, at ``version``,
-    written into ``folder`` under its own name (no worked examples beside it)."""
-    data = yaml.safe_load(SOURCE.read_text(encoding="utf-8"))
-    edit(data, "policy.version", version)
-    for dotted, value in changes.items():
-        edit(data, dotted, value)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / SOURCE.name
-    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    return path
 
 
 @pytest.fixture()
 def stored(app: Any, people: People, catalog: Catalog) -> dict[str, str]:
     """The table's requests submitted to the service: record id → name."""
-    names = {}
-    for number, request in enumerate(TABLE["stored"]):
-        answers = base_answers(POLICY, request["base"]) | request.get("set", {})
-        package = package_for(catalog, POLICY, request["request"])
-        response = people.submit(fill(package, answers, response_id=f"qr-{number}"))
-        assert response.status_code == 201, response.text
-        names[response.json()["id"]] = request["name"]
-    return names
-
-
-def database(app: Any) -> str:
-    return str(app.state.store.connections.path)
+    return submit_table(people, catalog)
 
 
 def rows_of(text: str) -> list[dict[str, str]]:
@@ -263,8 +233,12 @@ def test_a_run_stopped_midway_resumes_to_the_same_report(
     assert main(command) == 0
     assert capsys.readouterr().out == text
     with app.state.store.database() as db:
-        for table in ("impact_rows", "impact_parts", "impact_runs"):
+        for table in ("impact_parts", "impact_runs"):
             assert db.execute(f"SELECT count(*) FROM {table}")[0][0] == 0, table
+    # each finished run's report kept for the pharmacist's page, its rows with it
+    reports = app.state.store.impact_runs()
+    assert len(reports) == 4 and all(r.finished for r in reports)
+    assert {r.total for r in reports} == {len(stored)}
 
 
 def _copies(db: Any, count: int, mark: str) -> None:

@@ -243,10 +243,11 @@ def test_a_store_of_release_10_learns_when_its_cases_were_replied_to(
     with closing(sqlite3.connect(path)) as db:  # the database as release 10 left it
         db.execute("ALTER TABLE determinations DROP COLUMN replied_at")
         # and what the later migrations added (12, 13: an impact report's progress;
-        # 14: CDS clients, coverage assertions)
+        # 14: CDS clients, coverage assertions; 15: impact reports kept)
         db.execute("DROP TABLE impact_rows")
         db.execute("DROP TABLE impact_runs")
         db.execute("DROP TABLE impact_parts")
+        db.execute("DROP TABLE impact_reports")
         for column in ("cds_hooks", "cds_jku", "cds_fetch"):
             db.execute(f"ALTER TABLE clients DROP COLUMN {column}")
         db.execute("DROP TABLE coverage_assertions")

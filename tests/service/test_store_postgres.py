@@ -215,9 +215,28 @@ def test_an_impact_report_reads_and_resumes_on_postgres(
         with pytest.raises(KeyboardInterrupt):
             main(command)
     capsys.readouterr()
+    store = PostgresStore(database)
+    try:
+        # the run stopped in its second part, as the pharmacist's page lists it
+        [going] = store.impact_runs()
+        assert (going.finished, going.done, going.planned) == (False, 1, -(-stored // 2))
+        assert (going.policy, going.new_version) == ("mn-dhs-mekinist", "9.0.0")
+    finally:
+        store.close()
     assert main([*command, "--format", "csv"]) == 0
     resumed = capsys.readouterr()
     assert f"resuming: 1 of {-(-stored // 2)} parts already kept" in resumed.err
     assert len(list(csv.DictReader(io.StringIO(resumed.out)))) == stored
     assert main([*command, "--format", "csv"]) == 0
     assert capsys.readouterr().out == resumed.out
+    # both finished runs' reports kept, each with the rows the command wrote
+    store = PostgresStore(database)
+    try:
+        reports = store.impact_runs()
+        assert [(r.finished, r.total) for r in reports] == [(True, stored), (True, stored)]
+        found = store.impact_report(reports[0].id)
+        assert found is not None and found[1]["total"] == stored
+        rows = "".join(store.impact_rows(reports[0].id))
+        assert resumed.out.split("\n", 1)[1] == rows
+    finally:
+        store.close()
