@@ -188,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     store = "PostgreSQL" if args.postgres else "SQLite (WAL, synchronous=FULL)"
     print(f"{store}; wrk, 1 thread, {args.seconds} s a level; {os.cpu_count()} cores shared")
     print("| workers | clients | determinations/s | p50 ms | p90 ms | p99 ms | server CPU ms"
-          " per determination | cores busy | stored = answered | failures |")  # fmt: skip
+          " per determination | cores busy | records stored / 2xx answered | failures |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|")
     try:
         for workers in (int(w) for w in args.workers.split(",")):
@@ -208,8 +208,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         f"| {workers} | {level} | {answered / run['seconds']:.0f} |"
                         f" {run['p50']:.1f} | {run['p90']:.1f} | {run['p99']:.1f} |"
                         f" {used / max(answered, 1) * 1e3:.2f} | {used / run['seconds']:.2f} |"
-                        f" {gained} = {answered:.0f}"
-                        f" {'yes' if gained >= answered else 'NO'} | {run['failures']:.0f} |",
+                        f" {gained} / {answered:.0f}{'' if gained >= answered else ' LOST'} |"
+                        f" {run['failures']:.0f} |",
                         flush=True,
                     )
             finally:

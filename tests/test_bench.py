@@ -30,7 +30,11 @@ def _load(name: str) -> ModuleType:
         ("bench_verify", ["mn-dhs-cotellic"], "mn-dhs-cotellic"),
         ("bench_dtr", ["--rounds", "5"], "$next-question"),
         ("bench_oversize", ["--rounds", "1", "--extra", "500"], "refused"),
-        ("bench_load", ["--requests", "20", "--clients", "1,4"], "determinations/s"),
+        (
+            "bench_load",
+            ["--seconds", "1", "--clients", "1,4", "--workers", "1,2"],
+            "determinations/s",
+        ),
         ("bench_large_form", ["--sizes", "10", "30", "--rounds", "1"], "| 30 |"),
         ("bench_impact", ["--requests", "30", "--rounds", "1"], "requests/s"),
         ("bench_start", ["--rounds", "1"], "catalog from the cache"),
