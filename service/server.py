@@ -11,8 +11,9 @@ The body already has its bound (``service.http``, ``DTR_BODY_TIMEOUT``); this
 module bounds the headers (``DTR_HEADER_TIMEOUT``).
 
 It does so with a subclass of uvicorn's httptools protocol (llhttp, the
-parser of Node.js, in C: it took a request's HTTP handling from about 1 ms
-of CPU under h11 to a fraction of it; see docs/operations.md): a timer armed
+parser of Node.js, in C, where h11 parses in Python: h11 and asyncio cost
+about 1 ms of CPU a request when the service was profiled on them; the load
+figures since are in docs/operations.md): a timer armed
 when the connection is made, and again when the parser meets the first byte
 of a later request on a keep-alive connection (``on_message_begin``),
 cancelled once the request's headers are parsed (``on_headers_complete``).
@@ -208,7 +209,7 @@ def _config(app: FastAPI, settings: Settings) -> uvicorn.Config:
         log_level="warning",
         access_log=False,
         http=protocol_class(settings.header_timeout),
-        # libuv's event loop: a third less CPU per request than asyncio's here
+        # libuv's event loop, in C, in place of asyncio's (see the module docstring)
         loop="uvloop",
     )
 
