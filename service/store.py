@@ -28,11 +28,13 @@ import fcntl
 import hashlib
 import json
 import os
+import queue
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -415,6 +417,36 @@ class PostgresConnections:
         self.pool.close()
 
 
+def _with_references(db: Database, records: list[Record]) -> list[Record]:
+    """Each record with its short reference: the first of its candidates no
+    stored record and no record before it here has. The first candidates are
+    looked up in one query; one taken (rare: a reference has 45 bits) sends that
+    record through its further candidates one query each."""
+    m = db.mark
+    firsts = [next(candidates(record.id)) for record in records]
+    taken = {
+        str(found[0])
+        for found in db.execute(
+            f"SELECT reference FROM determinations"
+            f" WHERE reference IN ({', '.join([m] * len(firsts))})",
+            tuple(firsts),
+        )
+    }
+    chosen = []
+    for record, first in zip(records, firsts, strict=True):
+        reference = first
+        if first in taken:
+            reference = next(
+                r
+                for r in candidates(record.id)
+                if r not in taken
+                and not db.execute(f"SELECT 1 FROM determinations WHERE reference = {m}", (r,))
+            )
+        taken.add(reference)
+        chosen.append(replace(record, reference=reference))
+    return chosen
+
+
 class Store:
     """The records, error reports and audit trail, in SQL both databases read
     the same way, over a :class:`Connections` adapter (``SQLiteStore``,
@@ -424,39 +456,60 @@ class Store:
         self.connections = connections
         with connections.reading() as db:
             self.migrated = migrate(db)
+        # the service's saves, written a group at a time by one thread
+        self.saves = GroupCommit(self)
 
     def save(self, record: Record) -> tuple[Record, bool]:
         """Store ``record``; returns the stored record and whether it is new
         (an identical response already stored is returned instead). The
         record gets its short reference, the first of its candidates no
         other record has, and the text it is searched by."""
-        patient, member_id = search_text(record.response)
+        return self.save_all([record])[0]
+
+    def save_all(self, records: Sequence[Record]) -> list[tuple[Record, bool]]:
+        """Store ``records`` in one transaction, each as :meth:`save` does, in
+        order: a response sent twice among them is stored once, the second
+        finding the first. A handful of statements whatever their number (the
+        free references in one query, the rows in one multi-row INSERT), so
+        a group costs one commit and one wait for the write lock."""
+        if not records:
+            return []
+        prepared = [
+            replace(record, search_patient=patient, search_member_id=member_id)
+            for record in records
+            for patient, member_id in (search_text(record.response),)
+        ]
         with self.connections.writing() as db:
             m = db.mark
-            reference = next(
-                r
-                for r in candidates(record.id)
-                if not db.execute(f"SELECT 1 FROM determinations WHERE reference = {m}", (r,))
-            )
-            record = replace(
-                record,
-                reference=reference,
-                search_patient=patient,
-                search_member_id=member_id,
-            )
-            inserted = db.execute(
-                f"INSERT INTO determinations ({', '.join(COLUMNS)})"
-                f" VALUES ({', '.join([m] * len(COLUMNS))})"
-                " ON CONFLICT (response_key) DO NOTHING RETURNING id",
-                record.row(),
-            )
-            if inserted:
-                return record, True
-            rows = db.execute(
-                f"SELECT {', '.join(COLUMNS)} FROM determinations WHERE response_key = {m}",
-                (record.response_key,),
-            )
-        return Record.from_row(rows[0]), False
+            chosen = _with_references(db, prepared)
+            first_of_key: dict[str, Record] = {}
+            for record in chosen:
+                first_of_key.setdefault(record.response_key, record)
+            fresh = list(first_of_key.values())
+            row = f"({', '.join([m] * len(COLUMNS))})"
+            inserted = {
+                found[0]
+                for found in db.execute(
+                    f"INSERT INTO determinations ({', '.join(COLUMNS)})"
+                    f" VALUES {', '.join([row] * len(fresh))}"
+                    " ON CONFLICT (response_key) DO NOTHING RETURNING id",
+                    tuple(value for record in fresh for value in record.row()),
+                )
+            }
+            stored: dict[str, Record] = {}
+            if len(inserted) < len(chosen):
+                keys = list({r.response_key for r in chosen if r.id not in inserted})
+                for found in db.execute(
+                    f"SELECT {', '.join(COLUMNS)} FROM determinations"
+                    f" WHERE response_key IN ({', '.join([m] * len(keys))})",
+                    tuple(keys),
+                ):
+                    existing = Record.from_row(found)
+                    stored[existing.response_key] = existing
+        return [
+            (record, True) if record.id in inserted else (stored[record.response_key], False)
+            for record in chosen
+        ]
 
     def get(self, record_id: str) -> Record | None:
         with self.connections.reading() as db:
@@ -797,7 +850,96 @@ class Store:
         return self.connections.reading()
 
     def close(self) -> None:
+        self.saves.close()
         self.connections.close()
+
+
+class GroupCommit:
+    """One writer thread for a process's saves: a save queued from any thread
+    waits for the writer, which takes every save queued meanwhile (up to
+    ``most``) and writes them in one transaction (:meth:`Store.save_all`).
+
+    Under load the commit, its fsync and the wait for the write lock (shared
+    by every process on a SQLite file) are paid once a group instead of once
+    a request, and no request thread holds the lock: the service's event
+    loop goes on scoring while the writer waits. When a group's transaction
+    fails, its records are saved one by one, so only the one at fault fails.
+    A save is written even if its caller stopped waiting: nothing accepted
+    is dropped."""
+
+    def __init__(self, store: Store, most: int = 64) -> None:
+        self._store = store
+        self._most = most
+        self._queue: queue.SimpleQueue[tuple[Record, Future[tuple[Record, bool]]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def submit(self, record: Record) -> Future[tuple[Record, bool]]:
+        """Queue ``record``; the future gives what :meth:`Store.save` returns."""
+        future: Future[tuple[Record, bool]] = Future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the store is closed")
+            if self._thread is None:
+                # started on first use: a store only read (the CLI) has none
+                self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
+                self._thread.start()
+            self._queue.put((record, future))
+        return future
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            group = [first]
+            last = False
+            while len(group) < self._most:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    last = True
+                    break
+                group.append(more)
+            self._write(group)
+            if last:
+                return
+
+    def _write(self, group: list[tuple[Record, Future[tuple[Record, bool]]]]) -> None:
+        # a future its caller cancelled is written all the same, and told nothing
+        waiting = [future.set_running_or_notify_cancel() for _, future in group]
+        try:
+            results: list[tuple[Record, bool] | BaseException] = list(
+                self._store.save_all([record for record, _ in group])
+            )
+        except Exception:
+            results = []
+            for record, _ in group:
+                try:
+                    results.append(self._store.save(record))
+                except Exception as exc:
+                    results.append(exc)
+        for (_, future), told, result in zip(group, waiting, results, strict=True):
+            if not told:
+                continue
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+    def close(self) -> None:
+        """Write what is queued, then stop the writer."""
+        with self._lock:
+            self._closed = True
+            thread = self._thread
+        if thread is not None:
+            self._queue.put(None)
+            thread.join()
 
 
 class SQLiteStore(Store):

@@ -94,6 +94,7 @@ def check_store(store: Store) -> None:
     store.save(new)
     assert [a.id for a in store.approvals("ref:Patient/new", "eocco329")] == ["new"]
     check_references_and_search(store)
+    check_saved_together(store, old)
     for n, url in enumerate([QUESTIONNAIRE, "https://x.example/Questionnaire/q_1|1"]):
         store.log_error(
             ErrorReport(f"e{n}", f"2026-11-2{n}T00:00:00", "r", url, {"issue": [{"code": "x"}]})
@@ -103,6 +104,33 @@ def check_store(store: Store) -> None:
     # a LIKE wildcard in a url matches only itself
     assert store.errors("https://x.example/Questionnaire/q%1") == []
     assert [e.id for e in store.errors("https://x.example/Questionnaire/q_1")] == ["e1"]
+
+
+def check_saved_together(store: Store, like: Record) -> None:
+    """Records saved in one transaction (the writer's group) are saved as
+    one by one: a response sent twice among them is stored once, the second
+    finding the first; one already stored is found; each new record gets
+    its own reference."""
+
+    def copy(rid: str, key: str) -> Record:
+        return Record(**{**like.__dict__, "id": rid, "response_key": key, "reference": None})
+
+    before = store.count()
+    saved = store.save_all(
+        [copy("g1", "key-g1"), copy("g2", "key-g1"), copy("g3", "key-new"), copy("g4", "key-g4")]
+    )
+    assert [(record.id, new) for record, new in saved] == [
+        ("g1", True),
+        ("g1", False),  # the same response twice in one group: the first
+        ("new", False),  # stored before: found
+        ("g4", True),
+    ]
+    assert store.count() == before + 2
+    references = {record.id: record.reference for record, _ in saved}
+    assert None not in references.values() and len(set(references.values())) == 3
+    stored = store.get("g4")
+    assert stored is not None and stored.reference == references["g4"]
+    assert store.save_all([]) == []
 
 
 def check_references_and_search(store: Store) -> None:

@@ -251,8 +251,8 @@ def test_internal_error_is_500_without_traceback_or_patient_data_in_the_log(
     caplog.set_level(logging.INFO, logger="dtr.service")
 
     class BrokenStore(SQLiteStore):
-        def save(self, record):  # type: ignore[no-untyped-def]
-            raise RuntimeError(f"disk on fire: {record.response['subject']} born 1968-04-12")
+        def save_all(self, records):  # type: ignore[no-untyped-def]
+            raise RuntimeError(f"disk on fire: {records[0].response['subject']} born 1968-04-12")
 
     app = create_app(
         Settings(database=":memory:"), catalog=catalog, store=BrokenStore(tmp_path / "s.db")

@@ -1,0 +1,124 @@
+"""The store's writer thread (``service.store.GroupCommit``): saves queued
+from many threads are all stored, each told its own record; a group whose
+transaction fails is saved one by one, so only the record at fault fails; a
+save whose caller stopped waiting is stored all the same; closing the store
+writes what is queued."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from service.store import Record, SQLiteStore
+
+
+def record(rid: str, key: str | None = None) -> Record:
+    return Record(
+        id=rid,
+        response_key=key or f"key-{rid}",
+        response_id=rid,
+        request_id="r",
+        received_at="2026-12-06T00:00:00+00:00",
+        questionnaire="https://x.example/Questionnaire/q|1",
+        policy="q",
+        policy_version="1",
+        evaluated_at="2026-12-06",
+        outcome="approved",
+        response={"resourceType": "QuestionnaireResponse", "subject": {"reference": "Patient/p"}},
+        determination={"outcome": "approved"},
+        claim_response={"resourceType": "ClaimResponse"},
+    )
+
+
+class GatedStore(SQLiteStore):
+    """A store whose group writes wait for ``gate``: the test queues saves
+    while the writer is held, so they are written as one group."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.groups: list[list[str]] = []
+
+    def save_all(self, records):  # type: ignore[no-untyped-def]
+        self.groups.append([r.id for r in records])
+        self.entered.set()
+        assert self.gate.wait(10)
+        return super().save_all(records)
+
+
+def test_saves_from_many_threads_are_all_stored(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.sqlite3")
+    records = [record(f"r{n}") for n in range(60)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        futures = list(pool.map(store.saves.submit, records))
+        saved = [future.result(timeout=30) for future in futures]
+    assert [(r.id, new) for r, new in saved] == [(r.id, True) for r in records]
+    assert store.count() == 60
+    assert len({r.reference for r, _ in saved}) == 60
+    store.close()
+
+
+def test_a_failing_group_is_saved_one_by_one(tmp_path: Path) -> None:
+    store = GatedStore(tmp_path / "s.sqlite3")
+    store.gate.set()
+    store.save(record("taken"))
+    store.gate.clear()
+    store.entered.clear()
+    first = store.saves.submit(record("first"))
+    assert store.entered.wait(10)  # the writer holds "first"; the rest queue
+    good = store.saves.submit(record("good"))
+    # a new response under an id already stored: the primary key refuses it
+    bad = store.saves.submit(record("taken", key="key-other"))
+    later = store.saves.submit(record("later"))
+    store.gate.set()
+    assert first.result(timeout=10)[1] is True
+    assert good.result(timeout=10)[1] is True and later.result(timeout=10)[1] is True
+    with pytest.raises(sqlite3.IntegrityError):
+        bad.result(timeout=10)
+    # written as one group, which failed, then one by one
+    assert ["good", "taken", "later"] in store.groups
+    assert {"first", "good", "later", "taken"} <= {r.id for r in stored(store)}
+    assert store.count() == 4
+    store.close()
+
+
+def test_a_save_whose_caller_stopped_waiting_is_stored(tmp_path: Path) -> None:
+    store = GatedStore(tmp_path / "s.sqlite3")
+    first = store.saves.submit(record("first"))
+    assert store.entered.wait(10)
+    abandoned: Future[tuple[Record, bool]] = store.saves.submit(record("abandoned"))
+    assert abandoned.cancel()
+    store.gate.set()
+    assert first.result(timeout=10)[1] is True
+    store.close()  # once the writer has written the queue
+    reopened = SQLiteStore(tmp_path / "s.sqlite3")
+    assert reopened.get("abandoned") is not None
+    reopened.close()
+
+
+def test_closing_the_store_writes_what_is_queued(tmp_path: Path) -> None:
+    store = GatedStore(tmp_path / "s.sqlite3")
+    futures = [store.saves.submit(record(f"r{n}")) for n in range(5)]
+    closing = threading.Thread(target=store.close)
+    assert store.entered.wait(10)
+    closing.start()
+    store.gate.set()
+    closing.join(10)
+    assert not closing.is_alive()
+    assert all(f.result(timeout=0)[1] for f in futures)
+    with pytest.raises(RuntimeError, match="closed"):
+        store.saves.submit(record("late"))
+    reopened = SQLiteStore(tmp_path / "s.sqlite3")
+    assert reopened.count() == 5
+    reopened.close()
+
+
+def stored(store: SQLiteStore) -> list[Record]:
+    with store.connections.reading() as db:
+        ids = [row[0] for row in db.execute("SELECT id FROM determinations")]
+    return [r for r in (store.get(i) for i in ids) if r is not None]
