@@ -25,6 +25,7 @@ from qpackage.catalog import Catalog
 from review.config import PayerConfig
 from review.notice import zone_of
 from scoring.outcome import InvalidInput, Issue, operation_outcome
+from service.jsontext import dump
 from service.settings import Settings
 from service.store import AuditEntry, Store
 
@@ -34,6 +35,9 @@ ACCEPTED_TYPES = {"application/fhir+json", "application/json"}
 
 class FHIRResponse(JSONResponse):
     media_type = FHIR_JSON
+
+    def render(self, content: Any) -> bytes:
+        return dump(content)
 
 
 def outcome_response(

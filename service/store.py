@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from review.reference import candidates
+from service.jsontext import canonical, dump_text
 from service.migrations import Database, migrate, search_text
 
 COLUMNS = (
@@ -61,8 +62,7 @@ def response_key(response: dict[str, Any], owner: str | None) -> str:
     canonical JSON, hashed. The owner is part of it: a copy of another
     caller's response is a new record of the copier's, never a way to the
     original's determination."""
-    canonical = json.dumps(response, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(f"{owner}\n{canonical}".encode()).hexdigest()
+    return hashlib.sha256(f"{owner}\n".encode() + canonical(response)).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ class Record:
 
     def row(self) -> tuple[Any, ...]:
         return tuple(
-            json.dumps(getattr(self, c)) if c in JSON_COLUMNS else getattr(self, c) for c in COLUMNS
+            dump_text(getattr(self, c)) if c in JSON_COLUMNS else getattr(self, c) for c in COLUMNS
         )
 
     @classmethod
