@@ -15,7 +15,7 @@ when, which member) before the route sees it.
 # dependency's annotations, and those below name the closure's requirement,
 # which only an annotation evaluated when the function is made can see.
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -26,7 +26,7 @@ from service.http import Service, not_found
 from service.store import Record
 
 
-def owned_record(kind: str, reader: Callable[..., Identity], suffix: str = "") -> Any:
+def owned_record(kind: str, reader: Callable[..., Awaitable[Identity]], suffix: str = "") -> Any:
     """``Depends`` for the record at the path's ``record_id``, read as
     ``kind`` (named so in the 404 and the audit, with ``suffix`` for a view
     of it such as ``/notice``) by a caller ``reader`` allows."""
@@ -44,7 +44,7 @@ def owned_record(kind: str, reader: Callable[..., Identity], suffix: str = "") -
     return Depends(record)
 
 
-def owned_draft(allowed: Callable[..., Identity]) -> Any:
+def owned_draft(allowed: Callable[..., Awaitable[Identity]]) -> Any:
     """``Depends`` for the caller's draft at the path's ``draft_id``, for a
     caller ``allowed`` allows; a draft is its practice's (or its system's)
     alone, so a caller without an owner has none."""
