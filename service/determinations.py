@@ -10,7 +10,6 @@ response, and the id of the ClaimResponse.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -259,7 +258,7 @@ def router(service: Service) -> APIRouter:
             # payers are in memory), and a thread hop cost more than it saved
             record = evaluate(resource, request_id(request), caller.owner)
             # stored before the reply, by the store's writer thread in a group
-            record, created = await asyncio.wrap_future(store.saves.submit(record))
+            record, created = await store.saves.save(record)
         base = service.base
         headers = {
             "Location": f"{base}/ClaimResponse/{record.id}",

@@ -6,6 +6,7 @@ writes what is queued."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -122,3 +123,36 @@ def stored(store: SQLiteStore) -> list[Record]:
     with store.connections.reading() as db:
         ids = [row[0] for row in db.execute("SELECT id FROM determinations")]
     return [r for r in (store.get(i) for i in ids) if r is not None]
+
+
+def test_coroutines_are_told_their_own_records(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.sqlite3")
+    records = [record(f"r{n}") for n in range(40)] + [record("again", key="key-r3")]
+
+    async def all_saved() -> list[tuple[Record, bool]]:
+        return list(await asyncio.gather(*(store.saves.save(r) for r in records)))
+
+    saved = asyncio.run(all_saved())
+    assert [(r.id, new) for r, new in saved] == [(f"r{n}", True) for n in range(40)] + [
+        ("r3", False)  # the same response again: the record stored first
+    ]
+    assert store.count() == 40
+    store.close()
+
+
+def test_a_coroutine_that_stopped_waiting_leaves_its_record_stored(tmp_path: Path) -> None:
+    store = GatedStore(tmp_path / "s.sqlite3")
+
+    async def abandon() -> None:
+        task = asyncio.ensure_future(store.saves.save(record("abandoned")))
+        await asyncio.to_thread(store.entered.wait, 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(abandon())
+    store.gate.set()
+    store.close()
+    reopened = SQLiteStore(tmp_path / "s.sqlite3")
+    assert reopened.get("abandoned") is not None
+    reopened.close()
