@@ -485,8 +485,9 @@ def unpack_data_urls(resource: Any) -> tuple[Any, list[str]]:
     not the ``contentType`` given is refused (422, naming the item): which
     of the two is the document's type cannot be told. What is not such a
     data URL is left for the checks to judge (its base64, size and type are
-    checked as any attachment's). A copy: the caller's resource is not
-    changed. Nothing deeper than ``MAX_DEPTH`` items is looked at: the
+    checked as any attachment's). The caller's resource is not changed: what
+    is rewritten is new, down from the top, and the rest is shared (the
+    resource itself when nothing is a data URL). Nothing deeper than ``MAX_DEPTH`` items is looked at: the
     structure check refuses such a response, and the walk stays bounded
     whatever is sent."""
     notes: list[str] = []
@@ -503,21 +504,24 @@ def _unpacked(resource: Any, depth: int, notes: list[str], issues: list[Issue]) 
     items = resource.get("item")
     if not isinstance(items, list):
         return resource
-    return {
-        **resource,
-        "item": [_unpacked_item(item, depth + 1, notes, issues) for item in items],
-    }
+    unpacked = [_unpacked_item(item, depth + 1, notes, issues) for item in items]
+    if all(new is old for new, old in zip(unpacked, items, strict=True)):
+        return resource
+    return {**resource, "item": unpacked}
 
 
 def _unpacked_item(item: Any, depth: int, notes: list[str], issues: list[Issue]) -> Any:
     if not isinstance(item, Mapping):
         return item
-    out = dict(_unpacked(item, depth, notes, issues))
+    inner = _unpacked(item, depth, notes, issues)
     answers = item.get("answer")
-    if isinstance(answers, list):
-        link = item.get("linkId")
-        out["answer"] = [_unpacked_answer(a, link, depth + 1, notes, issues) for a in answers]
-    return out
+    if not isinstance(answers, list):
+        return inner
+    link = item.get("linkId")
+    unpacked = [_unpacked_answer(a, link, depth + 1, notes, issues) for a in answers]
+    if inner is item and all(new is old for new, old in zip(unpacked, answers, strict=True)):
+        return item
+    return {**inner, "answer": unpacked}
 
 
 def _unpacked_answer(
@@ -525,7 +529,7 @@ def _unpacked_answer(
 ) -> Any:
     if not isinstance(answer, Mapping):
         return answer
-    out = dict(_unpacked(answer, depth, notes, issues))  # an answer's nested items
+    out = _unpacked(answer, depth, notes, issues)  # an answer's nested items
     value = answer.get("valueAttachment")
     data = value.get("data") if isinstance(value, Mapping) else None
     match = DATA_URL.fullmatch(data) if isinstance(data, str) else None
@@ -546,7 +550,7 @@ def _unpacked_answer(
     attachment = {**value, "data": match["payload"]}
     if kind and given is None:
         attachment["contentType"] = kind
-    out["valueAttachment"] = attachment
+    out = {**out, "valueAttachment": attachment}
     notes.append(
         f"The attachment of item {link} came as a data URL"
         f" (data:{kind or ''};base64,…): its prefix was removed and the document kept as sent"

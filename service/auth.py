@@ -61,6 +61,9 @@ UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 SUPPORTED_SCOPES = list(DTR_CLIENT_SCOPES)
 
 
+VERIFIED_TOKENS_KEPT = 4096
+
+
 class Authenticator:
     """Finds the caller of a request (``request.state.identity``)."""
 
@@ -68,12 +71,28 @@ class Authenticator:
         self.service = service
         self.accounts = accounts
         self._secret: str | None = None
+        # access tokens verified, by their text: a client sends one token
+        # until it expires, and verifying it (PyJWT) was 4% of a
+        # determination's time. Only its expiry can change what verifying
+        # it again would say (the secret is read once too), and that is
+        # checked each time; bounded by emptying it when full.
+        self._verified: dict[str, dict[str, Any]] = {}
 
     @property
     def secret(self) -> str:
         if self._secret is None:
             self._secret = self.accounts.secret()
         return self._secret
+
+    def _claims(self, token: str) -> dict[str, Any]:
+        claims = self._verified.get(token)
+        # expired as PyJWT has it: exp at or before now
+        if claims is None or claims["exp"] <= time.time():
+            claims = verify_token(token, self.secret, self.service.base)
+            if len(self._verified) >= VERIFIED_TOKENS_KEPT:
+                self._verified.clear()
+            self._verified[token] = claims
+        return claims
 
     async def identify(self, request: Request) -> Identity | None:
         request.state.identity = None
@@ -85,7 +104,7 @@ class Authenticator:
                 request.state.credential_error = "the Authorization header must be 'Bearer {token}'"
                 return None
             try:
-                claims = verify_token(token.strip(), self.secret, self.service.base)
+                claims = self._claims(token.strip())
             except InvalidToken as exc:
                 request.state.credential_error = str(exc)
                 return None

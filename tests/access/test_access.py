@@ -366,6 +366,24 @@ def test_a_token_not_ours_or_expired_is_401(app: Any, anonymous: TestClient) -> 
     assert basic.status_code == 401
 
 
+def test_a_token_accepted_before_is_refused_once_it_expires(
+    app: Any, anonymous: TestClient
+) -> None:
+    """The service keeps the tokens it has verified; a kept one is refused
+    from its expiry on, as one never seen is."""
+    secret = Accounts(app.state.store).secret()
+    expires = int(time.time()) + 2
+    claims = {"iss": "http://127.0.0.1:8080", "aud": "http://127.0.0.1:8080", "sub": CLIENT_ID,
+              "scope": ALL_SCOPES, "exp": expires}  # fmt: skip
+    header = {"Authorization": f"Bearer {jwt.encode(claims, secret, algorithm='HS256')}"}
+    assert anonymous.get("/Questionnaire", headers=header).status_code == 200
+    assert anonymous.get("/Questionnaire", headers=header).status_code == 200  # kept
+    time.sleep(max(0.0, expires - time.time()) + 0.05)
+    reply = anonymous.get("/Questionnaire", headers=header)
+    assert reply.status_code == 401
+    assert "expired" in reply.json()["issue"][0]["diagnostics"]
+
+
 def test_a_scope_too_narrow_is_403(app: Any, catalog: Catalog) -> None:
     reader = authorize(TestClient(app), "forms-only", "system/Questionnaire.rs")
     assert reader.get("/Questionnaire/eocco329-initial").status_code == 200

@@ -21,6 +21,7 @@ from qpackage.catalog import Catalog, receive, score_json
 from scoring import InvalidInput, score
 from scoring.fhir_outputs import claim_response
 from scoring.fill import fill
+from scoring.response import unpack_data_urls
 from service.app import create_app
 from service.settings import Settings
 from tests.support.callers import authorize
@@ -177,6 +178,8 @@ def test_a_file_sent_as_a_data_url_is_taken_as_its_bytes_and_type(catalog: Catal
     report["data"] = "data:application/pdf;base64,not base64!"
     problem = refused(catalog, json.dumps(response))
     assert "I.D.2.documentation" in problem and "base64" in problem.lower()
+    plain = approved(catalog)  # no data URL: nothing rewritten, nothing copied
+    assert unpack_data_urls(plain) == (plain, []) and unpack_data_urls(plain)[0] is plain
 
 
 @pytest.fixture()
