@@ -38,6 +38,7 @@ def _load(name: str) -> ModuleType:
         ("bench_large_form", ["--sizes", "10", "30", "--rounds", "1"], "| 30 |"),
         ("bench_impact", ["--requests", "30", "--rounds", "1"], "requests/s"),
         ("bench_start", ["--rounds", "1"], "catalog from the cache"),
+        ("bench_goals", ["--quick"], "| durable determinations/s (SQLite) | "),
     ],
 )
 def test_benchmark_runs(
