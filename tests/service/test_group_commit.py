@@ -9,12 +9,16 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
 from service.store import Record, SQLiteStore
+
+T = TypeVar("T")
 
 
 def record(rid: str, key: str | None = None) -> Record:
@@ -119,6 +123,13 @@ def test_closing_the_store_writes_what_is_queued(tmp_path: Path) -> None:
     reopened.close()
 
 
+def in_a_thread(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """``asyncio.run(main())`` on a thread of its own: the suite's browser
+    tests leave an event loop running on the main thread."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(main())).result(timeout=60)
+
+
 def stored(store: SQLiteStore) -> list[Record]:
     with store.connections.reading() as db:
         ids = [row[0] for row in db.execute("SELECT id FROM determinations")]
@@ -132,7 +143,7 @@ def test_coroutines_are_told_their_own_records(tmp_path: Path) -> None:
     async def all_saved() -> list[tuple[Record, bool]]:
         return list(await asyncio.gather(*(store.saves.save(r) for r in records)))
 
-    saved = asyncio.run(all_saved())
+    saved = in_a_thread(all_saved)
     assert [(r.id, new) for r, new in saved] == [(f"r{n}", True) for n in range(40)] + [
         ("r3", False)  # the same response again: the record stored first
     ]
@@ -150,7 +161,7 @@ def test_a_coroutine_that_stopped_waiting_leaves_its_record_stored(tmp_path: Pat
         with pytest.raises(asyncio.CancelledError):
             await task
 
-    asyncio.run(abandon())
+    in_a_thread(abandon)
     store.gate.set()
     store.close()
     reopened = SQLiteStore(tmp_path / "s.sqlite3")
