@@ -272,7 +272,10 @@ def _listen(family: socket.AddressFamily, address: tuple[object, ...]) -> socket
     connection's addresses. With one socket shared by all, the worker that
     woke first took every connection waiting: wrk's 32 connections, opened
     at once, all went to one of two workers (588 determinations/s, one core
-    busy, against 933/s at 64 clients that happened to split)."""
+    busy, against 933/s at 64 clients that happened to split). The price: a
+    connection still waiting in a worker's queue when that worker dies is
+    reset (its client connects again), where one shared queue kept it for
+    the other workers."""
     sock = _reusable(family)
     sock.bind(address)
     sock.listen(2048)
