@@ -28,6 +28,7 @@ import asyncio
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import queue
 import sqlite3
@@ -45,6 +46,8 @@ from typing import Any, Protocol
 from review.reference import candidates
 from service.jsontext import canonical, dump_text
 from service.migrations import Database, migrate, search_text
+
+log = logging.getLogger("dtr.service")
 
 COLUMNS = (
     "id", "response_key", "response_id", "request_id", "received_at", "questionnaire", "policy",
@@ -880,8 +883,10 @@ class GroupCommit:
     loop are told their group's results in one call into the loop (a
     wake-up of the loop each was 7% of a determination's time). When a
     group's transaction fails, its records are saved one by one, so only the
-    one at fault fails. A save is written even if its caller stopped
-    waiting: nothing accepted is dropped."""
+    one at fault fails; a fault of the writer's own fails its group's waiters
+    with the error (logged by its type alone), and the writer goes on. A save
+    is written even if its caller stopped waiting: nothing accepted is
+    dropped."""
 
     def __init__(self, store: Store, most: int = 64) -> None:
         self._store = store
@@ -930,7 +935,12 @@ class GroupCommit:
                     last = True
                     break
                 group.append(more)
-            self._write(group)
+            try:
+                self._write(group)
+            except Exception as exc:  # a fault of the writer's own: no waiter is left hanging
+                # the type and place only: a message may quote a record
+                log.error("the store's writer failed a group: %s", type(exc).__name__)
+                self._tell([(waiter, exc) for _, waiter in group])
             if last:
                 return
 
@@ -951,11 +961,19 @@ class GroupCommit:
                     results.append(self._store.save(record))
                 except Exception as exc:
                     results.append(exc)
+        self._tell(
+            [(w, result) for (_, w), result, tell in zip(group, results, told, strict=True) if tell]
+        )
+
+    @staticmethod
+    def _tell(told: list[tuple[_Waiter, Any]]) -> None:
+        """Each waiter its result (a record, or the exception that stopped
+        it): a thread's future at once, each loop's coroutines in one call."""
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Saved], Any]]] = {}
-        for (_, waiter), tell, result in zip(group, told, results, strict=True):
+        for waiter, result in told:
             if waiter.loop is not None:
                 by_loop.setdefault(waiter.loop, []).append((waiter.future, result))  # type: ignore[arg-type]
-            elif tell:
+            elif not waiter.future.done():
                 _settle(waiter.future, result)
         for loop, settled in by_loop.items():
             # a loop that has closed has nobody waiting any more

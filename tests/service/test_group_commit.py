@@ -167,3 +167,33 @@ def test_a_coroutine_that_stopped_waiting_leaves_its_record_stored(tmp_path: Pat
     reopened = SQLiteStore(tmp_path / "s.sqlite3")
     assert reopened.get("abandoned") is not None
     reopened.close()
+
+
+def test_a_fault_of_the_writer_is_told_and_the_writer_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A writer that cannot match results to its group (a planted fault:
+    ``save_all`` answering for none) fails that group's waiters, thread and
+    coroutine alike, with the error instead of leaving them waiting for
+    ever; the log names the error's type only; the next save is written."""
+
+    class Miscounting(SQLiteStore):
+        fault = True
+
+        def save_all(self, records):  # type: ignore[no-untyped-def]
+            saved = super().save_all(records)
+            return [] if self.fault else saved
+
+    store = Miscounting(tmp_path / "s.sqlite3")
+    with pytest.raises(ValueError):
+        store.saves.submit(record("a")).result(timeout=10)
+
+    async def saved() -> tuple[Record, bool]:
+        return await asyncio.wait_for(store.saves.save(record("b")), 10)
+
+    with pytest.raises(ValueError):
+        in_a_thread(saved)
+    assert "the store's writer failed a group: ValueError" in caplog.text
+    store.fault = False
+    assert store.saves.submit(record("c")).result(timeout=10)[1] is True
+    store.close()
