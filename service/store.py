@@ -55,6 +55,7 @@ COLUMNS = (
     "member", "owner", "state", "priority", "decided_at", "reviewer", "recommendation",
     "submitted", "reference", "search_patient", "search_member_id", "replied_at",
 )  # fmt: skip
+_REFERENCE = COLUMNS.index("reference")
 HISTORY = "id, questionnaire, evaluated_at"
 AUDIT_COLUMNS = ("id", "at", "request_id", "who", "what", "member")
 ERROR_COLUMNS = ("id", "received_at", "request_id", "questionnaire", "outcome")
@@ -483,12 +484,16 @@ class Store:
             for record in records
             for patient, member_id in (search_text(record.response),)
         ]
+        # the rows' JSON written before the write lock is taken, which every
+        # process waits for: only the reference is filled in under it
+        rows = {record.id: list(record.row()) for record in prepared}
         with self.connections.writing() as db:
             m = db.mark
             chosen = _with_references(db, prepared)
             first_of_key: dict[str, Record] = {}
             for record in chosen:
                 first_of_key.setdefault(record.response_key, record)
+                rows[record.id][_REFERENCE] = record.reference
             fresh = list(first_of_key.values())
             row = f"({', '.join([m] * len(COLUMNS))})"
             inserted = {
@@ -497,7 +502,7 @@ class Store:
                     f"INSERT INTO determinations ({', '.join(COLUMNS)})"
                     f" VALUES {', '.join([row] * len(fresh))}"
                     " ON CONFLICT (response_key) DO NOTHING RETURNING id",
-                    tuple(value for record in fresh for value in record.row()),
+                    tuple(value for record in fresh for value in rows[record.id]),
                 )
             }
             stored: dict[str, Record] = {}
